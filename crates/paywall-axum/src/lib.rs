@@ -1,0 +1,138 @@
+//! axum integration for the [`paywall`] crate: everything an axum application needs,
+//! from one crate.
+//!
+//! Protect routes with [`Paywall::layer`] through `route_layer` (so unmatched paths
+//! still answer 404, not 401), and read the billed customer with the [`Customer`]
+//! extractor.
+//!
+//! ```
+//! use axum::{routing::get, Json, Router};
+//! use paywall_axum::{Charge, Customer, Paywall};
+//! # use paywall_axum::{BackendError, BillingBackend, CustomerRef, Identity, IdentityError, IdentityResolver, Limits, UsageEvent};
+//! # struct Header;
+//! # impl IdentityResolver for Header {
+//! #     async fn resolve(&self, p: &http::request::Parts) -> Result<Option<Identity>, IdentityError> {
+//! #         Ok(p.headers.get("x-user").and_then(|v| v.to_str().ok()).map(Identity::new))
+//! #     }
+//! # }
+//! # struct Free;
+//! # impl BillingBackend for Free {
+//! #     async fn ensure_customer(&self, i: &Identity) -> Result<CustomerRef, BackendError> { Ok(CustomerRef::new(format!("cus_{}", i.external_ref))) }
+//! #     async fn check_limits(&self, _: &CustomerRef, _: &str, _: &str) -> Result<Limits, BackendError> { Ok(Limits::remaining(5)) }
+//! #     async fn record_usage(&self, _: &[UsageEvent]) -> Result<(), BackendError> { Ok(()) }
+//! # }
+//!
+//! async fn hello(customer: Customer) -> Json<serde_json::Value> {
+//!     Json(serde_json::json!({ "customerRef": customer.reference().as_str() }))
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let (resolver, backend) = (Header, Free);
+//! let paywall = Paywall::builder(resolver, backend).build()?;
+//! let app: Router = Router::new()
+//!     .route("/api/hello", get(hello))
+//!     .route_layer(paywall.layer(Charge::new("prd_quickstart"))?)
+//!     .route("/health", get(|| async { "ok" }));
+//! # let _ = app;
+//! # Ok(())
+//! # }
+//! ```
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+pub use paywall::*;
+
+/// The billed customer of the request, as the paywall layer admitted it.
+///
+/// Extracting it on a route that is not behind the paywall layer is a server
+/// misconfiguration, answered 500 with a body that says so. Use `Option<Customer>`
+/// where the layer may admit callers without a customer (fail-open policy).
+#[derive(Clone, Debug)]
+pub struct Customer(pub paywall::Customer);
+
+impl std::ops::Deref for Customer {
+    type Target = paywall::Customer;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+/// The [`Customer`] extractor found no customer on the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MissingCustomer;
+
+impl IntoResponse for MissingCustomer {
+    fn into_response(self) -> Response {
+        let message = "This route extracts the paywall's Customer but is not behind the paywall \
+                       layer (add `.route_layer(paywall.layer(...))`), or the layer admitted the \
+                       request without a customer under a fail-open policy.";
+        let body = serde_json::json!({
+            "success": false,
+            "error": "Internal Server Error",
+            "kind": "paywall_misconfigured",
+            "message": message,
+        });
+        (StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response()
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Customer {
+    type Rejection = MissingCustomer;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<paywall::Customer>()
+            .cloned()
+            .map(Customer)
+            .ok_or(MissingCustomer)
+    }
+}
+
+impl<S: Send + Sync> axum::extract::OptionalFromRequestParts<S> for Customer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        Ok(parts
+            .extensions
+            .get::<paywall::Customer>()
+            .cloned()
+            .map(Customer))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::routing::get;
+    use axum::Router;
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn customer_outside_the_layer_is_a_clear_500() {
+        let app: Router = Router::new().route("/", get(|_: Customer| async { "unreachable" }));
+        let response = app
+            .oneshot(axum::http::Request::new(Body::empty()))
+            .await
+            .expect("infallible");
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let bytes = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .expect("body");
+        let body: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
+        assert_eq!(body["kind"], "paywall_misconfigured");
+    }
+}

@@ -1,0 +1,316 @@
+//! The synchronous ledger operations. Each runs on one connection, inside a transaction
+//! where it must be atomic; [`LocalBackend`](crate::LocalBackend) runs them on Tokio's
+//! blocking pool.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use paywall::{Identity, UsageEvent};
+use rand::distr::Alphanumeric;
+use rand::Rng;
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+use crate::{LocalError, Plan, Product};
+
+pub(crate) fn now_ms() -> i64 {
+    millis(SystemTime::now())
+}
+
+pub(crate) fn millis(at: SystemTime) -> i64 {
+    at.duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// `prefix_` followed by 20 random alphanumerics.
+pub(crate) fn new_reference(prefix: &str) -> String {
+    let suffix: String = rand::rng()
+        .sample_iter(&Alphanumeric)
+        .take(20)
+        .map(char::from)
+        .collect();
+    format!("{prefix}_{suffix}")
+}
+
+/// Inserts or updates a product and its plans.
+pub(crate) fn upsert_product(conn: &mut Connection, product: &Product) -> Result<(), LocalError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute(
+        "INSERT INTO products(reference, name) VALUES (?1, ?2)
+         ON CONFLICT(reference) DO UPDATE SET name = excluded.name",
+        params![product.reference, product.name],
+    )?;
+    for plan in [&product.free_plan, &product.paid_plan] {
+        tx.execute(
+            "INSERT INTO plans(reference, product_ref, name, units, period_secs, price_cents, is_free)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT(reference) DO UPDATE SET name = excluded.name, units = excluded.units,
+                 period_secs = excluded.period_secs, price_cents = excluded.price_cents,
+                 is_free = excluded.is_free",
+            params![
+                plan.reference,
+                product.reference,
+                plan.name,
+                to_i64(plan.units),
+                to_i64(plan.period.as_secs().max(1)),
+                to_i64(plan.price_cents),
+                plan.price_cents == 0,
+            ],
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// Find-or-create by external reference; atomic (one immediate transaction).
+pub(crate) fn ensure_customer(
+    conn: &mut Connection,
+    identity: &Identity,
+) -> Result<String, LocalError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let existing: Option<String> = tx
+        .query_row(
+            "SELECT reference FROM customers WHERE external_ref = ?1",
+            [&identity.external_ref],
+            |row| row.get(0),
+        )
+        .optional()?;
+    let reference = match existing {
+        Some(reference) => reference,
+        None => {
+            let reference = new_reference("cus");
+            tx.execute(
+                "INSERT INTO customers(reference, external_ref, email, name, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    reference,
+                    identity.external_ref,
+                    identity.email,
+                    identity.name,
+                    now_ms()
+                ],
+            )?;
+            reference
+        }
+    };
+    tx.commit()?;
+    Ok(reference)
+}
+
+/// What `check_limits` needs from the ledger.
+pub(crate) struct Allowance {
+    pub(crate) plan: String,
+    pub(crate) units: u64,
+    pub(crate) used: u64,
+    pub(crate) period_end_ms: i64,
+    pub(crate) is_free: bool,
+}
+
+pub(crate) fn allowance(
+    conn: &Connection,
+    customer: &str,
+    product: &str,
+    meter: &str,
+    now: i64,
+) -> Result<Allowance, LocalError> {
+    let created_at: i64 = conn
+        .query_row(
+            "SELECT created_at FROM customers WHERE reference = ?1",
+            [customer],
+            |row| row.get(0),
+        )
+        .optional()?
+        .ok_or_else(|| LocalError::NotFound(format!("customer {customer}")))?;
+    let purchased: Option<(String, i64, i64, i64)> = conn
+        .query_row(
+            "SELECT p.reference, p.units, p.period_secs, u.started_at
+             FROM purchases u JOIN plans p ON p.reference = u.plan_ref
+             WHERE u.customer_ref = ?1 AND u.product_ref = ?2 AND u.status = 'active'
+             ORDER BY u.started_at DESC LIMIT 1",
+            params![customer, product],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+        )
+        .optional()?;
+    let (plan, units, period_secs, anchor, is_free) = match purchased {
+        Some((plan, units, period, started)) => (plan, units, period, started, false),
+        None => {
+            let (plan, units, period): (String, i64, i64) = conn
+                .query_row(
+                    "SELECT reference, units, period_secs FROM plans
+                     WHERE product_ref = ?1 AND is_free = 1 LIMIT 1",
+                    [product],
+                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+                )
+                .optional()?
+                .ok_or_else(|| LocalError::NotFound(format!("product {product}")))?;
+            (plan, units, period, created_at, true)
+        }
+    };
+    let period_ms = period_secs.max(1).saturating_mul(1000);
+    let elapsed = now.saturating_sub(anchor).max(0);
+    let period_start = anchor + (elapsed / period_ms) * period_ms;
+    let used: i64 = conn.query_row(
+        "SELECT COALESCE(SUM(units), 0) FROM usage_events
+         WHERE customer_ref = ?1 AND product_ref = ?2 AND meter = ?3
+           AND outcome = 'success' AND occurred_at >= ?4",
+        params![customer, product, meter, period_start],
+        |row| row.get(0),
+    )?;
+    Ok(Allowance {
+        plan,
+        units: u64::try_from(units).unwrap_or(0),
+        used: u64::try_from(used).unwrap_or(0),
+        period_end_ms: period_start.saturating_add(period_ms),
+        is_free,
+    })
+}
+
+/// Inserts events, ignoring those whose idempotency key is already recorded.
+/// Returns how many were new.
+pub(crate) fn record_usage(
+    conn: &mut Connection,
+    events: &[UsageEvent],
+) -> Result<usize, LocalError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut inserted = 0;
+    {
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO usage_events(idempotency_key, customer_ref, product_ref, meter, units,
+                                      outcome, occurred_at, recorded_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             ON CONFLICT(idempotency_key) DO NOTHING",
+        )?;
+        let recorded_at = now_ms();
+        for event in events {
+            inserted += insert.execute(params![
+                event.idempotency_key,
+                event.customer.as_str(),
+                &*event.product,
+                &*event.meter,
+                to_i64(event.units),
+                event.outcome.as_str(),
+                millis(event.timestamp),
+                recorded_at,
+            ])?;
+        }
+    }
+    tx.commit()?;
+    Ok(inserted)
+}
+
+/// Moves the customer to the product's paid plan, starting a new period now.
+pub(crate) fn purchase(
+    conn: &mut Connection,
+    customer: &str,
+    product: &str,
+) -> Result<Plan, LocalError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let exists: bool = tx
+        .query_row(
+            "SELECT 1 FROM customers WHERE reference = ?1",
+            [customer],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some();
+    if !exists {
+        return Err(LocalError::NotFound(format!("customer {customer}")));
+    }
+    let plan = paid_plan(&tx, product)?;
+    tx.execute(
+        "UPDATE purchases SET status = 'replaced'
+         WHERE customer_ref = ?1 AND product_ref = ?2 AND status = 'active'",
+        params![customer, product],
+    )?;
+    tx.execute(
+        "INSERT INTO purchases(reference, customer_ref, product_ref, plan_ref, status, started_at)
+         VALUES (?1, ?2, ?3, ?4, 'active', ?5)",
+        params![
+            new_reference("pur"),
+            customer,
+            product,
+            plan.reference,
+            now_ms()
+        ],
+    )?;
+    tx.commit()?;
+    Ok(plan)
+}
+
+pub(crate) fn paid_plan(conn: &Connection, product: &str) -> Result<Plan, LocalError> {
+    conn.query_row(
+        "SELECT reference, name, units, period_secs, price_cents FROM plans
+         WHERE product_ref = ?1 AND is_free = 0 ORDER BY price_cents LIMIT 1",
+        [product],
+        |row| {
+            Ok(Plan {
+                reference: row.get(0)?,
+                name: row.get(1)?,
+                units: u64::try_from(row.get::<_, i64>(2)?).unwrap_or(0),
+                period: Duration::from_secs(u64::try_from(row.get::<_, i64>(3)?).unwrap_or(1)),
+                price_cents: u64::try_from(row.get::<_, i64>(4)?).unwrap_or(0),
+            })
+        },
+    )
+    .optional()?
+    .ok_or_else(|| LocalError::NotFound(format!("a paid plan for product {product}")))
+}
+
+/// One row of the usage ledger.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LedgerRow {
+    /// The event's idempotency key.
+    pub idempotency_key: String,
+    /// The billed customer.
+    pub customer_ref: String,
+    /// The product.
+    pub product_ref: String,
+    /// The meter.
+    pub meter: String,
+    /// Units consumed.
+    pub units: u64,
+    /// `success`, `paywall` or `fail`.
+    pub outcome: String,
+}
+
+pub(crate) fn ledger(
+    conn: &Connection,
+    customer: Option<&str>,
+) -> Result<Vec<LedgerRow>, LocalError> {
+    let mut query = conn.prepare(
+        "SELECT idempotency_key, customer_ref, product_ref, meter, units, outcome
+         FROM usage_events WHERE ?1 IS NULL OR customer_ref = ?1 ORDER BY id",
+    )?;
+    let rows = query.query_map([customer], |row| {
+        Ok(LedgerRow {
+            idempotency_key: row.get(0)?,
+            customer_ref: row.get(1)?,
+            product_ref: row.get(2)?,
+            meter: row.get(3)?,
+            units: u64::try_from(row.get::<_, i64>(4)?).unwrap_or(0),
+            outcome: row.get(5)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub(crate) fn customer_by_external_ref(
+    conn: &Connection,
+    external_ref: &str,
+) -> Result<Option<String>, LocalError> {
+    Ok(conn
+        .query_row(
+            "SELECT reference FROM customers WHERE external_ref = ?1",
+            [external_ref],
+            |row| row.get(0),
+        )
+        .optional()?)
+}
+
+pub(crate) fn count_customers(conn: &Connection) -> Result<u64, LocalError> {
+    let count: i64 = conn.query_row("SELECT COUNT(*) FROM customers", [], |row| row.get(0))?;
+    Ok(u64::try_from(count).unwrap_or(0))
+}
+
+fn to_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}

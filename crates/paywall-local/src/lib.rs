@@ -1,0 +1,517 @@
+//! The paywall's embedded billing backend: a SQLite ledger (customers, products, plans,
+//! purchases, usage) in a file or in memory, and a local checkout where "paying" moves a
+//! customer to a paid plan, so the whole paywall loop runs with no billing account.
+//!
+//! ```
+//! use paywall::{BillingBackend, Identity};
+//! use paywall_local::{LocalBackend, Product};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let backend = LocalBackend::builder()
+//!     .product(Product::new("prd_quickstart").free_units(5))
+//!     .checkout_url("http://127.0.0.1:3000/checkout")
+//!     .open()?; // in memory; `.path("ledger.db")` for a file
+//!
+//! let customer = backend.ensure_customer(&Identity::new("user-1")).await?;
+//! assert!(customer.as_str().starts_with("cus_"));
+//! let limits = backend.check_limits(&customer, "prd_quickstart", "requests").await?;
+//! assert_eq!(limits.remaining, 5);
+//!
+//! backend.purchase(customer.as_str(), "prd_quickstart").await?; // the checkout's "pay"
+//! let limits = backend.check_limits(&customer, "prd_quickstart", "requests").await?;
+//! assert_eq!(limits.remaining, 1000);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Every SQLite call runs on Tokio's blocking pool, never on the async workers. The
+//! ledger's `idempotency_key` column is unique, so a replayed usage event is ignored;
+//! ensure-customer runs in one immediate transaction, so concurrent calls for one
+//! external reference create one customer.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+#[cfg(feature = "checkout")]
+pub mod checkout;
+mod ledger;
+mod schema;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, UNIX_EPOCH};
+
+use paywall::{BackendError, BillingBackend, CustomerRef, Identity, Limits, UsageEvent};
+use rusqlite::Connection;
+
+pub use ledger::LedgerRow;
+pub use schema::SCHEMA_VERSION;
+
+/// An embedded backend failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LocalError {
+    /// SQLite reported an error.
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A customer, product or plan does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The database was written by a newer version of this crate.
+    #[error("the ledger's schema version {found} is newer than this build supports ({supported})")]
+    SchemaTooNew {
+        /// The version found in the file.
+        found: u32,
+        /// The newest version this build knows.
+        supported: u32,
+    },
+    /// The blocking task running the query did not complete (runtime shutting down).
+    #[error("the ledger task did not complete")]
+    TaskFailed,
+}
+
+impl From<LocalError> for BackendError {
+    fn from(err: LocalError) -> Self {
+        match err {
+            LocalError::NotFound(what) => BackendError::NotFound(what),
+            other => BackendError::unavailable(other.to_string()),
+        }
+    }
+}
+
+/// A plan of a product: units per period at a price.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    /// The plan reference (`pln_...`).
+    pub reference: String,
+    /// Display name.
+    pub name: String,
+    /// Units per period.
+    pub units: u64,
+    /// Length of a period.
+    pub period: Duration,
+    /// Price per period in cents (0 for the free plan).
+    pub price_cents: u64,
+}
+
+/// A product with its free plan (every customer's default) and one paid plan.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Product {
+    pub(crate) reference: String,
+    pub(crate) name: String,
+    pub(crate) free_plan: Plan,
+    pub(crate) paid_plan: Plan,
+}
+
+const MONTH: Duration = Duration::from_secs(30 * 24 * 3600);
+
+impl Product {
+    /// A product with 5 free units and a paid plan of 1,000 units (9.00 per period),
+    /// periods of 30 days.
+    pub fn new(reference: impl Into<String>) -> Self {
+        let reference = reference.into();
+        Self {
+            name: reference.clone(),
+            free_plan: Plan {
+                reference: format!("pln_{reference}_free"),
+                name: "Free".into(),
+                units: 5,
+                period: MONTH,
+                price_cents: 0,
+            },
+            paid_plan: Plan {
+                reference: format!("pln_{reference}_pro"),
+                name: "Pro".into(),
+                units: 1000,
+                period: MONTH,
+                price_cents: 900,
+            },
+            reference,
+        }
+    }
+
+    /// Display name.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Units per period on the free plan.
+    pub fn free_units(mut self, units: u64) -> Self {
+        self.free_plan.units = units;
+        self
+    }
+
+    /// Units per period on the paid plan.
+    pub fn paid_units(mut self, units: u64) -> Self {
+        self.paid_plan.units = units;
+        self
+    }
+
+    /// Price of the paid plan, in cents per period (at least 1).
+    pub fn price_cents(mut self, cents: u64) -> Self {
+        self.paid_plan.price_cents = cents.max(1);
+        self
+    }
+
+    /// Length of a period, for both plans.
+    pub fn period(mut self, period: Duration) -> Self {
+        self.free_plan.period = period;
+        self.paid_plan.period = period;
+        self
+    }
+}
+
+/// Configures and opens a [`LocalBackend`].
+#[derive(Debug, Default)]
+pub struct LocalBackendBuilder {
+    path: Option<PathBuf>,
+    products: Vec<Product>,
+    checkout_url: Option<String>,
+}
+
+impl LocalBackendBuilder {
+    /// Keep the ledger in this SQLite file (created if missing). Default: in memory.
+    pub fn path(mut self, path: impl AsRef<Path>) -> Self {
+        self.path = Some(path.as_ref().to_path_buf());
+        self
+    }
+
+    /// Create or update this product and its plans on open.
+    pub fn product(mut self, product: Product) -> Self {
+        self.products.push(product);
+        self
+    }
+
+    /// The local checkout page (see [`checkout`]) put in 402 answers, as
+    /// `<url>?customer=cus_...&product=prd_...`.
+    pub fn checkout_url(mut self, url: impl Into<String>) -> Self {
+        self.checkout_url = Some(url.into());
+        self
+    }
+
+    /// Opens the ledger, creating or migrating its schema. Blocking: call it at start-up.
+    pub fn open(self) -> Result<LocalBackend, LocalError> {
+        let mut conn = match &self.path {
+            Some(path) => {
+                let conn = Connection::open(path)?;
+                conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
+                conn
+            }
+            None => Connection::open_in_memory()?,
+        };
+        conn.busy_timeout(Duration::from_secs(5))?;
+        schema::migrate(&mut conn)?;
+        for product in &self.products {
+            ledger::upsert_product(&mut conn, product)?;
+        }
+        Ok(LocalBackend {
+            inner: Arc::new(Inner {
+                conn: Mutex::new(conn),
+                checkout_url: self.checkout_url,
+                path: self.path,
+            }),
+        })
+    }
+}
+
+struct Inner {
+    conn: Mutex<Connection>,
+    checkout_url: Option<String>,
+    path: Option<PathBuf>,
+}
+
+/// The embedded billing backend. Cheap to clone; clones share one ledger.
+#[derive(Clone)]
+pub struct LocalBackend {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for LocalBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LocalBackend")
+            .field("path", &self.inner.path)
+            .field("checkout_url", &self.inner.checkout_url)
+            .finish()
+    }
+}
+
+impl LocalBackend {
+    /// Starts configuring a backend.
+    pub fn builder() -> LocalBackendBuilder {
+        LocalBackendBuilder::default()
+    }
+
+    async fn run<T, F>(&self, f: F) -> Result<T, LocalError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, LocalError> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            let mut conn = inner
+                .conn
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            f(&mut conn)
+        })
+        .await
+        .map_err(|_| LocalError::TaskFailed)?
+    }
+
+    /// The checkout URL for `customer` and `product`, when a checkout is configured.
+    pub fn checkout_url_for(&self, customer: &str, product: &str) -> Option<String> {
+        let base = self.inner.checkout_url.as_ref()?;
+        let query = form_urlencoded::Serializer::new(String::new())
+            .append_pair("customer", customer)
+            .append_pair("product", product)
+            .finish();
+        let separator = if base.contains('?') { '&' } else { '?' };
+        Some(format!("{base}{separator}{query}"))
+    }
+
+    /// Moves `customer` to `product`'s paid plan, starting a new period now: what the
+    /// local checkout's "pay" button does.
+    pub async fn purchase(&self, customer: &str, product: &str) -> Result<Plan, LocalError> {
+        let (customer, product) = (customer.to_owned(), product.to_owned());
+        self.run(move |conn| ledger::purchase(conn, &customer, &product))
+            .await
+    }
+
+    /// The paid plan a checkout for `product` would buy.
+    pub async fn paid_plan(&self, product: &str) -> Result<Plan, LocalError> {
+        let product = product.to_owned();
+        self.run(move |conn| ledger::paid_plan(conn, &product))
+            .await
+    }
+
+    /// The usage ledger, optionally for one customer, in insertion order.
+    pub async fn ledger(&self, customer: Option<&str>) -> Result<Vec<LedgerRow>, LocalError> {
+        let customer = customer.map(str::to_owned);
+        self.run(move |conn| ledger::ledger(conn, customer.as_deref()))
+            .await
+    }
+
+    /// The customer reference of `external_ref`, if one exists.
+    pub async fn customer_by_external_ref(
+        &self,
+        external_ref: &str,
+    ) -> Result<Option<String>, LocalError> {
+        let external_ref = external_ref.to_owned();
+        self.run(move |conn| ledger::customer_by_external_ref(conn, &external_ref))
+            .await
+    }
+
+    /// How many customers exist.
+    pub async fn customer_count(&self) -> Result<u64, LocalError> {
+        self.run(|conn| ledger::count_customers(conn)).await
+    }
+
+    /// Records usage and returns how many events were new (replays are ignored).
+    pub async fn record(&self, events: &[UsageEvent]) -> Result<usize, LocalError> {
+        let events = events.to_vec();
+        self.run(move |conn| ledger::record_usage(conn, &events))
+            .await
+    }
+}
+
+impl BillingBackend for LocalBackend {
+    async fn ensure_customer(&self, identity: &Identity) -> Result<CustomerRef, BackendError> {
+        let identity = identity.clone();
+        let reference = self
+            .run(move |conn| ledger::ensure_customer(conn, &identity))
+            .await?;
+        Ok(CustomerRef::new(reference))
+    }
+
+    async fn check_limits(
+        &self,
+        customer: &CustomerRef,
+        product: &str,
+        meter: &str,
+    ) -> Result<Limits, BackendError> {
+        let (c, p, m) = (customer.to_string(), product.to_owned(), meter.to_owned());
+        let allowance = self
+            .run(move |conn| ledger::allowance(conn, &c, &p, &m, ledger::now_ms()))
+            .await?;
+        let remaining = allowance.units.saturating_sub(allowance.used);
+        Ok(Limits {
+            within_limits: remaining > 0,
+            remaining,
+            checkout_url: if allowance.is_free || remaining == 0 {
+                self.checkout_url_for(customer.as_str(), product)
+            } else {
+                None
+            },
+            activation_required: false,
+            confirmation_url: None,
+            plan: Some(allowance.plan),
+            resets_at: u64::try_from(allowance.period_end_ms)
+                .ok()
+                .map(|ms| UNIX_EPOCH + Duration::from_millis(ms)),
+        })
+    }
+
+    async fn record_usage(&self, events: &[UsageEvent]) -> Result<(), BackendError> {
+        self.record(events).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use paywall::Outcome;
+    use std::time::SystemTime;
+
+    fn backend() -> LocalBackend {
+        LocalBackend::builder()
+            .product(Product::new("prd_a").free_units(3).paid_units(10))
+            .checkout_url("http://127.0.0.1:9/checkout")
+            .open()
+            .expect("open in memory")
+    }
+
+    fn event(customer: &CustomerRef, key: &str) -> UsageEvent {
+        UsageEvent {
+            idempotency_key: key.into(),
+            customer: customer.clone(),
+            product: "prd_a".into(),
+            meter: "requests".into(),
+            units: 1,
+            outcome: Outcome::Success,
+            timestamp: SystemTime::now(),
+            duration: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn ensure_customer_is_idempotent_and_concurrent_safe() {
+        let backend = backend();
+        let mut tasks = Vec::new();
+        for _ in 0..20 {
+            let backend = backend.clone();
+            tasks.push(tokio::spawn(async move {
+                backend.ensure_customer(&Identity::new("same-user")).await
+            }));
+        }
+        let mut refs = Vec::new();
+        for task in tasks {
+            refs.push(task.await.expect("join").expect("ensure"));
+        }
+        assert!(refs.iter().all(|r| r == &refs[0]));
+        assert_eq!(backend.customer_count().await.expect("count"), 1);
+    }
+
+    #[tokio::test]
+    async fn replayed_events_are_ignored_and_usage_reduces_remaining() {
+        let backend = backend();
+        let customer = backend
+            .ensure_customer(&Identity::new("u"))
+            .await
+            .expect("ensure");
+        let events = [event(&customer, "k1"), event(&customer, "k2")];
+        assert_eq!(backend.record(&events).await.expect("record"), 2);
+        assert_eq!(backend.record(&events).await.expect("replay"), 0);
+        assert_eq!(backend.ledger(None).await.expect("ledger").len(), 2);
+        let limits = backend
+            .check_limits(&customer, "prd_a", "requests")
+            .await
+            .expect("limits");
+        assert_eq!(limits.remaining, 1);
+        assert!(limits.within_limits);
+        assert_eq!(limits.plan.as_deref(), Some("pln_prd_a_free"));
+        let url = limits.checkout_url.expect("checkout url");
+        assert_eq!(
+            url,
+            format!("http://127.0.0.1:9/checkout?customer={customer}&product=prd_a")
+        );
+    }
+
+    #[tokio::test]
+    async fn unknown_customer_or_product_is_not_found() {
+        let backend = backend();
+        let customer = backend
+            .ensure_customer(&Identity::new("u"))
+            .await
+            .expect("ensure");
+        let err = backend
+            .check_limits(&customer, "prd_missing", "requests")
+            .await;
+        assert!(matches!(err, Err(BackendError::NotFound(_))));
+        let err = backend
+            .check_limits(&CustomerRef::new("cus_nobody"), "prd_a", "requests")
+            .await;
+        assert!(matches!(err, Err(BackendError::NotFound(_))));
+        assert!(matches!(
+            backend.purchase("cus_nobody", "prd_a").await,
+            Err(LocalError::NotFound(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn purchase_moves_the_customer_to_the_paid_plan() {
+        let backend = backend();
+        let customer = backend
+            .ensure_customer(&Identity::new("u"))
+            .await
+            .expect("ensure");
+        let events: Vec<_> = (0..3).map(|i| event(&customer, &format!("k{i}"))).collect();
+        backend.record(&events).await.expect("record");
+        let limits = backend
+            .check_limits(&customer, "prd_a", "requests")
+            .await
+            .expect("limits");
+        assert!(!limits.within_limits);
+        let plan = backend
+            .purchase(customer.as_str(), "prd_a")
+            .await
+            .expect("purchase");
+        assert_eq!(plan.units, 10);
+        let limits = backend
+            .check_limits(&customer, "prd_a", "requests")
+            .await
+            .expect("limits");
+        assert_eq!(limits.remaining, 10);
+        assert_eq!(limits.plan.as_deref(), Some("pln_prd_a_pro"));
+    }
+
+    #[tokio::test]
+    async fn a_file_ledger_survives_reopening() {
+        let dir =
+            std::env::temp_dir().join(format!("paywall-local-{}", ledger::new_reference("t")));
+        std::fs::create_dir_all(&dir).expect("tmp dir");
+        let path = dir.join("ledger.db");
+        let open = || {
+            LocalBackend::builder()
+                .path(&path)
+                .product(Product::new("prd_a"))
+                .open()
+                .expect("open file")
+        };
+        let customer = {
+            let backend = open();
+            let customer = backend
+                .ensure_customer(&Identity::new("u"))
+                .await
+                .expect("ensure");
+            backend
+                .record(&[event(&customer, "k")])
+                .await
+                .expect("record");
+            customer
+        };
+        let backend = open();
+        assert_eq!(
+            backend
+                .ensure_customer(&Identity::new("u"))
+                .await
+                .expect("ensure"),
+            customer
+        );
+        assert_eq!(backend.ledger(None).await.expect("ledger").len(), 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,71 @@
+//! The ledger's schema, created and migrated on open (`PRAGMA user_version`).
+
+use rusqlite::Connection;
+
+/// Each entry migrates the schema from version `index` to `index + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 1: customers, products, plans, purchases, the usage ledger.
+    "CREATE TABLE customers (
+        reference    TEXT PRIMARY KEY,
+        external_ref TEXT UNIQUE,
+        email        TEXT,
+        name         TEXT,
+        created_at   INTEGER NOT NULL
+    );
+    CREATE TABLE products (
+        reference TEXT PRIMARY KEY,
+        name      TEXT NOT NULL
+    );
+    CREATE TABLE plans (
+        reference   TEXT PRIMARY KEY,
+        product_ref TEXT NOT NULL REFERENCES products(reference),
+        name        TEXT NOT NULL,
+        units       INTEGER NOT NULL,
+        period_secs INTEGER NOT NULL,
+        price_cents INTEGER NOT NULL,
+        is_free     INTEGER NOT NULL
+    );
+    CREATE TABLE purchases (
+        reference    TEXT PRIMARY KEY,
+        customer_ref TEXT NOT NULL REFERENCES customers(reference),
+        product_ref  TEXT NOT NULL REFERENCES products(reference),
+        plan_ref     TEXT NOT NULL REFERENCES plans(reference),
+        status       TEXT NOT NULL,
+        started_at   INTEGER NOT NULL
+    );
+    CREATE INDEX purchases_by_customer ON purchases(customer_ref, product_ref, status);
+    CREATE TABLE usage_events (
+        id              INTEGER PRIMARY KEY,
+        idempotency_key TEXT NOT NULL UNIQUE,
+        customer_ref    TEXT NOT NULL,
+        product_ref     TEXT NOT NULL,
+        meter           TEXT NOT NULL,
+        units           INTEGER NOT NULL,
+        outcome         TEXT NOT NULL,
+        occurred_at     INTEGER NOT NULL,
+        recorded_at     INTEGER NOT NULL
+    );
+    CREATE INDEX usage_by_customer ON usage_events(customer_ref, product_ref, meter, occurred_at);",
+];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// Brings the database to [`SCHEMA_VERSION`], one transaction per step.
+pub(crate) fn migrate(conn: &mut Connection) -> Result<(), crate::LocalError> {
+    conn.pragma_update(None, "foreign_keys", true)?;
+    let current: u32 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    if current > SCHEMA_VERSION {
+        return Err(crate::LocalError::SchemaTooNew {
+            found: current,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", index as u32 + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}

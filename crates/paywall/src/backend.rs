@@ -1,0 +1,286 @@
+//! Where customers, limits and usage live: the [`BillingBackend`] trait and its types.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::identity::{BoxFuture, Identity};
+
+/// A billing customer's reference (`cus_...`), cheap to clone.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CustomerRef(Arc<str>);
+
+impl CustomerRef {
+    /// Wraps a reference issued by the billing backend.
+    pub fn new(reference: impl Into<Arc<str>>) -> Self {
+        Self(reference.into())
+    }
+
+    /// The reference as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for CustomerRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for CustomerRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl AsRef<str> for CustomerRef {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A customer's allowance for one product and meter, as the backend reports it.
+///
+/// `remaining` is the number of units left before the request being checked, as in
+/// SolvaPay's `POST /v1/sdk/limits`. Checking limits never consumes allowance.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// Whether the customer may use the product at all right now.
+    pub within_limits: bool,
+    /// Units left in the current period.
+    pub remaining: u64,
+    /// Where the customer can buy more (put in the 402 body).
+    pub checkout_url: Option<String>,
+    /// The customer must activate a plan before using the product.
+    pub activation_required: bool,
+    /// Where the customer confirms an activation, when the backend has one.
+    pub confirmation_url: Option<String>,
+    /// The customer's current plan, when the backend names it.
+    pub plan: Option<String>,
+    /// When the allowance resets (sent as `Retry-After` on a 402).
+    pub resets_at: Option<SystemTime>,
+}
+
+impl Limits {
+    /// A plain allowance of `remaining` units with no checkout information.
+    pub fn remaining(remaining: u64) -> Self {
+        Self {
+            within_limits: remaining > 0,
+            remaining,
+            ..Self::default()
+        }
+    }
+}
+
+/// How a metered request ended, in SolvaPay's vocabulary.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// The handler succeeded: the units consume allowance.
+    Success,
+    /// The request was stopped by the paywall.
+    Paywall,
+    /// The handler failed.
+    Fail,
+}
+
+impl Outcome {
+    /// The wire name (`success`, `paywall`, `fail`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Paywall => "paywall",
+            Outcome::Fail => "fail",
+        }
+    }
+}
+
+/// One metered use of a product.
+///
+/// The idempotency key is fixed when the event is created and sent unchanged on every
+/// retry, so a backend that de-duplicates on it counts the event once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UsageEvent {
+    /// Unique per event, stable across retries.
+    pub idempotency_key: String,
+    /// The billed customer.
+    pub customer: CustomerRef,
+    /// The product reference.
+    pub product: Arc<str>,
+    /// The meter name (for example `requests`).
+    pub meter: Arc<str>,
+    /// Units consumed.
+    pub units: u64,
+    /// How the request ended.
+    pub outcome: Outcome,
+    /// When the request was admitted.
+    pub timestamp: SystemTime,
+    /// How long the handler took.
+    pub duration: Option<Duration>,
+}
+
+/// A billing backend failed.
+///
+/// The texts are for logs and diagnostics; the paywall never sends them to clients.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum BackendError {
+    /// The backend could not be reached or answered a transient failure (timeouts,
+    /// connection errors, 408, 429, 5xx). Worth retrying, after `retry_after` if given.
+    #[error("billing backend unavailable: {message}")]
+    Unavailable {
+        /// What went wrong, for the logs.
+        message: String,
+        /// How long the backend asked us to wait, when it said.
+        retry_after: Option<Duration>,
+    },
+    /// The customer or product does not exist at the backend.
+    #[error("not found at the billing backend: {0}")]
+    NotFound(String),
+    /// The backend refused the request for good (bad input, bad credentials).
+    /// Retrying the same request will not help.
+    #[error("rejected by the billing backend: {0}")]
+    Rejected(String),
+}
+
+impl BackendError {
+    /// A transient failure with no retry hint.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        BackendError::Unavailable {
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// Whether retrying the same call later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, BackendError::Unavailable { .. })
+    }
+
+    /// The wait the backend asked for, if any.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            BackendError::Unavailable { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// A billing provider: customers, limits and usage.
+///
+/// Implementations: `paywall-local` (embedded SQLite ledger) and, over HTTP, SolvaPay.
+///
+/// * `ensure_customer` is find-or-create and must be idempotent: the same
+///   `external_ref` always yields the same reference, also under concurrent calls.
+/// * `check_limits` is read-only.
+/// * `record_usage` must de-duplicate on [`UsageEvent::idempotency_key`]: the recorder
+///   retries a whole batch after a transient failure.
+///
+/// ```
+/// use paywall::{BackendError, BillingBackend, CustomerRef, Identity, Limits, UsageEvent};
+///
+/// /// Everyone is a customer with unlimited allowance (a toy for the example).
+/// struct Unlimited;
+///
+/// impl BillingBackend for Unlimited {
+///     async fn ensure_customer(&self, identity: &Identity) -> Result<CustomerRef, BackendError> {
+///         Ok(CustomerRef::new(format!("cus_{}", identity.external_ref)))
+///     }
+///     async fn check_limits(&self, _: &CustomerRef, _: &str, _: &str) -> Result<Limits, BackendError> {
+///         Ok(Limits::remaining(u64::MAX / 2))
+///     }
+///     async fn record_usage(&self, _events: &[UsageEvent]) -> Result<(), BackendError> {
+///         Ok(())
+///     }
+/// }
+/// ```
+pub trait BillingBackend: Send + Sync + 'static {
+    /// Finds or creates the customer for `identity.external_ref`.
+    fn ensure_customer(
+        &self,
+        identity: &Identity,
+    ) -> impl Future<Output = Result<CustomerRef, BackendError>> + Send;
+
+    /// The customer's allowance for `product` on `meter`.
+    fn check_limits(
+        &self,
+        customer: &CustomerRef,
+        product: &str,
+        meter: &str,
+    ) -> impl Future<Output = Result<Limits, BackendError>> + Send;
+
+    /// Records a batch of usage events, idempotently.
+    fn record_usage(
+        &self,
+        events: &[UsageEvent],
+    ) -> impl Future<Output = Result<(), BackendError>> + Send;
+}
+
+impl<T: BillingBackend> BillingBackend for Arc<T> {
+    fn ensure_customer(
+        &self,
+        identity: &Identity,
+    ) -> impl Future<Output = Result<CustomerRef, BackendError>> + Send {
+        T::ensure_customer(self, identity)
+    }
+
+    fn check_limits(
+        &self,
+        customer: &CustomerRef,
+        product: &str,
+        meter: &str,
+    ) -> impl Future<Output = Result<Limits, BackendError>> + Send {
+        T::check_limits(self, customer, product, meter)
+    }
+
+    fn record_usage(
+        &self,
+        events: &[UsageEvent],
+    ) -> impl Future<Output = Result<(), BackendError>> + Send {
+        T::record_usage(self, events)
+    }
+}
+
+/// The object-safe form of [`BillingBackend`] the engine stores.
+pub(crate) trait DynBackend: Send + Sync {
+    fn ensure_customer_boxed<'a>(
+        &'a self,
+        identity: &'a Identity,
+    ) -> BoxFuture<'a, Result<CustomerRef, BackendError>>;
+    fn check_limits_boxed<'a>(
+        &'a self,
+        customer: &'a CustomerRef,
+        product: &'a str,
+        meter: &'a str,
+    ) -> BoxFuture<'a, Result<Limits, BackendError>>;
+    fn record_usage_boxed<'a>(
+        &'a self,
+        events: &'a [UsageEvent],
+    ) -> BoxFuture<'a, Result<(), BackendError>>;
+}
+
+impl<T: BillingBackend> DynBackend for T {
+    fn ensure_customer_boxed<'a>(
+        &'a self,
+        identity: &'a Identity,
+    ) -> BoxFuture<'a, Result<CustomerRef, BackendError>> {
+        Box::pin(self.ensure_customer(identity))
+    }
+
+    fn check_limits_boxed<'a>(
+        &'a self,
+        customer: &'a CustomerRef,
+        product: &'a str,
+        meter: &'a str,
+    ) -> BoxFuture<'a, Result<Limits, BackendError>> {
+        Box::pin(self.check_limits(customer, product, meter))
+    }
+
+    fn record_usage_boxed<'a>(
+        &'a self,
+        events: &'a [UsageEvent],
+    ) -> BoxFuture<'a, Result<(), BackendError>> {
+        Box::pin(self.record_usage(events))
+    }
+}

@@ -1,0 +1,226 @@
+//! The local countdown for one (customer, product, meter).
+//!
+//! Admission must be exact on one process: with N units left, at most N concurrent
+//! requests pass. The budget keeps three monotonic-ish counters:
+//!
+//! * `consumed`: units this process admitted, minus units given back by failed requests;
+//! * `acked`: units of those that the backend has acknowledged (recorded);
+//! * `limit`: the backend's `remaining` at the last refresh, plus `acked` as read
+//!   *before* that refresh's call went out.
+//!
+//! A reservation succeeds when `consumed + units <= limit`, decided by one
+//! compare-and-swap on `consumed`, so concurrent reservations can never overshoot.
+//!
+//! Why `limit = remaining + acked_before` is right: after a refresh, the units still
+//! allowed are `remaining - (consumed - counted)`, where `counted` is what the backend
+//! had already counted of our consumption when it answered. Every unit acknowledged
+//! before the call went out was counted, so `counted >= acked_before`, and admitting
+//! while `consumed < remaining + acked_before` never admits more than the backend
+//! allows. (Units acknowledged while the call was in flight are subtracted twice until
+//! the next refresh: the error is on the safe side and does not accumulate.) Because
+//! the new limit does not depend on `consumed`, a refresh is a single store that never
+//! races with reservations.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use crate::backend::Limits;
+
+#[derive(Debug)]
+pub(crate) struct Budget {
+    limit: AtomicU64,
+    consumed: AtomicU64,
+    acked: AtomicU64,
+    /// Engine-clock milliseconds after which the budget must be refreshed.
+    refresh_at: AtomicU64,
+    /// Whether the last refresh succeeded.
+    healthy: AtomicBool,
+    /// Bumped after every refresh attempt, successful or not.
+    attempts: AtomicU64,
+    /// Serialises refreshes: one backend call at a time per budget.
+    refresh_gate: tokio::sync::Mutex<()>,
+    /// The backend's last answer, read only to build a 402.
+    info: RwLock<Arc<Limits>>,
+}
+
+impl Budget {
+    pub(crate) fn new(limits: Limits, acked_before: u64, refresh_at: u64) -> Self {
+        let budget = Self {
+            limit: AtomicU64::new(0),
+            consumed: AtomicU64::new(0),
+            acked: AtomicU64::new(0),
+            refresh_at: AtomicU64::new(0),
+            healthy: AtomicBool::new(true),
+            attempts: AtomicU64::new(0),
+            refresh_gate: tokio::sync::Mutex::new(()),
+            info: RwLock::new(Arc::new(Limits::default())),
+        };
+        budget.apply(limits, acked_before, refresh_at);
+        budget
+    }
+
+    /// Reserves `units` if they fit. Exact under any concurrency.
+    pub(crate) fn try_reserve(&self, units: u64) -> bool {
+        let limit = self.limit.load(Ordering::Acquire);
+        self.consumed
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |consumed| {
+                consumed.checked_add(units).filter(|next| *next <= limit)
+            })
+            .is_ok()
+    }
+
+    /// Reserves `units` whether or not they fit (fail-open admissions still count).
+    pub(crate) fn force_reserve(&self, units: u64) {
+        self.consumed.fetch_add(units, Ordering::AcqRel);
+    }
+
+    /// Gives back units reserved by a request that did not succeed.
+    pub(crate) fn release(&self, units: u64) {
+        self.consumed.fetch_sub(units, Ordering::AcqRel);
+    }
+
+    /// The backend has recorded `units` of our consumption.
+    pub(crate) fn ack(&self, units: u64) {
+        self.acked.fetch_add(units, Ordering::AcqRel);
+    }
+
+    pub(crate) fn acked(&self) -> u64 {
+        self.acked.load(Ordering::Acquire)
+    }
+
+    /// Units left as this process sees them.
+    pub(crate) fn remaining(&self) -> u64 {
+        self.limit
+            .load(Ordering::Acquire)
+            .saturating_sub(self.consumed.load(Ordering::Acquire))
+    }
+
+    /// Units admitted here that the backend has not acknowledged yet.
+    #[cfg(test)]
+    pub(crate) fn unacknowledged(&self) -> u64 {
+        self.consumed
+            .load(Ordering::Acquire)
+            .saturating_sub(self.acked.load(Ordering::Acquire))
+    }
+
+    /// Installs a fresh answer from the backend.
+    pub(crate) fn apply(&self, limits: Limits, acked_before: u64, refresh_at: u64) {
+        let allowed = if limits.within_limits {
+            limits.remaining
+        } else {
+            0
+        };
+        self.limit
+            .store(allowed.saturating_add(acked_before), Ordering::Release);
+        if let Ok(mut info) = self.info.write() {
+            *info = Arc::new(limits);
+        }
+        self.healthy.store(true, Ordering::Release);
+        self.refresh_at.store(refresh_at, Ordering::Release);
+    }
+
+    /// Records a failed refresh: keep the counters, retry after `retry_at`.
+    pub(crate) fn mark_failed(&self, retry_at: u64) {
+        self.healthy.store(false, Ordering::Release);
+        self.refresh_at.store(retry_at, Ordering::Release);
+    }
+
+    /// Forces a refresh on the next request (after a purchase, say).
+    pub(crate) fn mark_stale(&self) {
+        self.refresh_at.store(0, Ordering::Release);
+    }
+
+    pub(crate) fn needs_refresh(&self, now: u64) -> bool {
+        now >= self.refresh_at.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn refresh_at(&self) -> u64 {
+        self.refresh_at.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn attempts(&self) -> u64 {
+        self.attempts.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn bump_attempts(&self) {
+        self.attempts.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub(crate) fn gate(&self) -> &tokio::sync::Mutex<()> {
+        &self.refresh_gate
+    }
+
+    pub(crate) fn info(&self) -> Arc<Limits> {
+        match self.info.read() {
+            Ok(info) => Arc::clone(&info),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reservations_never_exceed_the_limit_under_contention() {
+        let budget = Arc::new(Budget::new(Limits::remaining(5), 0, u64::MAX));
+        let admitted = Arc::new(AtomicU64::new(0));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let budget = Arc::clone(&budget);
+                let admitted = Arc::clone(&admitted);
+                std::thread::spawn(move || {
+                    for _ in 0..100 {
+                        if budget.try_reserve(1) {
+                            admitted.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().expect("thread panicked");
+        }
+        assert_eq!(admitted.load(Ordering::Relaxed), 5);
+        assert_eq!(budget.remaining(), 0);
+    }
+
+    #[test]
+    fn released_units_can_be_reserved_again() {
+        let budget = Budget::new(Limits::remaining(2), 0, u64::MAX);
+        assert!(budget.try_reserve(2));
+        assert!(!budget.try_reserve(1));
+        budget.release(1);
+        assert!(budget.try_reserve(1));
+        assert!(!budget.try_reserve(1));
+    }
+
+    #[test]
+    fn a_refresh_subtracts_units_the_backend_has_not_acknowledged() {
+        // The backend starts with 10; we admit 4 and the backend has recorded 1 of them.
+        let budget = Budget::new(Limits::remaining(10), 0, 0);
+        assert!(budget.try_reserve(4));
+        budget.ack(1);
+        // A refresh now returns 9 (the backend counted 1). 3 units are still in flight.
+        let acked_before = budget.acked();
+        budget.apply(Limits::remaining(9), acked_before, 0);
+        assert_eq!(budget.remaining(), 6);
+        assert_eq!(budget.unacknowledged(), 3);
+    }
+
+    #[test]
+    fn outside_limits_admits_nothing_whatever_remaining_says() {
+        let limits = Limits {
+            within_limits: false,
+            remaining: 3,
+            ..Limits::default()
+        };
+        let budget = Budget::new(limits, 0, 0);
+        assert!(!budget.try_reserve(1));
+    }
+}

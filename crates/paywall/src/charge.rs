@@ -1,0 +1,150 @@
+//! What a protected route costs: [`Charge`].
+
+use std::sync::Arc;
+
+use crate::policy::FailPolicy;
+
+/// The largest number of units one request may cost (SolvaPay's bound on an event).
+pub const MAX_UNITS: u64 = 100_000;
+
+/// What one protected route charges: a product, a meter, a number of units, and
+/// optionally its own [`FailPolicy`].
+///
+/// ```
+/// use paywall::{Charge, FailPolicy};
+///
+/// let search = Charge::new("prd_search").meter("queries").units(5);
+/// let health = Charge::new("prd_search").fail_policy(FailPolicy::Open);
+/// # let _ = (search, health);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Charge {
+    pub(crate) product: String,
+    pub(crate) meter: String,
+    pub(crate) units: u64,
+    pub(crate) fail_policy: Option<FailPolicy>,
+}
+
+impl Charge {
+    /// One unit of `product` on the `requests` meter per admitted request.
+    pub fn new(product: impl Into<String>) -> Self {
+        Self {
+            product: product.into(),
+            meter: "requests".to_owned(),
+            units: 1,
+            fail_policy: None,
+        }
+    }
+
+    /// The meter the units are counted on (default `requests`).
+    pub fn meter(mut self, meter: impl Into<String>) -> Self {
+        self.meter = meter.into();
+        self
+    }
+
+    /// Units per admitted request (default 1, at most [`MAX_UNITS`]).
+    pub fn units(mut self, units: u64) -> Self {
+        self.units = units;
+        self
+    }
+
+    /// Overrides the paywall's fail policy for this route.
+    pub fn fail_policy(mut self, policy: FailPolicy) -> Self {
+        self.fail_policy = Some(policy);
+        self
+    }
+
+    /// The product reference.
+    pub fn product(&self) -> &str {
+        &self.product
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        if !is_reference(&self.product) {
+            return Err(ConfigError::InvalidProduct(self.product.clone()));
+        }
+        if !is_reference(&self.meter) {
+            return Err(ConfigError::InvalidMeter(self.meter.clone()));
+        }
+        if self.units == 0 || self.units > MAX_UNITS {
+            return Err(ConfigError::InvalidUnits(self.units));
+        }
+        Ok(())
+    }
+}
+
+/// A product or meter name: 1 to 128 visible ASCII characters, no spaces or quotes.
+fn is_reference(value: &str) -> bool {
+    (1..=128).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+}
+
+/// A charge as the engine uses it: validated, interned, cheap to share.
+#[derive(Debug)]
+pub(crate) struct RouteCharge {
+    pub(crate) product: Arc<str>,
+    pub(crate) meter: Arc<str>,
+    pub(crate) units: u64,
+    pub(crate) fail_policy: FailPolicy,
+    /// Interned (product, meter) pair: the budget key's second half.
+    pub(crate) meter_id: u32,
+}
+
+/// The paywall or a route was configured wrongly. Raised when the paywall or a layer is
+/// built, never at the first request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The product reference is empty, too long or has characters outside visible ASCII.
+    #[error("invalid product reference {0:?}: expected 1 to 128 visible ASCII characters")]
+    InvalidProduct(String),
+    /// The meter name is empty, too long or has characters outside visible ASCII.
+    #[error("invalid meter name {0:?}: expected 1 to 128 visible ASCII characters")]
+    InvalidMeter(String),
+    /// The cost is zero or above [`MAX_UNITS`].
+    #[error("invalid cost of {0} units: expected 1 to {MAX_UNITS}")]
+    InvalidUnits(u64),
+    /// A setting is out of range.
+    #[error("invalid setting {name}: {reason}")]
+    InvalidSetting {
+        /// The builder method.
+        name: &'static str,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The paywall was built outside a Tokio runtime (its usage recorder is a task).
+    #[error("the paywall must be built inside a Tokio runtime: its usage recorder runs as a task")]
+    NoRuntime,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_rejects_bad_products_meters_and_costs() {
+        assert!(Charge::new("prd_ok").validate().is_ok());
+        assert_eq!(
+            Charge::new("").validate(),
+            Err(ConfigError::InvalidProduct(String::new()))
+        );
+        assert!(matches!(
+            Charge::new("prd with space").validate(),
+            Err(ConfigError::InvalidProduct(_))
+        ));
+        assert!(matches!(
+            Charge::new("prd_ok").meter("").validate(),
+            Err(ConfigError::InvalidMeter(_))
+        ));
+        assert_eq!(
+            Charge::new("prd_ok").units(0).validate(),
+            Err(ConfigError::InvalidUnits(0))
+        );
+        assert_eq!(
+            Charge::new("prd_ok").units(MAX_UNITS + 1).validate(),
+            Err(ConfigError::InvalidUnits(MAX_UNITS + 1))
+        );
+    }
+}

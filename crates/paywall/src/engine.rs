@@ -1,0 +1,749 @@
+//! The engine every adapter drives: [`Paywall`], its builder and [`Admission`].
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use http::request::Parts;
+use http::{Response, StatusCode};
+use moka::future::Cache;
+use tracing::{debug, info, warn};
+
+use crate::backend::{BackendError, BillingBackend, CustomerRef, DynBackend, Outcome, UsageEvent};
+use crate::budget::Budget;
+use crate::charge::{Charge, ConfigError, RouteCharge};
+use crate::customer::Customer;
+use crate::identity::{DynResolver, Identity, IdentityError, IdentityResolver};
+use crate::layer::PaywallLayer;
+use crate::policy::FailPolicy;
+use crate::recorder::{FlushReport, Pending, RecorderConfig, UsageRecorder};
+use crate::rejection::{PaymentRequired, Rejection, Unauthenticated};
+
+type SuccessFn = dyn Fn(StatusCode) -> bool + Send + Sync;
+type RejectionFn = dyn Fn(&Rejection) -> Response<Bytes> + Send + Sync;
+
+/// The paywall engine: identity resolver, billing backend, caches, usage recorder and
+/// policy. Cheap to clone (an `Arc`); every layer and adapter shares one.
+///
+/// ```
+/// use paywall::{Charge, Paywall};
+/// # use paywall::{BackendError, BillingBackend, CustomerRef, Identity, IdentityError, IdentityResolver, Limits, UsageEvent};
+/// # struct Header;
+/// # impl IdentityResolver for Header {
+/// #     async fn resolve(&self, p: &http::request::Parts) -> Result<Option<Identity>, IdentityError> {
+/// #         Ok(p.headers.get("x-user").and_then(|v| v.to_str().ok()).map(Identity::new))
+/// #     }
+/// # }
+/// # struct Free;
+/// # impl BillingBackend for Free {
+/// #     async fn ensure_customer(&self, i: &Identity) -> Result<CustomerRef, BackendError> { Ok(CustomerRef::new(format!("cus_{}", i.external_ref))) }
+/// #     async fn check_limits(&self, _: &CustomerRef, _: &str, _: &str) -> Result<Limits, BackendError> { Ok(Limits::remaining(5)) }
+/// #     async fn record_usage(&self, _: &[UsageEvent]) -> Result<(), BackendError> { Ok(()) }
+/// # }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), paywall::ConfigError> {
+/// let paywall = Paywall::builder(Header, Free)
+///     .limits_ttl(std::time::Duration::from_secs(10))
+///     .build()?;
+/// let layer = paywall.layer(Charge::new("prd_quickstart"))?;
+/// # let _ = layer;
+/// let report = paywall.shutdown(std::time::Duration::from_secs(5)).await;
+/// assert!(report.is_complete());
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Paywall {
+    pub(crate) engine: Arc<Engine>,
+}
+
+impl fmt::Debug for Paywall {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Paywall")
+            .field("fail_policy", &self.engine.fail_policy)
+            .field("limits_ttl", &self.engine.limits_ttl)
+            .field("cached_customers", &self.engine.customers.entry_count())
+            .field("cached_budgets", &self.engine.budgets.entry_count())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A validated [`Charge`], bound to one paywall. Obtained from [`Paywall::route`].
+#[derive(Clone, Debug)]
+pub struct Route {
+    pub(crate) charge: Arc<RouteCharge>,
+}
+
+impl Route {
+    /// The product this route charges.
+    pub fn product(&self) -> &str {
+        &self.charge.product
+    }
+
+    /// Units per admitted request.
+    pub fn units(&self) -> u64 {
+        self.charge.units
+    }
+}
+
+/// Builds a [`Paywall`]; see [`Paywall::builder`].
+pub struct PaywallBuilder {
+    resolver: Box<dyn DynResolver>,
+    backend: Arc<dyn DynBackend>,
+    customer_ttl: Duration,
+    limits_ttl: Duration,
+    idle_timeout: Duration,
+    max_customers: u64,
+    max_budgets: u64,
+    fail_policy: FailPolicy,
+    failure_backoff: Duration,
+    recorder: RecorderConfig,
+    success: Arc<SuccessFn>,
+    on_rejection: Option<Arc<RejectionFn>>,
+}
+
+impl fmt::Debug for PaywallBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PaywallBuilder")
+            .field("customer_ttl", &self.customer_ttl)
+            .field("limits_ttl", &self.limits_ttl)
+            .field("fail_policy", &self.fail_policy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PaywallBuilder {
+    /// How long an externalRef → customer mapping is cached (default 1 hour).
+    pub fn customer_ttl(mut self, ttl: Duration) -> Self {
+        self.customer_ttl = ttl;
+        self
+    }
+
+    /// How long a budget is used before the backend is asked again (default 30 s).
+    /// Between refreshes the local countdown is exact for this process.
+    pub fn limits_ttl(mut self, ttl: Duration) -> Self {
+        self.limits_ttl = ttl;
+        self
+    }
+
+    /// Budgets unused for this long are evicted (default 1 hour).
+    pub fn idle_timeout(mut self, idle: Duration) -> Self {
+        self.idle_timeout = idle;
+        self
+    }
+
+    /// Most customers cached (default 100,000).
+    pub fn max_customers(mut self, max: u64) -> Self {
+        self.max_customers = max;
+        self
+    }
+
+    /// Most budgets cached (default 100,000).
+    pub fn max_budgets(mut self, max: u64) -> Self {
+        self.max_budgets = max;
+        self
+    }
+
+    /// What to do when the backend is unreachable (default [`FailPolicy::Closed`]).
+    pub fn fail_policy(mut self, policy: FailPolicy) -> Self {
+        self.fail_policy = policy;
+        self
+    }
+
+    /// After a failed limits refresh, how long to wait before asking the backend again
+    /// (default 2 s); also the `Retry-After` of 503s when the backend gave none.
+    pub fn failure_backoff(mut self, backoff: Duration) -> Self {
+        self.failure_backoff = backoff;
+        self
+    }
+
+    /// How usage is batched and retried.
+    pub fn recorder(mut self, config: RecorderConfig) -> Self {
+        self.recorder = config;
+        self
+    }
+
+    /// Which handler statuses consume allowance (default: 2xx). Other statuses give the
+    /// reserved units back.
+    pub fn success_when(mut self, f: impl Fn(StatusCode) -> bool + Send + Sync + 'static) -> Self {
+        self.success = Arc::new(f);
+        self
+    }
+
+    /// Replaces the default 401/402/503 responses.
+    ///
+    /// ```
+    /// # use paywall::{Rejection, PaywallBuilder};
+    /// # fn configure(builder: PaywallBuilder) -> PaywallBuilder {
+    /// builder.on_rejection(|rejection: &Rejection| {
+    ///     let mut response = rejection.to_response();
+    ///     response.headers_mut().insert("x-paywall", http::HeaderValue::from_static("1"));
+    ///     response
+    /// })
+    /// # }
+    /// ```
+    pub fn on_rejection(
+        mut self,
+        f: impl Fn(&Rejection) -> Response<Bytes> + Send + Sync + 'static,
+    ) -> Self {
+        self.on_rejection = Some(Arc::new(f));
+        self
+    }
+
+    /// Builds the paywall and starts its usage recorder on the current Tokio runtime.
+    pub fn build(self) -> Result<Paywall, ConfigError> {
+        let positive = |name: &'static str, value: Duration| {
+            if value.is_zero() {
+                Err(ConfigError::InvalidSetting {
+                    name,
+                    reason: "must be greater than zero",
+                })
+            } else {
+                Ok(())
+            }
+        };
+        positive("customer_ttl", self.customer_ttl)?;
+        positive("limits_ttl", self.limits_ttl)?;
+        positive("idle_timeout", self.idle_timeout)?;
+        positive("recorder.flush_interval", self.recorder.flush_interval)?;
+        if self.max_customers == 0 || self.max_budgets == 0 {
+            return Err(ConfigError::InvalidSetting {
+                name: "max_customers/max_budgets",
+                reason: "must be greater than zero",
+            });
+        }
+        if self.recorder.capacity == 0 || self.recorder.max_batch == 0 {
+            return Err(ConfigError::InvalidSetting {
+                name: "recorder",
+                reason: "capacity and max_batch must be greater than zero",
+            });
+        }
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| ConfigError::NoRuntime)?;
+        let recorder = UsageRecorder::spawn(Arc::clone(&self.backend), self.recorder, &runtime);
+        let engine = Engine {
+            resolver: self.resolver,
+            backend: self.backend,
+            customers: Cache::builder()
+                .max_capacity(self.max_customers)
+                .time_to_live(self.customer_ttl)
+                .build(),
+            budgets: Cache::builder()
+                .max_capacity(self.max_budgets)
+                .time_to_idle(self.idle_timeout)
+                .build(),
+            revivable: Mutex::new(Revivable::default()),
+            meters: Mutex::new(HashMap::new()),
+            recorder,
+            limits_ttl: self.limits_ttl,
+            fail_policy: self.fail_policy,
+            failure_backoff: self.failure_backoff,
+            success: self.success,
+            on_rejection: self.on_rejection,
+            origin: Instant::now(),
+        };
+        Ok(Paywall {
+            engine: Arc::new(engine),
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct BudgetKey {
+    customer: CustomerRef,
+    meter: u32,
+}
+
+/// Budgets evicted from the cache while usage is still in flight stay alive through
+/// those events; a later cache miss revives them so their counters are not lost.
+#[derive(Default)]
+struct Revivable {
+    budgets: HashMap<BudgetKey, Weak<Budget>>,
+    sweep_at: usize,
+}
+
+impl Revivable {
+    fn remember(&mut self, key: BudgetKey, budget: &Arc<Budget>) {
+        self.budgets.insert(key, Arc::downgrade(budget));
+        if self.budgets.len() >= self.sweep_at {
+            self.budgets.retain(|_, weak| weak.strong_count() > 0);
+            self.sweep_at = (self.budgets.len() * 2).max(1024);
+        }
+    }
+
+    fn revive(&self, key: &BudgetKey) -> Option<Arc<Budget>> {
+        self.budgets.get(key).and_then(Weak::upgrade)
+    }
+}
+
+pub(crate) struct Engine {
+    resolver: Box<dyn DynResolver>,
+    backend: Arc<dyn DynBackend>,
+    customers: Cache<String, Customer>,
+    budgets: Cache<BudgetKey, Arc<Budget>>,
+    revivable: Mutex<Revivable>,
+    meters: Mutex<HashMap<(Arc<str>, Arc<str>), u32>>,
+    recorder: UsageRecorder,
+    limits_ttl: Duration,
+    fail_policy: FailPolicy,
+    failure_backoff: Duration,
+    success: Arc<SuccessFn>,
+    on_rejection: Option<Arc<RejectionFn>>,
+    origin: Instant,
+}
+
+impl Paywall {
+    /// Starts configuring a paywall that identifies callers with `resolver` and bills
+    /// them through `backend`.
+    pub fn builder(
+        resolver: impl IdentityResolver,
+        backend: impl BillingBackend,
+    ) -> PaywallBuilder {
+        PaywallBuilder {
+            resolver: Box::new(resolver),
+            backend: Arc::new(backend),
+            customer_ttl: Duration::from_secs(3600),
+            limits_ttl: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(3600),
+            max_customers: 100_000,
+            max_budgets: 100_000,
+            fail_policy: FailPolicy::Closed,
+            failure_backoff: Duration::from_secs(2),
+            recorder: RecorderConfig::default(),
+            success: Arc::new(|status: StatusCode| status.is_success()),
+            on_rejection: None,
+        }
+    }
+
+    /// Validates `charge` and binds it to this paywall.
+    pub fn route(&self, charge: Charge) -> Result<Route, ConfigError> {
+        charge.validate()?;
+        let product: Arc<str> = Arc::from(charge.product);
+        let meter: Arc<str> = Arc::from(charge.meter);
+        let meter_id = {
+            let mut meters = self
+                .engine
+                .meters
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let next = u32::try_from(meters.len()).map_err(|_| ConfigError::InvalidSetting {
+                name: "route",
+                reason: "too many distinct (product, meter) pairs",
+            })?;
+            *meters
+                .entry((Arc::clone(&product), Arc::clone(&meter)))
+                .or_insert(next)
+        };
+        Ok(Route {
+            charge: Arc::new(RouteCharge {
+                product,
+                meter,
+                units: charge.units,
+                fail_policy: charge.fail_policy.unwrap_or(self.engine.fail_policy),
+                meter_id,
+            }),
+        })
+    }
+
+    /// A tower [`Layer`](tower_layer::Layer) that protects a service with `charge`.
+    pub fn layer(&self, charge: Charge) -> Result<PaywallLayer, ConfigError> {
+        Ok(PaywallLayer::new(self.clone(), self.route(charge)?))
+    }
+
+    /// Decides on a request from its head: resolves the caller, ensures the customer and
+    /// reserves the route's units. Adapters call this, forward the request on `Ok`, then
+    /// call [`Admission::finish`] with the handler's status. The head is not modified:
+    /// stripping a client-sent `x-customer-ref` and inserting the admitted customer are
+    /// the adapter's job (the tower layer does both).
+    pub async fn admit(&self, parts: &Parts, route: &Route) -> Result<Admission, Rejection> {
+        let result = self.engine.admit(parts, &route.charge).await;
+        match &result {
+            Ok(admission) => debug!(
+                product = %route.charge.product,
+                customer = admission.customer.as_ref().map(|c| c.reference().as_str()),
+                "admitted"
+            ),
+            Err(rejection) => debug!(
+                product = %route.charge.product,
+                kind = rejection.kind(),
+                "rejected"
+            ),
+        }
+        result.map(|grant| Admission {
+            customer: grant.customer,
+            reservation: grant.reservation,
+            charge: Arc::clone(&route.charge),
+            engine: Arc::clone(&self.engine),
+            admitted_at: SystemTime::now(),
+            started: Instant::now(),
+        })
+    }
+
+    /// The response for `rejection`: the `on_rejection` hook's, or the default.
+    pub fn rejection_response(&self, rejection: &Rejection) -> Response<Bytes> {
+        match &self.engine.on_rejection {
+            Some(hook) => hook(rejection),
+            None => rejection.to_response(),
+        }
+    }
+
+    /// Forces the budgets of `customer` to be refreshed on their next use: call it when
+    /// the customer buys or changes a plan.
+    pub fn invalidate_customer(&self, customer: &CustomerRef) {
+        let mut count = 0;
+        for (key, budget) in self.engine.budgets.iter() {
+            if key.customer == *customer {
+                budget.mark_stale();
+                count += 1;
+            }
+        }
+        info!(customer = %customer, budgets = count, "customer budgets invalidated");
+    }
+
+    /// Forgets the cached customer of `external_ref` (it is ensured again on next use).
+    pub async fn forget_external_ref(&self, external_ref: &str) {
+        self.engine.customers.invalidate(external_ref).await;
+    }
+
+    /// The usage recorder, for flushing or reading its counts.
+    pub fn recorder(&self) -> &UsageRecorder {
+        &self.engine.recorder
+    }
+
+    /// Waits until every usage event accepted so far is recorded.
+    pub async fn flush(&self) -> FlushReport {
+        self.engine.recorder.flush().await
+    }
+
+    /// Stops accepting usage and flushes, waiting at most `deadline`. Call it after the
+    /// server has stopped taking requests.
+    pub async fn shutdown(&self, deadline: Duration) -> FlushReport {
+        let report = self.engine.recorder.shutdown(deadline).await;
+        info!(
+            recorded = report.recorded,
+            rejected = report.rejected,
+            pending = report.pending,
+            "paywall shut down"
+        );
+        report
+    }
+}
+
+/// What admission decided, before it is tied to a request.
+struct Grant {
+    customer: Option<Customer>,
+    reservation: Option<Reservation>,
+}
+
+impl Engine {
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn unavailable(&self, err: &BackendError) -> Rejection {
+        Rejection::BillingUnavailable {
+            retry_after: err.retry_after().unwrap_or(self.failure_backoff),
+        }
+    }
+
+    async fn admit(&self, parts: &Parts, route: &RouteCharge) -> Result<Grant, Rejection> {
+        let identity = match self.resolver.resolve_boxed(parts).await {
+            Ok(Some(identity)) if !identity.external_ref.is_empty() => identity,
+            Ok(Some(_)) => {
+                debug!("identity with an empty external reference");
+                return Err(Rejection::Unauthenticated(
+                    Unauthenticated::InvalidCredentials,
+                ));
+            }
+            Ok(None) => {
+                return Err(Rejection::Unauthenticated(
+                    Unauthenticated::MissingCredentials,
+                ))
+            }
+            Err(IdentityError::Invalid(reason)) => {
+                debug!(%reason, "credentials rejected");
+                return Err(Rejection::Unauthenticated(
+                    Unauthenticated::InvalidCredentials,
+                ));
+            }
+            Err(IdentityError::Unavailable(reason)) => {
+                warn!(%reason, "identity provider unavailable");
+                return Err(Rejection::IdentityUnavailable {
+                    retry_after: self.failure_backoff,
+                });
+            }
+        };
+        let policy = route.fail_policy;
+
+        let customer = match self.customer(&identity).await {
+            Ok(customer) => customer,
+            Err(err) => {
+                warn!(error = %err, external_ref = %identity.external_ref, "ensure-customer failed");
+                return match policy {
+                    FailPolicy::Open => Ok(Grant {
+                        customer: None,
+                        reservation: None,
+                    }),
+                    _ => Err(self.unavailable(&err)),
+                };
+            }
+        };
+
+        let budget = match self.budget(&customer, route).await {
+            Ok(budget) => budget,
+            Err(err) => {
+                warn!(error = %err, customer = %customer.reference(), "limits check failed");
+                if let BackendError::NotFound(_) = &*err {
+                    self.customers.invalidate(customer.external_ref()).await;
+                }
+                return match policy {
+                    FailPolicy::Open => Ok(Grant {
+                        customer: Some(customer),
+                        reservation: None,
+                    }),
+                    _ => Err(self.unavailable(&err)),
+                };
+            }
+        };
+
+        let mut failure = None;
+        if budget.needs_refresh(self.now_ms()) {
+            if let Err(err) = self.refresh(&customer, route, &budget).await {
+                warn!(error = %err, customer = %customer.reference(), "limits refresh failed");
+                failure = Some(err);
+            }
+        } else if !budget.is_healthy() {
+            failure = Some(BackendError::Unavailable {
+                message: "backing off after a failed refresh".into(),
+                retry_after: Some(Duration::from_millis(
+                    budget.refresh_at().saturating_sub(self.now_ms()),
+                )),
+            });
+        }
+        if let Some(err) = failure {
+            match policy {
+                FailPolicy::Closed => return Err(self.unavailable(&err)),
+                FailPolicy::Open => {
+                    budget.force_reserve(route.units);
+                    return Ok(Grant {
+                        customer: Some(customer),
+                        reservation: Some(Reservation::new(budget, route.units)),
+                    });
+                }
+                FailPolicy::ServeStale => {}
+            }
+        }
+
+        if budget.try_reserve(route.units) {
+            Ok(Grant {
+                customer: Some(customer),
+                reservation: Some(Reservation::new(budget, route.units)),
+            })
+        } else {
+            Err(Rejection::PaymentRequired(
+                self.payment_required(&budget, route),
+            ))
+        }
+    }
+
+    async fn customer(&self, identity: &Identity) -> Result<Customer, Arc<BackendError>> {
+        if let Some(customer) = self.customers.get(identity.external_ref.as_str()).await {
+            return Ok(customer);
+        }
+        self.customers
+            .try_get_with(identity.external_ref.clone(), async {
+                let reference = self.backend.ensure_customer_boxed(identity).await?;
+                debug!(customer = %reference, "customer ensured");
+                Customer::new(reference, &identity.external_ref).ok_or_else(|| {
+                    BackendError::Rejected("customer reference is not a valid header value".into())
+                })
+            })
+            .await
+    }
+
+    async fn budget(
+        &self,
+        customer: &Customer,
+        route: &RouteCharge,
+    ) -> Result<Arc<Budget>, Arc<BackendError>> {
+        let key = BudgetKey {
+            customer: customer.reference().clone(),
+            meter: route.meter_id,
+        };
+        if let Some(budget) = self.budgets.get(&key).await {
+            return Ok(budget);
+        }
+        self.budgets
+            .try_get_with(key.clone(), async {
+                let revived = self
+                    .revivable
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .revive(&key);
+                if let Some(budget) = revived {
+                    // Evicted while usage was in flight: keep its counters, refresh it.
+                    budget.mark_stale();
+                    return Ok(budget);
+                }
+                let limits = self
+                    .backend
+                    .check_limits_boxed(customer.reference(), &route.product, &route.meter)
+                    .await?;
+                let budget = Arc::new(Budget::new(limits, 0, self.refresh_deadline()));
+                self.revivable
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .remember(key.clone(), &budget);
+                Ok(budget)
+            })
+            .await
+    }
+
+    fn refresh_deadline(&self) -> u64 {
+        self.now_ms()
+            .saturating_add(u64::try_from(self.limits_ttl.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    /// Refreshes `budget` from the backend; concurrent callers share one call.
+    async fn refresh(
+        &self,
+        customer: &Customer,
+        route: &RouteCharge,
+        budget: &Budget,
+    ) -> Result<(), BackendError> {
+        let seen = budget.attempts();
+        let _gate = budget.gate().lock().await;
+        if budget.attempts() != seen {
+            // Someone refreshed while we waited; use their outcome.
+            return if budget.is_healthy() {
+                Ok(())
+            } else {
+                Err(BackendError::unavailable("the concurrent refresh failed"))
+            };
+        }
+        let acked_before = budget.acked();
+        let result = self
+            .backend
+            .check_limits_boxed(customer.reference(), &route.product, &route.meter)
+            .await;
+        match &result {
+            Ok(limits) => {
+                budget.apply(limits.clone(), acked_before, self.refresh_deadline());
+                debug!(customer = %customer.reference(), remaining = budget.remaining(), "budget refreshed");
+            }
+            Err(err) => {
+                let wait = err.retry_after().unwrap_or(self.failure_backoff);
+                budget.mark_failed(
+                    self.now_ms()
+                        .saturating_add(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX)),
+                );
+            }
+        }
+        budget.bump_attempts();
+        result.map(drop)
+    }
+
+    fn payment_required(&self, budget: &Budget, route: &RouteCharge) -> PaymentRequired {
+        let info = budget.info();
+        PaymentRequired {
+            activation_required: info.activation_required,
+            product: route.product.to_string(),
+            checkout_url: info.checkout_url.clone().unwrap_or_default(),
+            confirmation_url: info.confirmation_url.clone(),
+            plan: info.plan.clone(),
+            remaining: budget.remaining(),
+            units: route.units,
+            retry_after: info
+                .resets_at
+                .and_then(|at| at.duration_since(SystemTime::now()).ok()),
+        }
+    }
+}
+
+/// Units held for an admitted request; given back on drop unless committed.
+struct Reservation {
+    budget: Arc<Budget>,
+    units: u64,
+}
+
+impl Reservation {
+    fn new(budget: Arc<Budget>, units: u64) -> Self {
+        Self { budget, units }
+    }
+
+    /// Keeps the units consumed and hands the budget on, to be acknowledged later.
+    fn commit(mut self) -> Arc<Budget> {
+        self.units = 0; // nothing to give back on drop
+        Arc::clone(&self.budget)
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if self.units > 0 {
+            self.budget.release(self.units);
+        }
+    }
+}
+
+/// An admitted request: its customer and the units held for it.
+///
+/// Finish it with the handler's status to commit or give back the units. Dropping it
+/// unfinished (the request was cancelled, the inner service failed) gives them back.
+pub struct Admission {
+    customer: Option<Customer>,
+    reservation: Option<Reservation>,
+    charge: Arc<RouteCharge>,
+    engine: Arc<Engine>,
+    admitted_at: SystemTime,
+    started: Instant,
+}
+
+impl fmt::Debug for Admission {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Admission")
+            .field("customer", &self.customer)
+            .field("product", &self.charge.product)
+            .field("units", &self.charge.units)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Admission {
+    /// The billed customer; `None` only when a fail-open policy admitted a caller whose
+    /// customer could not be ensured.
+    pub fn customer(&self) -> Option<&Customer> {
+        self.customer.as_ref()
+    }
+
+    /// Settles the admission with the handler's status: a success (2xx unless
+    /// configured otherwise) commits the units and queues a usage event; anything else
+    /// gives the units back. Waits only if the usage queue is full.
+    pub async fn finish(mut self, status: StatusCode) {
+        if !(self.engine.success)(status) {
+            debug!(%status, "handler did not succeed; units given back");
+            return; // the reservation's drop gives the units back
+        }
+        let Some(customer) = self.customer.take() else {
+            return;
+        };
+        let budget = self.reservation.take().map(Reservation::commit);
+        let event = UsageEvent {
+            idempotency_key: uuid::Uuid::new_v4().to_string(),
+            customer: customer.reference().clone(),
+            product: Arc::clone(&self.charge.product),
+            meter: Arc::clone(&self.charge.meter),
+            units: self.charge.units,
+            outcome: Outcome::Success,
+            timestamp: self.admitted_at,
+            duration: Some(self.started.elapsed()),
+        };
+        // A refused event (shutdown under way) is logged with its key by the recorder.
+        let _ = self
+            .engine
+            .recorder
+            .enqueue(Pending { event, budget })
+            .await;
+    }
+}

@@ -1,0 +1,144 @@
+//! The tower middleware: [`PaywallLayer`] and [`PaywallService`].
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use tower_layer::Layer;
+use tower_service::Service;
+use tracing::Instrument;
+
+use crate::customer::X_CUSTOMER_REF;
+use crate::engine::{Paywall, Route};
+
+/// Protects a service with a [`Paywall`] and a [`Route`]'s charge.
+///
+/// Built with [`Paywall::layer`]. On each request the service removes any
+/// `x-customer-ref` the client sent, resolves the caller, ensures their billing customer,
+/// reserves the route's units, and then either answers the rejection (401, 402, 503) or
+/// calls the inner service with `x-customer-ref` and a [`Customer`](crate::Customer)
+/// extension set. After the inner service answers, the units are committed and metered
+/// (success) or given back (any other status, an error, or a dropped future).
+///
+/// Usage is committed when the response head is produced: a streaming body that fails
+/// afterwards still counts.
+#[derive(Clone)]
+pub struct PaywallLayer {
+    paywall: Paywall,
+    route: Route,
+}
+
+impl PaywallLayer {
+    /// A layer charging `route` through `paywall`.
+    pub fn new(paywall: Paywall, route: Route) -> Self {
+        Self { paywall, route }
+    }
+}
+
+impl fmt::Debug for PaywallLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PaywallLayer")
+            .field("route", &self.route)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> Layer<S> for PaywallLayer {
+    type Service = PaywallService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        PaywallService {
+            inner,
+            paywall: self.paywall.clone(),
+            route: self.route.clone(),
+        }
+    }
+}
+
+/// The service [`PaywallLayer`] produces.
+#[derive(Clone)]
+pub struct PaywallService<S> {
+    inner: S,
+    paywall: Paywall,
+    route: Route,
+}
+
+impl<S: fmt::Debug> fmt::Debug for PaywallService<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PaywallService")
+            .field("inner", &self.inner)
+            .field("route", &self.route)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for PaywallService<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    ReqBody: Send + 'static,
+    ResBody: From<Bytes> + Send + 'static,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = ResponseFuture<ResBody, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        // Take the service that was driven to readiness, leave a fresh clone behind.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let paywall = self.paywall.clone();
+        let route = self.route.clone();
+        let span = tracing::debug_span!("paywall", product = %route.product());
+        let future = async move {
+            let (mut parts, body) = request.into_parts();
+            // The header is ours: a client that sets it is trying to bill someone else.
+            parts.headers.remove(X_CUSTOMER_REF);
+            let admission = match paywall.admit(&parts, &route).await {
+                Ok(admission) => admission,
+                Err(rejection) => {
+                    return Ok(paywall.rejection_response(&rejection).map(ResBody::from));
+                }
+            };
+            if let Some(customer) = admission.customer() {
+                parts
+                    .headers
+                    .insert(X_CUSTOMER_REF, customer.header_value());
+                parts.extensions.insert(customer.clone());
+            }
+            // On error or cancellation the admission is dropped and its units given back.
+            let response = inner.call(Request::from_parts(parts, body)).await?;
+            admission.finish(response.status()).await;
+            Ok(response)
+        };
+        ResponseFuture {
+            inner: Box::pin(future.instrument(span)),
+        }
+    }
+}
+
+/// The response future of [`PaywallService`].
+pub struct ResponseFuture<B, E> {
+    inner: Pin<Box<dyn Future<Output = Result<Response<B>, E>> + Send>>,
+}
+
+impl<B, E> Future for ResponseFuture<B, E> {
+    type Output = Result<Response<B>, E>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.inner.as_mut().poll(cx)
+    }
+}
+
+impl<B, E> fmt::Debug for ResponseFuture<B, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,337 @@
+//! Usage recording off the response path: the [`UsageRecorder`].
+//!
+//! Admitted requests hand their usage event to a bounded queue; one background task
+//! batches events by size and by interval and sends each batch to the backend. A batch
+//! that fails transiently is retried, with the same idempotency keys, after a jittered
+//! exponential backoff that honours the backend's `Retry-After`. A full queue makes the
+//! enqueuing request wait (backpressure); events are never dropped silently.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, error, warn};
+
+use crate::backend::{DynBackend, UsageEvent};
+use crate::budget::Budget;
+
+/// How the usage recorder batches and retries.
+#[derive(Clone, Debug)]
+pub struct RecorderConfig {
+    /// Events the queue holds before enqueuing waits (default 10,000).
+    pub capacity: usize,
+    /// Most events per backend call (default 100).
+    pub max_batch: usize,
+    /// Longest an event waits for its batch to fill (default 100 ms).
+    pub flush_interval: Duration,
+    /// First retry delay after a transient failure (default 100 ms).
+    pub initial_backoff: Duration,
+    /// Longest retry delay (default 30 s).
+    pub max_backoff: Duration,
+}
+
+impl Default for RecorderConfig {
+    fn default() -> Self {
+        Self {
+            capacity: 10_000,
+            max_batch: 100,
+            flush_interval: Duration::from_millis(100),
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What a flush or shutdown achieved.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlushReport {
+    /// Events the backend has acknowledged since start.
+    pub recorded: u64,
+    /// Events the backend refused for good (logged with their keys) since start.
+    pub rejected: u64,
+    /// Events accepted but not recorded when the call returned (the deadline passed).
+    pub pending: u64,
+}
+
+impl FlushReport {
+    /// Whether every accepted event reached the backend.
+    pub fn is_complete(&self) -> bool {
+        self.pending == 0
+    }
+}
+
+/// An event with the budget to acknowledge once it is recorded.
+pub(crate) struct Pending {
+    pub(crate) event: UsageEvent,
+    pub(crate) budget: Option<Arc<Budget>>,
+}
+
+enum Message {
+    Event(Pending),
+    Flush(oneshot::Sender<()>),
+}
+
+#[derive(Default)]
+struct Counters {
+    accepted: AtomicU64,
+    recorded: AtomicU64,
+    rejected: AtomicU64,
+    refused: AtomicU64,
+}
+
+/// Sends usage events to the billing backend in batches, off the response path.
+///
+/// Obtained from [`Paywall::recorder`](crate::Paywall::recorder); cheap to clone.
+#[derive(Clone)]
+pub struct UsageRecorder {
+    tx: mpsc::Sender<Message>,
+    counters: Arc<Counters>,
+    closed: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for UsageRecorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UsageRecorder")
+            .field("report", &self.report())
+            .finish()
+    }
+}
+
+/// The recorder no longer accepts events: the paywall is shutting down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the usage recorder is shut down")]
+pub struct RecorderClosed;
+
+impl UsageRecorder {
+    pub(crate) fn spawn(
+        backend: Arc<dyn DynBackend>,
+        config: RecorderConfig,
+        runtime: &tokio::runtime::Handle,
+    ) -> Self {
+        let (tx, rx) = mpsc::channel(config.capacity.max(1));
+        let counters = Arc::new(Counters::default());
+        let worker = Worker {
+            backend,
+            config,
+            counters: Arc::clone(&counters),
+        };
+        runtime.spawn(worker.run(rx));
+        Self {
+            tx,
+            counters,
+            closed: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Queues an event; waits while the queue is full.
+    pub(crate) async fn enqueue(&self, pending: Pending) -> Result<(), RecorderClosed> {
+        if self.closed.load(Ordering::Acquire) {
+            self.refuse(&pending);
+            return Err(RecorderClosed);
+        }
+        self.counters.accepted.fetch_add(1, Ordering::AcqRel);
+        let message = match self.tx.try_send(Message::Event(pending)) {
+            Ok(()) => return Ok(()),
+            Err(mpsc::error::TrySendError::Full(message)) => {
+                debug!("usage queue full; the request waits for room");
+                message
+            }
+            Err(mpsc::error::TrySendError::Closed(message)) => message,
+        };
+        if let Err(mpsc::error::SendError(message)) = self.tx.send(message).await {
+            self.counters.accepted.fetch_sub(1, Ordering::AcqRel);
+            if let Message::Event(pending) = message {
+                self.refuse(&pending);
+            }
+            return Err(RecorderClosed);
+        }
+        Ok(())
+    }
+
+    fn refuse(&self, pending: &Pending) {
+        self.counters.refused.fetch_add(1, Ordering::AcqRel);
+        error!(
+            idempotency_key = %pending.event.idempotency_key,
+            customer = %pending.event.customer,
+            units = pending.event.units,
+            "usage event refused: the recorder is shut down"
+        );
+    }
+
+    /// Waits until every event accepted before the call has been sent and acknowledged
+    /// (or refused for good) by the backend.
+    pub async fn flush(&self) -> FlushReport {
+        let (done, wait) = oneshot::channel();
+        if self.tx.send(Message::Flush(done)).await.is_ok() {
+            let _ = wait.await;
+        }
+        self.report()
+    }
+
+    /// Stops accepting events and flushes, waiting at most `deadline`. The report's
+    /// `pending` counts the events that were not recorded in time (they stay queued
+    /// and are still sent if the process keeps running).
+    pub async fn shutdown(&self, deadline: Duration) -> FlushReport {
+        self.closed.store(true, Ordering::Release);
+        match tokio::time::timeout(deadline, self.flush()).await {
+            Ok(report) => report,
+            Err(_) => {
+                let report = self.report();
+                warn!(
+                    pending = report.pending,
+                    "usage flush deadline passed with events unrecorded"
+                );
+                report
+            }
+        }
+    }
+
+    /// Counts so far.
+    pub fn report(&self) -> FlushReport {
+        let accepted = self.counters.accepted.load(Ordering::Acquire);
+        let recorded = self.counters.recorded.load(Ordering::Acquire);
+        let rejected = self.counters.rejected.load(Ordering::Acquire);
+        FlushReport {
+            recorded,
+            rejected,
+            pending: accepted.saturating_sub(recorded + rejected)
+                + self.counters.refused.load(Ordering::Acquire),
+        }
+    }
+}
+
+struct Worker {
+    backend: Arc<dyn DynBackend>,
+    config: RecorderConfig,
+    counters: Arc<Counters>,
+}
+
+impl Worker {
+    async fn run(self, mut rx: mpsc::Receiver<Message>) {
+        let max_batch = self.config.max_batch.max(1);
+        let mut batch: Vec<Pending> = Vec::with_capacity(max_batch);
+        let mut ticker =
+            tokio::time::interval(self.config.flush_interval.max(Duration::from_millis(1)));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                message = rx.recv() => match message {
+                    Some(Message::Event(pending)) => {
+                        batch.push(pending);
+                        if batch.len() >= max_batch {
+                            self.send(&mut batch).await;
+                        }
+                    }
+                    Some(Message::Flush(done)) => {
+                        self.send(&mut batch).await;
+                        let _ = done.send(());
+                    }
+                    None => {
+                        self.send(&mut batch).await;
+                        return;
+                    }
+                },
+                _ = ticker.tick(), if !batch.is_empty() => self.send(&mut batch).await,
+            }
+        }
+    }
+
+    /// Sends `batch` until the backend acknowledges or refuses it for good.
+    async fn send(&self, batch: &mut Vec<Pending>) {
+        if batch.is_empty() {
+            return;
+        }
+        let events: Vec<UsageEvent> = batch.iter().map(|p| p.event.clone()).collect();
+        let mut attempt: u32 = 0;
+        loop {
+            match self.backend.record_usage_boxed(&events).await {
+                Ok(()) => {
+                    debug!(events = events.len(), "usage recorded");
+                    self.settle(batch, true);
+                    return;
+                }
+                Err(err) if err.is_transient() => {
+                    let wait = backoff(&self.config, attempt, err.retry_after());
+                    attempt = attempt.saturating_add(1);
+                    warn!(
+                        events = events.len(),
+                        attempt,
+                        retry_in_ms = wait.as_millis() as u64,
+                        error = %err,
+                        "recording usage failed; retrying with the same idempotency keys"
+                    );
+                    tokio::time::sleep(wait).await;
+                }
+                Err(err) => {
+                    for pending in batch.iter() {
+                        error!(
+                            idempotency_key = %pending.event.idempotency_key,
+                            customer = %pending.event.customer,
+                            units = pending.event.units,
+                            error = %err,
+                            "usage event refused by the billing backend"
+                        );
+                    }
+                    self.settle(batch, false);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn settle(&self, batch: &mut Vec<Pending>, recorded: bool) {
+        let count = batch.len() as u64;
+        for pending in batch.drain(..) {
+            if let Some(budget) = &pending.budget {
+                // A refused event will never be counted by the backend; treating it as
+                // acknowledged lets the next refresh give the units back.
+                budget.ack(pending.event.units);
+            }
+        }
+        let counter = if recorded {
+            &self.counters.recorded
+        } else {
+            &self.counters.rejected
+        };
+        counter.fetch_add(count, Ordering::AcqRel);
+    }
+}
+
+/// Full-jitter exponential backoff, never shorter than the backend's `Retry-After`.
+fn backoff(config: &RecorderConfig, attempt: u32, retry_after: Option<Duration>) -> Duration {
+    let cap = config
+        .initial_backoff
+        .saturating_mul(2u32.saturating_pow(attempt.min(16)))
+        .min(config.max_backoff);
+    let jittered = if cap.is_zero() {
+        cap
+    } else {
+        rand::rng().random_range(cap / 2..=cap)
+    };
+    match retry_after {
+        Some(wait) => jittered.max(wait.min(config.max_backoff.max(wait))),
+        None => jittered,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_is_capped_and_honours_retry_after() {
+        let config = RecorderConfig {
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(2),
+            ..RecorderConfig::default()
+        };
+        let first = backoff(&config, 0, None);
+        assert!(first >= Duration::from_millis(50) && first <= Duration::from_millis(100));
+        let late = backoff(&config, 30, None);
+        assert!(late <= Duration::from_secs(2) && late >= Duration::from_secs(1));
+        let told = backoff(&config, 0, Some(Duration::from_secs(5)));
+        assert_eq!(told, Duration::from_secs(5));
+    }
+}

@@ -1,0 +1,282 @@
+//! Why a request was not admitted, and the response that says so: [`Rejection`].
+//!
+//! The default responses follow the paywall's HTTP contract:
+//!
+//! | rejection | status | body `kind` | headers |
+//! |---|---|---|---|
+//! | [`Rejection::Unauthenticated`] | 401 | `unauthenticated` | `WWW-Authenticate: Bearer error="invalid_token"` |
+//! | [`Rejection::PaymentRequired`] | 402 | `payment_required` / `activation_required` | `Retry-After` when the reset time is known |
+//! | [`Rejection::BillingUnavailable`] | 503 | `billing_unavailable` | `Retry-After` |
+//! | [`Rejection::IdentityUnavailable`] | 503 | `identity_unavailable` | `Retry-After` |
+//!
+//! Every body is `application/problem+json` with the RFC 9457 members `type`, `title`,
+//! `status` and `detail`, and SolvaPay's members `success: false`, `error`, `kind` and
+//! `message` (plus `product` and `checkoutUrl` on a 402), so clients written against
+//! SolvaPay's paywall keep working. Replace them with
+//! [`PaywallBuilder::on_rejection`](crate::PaywallBuilder::on_rejection).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::{Response, StatusCode};
+use serde_json::{json, Map, Value};
+
+/// The media type of every rejection body.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// Why the paywall did not let a request through.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Rejection {
+    /// No credentials, or credentials that are not acceptable.
+    Unauthenticated(Unauthenticated),
+    /// The customer has no allowance left for the route's product (or must activate a plan).
+    PaymentRequired(PaymentRequired),
+    /// The billing backend is unreachable and the fail policy is closed.
+    BillingUnavailable {
+        /// Suggested wait before retrying.
+        retry_after: Duration,
+    },
+    /// The identity provider is unreachable (no key to verify a token with).
+    IdentityUnavailable {
+        /// Suggested wait before retrying.
+        retry_after: Duration,
+    },
+}
+
+/// Why a request was answered 401.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Unauthenticated {
+    /// The request carried no credentials.
+    MissingCredentials,
+    /// The credentials were rejected (malformed, forged, expired, ambiguous).
+    InvalidCredentials,
+}
+
+/// What a 402 says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PaymentRequired {
+    /// The customer must activate a plan rather than buy more units.
+    pub activation_required: bool,
+    /// The product whose allowance is exhausted.
+    pub product: String,
+    /// Where to buy more; empty when the backend gave none.
+    pub checkout_url: String,
+    /// Where to confirm an activation, when the backend gave one.
+    pub confirmation_url: Option<String>,
+    /// The customer's current plan, when known.
+    pub plan: Option<String>,
+    /// Units left for the customer.
+    pub remaining: u64,
+    /// Units the request would have cost.
+    pub units: u64,
+    /// When the allowance resets, if known (sent as `Retry-After`).
+    pub retry_after: Option<Duration>,
+}
+
+impl PaymentRequired {
+    /// The `kind` member: `payment_required` or `activation_required`.
+    pub fn kind(&self) -> &'static str {
+        if self.activation_required {
+            "activation_required"
+        } else {
+            "payment_required"
+        }
+    }
+
+    /// The `error` member: `Payment required` or `Activation required`.
+    pub fn error(&self) -> &'static str {
+        if self.activation_required {
+            "Activation required"
+        } else {
+            "Payment required"
+        }
+    }
+
+    /// A human sentence for the `message` and `detail` members.
+    pub fn message(&self) -> String {
+        if self.activation_required {
+            format!("Activate a plan for product {} to continue.", self.product)
+        } else if self.remaining == 0 {
+            format!(
+                "Your allowance for product {} is used up. Purchase a plan to continue.",
+                self.product
+            )
+        } else {
+            format!(
+                "This request costs {} units of product {} and {} are left. Purchase a plan to continue.",
+                self.units, self.product, self.remaining
+            )
+        }
+    }
+}
+
+impl Rejection {
+    /// The HTTP status this rejection is answered with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Rejection::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            Rejection::PaymentRequired(_) => StatusCode::PAYMENT_REQUIRED,
+            Rejection::BillingUnavailable { .. } | Rejection::IdentityUnavailable { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+        }
+    }
+
+    /// The `kind` member of the body.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Rejection::Unauthenticated(_) => "unauthenticated",
+            Rejection::PaymentRequired(payment) => payment.kind(),
+            Rejection::BillingUnavailable { .. } => "billing_unavailable",
+            Rejection::IdentityUnavailable { .. } => "identity_unavailable",
+        }
+    }
+
+    /// The JSON body of the default response.
+    pub fn body(&self) -> Value {
+        let (error, message) = match self {
+            Rejection::Unauthenticated(Unauthenticated::MissingCredentials) => (
+                "Unauthorized",
+                "Authentication required: send a bearer token.".to_owned(),
+            ),
+            Rejection::Unauthenticated(_) => (
+                "Unauthorized",
+                "The credentials are invalid or expired.".to_owned(),
+            ),
+            Rejection::PaymentRequired(payment) => (payment.error(), payment.message()),
+            Rejection::BillingUnavailable { .. } => (
+                "Service unavailable",
+                "Billing is temporarily unavailable. Retry later.".to_owned(),
+            ),
+            Rejection::IdentityUnavailable { .. } => (
+                "Service unavailable",
+                "The identity provider is temporarily unavailable. Retry later.".to_owned(),
+            ),
+        };
+        let mut body = Map::new();
+        body.insert("type".into(), json!(format!("urn:paywall:{}", self.kind())));
+        body.insert("title".into(), json!(error));
+        body.insert("status".into(), json!(self.status().as_u16()));
+        body.insert("detail".into(), json!(message));
+        body.insert("success".into(), json!(false));
+        body.insert("error".into(), json!(error));
+        body.insert("kind".into(), json!(self.kind()));
+        body.insert("message".into(), json!(message));
+        if let Rejection::PaymentRequired(payment) = self {
+            body.insert("product".into(), json!(payment.product));
+            body.insert("checkoutUrl".into(), json!(payment.checkout_url));
+            body.insert("remaining".into(), json!(payment.remaining));
+            if let Some(url) = &payment.confirmation_url {
+                body.insert("confirmationUrl".into(), json!(url));
+            }
+            if let Some(plan) = &payment.plan {
+                body.insert("plan".into(), json!(plan));
+            }
+        }
+        Value::Object(body)
+    }
+
+    /// The `Retry-After` to send, if any.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Rejection::Unauthenticated(_) => None,
+            Rejection::PaymentRequired(payment) => payment.retry_after,
+            Rejection::BillingUnavailable { retry_after }
+            | Rejection::IdentityUnavailable { retry_after } => Some(*retry_after),
+        }
+    }
+
+    /// The default response: status, headers and problem+json body.
+    pub fn to_response(&self) -> Response<Bytes> {
+        let body = serde_json::to_vec(&self.body()).unwrap_or_default();
+        let mut response = Response::new(Bytes::from(body));
+        *response.status_mut() = self.status();
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if let Rejection::Unauthenticated(_) = self {
+            headers.insert(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer error=\"invalid_token\""),
+            );
+        }
+        if let Some(wait) = self.retry_after() {
+            // Whole seconds, rounded up, at least 1.
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            headers.insert(RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn payment() -> PaymentRequired {
+        PaymentRequired {
+            activation_required: false,
+            product: "prd_x".into(),
+            checkout_url: "http://127.0.0.1/checkout".into(),
+            confirmation_url: None,
+            plan: Some("pln_free".into()),
+            remaining: 0,
+            units: 1,
+            retry_after: Some(Duration::from_millis(1500)),
+        }
+    }
+
+    #[test]
+    fn payment_required_carries_solvapay_and_problem_members() {
+        let response = Rejection::PaymentRequired(payment()).to_response();
+        assert_eq!(response.status(), StatusCode::PAYMENT_REQUIRED);
+        assert_eq!(response.headers()[CONTENT_TYPE], PROBLEM_JSON);
+        assert_eq!(response.headers()[RETRY_AFTER], "2");
+        let body: Value = serde_json::from_slice(response.body()).expect("json body");
+        assert_eq!(body["success"], false);
+        assert_eq!(body["error"], "Payment required");
+        assert_eq!(body["kind"], "payment_required");
+        assert_eq!(body["product"], "prd_x");
+        assert_eq!(body["checkoutUrl"], "http://127.0.0.1/checkout");
+        assert_eq!(body["status"], 402);
+        assert_eq!(body["title"], "Payment required");
+        assert_eq!(body["type"], "urn:paywall:payment_required");
+        assert_eq!(body["detail"], body["message"]);
+        assert_eq!(body["plan"], "pln_free");
+    }
+
+    #[test]
+    fn activation_required_changes_kind_and_error() {
+        let mut payment = payment();
+        payment.activation_required = true;
+        let body = Rejection::PaymentRequired(payment).body();
+        assert_eq!(body["kind"], "activation_required");
+        assert_eq!(body["error"], "Activation required");
+    }
+
+    #[test]
+    fn unauthenticated_has_www_authenticate_and_no_retry_after() {
+        let response =
+            Rejection::Unauthenticated(Unauthenticated::InvalidCredentials).to_response();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            response.headers()[WWW_AUTHENTICATE],
+            "Bearer error=\"invalid_token\""
+        );
+        assert!(response.headers().get(RETRY_AFTER).is_none());
+    }
+
+    #[test]
+    fn unavailable_has_retry_after_of_at_least_one_second() {
+        let response = Rejection::BillingUnavailable {
+            retry_after: Duration::ZERO,
+        }
+        .to_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[RETRY_AFTER], "1");
+        let body: Value = serde_json::from_slice(response.body()).expect("json body");
+        assert_eq!(body["kind"], "billing_unavailable");
+    }
+}

@@ -1,0 +1,274 @@
+//! `axum-quickstart`: one free route, one paid route, HS256 identity, the embedded
+//! backend and its local checkout.
+//!
+//! | route | |
+//! |---|---|
+//! | `GET /health` | public: `{"status": "ok"}` |
+//! | `GET /api/hello` | costs 1 unit of `PAYWALL_PRODUCT`: `{"customerRef", "externalRef"}` |
+//! | `GET/POST /checkout` | the local checkout a 402's `checkoutUrl` points to |
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use paywall_axum::{Charge, ConfigError, Customer, Paywall, X_CUSTOMER_REF};
+use paywall_jwt::{Hs256Signer, JwtConfigError, JwtResolver};
+use paywall_local::{checkout, LocalBackend, LocalError, Product};
+use rand::RngCore;
+use serde_json::{json, Value};
+
+/// The quickstart's settings, normally read from the environment.
+#[derive(Clone, Default)]
+pub struct QuickstartConfig {
+    /// `PORT` (default 3000); the server listens on 127.0.0.1.
+    pub port: u16,
+    /// `PAYWALL_JWT_SECRET`; a random one is generated when unset.
+    pub jwt_secret: Option<String>,
+    /// `PAYWALL_PRODUCT` (default `prd_quickstart`).
+    pub product: String,
+    /// `PAYWALL_FREE_UNITS` (default 5).
+    pub free_units: u64,
+    /// `PAYWALL_DB`: the SQLite file of the embedded backend (default in memory).
+    pub db: Option<PathBuf>,
+    /// How long budgets are trusted before the backend is asked again.
+    pub limits_ttl: Duration,
+}
+
+impl std::fmt::Debug for QuickstartConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QuickstartConfig")
+            .field("port", &self.port)
+            .field(
+                "jwt_secret",
+                &self.jwt_secret.as_ref().map(|_| "[redacted]"),
+            )
+            .field("product", &self.product)
+            .field("free_units", &self.free_units)
+            .field("db", &self.db)
+            .finish()
+    }
+}
+
+/// The quickstart could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum QuickstartError {
+    /// An environment variable has an unusable value.
+    #[error("{var}: {reason}")]
+    Env {
+        /// The variable.
+        var: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The JWT resolver could not be configured.
+    #[error("PAYWALL_JWT_SECRET: {0}")]
+    Jwt(#[from] JwtConfigError),
+    /// The embedded backend could not open its ledger.
+    #[error("PAYWALL_DB: {0}")]
+    Ledger(#[from] LocalError),
+    /// The paywall rejected its configuration.
+    #[error("paywall: {0}")]
+    Paywall(#[from] ConfigError),
+}
+
+impl QuickstartConfig {
+    /// Reads `PORT`, `PAYWALL_JWT_SECRET`, `PAYWALL_PRODUCT`, `PAYWALL_FREE_UNITS` and
+    /// `PAYWALL_DB`.
+    pub fn from_env() -> Result<Self, QuickstartError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Like [`from_env`](Self::from_env), reading variables through `lookup`.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, QuickstartError> {
+        let set = |name: &str| lookup(name).filter(|value| !value.is_empty());
+        let port = match set("PORT") {
+            Some(value) => value.parse().map_err(|_| QuickstartError::Env {
+                var: "PORT",
+                reason: format!("{value:?} is not a port number (0-65535)"),
+            })?,
+            None => 3000,
+        };
+        let free_units = match set("PAYWALL_FREE_UNITS") {
+            Some(value) => value.parse().map_err(|_| QuickstartError::Env {
+                var: "PAYWALL_FREE_UNITS",
+                reason: format!("{value:?} is not a whole number"),
+            })?,
+            None => 5,
+        };
+        Ok(Self {
+            port,
+            jwt_secret: set("PAYWALL_JWT_SECRET"),
+            product: set("PAYWALL_PRODUCT").unwrap_or_else(|| "prd_quickstart".into()),
+            free_units,
+            db: set("PAYWALL_DB").map(PathBuf::from),
+            limits_ttl: Duration::from_secs(30),
+        })
+    }
+}
+
+/// A built quickstart: its router and the parts a caller may want to reach.
+#[derive(Debug)]
+pub struct Quickstart {
+    /// The application.
+    pub router: Router,
+    /// The engine (flush and shut it down after serving).
+    pub paywall: Paywall,
+    /// The embedded backend.
+    pub backend: LocalBackend,
+    /// A token for the user `demo-user`, valid for a day.
+    pub sample_token: String,
+    /// Whether the JWT secret was generated (no `PAYWALL_JWT_SECRET`).
+    pub generated_secret: bool,
+}
+
+/// Builds the quickstart. `base_url` is where it is reachable (for checkout links).
+/// Must be called inside a Tokio runtime.
+pub fn build(config: &QuickstartConfig, base_url: &str) -> Result<Quickstart, QuickstartError> {
+    let (secret, generated_secret) = match &config.jwt_secret {
+        Some(secret) => (secret.clone(), false),
+        None => {
+            let mut bytes = [0u8; 32];
+            rand::rng().fill_bytes(&mut bytes);
+            (bytes.iter().map(|b| format!("{b:02x}")).collect(), true)
+        }
+    };
+    let resolver = JwtResolver::hs256(&secret).build()?;
+    let sample_token = Hs256Signer::new(&secret)
+        .token_for("demo-user", Duration::from_secs(24 * 3600))
+        .map_err(|err| QuickstartError::Env {
+            var: "PAYWALL_JWT_SECRET",
+            reason: format!("cannot sign a sample token: {err}"),
+        })?;
+
+    let mut backend = LocalBackend::builder()
+        .product(Product::new(&config.product).free_units(config.free_units))
+        .checkout_url(format!(
+            "{}{}",
+            base_url.trim_end_matches('/'),
+            checkout::PATH
+        ));
+    if let Some(path) = &config.db {
+        backend = backend.path(path);
+    }
+    let backend = backend.open()?;
+
+    let paywall = Paywall::builder(resolver, backend.clone())
+        .limits_ttl(if config.limits_ttl.is_zero() {
+            Duration::from_secs(30)
+        } else {
+            config.limits_ttl
+        })
+        .build()?;
+    let paid = paywall.layer(Charge::new(&config.product))?;
+
+    let router = Router::new()
+        .route("/api/hello", get(hello))
+        .route_layer(paid)
+        .route("/health", get(health))
+        .merge(checkout::router(backend.clone(), Some(paywall.clone())))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed);
+
+    Ok(Quickstart {
+        router,
+        paywall,
+        backend,
+        sample_token,
+        generated_secret,
+    })
+}
+
+async fn health() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// Answers with the `x-customer-ref` the handler saw and the caller's external reference.
+async fn hello(headers: HeaderMap, customer: Customer) -> Json<Value> {
+    let seen = headers
+        .get(X_CUSTOMER_REF)
+        .and_then(|value| value.to_str().ok());
+    Json(json!({ "customerRef": seen, "externalRef": customer.external_ref() }))
+}
+
+async fn not_found() -> impl IntoResponse {
+    (
+        StatusCode::NOT_FOUND,
+        Json(
+            json!({ "success": false, "error": "Not Found", "kind": "not_found",
+                     "message": "No route for this path." }),
+        ),
+    )
+}
+
+async fn method_not_allowed() -> impl IntoResponse {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        Json(
+            json!({ "success": false, "error": "Method Not Allowed", "kind": "method_not_allowed",
+                     "message": "This path does not accept this method." }),
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_defaults_and_errors() {
+        let config = QuickstartConfig::from_lookup(|_| None).expect("defaults");
+        assert_eq!(config.port, 3000);
+        assert_eq!(config.product, "prd_quickstart");
+        assert_eq!(config.free_units, 5);
+        assert!(config.jwt_secret.is_none() && config.db.is_none());
+
+        let bad_port =
+            QuickstartConfig::from_lookup(|name| (name == "PORT").then(|| "http".into()));
+        assert!(matches!(
+            bad_port,
+            Err(QuickstartError::Env { var: "PORT", .. })
+        ));
+        let bad_units = QuickstartConfig::from_lookup(|name| {
+            (name == "PAYWALL_FREE_UNITS").then(|| "-1".into())
+        });
+        assert!(matches!(
+            bad_units,
+            Err(QuickstartError::Env {
+                var: "PAYWALL_FREE_UNITS",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn debug_never_shows_the_secret() {
+        let config = QuickstartConfig {
+            jwt_secret: Some("super-secret-value-that-must-not-leak".into()),
+            ..QuickstartConfig::default()
+        };
+        assert!(!format!("{config:?}").contains("super-secret"));
+    }
+
+    #[tokio::test]
+    async fn a_short_secret_or_bad_product_fails_at_start() {
+        let short = QuickstartConfig {
+            jwt_secret: Some("short".into()),
+            ..QuickstartConfig::from_lookup(|_| None).expect("cfg")
+        };
+        assert!(matches!(
+            build(&short, "http://127.0.0.1:1"),
+            Err(QuickstartError::Jwt(_))
+        ));
+        let bad = QuickstartConfig {
+            product: "bad product".into(),
+            ..QuickstartConfig::from_lookup(|_| None).expect("cfg")
+        };
+        assert!(matches!(
+            build(&bad, "http://127.0.0.1:1"),
+            Err(QuickstartError::Paywall(_))
+        ));
+    }
+}
