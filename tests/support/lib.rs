@@ -1,1 +1,277 @@
+//! Shared pieces of the end-to-end tests: a counting billing backend with switchable
+//! faults, a fault wrapper around the real SQLite backend, tokens, and an echo handler.
 
+#![allow(missing_docs)]
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use paywall::{BackendError, BillingBackend, Customer, CustomerRef, Identity, Limits, UsageEvent};
+use paywall_jwt::{Hs256Signer, JwtResolver};
+use serde_json::{json, Value};
+use tower::{service_fn, Service};
+
+pub const SECRET: &str = "test-secret-test-secret-test-secret-0123456789";
+pub const PRODUCT: &str = "prd_test";
+
+pub fn resolver() -> JwtResolver {
+    JwtResolver::hs256(SECRET).build().expect("resolver")
+}
+
+pub fn token(sub: &str) -> String {
+    Hs256Signer::new(SECRET)
+        .token_for(sub, Duration::from_secs(3600))
+        .expect("sign")
+}
+
+pub fn bearer(sub: &str) -> String {
+    format!("Bearer {}", token(sub))
+}
+
+/// A request to the echo service for `sub`.
+pub fn request(sub: &str) -> Request<Full<Bytes>> {
+    Request::builder()
+        .uri("/api/echo")
+        .header("authorization", bearer(sub))
+        .body(Full::default())
+        .expect("request")
+}
+
+/// The handler behind the layer: answers what it saw. `x-test-status` sets its status.
+pub fn echo_service() -> impl Service<
+    Request<Full<Bytes>>,
+    Response = Response<Full<Bytes>>,
+    Error = Infallible,
+    Future: Send,
+> + Clone
+       + Send
+       + 'static {
+    service_fn(|request: Request<Full<Bytes>>| async move {
+        let status = request
+            .headers()
+            .get("x-test-status")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u16>().ok())
+            .and_then(|v| StatusCode::from_u16(v).ok())
+            .unwrap_or(StatusCode::OK);
+        let refs: Vec<&str> = request
+            .headers()
+            .get_all("x-customer-ref")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        let customer = request.extensions().get::<Customer>();
+        let body = json!({
+            "customerRefHeaders": refs,
+            "extension": customer.map(|c| c.reference().as_str()),
+            "externalRef": customer.map(|c| c.external_ref()),
+        });
+        let mut response = Response::new(Full::from(body.to_string()));
+        *response.status_mut() = status;
+        Ok(response)
+    })
+}
+
+pub async fn json_body(response: Response<Full<Bytes>>) -> (StatusCode, http::HeaderMap, Value) {
+    let (parts, body) = response.into_parts();
+    let bytes = body.collect().await.expect("body").to_bytes();
+    let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    (parts.status, parts.headers, value)
+}
+
+/// An in-memory billing backend that counts its calls and fails on demand.
+#[derive(Clone, Default)]
+pub struct TestBackend {
+    pub state: Arc<TestState>,
+}
+
+#[derive(Default)]
+pub struct TestState {
+    pub allowance: AtomicU64,
+    pub delay_ms: AtomicU64,
+    pub ensure_calls: AtomicUsize,
+    pub limits_calls: AtomicUsize,
+    pub usage_calls: AtomicUsize,
+    pub ensure_down: AtomicBool,
+    pub limits_down: AtomicBool,
+    /// The next N usage calls fail transiently before writing anything.
+    pub usage_failures: AtomicUsize,
+    pub checkout_url: Mutex<Option<String>>,
+    /// Recorded events by idempotency key.
+    pub recorded: Mutex<HashMap<String, UsageEvent>>,
+    /// The keys of every usage call, in order.
+    pub attempts: Mutex<Vec<Vec<String>>>,
+}
+
+impl TestBackend {
+    pub fn with_allowance(units: u64) -> Self {
+        let backend = Self::default();
+        backend.state.allowance.store(units, Ordering::SeqCst);
+        backend
+    }
+
+    pub fn delay(self, delay: Duration) -> Self {
+        self.state
+            .delay_ms
+            .store(delay.as_millis() as u64, Ordering::SeqCst);
+        self
+    }
+
+    pub fn ensure_calls(&self) -> usize {
+        self.state.ensure_calls.load(Ordering::SeqCst)
+    }
+
+    pub fn limits_calls(&self) -> usize {
+        self.state.limits_calls.load(Ordering::SeqCst)
+    }
+
+    pub fn recorded_units(&self) -> u64 {
+        self.state
+            .recorded
+            .lock()
+            .expect("lock")
+            .values()
+            .map(|e| e.units)
+            .sum()
+    }
+
+    async fn pause(&self) {
+        let delay = self.state.delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
+    }
+}
+
+impl BillingBackend for TestBackend {
+    async fn ensure_customer(&self, identity: &Identity) -> Result<CustomerRef, BackendError> {
+        self.state.ensure_calls.fetch_add(1, Ordering::SeqCst);
+        self.pause().await;
+        if self.state.ensure_down.load(Ordering::SeqCst) {
+            return Err(BackendError::unavailable(
+                "connection refused (internal detail)",
+            ));
+        }
+        Ok(CustomerRef::new(format!("cus_{}", identity.external_ref)))
+    }
+
+    async fn check_limits(
+        &self,
+        customer: &CustomerRef,
+        _: &str,
+        _: &str,
+    ) -> Result<Limits, BackendError> {
+        self.state.limits_calls.fetch_add(1, Ordering::SeqCst);
+        self.pause().await;
+        if self.state.limits_down.load(Ordering::SeqCst) {
+            return Err(BackendError::unavailable(
+                "upstream exploded: stack trace here",
+            ));
+        }
+        let used: u64 = self
+            .state
+            .recorded
+            .lock()
+            .expect("lock")
+            .values()
+            .filter(|e| e.customer == *customer)
+            .map(|e| e.units)
+            .sum();
+        let remaining = self
+            .state
+            .allowance
+            .load(Ordering::SeqCst)
+            .saturating_sub(used);
+        Ok(Limits {
+            checkout_url: self.state.checkout_url.lock().expect("lock").clone(),
+            plan: Some("pln_free".into()),
+            ..Limits::remaining(remaining)
+        })
+    }
+
+    async fn record_usage(&self, events: &[UsageEvent]) -> Result<(), BackendError> {
+        self.state.usage_calls.fetch_add(1, Ordering::SeqCst);
+        self.state
+            .attempts
+            .lock()
+            .expect("lock")
+            .push(events.iter().map(|e| e.idempotency_key.clone()).collect());
+        let failing = self
+            .state
+            .usage_failures
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if failing {
+            return Err(BackendError::Unavailable {
+                message: "503 from usage endpoint".into(),
+                retry_after: None,
+            });
+        }
+        let mut recorded = self.state.recorded.lock().expect("lock");
+        for event in events {
+            recorded
+                .entry(event.idempotency_key.clone())
+                .or_insert_with(|| event.clone());
+        }
+        Ok(())
+    }
+}
+
+/// Wraps a backend so that usage calls fail in two ways: before writing (the request
+/// never arrived) and after writing (the acknowledgement was lost), per a schedule.
+#[derive(Clone)]
+pub struct LossyAcks<B> {
+    pub inner: B,
+    pub calls: Arc<AtomicUsize>,
+    /// Call numbers (0-based) modulo `period` that fail before writing.
+    pub fail_before: Vec<usize>,
+    /// Call numbers modulo `period` that write, then report a failure.
+    pub fail_after: Vec<usize>,
+    pub period: usize,
+}
+
+impl<B: BillingBackend> BillingBackend for LossyAcks<B> {
+    async fn ensure_customer(&self, identity: &Identity) -> Result<CustomerRef, BackendError> {
+        self.inner.ensure_customer(identity).await
+    }
+
+    async fn check_limits(
+        &self,
+        c: &CustomerRef,
+        p: &str,
+        m: &str,
+    ) -> Result<Limits, BackendError> {
+        self.inner.check_limits(c, p, m).await
+    }
+
+    async fn record_usage(&self, events: &[UsageEvent]) -> Result<(), BackendError> {
+        let call = self.calls.fetch_add(1, Ordering::SeqCst) % self.period.max(1);
+        if self.fail_before.contains(&call) {
+            return Err(BackendError::Unavailable {
+                message: "429".into(),
+                retry_after: Some(Duration::from_millis(5)),
+            });
+        }
+        self.inner.record_usage(events).await?;
+        if self.fail_after.contains(&call) {
+            return Err(BackendError::unavailable("connection reset after write"));
+        }
+        Ok(())
+    }
+}
+
+/// A recorder configuration with fast retries, for tests.
+pub fn fast_recorder() -> paywall::RecorderConfig {
+    paywall::RecorderConfig {
+        flush_interval: Duration::from_millis(10),
+        initial_backoff: Duration::from_millis(5),
+        max_backoff: Duration::from_millis(50),
+        ..paywall::RecorderConfig::default()
+    }
+}

@@ -21,6 +21,8 @@ use crate::policy::FailPolicy;
 use crate::recorder::{FlushReport, Pending, RecorderConfig, UsageRecorder};
 use crate::rejection::{PaymentRequired, Rejection, Unauthenticated};
 
+/// Interned (product, meter) pairs of the routes.
+type MeterIds = HashMap<(Arc<str>, Arc<str>), u32>;
 type SuccessFn = dyn Fn(StatusCode) -> bool + Send + Sync;
 type RejectionFn = dyn Fn(&Rejection) -> Response<Bytes> + Send + Sync;
 
@@ -283,7 +285,7 @@ pub(crate) struct Engine {
     customers: Cache<String, Customer>,
     budgets: Cache<BudgetKey, Arc<Budget>>,
     revivable: Mutex<Revivable>,
-    meters: Mutex<HashMap<(Arc<str>, Arc<str>), u32>>,
+    meters: Mutex<MeterIds>,
     recorder: UsageRecorder,
     limits_ttl: Duration,
     fail_policy: FailPolicy,
@@ -725,6 +727,13 @@ impl Admission {
             debug!(%status, "handler did not succeed; units given back");
             return; // the reservation's drop gives the units back
         }
+        if self.customer.is_none() {
+            return;
+        }
+        // Wait for room first: if this future is dropped while waiting, the admission
+        // drops with it and its units are given back (the client got no response).
+        let engine = Arc::clone(&self.engine);
+        let slot = engine.recorder.slot().await;
         let Some(customer) = self.customer.take() else {
             return;
         };
@@ -739,11 +748,10 @@ impl Admission {
             timestamp: self.admitted_at,
             duration: Some(self.started.elapsed()),
         };
-        // A refused event (shutdown under way) is logged with its key by the recorder.
-        let _ = self
-            .engine
-            .recorder
-            .enqueue(Pending { event, budget })
-            .await;
+        match slot {
+            Ok(slot) => slot.send(Pending { event, budget }),
+            // Shutting down: the event is logged with its key and counted as pending.
+            Err(_) => engine.recorder.refuse(&event),
+        }
     }
 }

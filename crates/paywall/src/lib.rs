@@ -52,7 +52,7 @@
 //!     |request: Request<Full<Bytes>>| async move {
 //!         let customer = request.extensions().get::<Customer>().cloned();
 //!         let body = customer.map(|c| c.reference().to_string()).unwrap_or_default();
-//!         Ok::<_, Infallible>(Response::new(Full::from(body)))
+//!         Ok::<_, Infallible>(Response::new(Full::<Bytes>::from(body)))
 //!     },
 //! ));
 //!

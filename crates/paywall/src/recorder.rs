@@ -125,37 +125,33 @@ impl UsageRecorder {
         }
     }
 
-    /// Queues an event; waits while the queue is full.
-    pub(crate) async fn enqueue(&self, pending: Pending) -> Result<(), RecorderClosed> {
+    /// Waits for room in the queue (backpressure). Cancel-safe: dropping the future
+    /// while it waits takes nothing from the queue and records nothing.
+    pub(crate) async fn slot(&self) -> Result<Slot<'_>, RecorderClosed> {
         if self.closed.load(Ordering::Acquire) {
-            self.refuse(&pending);
             return Err(RecorderClosed);
         }
-        self.counters.accepted.fetch_add(1, Ordering::AcqRel);
-        let message = match self.tx.try_send(Message::Event(pending)) {
-            Ok(()) => return Ok(()),
-            Err(mpsc::error::TrySendError::Full(message)) => {
-                debug!("usage queue full; the request waits for room");
-                message
+        let permit = match self.tx.try_reserve() {
+            Ok(permit) => permit,
+            Err(mpsc::error::TrySendError::Full(())) => {
+                debug!("usage queue full; the response waits for room");
+                self.tx.reserve().await.map_err(|_| RecorderClosed)?
             }
-            Err(mpsc::error::TrySendError::Closed(message)) => message,
+            Err(mpsc::error::TrySendError::Closed(())) => return Err(RecorderClosed),
         };
-        if let Err(mpsc::error::SendError(message)) = self.tx.send(message).await {
-            self.counters.accepted.fetch_sub(1, Ordering::AcqRel);
-            if let Message::Event(pending) = message {
-                self.refuse(&pending);
-            }
-            return Err(RecorderClosed);
-        }
-        Ok(())
+        Ok(Slot {
+            permit,
+            counters: &self.counters,
+        })
     }
 
-    fn refuse(&self, pending: &Pending) {
+    /// Logs and counts an event that could not be queued.
+    pub(crate) fn refuse(&self, event: &UsageEvent) {
         self.counters.refused.fetch_add(1, Ordering::AcqRel);
         error!(
-            idempotency_key = %pending.event.idempotency_key,
-            customer = %pending.event.customer,
-            units = pending.event.units,
+            idempotency_key = %event.idempotency_key,
+            customer = %event.customer,
+            units = event.units,
             "usage event refused: the recorder is shut down"
         );
     }
@@ -199,6 +195,20 @@ impl UsageRecorder {
             pending: accepted.saturating_sub(recorded + rejected)
                 + self.counters.refused.load(Ordering::Acquire),
         }
+    }
+}
+
+/// Room for one event in the usage queue.
+pub(crate) struct Slot<'a> {
+    permit: mpsc::Permit<'a, Message>,
+    counters: &'a Counters,
+}
+
+impl Slot<'_> {
+    /// Queues the event; never waits, never fails.
+    pub(crate) fn send(self, pending: Pending) {
+        self.counters.accepted.fetch_add(1, Ordering::AcqRel);
+        self.permit.send(Message::Event(pending));
     }
 }
 
