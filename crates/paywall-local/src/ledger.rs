@@ -112,14 +112,17 @@ pub(crate) fn allowance(
     meter: &str,
     now: i64,
 ) -> Result<Allowance, LocalError> {
-    let created_at: i64 = conn
+    let exists = conn
         .query_row(
-            "SELECT created_at FROM customers WHERE reference = ?1",
+            "SELECT 1 FROM customers WHERE reference = ?1",
             [customer],
-            |row| row.get(0),
+            |_| Ok(()),
         )
         .optional()?
-        .ok_or_else(|| LocalError::NotFound(format!("customer {customer}")))?;
+        .is_some();
+    if !exists {
+        return Err(LocalError::NotFound(format!("customer {customer}")));
+    }
     let purchased: Option<(String, i64, i64, i64)> = conn
         .query_row(
             "SELECT p.reference, p.units, p.period_secs, u.started_at
@@ -142,7 +145,9 @@ pub(crate) fn allowance(
                 )
                 .optional()?
                 .ok_or_else(|| LocalError::NotFound(format!("product {product}")))?;
-            (plan, units, period, created_at, true)
+            // Free periods are fixed windows counted from the Unix epoch; a purchase
+            // starts a fresh period of its own when it is made.
+            (plan, units, period, 0, true)
         }
     };
     let period_ms = period_secs.max(1).saturating_mul(1000);

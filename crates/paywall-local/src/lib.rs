@@ -382,7 +382,8 @@ mod tests {
             meter: "requests".into(),
             units: 1,
             outcome: Outcome::Success,
-            timestamp: SystemTime::now(),
+            // Admitted a moment ago, before any purchase the test makes.
+            timestamp: SystemTime::now() - Duration::from_secs(1),
             duration: None,
         }
     }
