@@ -4,15 +4,12 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use http::StatusCode;
-use paywall::{Charge, Paywall};
+use paywall::Paywall;
 use paywall_tests::*;
-use tower::{Layer, ServiceExt};
+use tower::ServiceExt;
 
 async fn run_concurrently(paywall: &Paywall, sub: &str, n: usize) -> (usize, usize, usize) {
-    let service = paywall
-        .layer(Charge::new(PRODUCT))
-        .expect("layer")
-        .layer(echo_service());
+    let service = protected(paywall);
     let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(n));
     let mut tasks = Vec::with_capacity(n);
     for _ in 0..n {
@@ -38,10 +35,7 @@ async fn run_concurrently(paywall: &Paywall, sub: &str, n: usize) -> (usize, usi
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_first_requests_share_one_ensure_and_one_limits_call() {
     let backend = TestBackend::with_allowance(1000).delay(Duration::from_millis(50));
-    let paywall = Paywall::builder(resolver(), backend.clone())
-        .recorder(fast_recorder())
-        .build()
-        .expect("paywall");
+    let paywall = test_paywall(&backend);
     let (ok, payment, other) = run_concurrently(&paywall, "new-user", 100).await;
     assert_eq!((ok, payment, other), (100, 0, 0));
     assert_eq!(
@@ -61,10 +55,7 @@ async fn concurrent_first_requests_share_one_ensure_and_one_limits_call() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_five_units_left_exactly_five_of_two_hundred_are_admitted() {
     let backend = TestBackend::with_allowance(5);
-    let paywall = Paywall::builder(resolver(), backend.clone())
-        .recorder(fast_recorder())
-        .build()
-        .expect("paywall");
+    let paywall = test_paywall(&backend);
     let (ok, payment, other) = run_concurrently(&paywall, "alice", 200).await;
     assert_eq!((ok, payment, other), (5, 195, 0));
     let report = paywall.flush().await;
@@ -76,10 +67,7 @@ async fn with_five_units_left_exactly_five_of_two_hundred_are_admitted() {
 async fn exact_admission_holds_when_the_cold_path_is_slow() {
     // The budget is created while all 200 requests wait on the same slow backend call.
     let backend = TestBackend::with_allowance(5).delay(Duration::from_millis(30));
-    let paywall = Paywall::builder(resolver(), backend.clone())
-        .recorder(fast_recorder())
-        .build()
-        .expect("paywall");
+    let paywall = test_paywall(&backend);
     let (ok, payment, other) = run_concurrently(&paywall, "bob", 200).await;
     assert_eq!((ok, payment, other), (5, 195, 0));
     assert_eq!(backend.limits_calls(), 1);
@@ -94,15 +82,11 @@ async fn a_refresh_does_not_regrant_units_the_backend_has_not_recorded_yet() {
         .state
         .usage_failures
         .store(usize::MAX, Ordering::SeqCst);
-    let paywall = Paywall::builder(resolver(), backend.clone())
+    let paywall = builder(&backend)
         .limits_ttl(Duration::from_millis(20))
-        .recorder(fast_recorder())
         .build()
         .expect("paywall");
-    let service = paywall
-        .layer(Charge::new(PRODUCT))
-        .expect("layer")
-        .layer(echo_service());
+    let service = protected(&paywall);
     let mut admitted = 0;
     for _ in 0..12 {
         if service
@@ -140,14 +124,8 @@ async fn a_refresh_does_not_regrant_units_the_backend_has_not_recorded_yet() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_users_each_get_exactly_their_allowance() {
     let backend = TestBackend::with_allowance(3);
-    let paywall = Paywall::builder(resolver(), backend.clone())
-        .recorder(fast_recorder())
-        .build()
-        .expect("paywall");
-    let service = paywall
-        .layer(Charge::new(PRODUCT))
-        .expect("layer")
-        .layer(echo_service());
+    let paywall = test_paywall(&backend);
+    let service = protected(&paywall);
     let mut tasks = Vec::new();
     for user in 0..20 {
         for _ in 0..10 {

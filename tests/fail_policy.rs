@@ -11,20 +11,16 @@ use paywall_tests::*;
 use tower::{Layer, ServiceExt};
 
 fn paywall(backend: &TestBackend, policy: FailPolicy, ttl: Duration) -> Paywall {
-    Paywall::builder(resolver(), backend.clone())
+    builder(backend)
         .fail_policy(policy)
         .limits_ttl(ttl)
         .failure_backoff(Duration::from_millis(50))
-        .recorder(fast_recorder())
         .build()
         .expect("paywall")
 }
 
 async fn call(paywall: &Paywall, sub: &str) -> (StatusCode, http::HeaderMap, serde_json::Value) {
-    let service = paywall
-        .layer(Charge::new(PRODUCT))
-        .expect("layer")
-        .layer(echo_service());
+    let service = protected(paywall);
     json_body(service.oneshot(request(sub)).await.expect("infallible")).await
 }
 
@@ -187,10 +183,7 @@ async fn identity_provider_down_is_503_not_401() {
     let paywall = Paywall::builder(Down, backend.clone())
         .build()
         .expect("paywall");
-    let service = paywall
-        .layer(Charge::new(PRODUCT))
-        .expect("layer")
-        .layer(echo_service());
+    let service = protected(&paywall);
     let (status, headers, body) =
         json_body(service.oneshot(request("alice")).await.expect("ok")).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);

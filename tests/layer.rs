@@ -12,22 +12,6 @@ use paywall_tests::*;
 use serde_json::json;
 use tower::{Layer, ServiceExt};
 
-fn paywall(backend: &TestBackend) -> Paywall {
-    Paywall::builder(resolver(), backend.clone())
-        .recorder(fast_recorder())
-        .build()
-        .expect("paywall")
-}
-
-macro_rules! service {
-    ($paywall:expr) => {
-        $paywall
-            .layer(Charge::new(PRODUCT))
-            .expect("layer")
-            .layer(echo_service())
-    };
-}
-
 fn with_auth(value: &str) -> Request<Full<bytes::Bytes>> {
     Request::builder()
         .header("authorization", value)
@@ -37,8 +21,8 @@ fn with_auth(value: &str) -> Request<Full<bytes::Bytes>> {
 
 async fn assert_401(request: Request<Full<bytes::Bytes>>) {
     let backend = TestBackend::with_allowance(5);
-    let paywall = paywall(&backend);
-    let response = service!(paywall)
+    let paywall = test_paywall(&backend);
+    let response = protected(&paywall)
         .oneshot(request)
         .await
         .expect("infallible");
@@ -114,8 +98,8 @@ async fn two_authorization_headers_are_401() {
 #[tokio::test]
 async fn admitted_request_carries_header_and_extension() {
     let backend = TestBackend::with_allowance(5);
-    let paywall = paywall(&backend);
-    let response = service!(paywall)
+    let paywall = test_paywall(&backend);
+    let response = protected(&paywall)
         .oneshot(request("alice"))
         .await
         .expect("infallible");
@@ -129,7 +113,7 @@ async fn admitted_request_carries_header_and_extension() {
 #[tokio::test]
 async fn inbound_customer_ref_never_reaches_the_handler() {
     let backend = TestBackend::with_allowance(5);
-    let paywall = paywall(&backend);
+    let paywall = test_paywall(&backend);
     let mut request = request("alice");
     request
         .headers_mut()
@@ -137,7 +121,7 @@ async fn inbound_customer_ref_never_reaches_the_handler() {
     request
         .headers_mut()
         .append("x-customer-ref", "cus_other".parse().expect("value"));
-    let response = service!(paywall)
+    let response = protected(&paywall)
         .oneshot(request)
         .await
         .expect("infallible");
@@ -154,8 +138,8 @@ async fn inbound_customer_ref_never_reaches_the_handler() {
 async fn exhausted_allowance_is_402_with_every_field() {
     let backend = TestBackend::with_allowance(1);
     *backend.state.checkout_url.lock().expect("lock") = Some("https://pay.example/c/1".into());
-    let paywall = paywall(&backend);
-    let service = service!(paywall);
+    let paywall = test_paywall(&backend);
+    let service = protected(&paywall);
     let first = service
         .clone()
         .oneshot(request("alice"))
@@ -192,8 +176,8 @@ async fn exhausted_allowance_is_402_with_every_field() {
 #[tokio::test]
 async fn usage_is_committed_on_2xx_and_given_back_on_5xx() {
     let backend = TestBackend::with_allowance(2);
-    let paywall = paywall(&backend);
-    let service = service!(paywall);
+    let paywall = test_paywall(&backend);
+    let service = protected(&paywall);
     let failing = || {
         let mut request = request("alice");
         request
@@ -236,7 +220,7 @@ async fn usage_is_committed_on_2xx_and_given_back_on_5xx() {
 #[tokio::test]
 async fn a_dropped_request_gives_its_units_back() {
     let backend = TestBackend::with_allowance(1);
-    let paywall = paywall(&backend);
+    let paywall = test_paywall(&backend);
     let slow = tower::service_fn(|_: Request<Full<bytes::Bytes>>| async {
         tokio::time::sleep(Duration::from_secs(3600)).await;
         Ok::<_, std::convert::Infallible>(http::Response::new(Full::<bytes::Bytes>::default()))
@@ -253,7 +237,7 @@ async fn a_dropped_request_gives_its_units_back() {
     .await;
     assert!(abandoned.is_err());
     // The unit came back: a fresh request is admitted.
-    let response = service!(paywall)
+    let response = protected(&paywall)
         .oneshot(request("alice"))
         .await
         .expect("infallible");
@@ -263,16 +247,15 @@ async fn a_dropped_request_gives_its_units_back() {
 #[tokio::test]
 async fn success_predicate_is_configurable() {
     let backend = TestBackend::with_allowance(1);
-    let paywall = Paywall::builder(resolver(), backend.clone())
+    let paywall = builder(&backend)
         .success_when(|status| status.is_success() || status == StatusCode::NOT_FOUND)
-        .recorder(fast_recorder())
         .build()
         .expect("paywall");
     let mut request = request("alice");
     request
         .headers_mut()
         .insert("x-test-status", "404".parse().expect("value"));
-    let response = service!(paywall)
+    let response = protected(&paywall)
         .oneshot(request)
         .await
         .expect("infallible");
@@ -297,7 +280,7 @@ async fn rejection_hook_replaces_the_response() {
         })
         .build()
         .expect("paywall");
-    let response = service!(paywall)
+    let response = protected(&paywall)
         .oneshot(request("alice"))
         .await
         .expect("infallible");
@@ -312,12 +295,12 @@ async fn rejection_hook_replaces_the_response() {
 #[tokio::test]
 async fn routes_charge_their_own_units_and_share_a_budget_per_product_and_meter() {
     let backend = TestBackend::with_allowance(10);
-    let paywall = paywall(&backend);
+    let paywall = test_paywall(&backend);
     let expensive = paywall
         .layer(Charge::new(PRODUCT).units(4))
         .expect("layer")
         .layer(echo_service());
-    let cheap = service!(paywall);
+    let cheap = protected(&paywall);
     for _ in 0..2 {
         assert_eq!(
             expensive
@@ -355,7 +338,7 @@ async fn routes_charge_their_own_units_and_share_a_budget_per_product_and_meter(
 #[tokio::test]
 async fn invalid_route_configuration_fails_when_the_layer_is_built() {
     let backend = TestBackend::with_allowance(1);
-    let paywall = paywall(&backend);
+    let paywall = test_paywall(&backend);
     assert!(paywall.layer(Charge::new("")).is_err());
     assert!(paywall.layer(Charge::new("prd ok")).is_err());
     assert!(paywall.layer(Charge::new(PRODUCT).units(0)).is_err());
@@ -365,12 +348,11 @@ async fn invalid_route_configuration_fails_when_the_layer_is_built() {
 #[tokio::test]
 async fn invalidating_a_customer_refreshes_its_budget_at_once() {
     let backend = TestBackend::with_allowance(1);
-    let paywall = Paywall::builder(resolver(), backend.clone())
+    let paywall = builder(&backend)
         .limits_ttl(Duration::from_secs(3600))
-        .recorder(fast_recorder())
         .build()
         .expect("paywall");
-    let service = service!(paywall);
+    let service = protected(&paywall);
     assert_eq!(
         service
             .clone()
@@ -432,7 +414,7 @@ async fn invalidating_a_customer_refreshes_its_budget_at_once() {
 async fn poll_ready_is_the_inner_services() {
     use std::task::{Context, Poll};
     let backend = TestBackend::with_allowance(1);
-    let paywall = paywall(&backend);
+    let paywall = test_paywall(&backend);
     let (inner, mut handle) = tower_test_mock();
     let mut service = paywall
         .layer(Charge::new(PRODUCT))

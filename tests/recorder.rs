@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::StatusCode;
-use paywall::{Charge, Paywall};
+use paywall::Paywall;
 use paywall_local::{LocalBackend, Product};
 use paywall_tests::*;
-use tower::{Layer, ServiceExt};
+use tower::ServiceExt;
 
 #[tokio::test]
 async fn transient_failures_are_retried_with_the_same_idempotency_keys() {
@@ -24,10 +24,7 @@ async fn transient_failures_are_retried_with_the_same_idempotency_keys() {
         })
         .build()
         .expect("paywall");
-    let service = paywall
-        .layer(Charge::new(PRODUCT))
-        .expect("layer")
-        .layer(echo_service());
+    let service = protected(&paywall);
     for _ in 0..3 {
         assert_eq!(
             service
@@ -84,10 +81,7 @@ async fn the_sqlite_ledger_has_one_row_per_admitted_request_despite_lost_acks() 
         })
         .build()
         .expect("paywall");
-    let service = paywall
-        .layer(Charge::new(PRODUCT))
-        .expect("layer")
-        .layer(echo_service());
+    let service = protected(&paywall);
     let mut tasks = Vec::new();
     for i in 0..300 {
         let service = service.clone();
@@ -136,10 +130,7 @@ async fn shutdown_flushes_every_accepted_event() {
         })
         .build()
         .expect("paywall");
-    let service = paywall
-        .layer(Charge::new(PRODUCT))
-        .expect("layer")
-        .layer(echo_service());
+    let service = protected(&paywall);
     for _ in 0..25 {
         assert_eq!(
             service
@@ -173,14 +164,8 @@ async fn shutdown_reports_what_it_could_not_record_before_the_deadline() {
         .state
         .usage_failures
         .store(usize::MAX, Ordering::SeqCst);
-    let paywall = Paywall::builder(resolver(), backend.clone())
-        .recorder(fast_recorder())
-        .build()
-        .expect("paywall");
-    let service = paywall
-        .layer(Charge::new(PRODUCT))
-        .expect("layer")
-        .layer(echo_service());
+    let paywall = test_paywall(&backend);
+    let service = protected(&paywall);
     for _ in 0..4 {
         assert_eq!(
             service
@@ -213,10 +198,7 @@ async fn a_full_queue_applies_backpressure_instead_of_dropping() {
         })
         .build()
         .expect("paywall");
-    let service = paywall
-        .layer(Charge::new(PRODUCT))
-        .expect("layer")
-        .layer(echo_service());
+    let service = protected(&paywall);
     // The worker holds one event in its retry loop and the queue holds two more.
     for _ in 0..3 {
         assert_eq!(

@@ -275,3 +275,45 @@ pub fn fast_recorder() -> paywall::RecorderConfig {
         ..paywall::RecorderConfig::default()
     }
 }
+
+/// A paywall builder over `backend` with the test resolver and fast retries.
+pub fn builder<B: BillingBackend + Clone>(backend: &B) -> paywall::PaywallBuilder {
+    paywall::Paywall::builder(resolver(), backend.clone()).recorder(fast_recorder())
+}
+
+/// A paywall over `backend` with the defaults of [`builder`].
+pub fn test_paywall<B: BillingBackend + Clone>(backend: &B) -> paywall::Paywall {
+    builder(backend).build().expect("paywall")
+}
+
+/// The echo service behind `paywall`, charging one unit of [`PRODUCT`].
+pub fn protected(
+    paywall: &paywall::Paywall,
+) -> paywall::PaywallService<
+    impl Service<
+            Request<Full<Bytes>>,
+            Response = Response<Full<Bytes>>,
+            Error = Infallible,
+            Future: Send,
+        > + Clone
+        + Send
+        + 'static,
+> {
+    use tower::Layer;
+    paywall
+        .layer(paywall::Charge::new(PRODUCT))
+        .expect("layer")
+        .layer(echo_service())
+}
+
+/// The status `service` answers a request of `sub` with.
+pub async fn status_of<S>(service: &S, sub: &str) -> StatusCode
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<Full<Bytes>>, Error = Infallible> + Clone,
+{
+    use tower::ServiceExt;
+    match service.clone().oneshot(request(sub)).await {
+        Ok(response) => response.status(),
+        Err(never) => match never {},
+    }
+}

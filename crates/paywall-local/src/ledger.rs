@@ -112,17 +112,7 @@ pub(crate) fn allowance(
     meter: &str,
     now: i64,
 ) -> Result<Allowance, LocalError> {
-    let exists = conn
-        .query_row(
-            "SELECT 1 FROM customers WHERE reference = ?1",
-            [customer],
-            |_| Ok(()),
-        )
-        .optional()?
-        .is_some();
-    if !exists {
-        return Err(LocalError::NotFound(format!("customer {customer}")));
-    }
+    require_customer(conn, customer)?;
     let purchased: Option<(String, i64, i64, i64)> = conn
         .query_row(
             "SELECT p.reference, p.units, p.period_secs, u.started_at
@@ -209,17 +199,7 @@ pub(crate) fn purchase(
     product: &str,
 ) -> Result<Plan, LocalError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let exists: bool = tx
-        .query_row(
-            "SELECT 1 FROM customers WHERE reference = ?1",
-            [customer],
-            |_| Ok(()),
-        )
-        .optional()?
-        .is_some();
-    if !exists {
-        return Err(LocalError::NotFound(format!("customer {customer}")));
-    }
+    require_customer(&tx, customer)?;
     let plan = paid_plan(&tx, product)?;
     tx.execute(
         "UPDATE purchases SET status = 'replaced'
@@ -239,6 +219,16 @@ pub(crate) fn purchase(
     )?;
     tx.commit()?;
     Ok(plan)
+}
+
+fn require_customer(conn: &Connection, customer: &str) -> Result<(), LocalError> {
+    conn.query_row(
+        "SELECT 1 FROM customers WHERE reference = ?1",
+        [customer],
+        |_| Ok(()),
+    )
+    .optional()?
+    .ok_or_else(|| LocalError::NotFound(format!("customer {customer}")))
 }
 
 pub(crate) fn paid_plan(conn: &Connection, product: &str) -> Result<Plan, LocalError> {
