@@ -1,5 +1,19 @@
 //! Shared pieces of the end-to-end tests: a counting billing backend with switchable
 //! faults, a fault wrapper around the real SQLite backend, tokens, and an echo handler.
+//!
+//! ```
+//! use paywall_tests::{protected, status_of, test_paywall, TestBackend};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let backend = TestBackend::with_allowance(1);
+//! let paywall = test_paywall(&backend);
+//! let service = protected(&paywall);
+//! assert_eq!(status_of(&service, "alice").await, http::StatusCode::OK);
+//! assert_eq!(status_of(&service, "alice").await, http::StatusCode::PAYMENT_REQUIRED);
+//! assert_eq!(backend.ensure_calls(), 1);
+//! # }
+//! ```
 
 #![allow(missing_docs)]
 
