@@ -149,7 +149,9 @@ async fn free_allowance_then_402_then_checkout_then_allowed_again() {
     assert!(report.is_complete());
     let rows = running
         .app
-        .backend
+        .local
+        .as_ref()
+        .expect("embedded backend")
         .ledger(Some(&customer))
         .await
         .expect("ledger");

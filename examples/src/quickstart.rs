@@ -1,11 +1,13 @@
-//! `axum-quickstart`: one free route, one paid route, HS256 identity, the embedded
-//! backend and its local checkout.
+//! `axum-quickstart`: one free route, one paid route, HS256 identity, and either the
+//! embedded backend with its local checkout or, when `SOLVAPAY_SECRET_KEY` is set, the
+//! SolvaPay backend at `SOLVAPAY_API_BASE_URL` (SolvaPay itself, or `paywall-dev-server`).
 //!
 //! | route | |
 //! |---|---|
 //! | `GET /health` | public: `{"status": "ok"}` |
 //! | `GET /api/hello` | costs 1 unit of `PAYWALL_PRODUCT`: `{"customerRef", "externalRef"}` |
-//! | `GET/POST /checkout` | the local checkout a 402's `checkoutUrl` points to |
+//! | `GET/POST /checkout` | the local checkout a 402's `checkoutUrl` points to (embedded backend) |
+//! | `POST /webhooks/solvapay` | SolvaPay webhooks, when `SOLVAPAY_WEBHOOK_SECRET` is set |
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -17,6 +19,8 @@ use axum::{Json, Router};
 use paywall_axum::{Charge, ConfigError, Customer, Paywall, X_CUSTOMER_REF};
 use paywall_jwt::{Hs256Signer, JwtConfigError, JwtResolver};
 use paywall_local::{checkout, LocalBackend, LocalError, Product};
+use paywall_solvapay::webhook::WebhookVerifier;
+use paywall_solvapay::{axum_handler, SolvaPayBackend, SolvaPayConfig};
 use rand::RngCore;
 use serde_json::{json, Value};
 
@@ -35,6 +39,11 @@ pub struct QuickstartConfig {
     pub db: Option<PathBuf>,
     /// How long budgets are trusted before the backend is asked again.
     pub limits_ttl: Duration,
+    /// `SOLVAPAY_SECRET_KEY` (+ `SOLVAPAY_API_BASE_URL`): bill through SolvaPay instead
+    /// of the embedded backend.
+    pub solvapay: Option<SolvaPayConfig>,
+    /// `SOLVAPAY_WEBHOOK_SECRET`: verify and act on SolvaPay webhooks.
+    pub webhook_secret: Option<String>,
 }
 
 impl std::fmt::Debug for QuickstartConfig {
@@ -48,6 +57,11 @@ impl std::fmt::Debug for QuickstartConfig {
             .field("product", &self.product)
             .field("free_units", &self.free_units)
             .field("db", &self.db)
+            .field("solvapay", &self.solvapay)
+            .field(
+                "webhook_secret",
+                &self.webhook_secret.as_ref().map(|_| "[redacted]"),
+            )
             .finish()
     }
 }
@@ -72,11 +86,15 @@ pub enum QuickstartError {
     /// The paywall rejected its configuration.
     #[error("paywall: {0}")]
     Paywall(#[from] ConfigError),
+    /// The SolvaPay backend could not be configured.
+    #[error("SolvaPay: {0}")]
+    SolvaPay(#[from] paywall_solvapay::ConfigError),
 }
 
 impl QuickstartConfig {
-    /// Reads `PORT`, `PAYWALL_JWT_SECRET`, `PAYWALL_PRODUCT`, `PAYWALL_FREE_UNITS` and
-    /// `PAYWALL_DB`.
+    /// Reads `PORT`, `PAYWALL_JWT_SECRET`, `PAYWALL_PRODUCT`, `PAYWALL_FREE_UNITS`,
+    /// `PAYWALL_DB`, `SOLVAPAY_SECRET_KEY`, `SOLVAPAY_API_BASE_URL` and
+    /// `SOLVAPAY_WEBHOOK_SECRET`.
     pub fn from_env() -> Result<Self, QuickstartError> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
@@ -98,7 +116,13 @@ impl QuickstartConfig {
             })?,
             None => 5,
         };
+        let solvapay = match set("SOLVAPAY_SECRET_KEY") {
+            Some(_) => Some(SolvaPayConfig::from_lookup(&set)?),
+            None => None,
+        };
         Ok(Self {
+            solvapay,
+            webhook_secret: set("SOLVAPAY_WEBHOOK_SECRET"),
             port,
             jwt_secret: set("PAYWALL_JWT_SECRET"),
             product: set("PAYWALL_PRODUCT").unwrap_or_else(|| "prd_quickstart".into()),
@@ -116,8 +140,8 @@ pub struct Quickstart {
     pub router: Router,
     /// The engine (flush and shut it down after serving).
     pub paywall: Paywall,
-    /// The embedded backend.
-    pub backend: LocalBackend,
+    /// The embedded backend, unless billing goes through SolvaPay.
+    pub local: Option<LocalBackend>,
     /// A token for the user `demo-user`, valid for a day.
     pub sample_token: String,
     /// Whether the JWT secret was generated (no `PAYWALL_JWT_SECRET`).
@@ -143,19 +167,27 @@ pub fn build(config: &QuickstartConfig, base_url: &str) -> Result<Quickstart, Qu
             reason: format!("cannot sign a sample token: {err}"),
         })?;
 
-    let mut backend = LocalBackend::builder()
-        .product(Product::new(&config.product).free_units(config.free_units))
-        .checkout_url(format!(
-            "{}{}",
-            base_url.trim_end_matches('/'),
-            checkout::PATH
-        ));
-    if let Some(path) = &config.db {
-        backend = backend.path(path);
-    }
-    let backend = backend.open()?;
-
-    let paywall = Paywall::builder(resolver, backend.clone())
+    let (builder, local) = match &config.solvapay {
+        Some(solvapay) => (
+            Paywall::builder(resolver, SolvaPayBackend::new(solvapay.clone())?),
+            None,
+        ),
+        None => {
+            let mut local = LocalBackend::builder()
+                .product(Product::new(&config.product).free_units(config.free_units))
+                .checkout_url(format!(
+                    "{}{}",
+                    base_url.trim_end_matches('/'),
+                    checkout::PATH
+                ));
+            if let Some(path) = &config.db {
+                local = local.path(path);
+            }
+            let local = local.open()?;
+            (Paywall::builder(resolver, local.clone()), Some(local))
+        }
+    };
+    let paywall = builder
         .limits_ttl(if config.limits_ttl.is_zero() {
             Duration::from_secs(30)
         } else {
@@ -164,18 +196,27 @@ pub fn build(config: &QuickstartConfig, base_url: &str) -> Result<Quickstart, Qu
         .build()?;
     let paid = paywall.layer(Charge::new(&config.product))?;
 
-    let router = Router::new()
+    let mut router = Router::new()
         .route("/api/hello", get(hello))
         .route_layer(paid)
-        .route("/health", get(health))
-        .merge(checkout::router(backend.clone(), Some(paywall.clone())))
+        .route("/health", get(health));
+    if let Some(local) = &local {
+        router = router.merge(checkout::router(local.clone(), Some(paywall.clone())));
+    }
+    if let Some(secret) = &config.webhook_secret {
+        router = router.merge(axum_handler::router(
+            WebhookVerifier::new(secret.as_str()),
+            paywall.clone(),
+        ));
+    }
+    let router = router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
 
     Ok(Quickstart {
         router,
         paywall,
-        backend,
+        local,
         sample_token,
         generated_secret,
     })

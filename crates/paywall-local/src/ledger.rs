@@ -78,13 +78,18 @@ pub(crate) fn ensure_customer(
         Some(reference) => reference,
         None => {
             let reference = new_reference("cus");
+            // An email already held by another customer is not stored twice.
+            let email = match &identity.email {
+                Some(email) if !email_taken(&tx, email)? => Some(email),
+                _ => None,
+            };
             tx.execute(
                 "INSERT INTO customers(reference, external_ref, email, name, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![
                     reference,
                     identity.external_ref,
-                    identity.email,
+                    email,
                     identity.name,
                     now_ms()
                 ],
@@ -94,6 +99,15 @@ pub(crate) fn ensure_customer(
     };
     tx.commit()?;
     Ok(reference)
+}
+
+pub(crate) fn email_taken(conn: &Connection, email: &str) -> Result<bool, LocalError> {
+    Ok(conn
+        .query_row("SELECT 1 FROM customers WHERE email = ?1", [email], |_| {
+            Ok(())
+        })
+        .optional()?
+        .is_some())
 }
 
 /// What `check_limits` needs from the ledger.
@@ -160,13 +174,13 @@ pub(crate) fn allowance(
 }
 
 /// Inserts events, ignoring those whose idempotency key is already recorded.
-/// Returns how many were new.
+/// Returns, per event, whether it was new.
 pub(crate) fn record_usage(
     conn: &mut Connection,
     events: &[UsageEvent],
-) -> Result<usize, LocalError> {
+) -> Result<Vec<bool>, LocalError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let mut inserted = 0;
+    let mut inserted = Vec::with_capacity(events.len());
     {
         let mut insert = tx.prepare_cached(
             "INSERT INTO usage_events(idempotency_key, customer_ref, product_ref, meter, units,
@@ -176,16 +190,18 @@ pub(crate) fn record_usage(
         )?;
         let recorded_at = now_ms();
         for event in events {
-            inserted += insert.execute(params![
-                event.idempotency_key,
-                event.customer.as_str(),
-                &*event.product,
-                &*event.meter,
-                to_i64(event.units),
-                event.outcome.as_str(),
-                millis(event.timestamp),
-                recorded_at,
-            ])?;
+            inserted.push(
+                1 == insert.execute(params![
+                    event.idempotency_key,
+                    event.customer.as_str(),
+                    &*event.product,
+                    &*event.meter,
+                    to_i64(event.units),
+                    event.outcome.as_str(),
+                    millis(event.timestamp),
+                    recorded_at,
+                ])?,
+            );
         }
     }
     tx.commit()?;
@@ -197,31 +213,36 @@ pub(crate) fn purchase(
     conn: &mut Connection,
     customer: &str,
     product: &str,
-) -> Result<Plan, LocalError> {
+) -> Result<(Plan, String), LocalError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    require_customer(&tx, customer)?;
-    let plan = paid_plan(&tx, product)?;
+    let bought = purchase_in(&tx, customer, product)?;
+    tx.commit()?;
+    Ok(bought)
+}
+
+/// Buys the paid plan inside the caller's transaction; returns it and the purchase.
+pub(crate) fn purchase_in(
+    tx: &Connection,
+    customer: &str,
+    product: &str,
+) -> Result<(Plan, String), LocalError> {
+    require_customer(tx, customer)?;
+    let plan = paid_plan(tx, product)?;
     tx.execute(
         "UPDATE purchases SET status = 'replaced'
          WHERE customer_ref = ?1 AND product_ref = ?2 AND status = 'active'",
         params![customer, product],
     )?;
+    let reference = new_reference("pur");
     tx.execute(
         "INSERT INTO purchases(reference, customer_ref, product_ref, plan_ref, status, started_at)
          VALUES (?1, ?2, ?3, ?4, 'active', ?5)",
-        params![
-            new_reference("pur"),
-            customer,
-            product,
-            plan.reference,
-            now_ms()
-        ],
+        params![reference, customer, product, plan.reference, now_ms()],
     )?;
-    tx.commit()?;
-    Ok(plan)
+    Ok((plan, reference))
 }
 
-fn require_customer(conn: &Connection, customer: &str) -> Result<(), LocalError> {
+pub(crate) fn require_customer(conn: &Connection, customer: &str) -> Result<(), LocalError> {
     conn.query_row(
         "SELECT 1 FROM customers WHERE reference = ?1",
         [customer],
@@ -306,6 +327,6 @@ pub(crate) fn count_customers(conn: &Connection) -> Result<u64, LocalError> {
     Ok(u64::try_from(count).unwrap_or(0))
 }
 
-fn to_i64(value: u64) -> i64 {
+pub(crate) fn to_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }

@@ -35,6 +35,9 @@
 
 #[cfg(feature = "checkout")]
 pub mod checkout;
+#[cfg(feature = "dev-server")]
+pub mod dev_server;
+pub mod directory;
 mod ledger;
 mod schema;
 
@@ -46,6 +49,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use paywall::{BackendError, BillingBackend, CustomerRef, Identity, Limits, UsageEvent};
 use rusqlite::Connection;
 
+pub use directory::{CustomerPatch, CustomerRecord, Lookup, PurchaseRecord, SessionRecord};
 pub use ledger::LedgerRow;
 pub use schema::SCHEMA_VERSION;
 
@@ -67,6 +71,9 @@ pub enum LocalError {
         /// The newest version this build knows.
         supported: u32,
     },
+    /// A customer with that email or external reference already exists.
+    #[error("conflict: {0}")]
+    Conflict(String),
     /// The blocking task running the query did not complete (runtime shutting down).
     #[error("the ledger task did not complete")]
     TaskFailed,
@@ -76,6 +83,7 @@ impl From<LocalError> for BackendError {
     fn from(err: LocalError) -> Self {
         match err {
             LocalError::NotFound(what) => BackendError::NotFound(what),
+            LocalError::Conflict(what) => BackendError::Rejected(what),
             other => BackendError::unavailable(other.to_string()),
         }
     }
@@ -278,6 +286,7 @@ impl LocalBackend {
         let (customer, product) = (customer.to_owned(), product.to_owned());
         self.run(move |conn| ledger::purchase(conn, &customer, &product))
             .await
+            .map(|(plan, _)| plan)
     }
 
     /// The paid plan a checkout for `product` would buy.
@@ -309,8 +318,138 @@ impl LocalBackend {
         self.run(|conn| ledger::count_customers(conn)).await
     }
 
+    /// Finds a customer with its purchases.
+    pub async fn find_customer(
+        &self,
+        lookup: Lookup<'_>,
+    ) -> Result<Option<CustomerRecord>, LocalError> {
+        let (kind, value) = match lookup {
+            Lookup::Reference(v) => (0, v.to_owned()),
+            Lookup::ExternalRef(v) => (1, v.to_owned()),
+            Lookup::Email(v) => (2, v.to_owned()),
+        };
+        self.run(move |conn| {
+            let lookup = match kind {
+                0 => Lookup::Reference(&value),
+                1 => Lookup::ExternalRef(&value),
+                _ => Lookup::Email(&value),
+            };
+            directory::find(conn, lookup)
+        })
+        .await
+    }
+
+    /// Creates a customer; [`LocalError::Conflict`] when the email or external reference
+    /// is taken.
+    pub async fn create_customer(
+        &self,
+        email: &str,
+        name: Option<&str>,
+        external_ref: Option<&str>,
+    ) -> Result<CustomerRecord, LocalError> {
+        let (email, name, external_ref) = (
+            email.to_owned(),
+            name.map(str::to_owned),
+            external_ref.map(str::to_owned),
+        );
+        self.run(move |conn| {
+            directory::create(conn, &email, name.as_deref(), external_ref.as_deref())
+        })
+        .await
+    }
+
+    /// Updates a customer; [`LocalError::Conflict`] when the new email or external
+    /// reference belongs to another customer.
+    pub async fn update_customer(
+        &self,
+        reference: &str,
+        patch: CustomerPatch,
+    ) -> Result<CustomerRecord, LocalError> {
+        let reference = reference.to_owned();
+        self.run(move |conn| directory::update(conn, &reference, &patch))
+            .await
+    }
+
+    /// The customer's open checkout session for the product (and plan), or a new one.
+    pub async fn open_checkout_session(
+        &self,
+        customer: &str,
+        product: &str,
+        plan: Option<&str>,
+        return_url: Option<&str>,
+    ) -> Result<SessionRecord, LocalError> {
+        let (customer, product) = (customer.to_owned(), product.to_owned());
+        let (plan, return_url) = (plan.map(str::to_owned), return_url.map(str::to_owned));
+        self.run(move |conn| {
+            directory::open_session(
+                conn,
+                &customer,
+                &product,
+                plan.as_deref(),
+                return_url.as_deref(),
+            )
+        })
+        .await
+    }
+
+    /// A checkout session.
+    pub async fn checkout_session(&self, id: &str) -> Result<Option<SessionRecord>, LocalError> {
+        let id = id.to_owned();
+        self.run(move |conn| directory::session(conn, &id)).await
+    }
+
+    /// Pays a checkout session: buys its plan (once). Returns the session, the plan, and
+    /// whether this call made the purchase.
+    pub async fn complete_checkout_session(
+        &self,
+        id: &str,
+    ) -> Result<(SessionRecord, Plan, bool), LocalError> {
+        let id = id.to_owned();
+        self.run(move |conn| directory::complete(conn, &id)).await
+    }
+
+    /// The customer's allowance for a product and meter, as a limits check sees it.
+    pub async fn allowance(
+        &self,
+        customer: &str,
+        product: &str,
+        meter: &str,
+    ) -> Result<Limits, LocalError> {
+        let (c, p, m) = (customer.to_owned(), product.to_owned(), meter.to_owned());
+        let allowance = self
+            .run(move |conn| ledger::allowance(conn, &c, &p, &m, ledger::now_ms()))
+            .await?;
+        let remaining = allowance.units.saturating_sub(allowance.used);
+        Ok(Limits {
+            within_limits: remaining > 0,
+            remaining,
+            checkout_url: None,
+            activation_required: false,
+            confirmation_url: None,
+            plan: Some(allowance.plan),
+            resets_at: u64::try_from(allowance.period_end_ms)
+                .ok()
+                .map(|ms| UNIX_EPOCH + Duration::from_millis(ms)),
+        })
+    }
+
+    /// Whether the customer is on the product's free plan.
+    pub async fn on_free_plan(&self, customer: &str, product: &str) -> Result<bool, LocalError> {
+        let (c, p) = (customer.to_owned(), product.to_owned());
+        self.run(move |conn| {
+            ledger::allowance(conn, &c, &p, "requests", ledger::now_ms()).map(|a| a.is_free)
+        })
+        .await
+    }
+
     /// Records usage and returns how many events were new (replays are ignored).
     pub async fn record(&self, events: &[UsageEvent]) -> Result<usize, LocalError> {
+        let inserted = self.record_each(events).await?;
+        Ok(inserted.into_iter().filter(|new| *new).count())
+    }
+
+    /// Records usage and returns, per event, whether it was new (`false`: a replay).
+    pub async fn record_each(&self, events: &[UsageEvent]) -> Result<Vec<bool>, LocalError> {
         let events = events.to_vec();
         self.run(move |conn| ledger::record_usage(conn, &events))
             .await
@@ -332,26 +471,15 @@ impl BillingBackend for LocalBackend {
         product: &str,
         meter: &str,
     ) -> Result<Limits, BackendError> {
-        let (c, p, m) = (customer.to_string(), product.to_owned(), meter.to_owned());
-        let allowance = self
-            .run(move |conn| ledger::allowance(conn, &c, &p, &m, ledger::now_ms()))
-            .await?;
-        let remaining = allowance.units.saturating_sub(allowance.used);
-        Ok(Limits {
-            within_limits: remaining > 0,
-            remaining,
-            checkout_url: if allowance.is_free || remaining == 0 {
-                self.checkout_url_for(customer.as_str(), product)
-            } else {
-                None
-            },
-            activation_required: false,
-            confirmation_url: None,
-            plan: Some(allowance.plan),
-            resets_at: u64::try_from(allowance.period_end_ms)
-                .ok()
-                .map(|ms| UNIX_EPOCH + Duration::from_millis(ms)),
-        })
+        let mut limits = self.allowance(customer.as_str(), product, meter).await?;
+        let on_free_plan = limits
+            .plan
+            .as_deref()
+            .is_some_and(|plan| plan.ends_with("_free"));
+        if on_free_plan || limits.remaining == 0 {
+            limits.checkout_url = self.checkout_url_for(customer.as_str(), product);
+        }
+        Ok(limits)
     }
 
     async fn record_usage(&self, events: &[UsageEvent]) -> Result<(), BackendError> {

@@ -46,6 +46,19 @@ const MIGRATIONS: &[&str] = &[
         recorded_at     INTEGER NOT NULL
     );
     CREATE INDEX usage_by_customer ON usage_events(customer_ref, product_ref, meter, occurred_at);",
+    // 2: one customer per email (SolvaPay answers 409), checkout sessions.
+    "CREATE UNIQUE INDEX customers_by_email ON customers(email) WHERE email IS NOT NULL;
+    CREATE TABLE checkout_sessions (
+        id           TEXT PRIMARY KEY,
+        customer_ref TEXT NOT NULL REFERENCES customers(reference),
+        product_ref  TEXT NOT NULL REFERENCES products(reference),
+        plan_ref     TEXT NOT NULL REFERENCES plans(reference),
+        return_url   TEXT,
+        status       TEXT NOT NULL,
+        purchase_ref TEXT,
+        created_at   INTEGER NOT NULL
+    );
+    CREATE INDEX open_sessions ON checkout_sessions(customer_ref, product_ref, status);",
 ];
 
 /// The schema version this build writes.

@@ -90,6 +90,7 @@
 #![warn(missing_docs)]
 
 mod backend;
+pub mod backoff;
 mod budget;
 mod charge;
 mod customer;

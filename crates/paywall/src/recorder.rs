@@ -10,11 +10,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rand::Rng;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, warn};
 
 use crate::backend::{DynBackend, UsageEvent};
+use crate::backoff::Backoff;
 use crate::budget::Budget;
 
 /// How the usage recorder batches and retries.
@@ -263,7 +263,8 @@ impl Worker {
                     return;
                 }
                 Err(err) if err.is_transient() => {
-                    let wait = backoff(&self.config, attempt, err.retry_after());
+                    let wait = Backoff::new(self.config.initial_backoff, self.config.max_backoff)
+                        .delay(attempt, err.retry_after());
                     attempt = attempt.saturating_add(1);
                     warn!(
                         events = events.len(),
@@ -306,42 +307,5 @@ impl Worker {
             &self.counters.rejected
         };
         counter.fetch_add(count, Ordering::AcqRel);
-    }
-}
-
-/// Full-jitter exponential backoff, never shorter than the backend's `Retry-After`.
-fn backoff(config: &RecorderConfig, attempt: u32, retry_after: Option<Duration>) -> Duration {
-    let cap = config
-        .initial_backoff
-        .saturating_mul(2u32.saturating_pow(attempt.min(16)))
-        .min(config.max_backoff);
-    let jittered = if cap.is_zero() {
-        cap
-    } else {
-        rand::rng().random_range(cap / 2..=cap)
-    };
-    match retry_after {
-        Some(wait) => jittered.max(wait.min(config.max_backoff.max(wait))),
-        None => jittered,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_is_capped_and_honours_retry_after() {
-        let config = RecorderConfig {
-            initial_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(2),
-            ..RecorderConfig::default()
-        };
-        let first = backoff(&config, 0, None);
-        assert!(first >= Duration::from_millis(50) && first <= Duration::from_millis(100));
-        let late = backoff(&config, 30, None);
-        assert!(late <= Duration::from_secs(2) && late >= Duration::from_secs(1));
-        let told = backoff(&config, 0, Some(Duration::from_secs(5)));
-        assert_eq!(told, Duration::from_secs(5));
     }
 }

@@ -1,0 +1,380 @@
+//! Webhook verification: `SV-Signature: t=<unix seconds>,v1=<hex>`, an HMAC-SHA256
+//! keyed with the whole secret (`whsec_...`) over `"<t>.<raw body>"`.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use hmac::{Hmac, Mac};
+use serde::Deserialize;
+use serde_json::Value;
+use sha2::Sha256;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// The signature header.
+pub const SIGNATURE_HEADER: &str = "sv-signature";
+/// The event id header.
+pub const EVENT_ID_HEADER: &str = "sv-event-id";
+/// The per-attempt delivery id header.
+pub const DELIVERY_HEADER: &str = "sv-delivery";
+/// Signatures older or newer than this are refused by default.
+pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(300);
+
+/// Why a webhook was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WebhookError {
+    /// No `SV-Signature` header.
+    #[error("missing SV-Signature header")]
+    MissingSignature,
+    /// The header is not `t=<seconds>,v1=<hex>`.
+    #[error("malformed SV-Signature header")]
+    MalformedSignature,
+    /// The timestamp is outside the tolerance.
+    #[error("the signature's timestamp is outside the tolerance")]
+    StaleTimestamp,
+    /// No `v1` signature matches.
+    #[error("signature mismatch")]
+    BadSignature,
+    /// The signed body is not an event envelope.
+    #[error("invalid event payload: {0}")]
+    InvalidPayload(String),
+}
+
+/// The hex HMAC-SHA256 of `"<timestamp>.<body>"` keyed with `secret`.
+pub fn sign(secret: &str, timestamp: u64, body: &[u8]) -> String {
+    hex::encode(mac(secret, timestamp, body).finalize().into_bytes())
+}
+
+/// A complete `SV-Signature` header value for `body` at `timestamp`.
+pub fn signature_header(secret: &str, timestamp: u64, body: &[u8]) -> String {
+    format!("t={timestamp},v1={}", sign(secret, timestamp, body))
+}
+
+fn mac(secret: &str, timestamp: u64, body: &[u8]) -> HmacSha256 {
+    // The key is configuration, never request data, and HMAC takes keys of any length:
+    // `new_from_slice` only fails for MACs with fixed-size keys.
+    #[allow(clippy::expect_used)]
+    let mut mac =
+        HmacSha256::new_from_slice(secret.as_bytes()).expect("HMAC accepts keys of any length");
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    mac
+}
+
+/// A SolvaPay webhook event envelope.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+pub struct WebhookEvent {
+    /// `evt_...`.
+    pub id: String,
+    /// For example `purchase.created`, `customer.updated`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Unix seconds, when sent.
+    #[serde(default)]
+    pub created: Option<i64>,
+    /// The event's object.
+    #[serde(default)]
+    pub data: Value,
+}
+
+impl WebhookEvent {
+    /// The customer the event is about, when it names one.
+    pub fn customer_ref(&self) -> Option<&str> {
+        let data = &self.data;
+        let direct = data
+            .get("customerRef")
+            .or_else(|| data.get("customer_ref"))
+            .and_then(Value::as_str);
+        let nested = || {
+            data.get("customer").and_then(|c| {
+                c.as_str()
+                    .or_else(|| c.get("reference").and_then(Value::as_str))
+            })
+        };
+        let own = || {
+            self.kind
+                .starts_with("customer.")
+                .then(|| data.get("reference").and_then(Value::as_str))
+                .flatten()
+        };
+        direct
+            .or_else(nested)
+            .or_else(own)
+            .filter(|r| r.starts_with("cus_"))
+    }
+
+    /// Whether the event can change what a customer may use (purchases, customers,
+    /// subscriptions, payments).
+    pub fn affects_allowance(&self) -> bool {
+        ["purchase.", "customer.", "subscription.", "payment."]
+            .iter()
+            .any(|prefix| self.kind.starts_with(prefix))
+    }
+}
+
+/// Verifies webhook deliveries.
+///
+/// ```
+/// use std::time::{Duration, UNIX_EPOCH};
+/// use paywall_solvapay::webhook::WebhookVerifier;
+///
+/// let body = br#"{"id":"evt_1","type":"customer.created"}"#;
+/// let verifier = WebhookVerifier::new("whsec_test_secret")
+///     .clock(|| UNIX_EPOCH + Duration::from_secs(1740000000));
+/// let header = "t=1740000000,v1=272a54ce354be453f5b9a494af6a3f70e0cc98f74eabc2ca83bf53e700fb6476";
+/// let event = verifier.verify_event(Some(header), body)?;
+/// assert_eq!(event.kind, "customer.created");
+/// # Ok::<(), paywall_solvapay::webhook::WebhookError>(())
+/// ```
+#[derive(Clone)]
+pub struct WebhookVerifier {
+    secret: Arc<str>,
+    tolerance: Duration,
+    clock: Arc<dyn Fn() -> SystemTime + Send + Sync>,
+}
+
+impl fmt::Debug for WebhookVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebhookVerifier")
+            .field("secret", &"[redacted]")
+            .field("tolerance", &self.tolerance)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WebhookVerifier {
+    /// A verifier for `secret` (the whole string, `whsec_` prefix included), with a
+    /// 300 s tolerance and the system clock.
+    pub fn new(secret: impl Into<String>) -> Self {
+        Self {
+            secret: Arc::from(secret.into()),
+            tolerance: DEFAULT_TOLERANCE,
+            clock: Arc::new(SystemTime::now),
+        }
+    }
+
+    /// Largest accepted difference between the signature's time and now.
+    pub fn tolerance(mut self, tolerance: Duration) -> Self {
+        self.tolerance = tolerance;
+        self
+    }
+
+    /// The clock to compare timestamps with (tests inject a fixed one).
+    pub fn clock(mut self, clock: impl Fn() -> SystemTime + Send + Sync + 'static) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Checks `header` (the `SV-Signature` value) against the raw `body`.
+    pub fn verify(&self, header: Option<&str>, body: &[u8]) -> Result<(), WebhookError> {
+        let header = header.ok_or(WebhookError::MissingSignature)?;
+        let (timestamp, signatures) = parse_header(header)?;
+        let now = (self.clock)()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        if now.abs_diff(timestamp) > self.tolerance.as_secs() {
+            return Err(WebhookError::StaleTimestamp);
+        }
+        let expected = mac(&self.secret, timestamp, body);
+        // verify_slice compares in constant time.
+        if signatures
+            .iter()
+            .any(|signature| expected.clone().verify_slice(signature).is_ok())
+        {
+            Ok(())
+        } else {
+            Err(WebhookError::BadSignature)
+        }
+    }
+
+    /// Verifies, then parses the event envelope.
+    pub fn verify_event(
+        &self,
+        header: Option<&str>,
+        body: &[u8],
+    ) -> Result<WebhookEvent, WebhookError> {
+        self.verify(header, body)?;
+        serde_json::from_slice(body).map_err(|err| WebhookError::InvalidPayload(err.to_string()))
+    }
+}
+
+fn parse_header(header: &str) -> Result<(u64, Vec<Vec<u8>>), WebhookError> {
+    let mut timestamp = None;
+    let mut signatures = Vec::new();
+    for part in header.split(',') {
+        let (name, value) = part
+            .trim()
+            .split_once('=')
+            .ok_or(WebhookError::MalformedSignature)?;
+        match name {
+            "t" => {
+                if timestamp.is_some()
+                    || value.is_empty()
+                    || !value.bytes().all(|b| b.is_ascii_digit())
+                {
+                    return Err(WebhookError::MalformedSignature);
+                }
+                timestamp = Some(
+                    value
+                        .parse()
+                        .map_err(|_| WebhookError::MalformedSignature)?,
+                );
+            }
+            "v1" => {
+                let bytes = hex::decode(value).map_err(|_| WebhookError::MalformedSignature)?;
+                if bytes.len() != 32 {
+                    return Err(WebhookError::MalformedSignature);
+                }
+                signatures.push(bytes);
+            }
+            _ => {} // other schemes are ignored
+        }
+    }
+    match timestamp {
+        Some(timestamp) if !signatures.is_empty() => Ok((timestamp, signatures)),
+        _ => Err(WebhookError::MalformedSignature),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "whsec_test_secret";
+    const BODY: &[u8] = br#"{"id":"evt_1","type":"customer.created"}"#;
+    const T: u64 = 1740000000;
+    const VECTOR: &str = "272a54ce354be453f5b9a494af6a3f70e0cc98f74eabc2ca83bf53e700fb6476";
+
+    fn verifier() -> WebhookVerifier {
+        WebhookVerifier::new(SECRET).clock(|| UNIX_EPOCH + Duration::from_secs(T + 10))
+    }
+
+    #[test]
+    fn the_contract_test_vector() {
+        assert_eq!(sign(SECRET, T, BODY), VECTOR);
+        let header = format!("t={T},v1={VECTOR}");
+        assert_eq!(verifier().verify(Some(&header), BODY), Ok(()));
+        let event = verifier().verify_event(Some(&header), BODY).expect("event");
+        assert_eq!(
+            (event.id.as_str(), event.kind.as_str()),
+            ("evt_1", "customer.created")
+        );
+    }
+
+    #[test]
+    fn a_wrong_secret_is_refused() {
+        let header = signature_header("whsec_other", T, BODY);
+        assert_eq!(
+            verifier().verify(Some(&header), BODY),
+            Err(WebhookError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn a_stale_or_future_timestamp_is_refused() {
+        let old = signature_header(SECRET, T - 301, BODY);
+        assert_eq!(
+            verifier().verify(Some(&old), BODY),
+            Err(WebhookError::StaleTimestamp)
+        );
+        let future = signature_header(SECRET, T + 400, BODY);
+        assert_eq!(
+            verifier().verify(Some(&future), BODY),
+            Err(WebhookError::StaleTimestamp)
+        );
+        let within = signature_header(SECRET, T - 200, BODY);
+        assert_eq!(verifier().verify(Some(&within), BODY), Ok(()));
+        let strict = verifier().tolerance(Duration::from_secs(5));
+        assert_eq!(
+            strict.verify(Some(&within), BODY),
+            Err(WebhookError::StaleTimestamp)
+        );
+    }
+
+    #[test]
+    fn malformed_headers_are_refused() {
+        for header in [
+            "",
+            "t=1740000000",
+            &format!("v1={VECTOR}"),
+            &format!("t=abc,v1={VECTOR}"),
+            &format!("t=-1,v1={VECTOR}"),
+            "t=1740000000,v1=zz",
+            "t=1740000000,v1=abcd",
+            &format!("t={T},t={T},v1={VECTOR}"),
+            "garbage",
+        ] {
+            assert_eq!(
+                verifier().verify(Some(header), BODY),
+                Err(WebhookError::MalformedSignature),
+                "{header:?}"
+            );
+        }
+        assert_eq!(
+            verifier().verify(None, BODY),
+            Err(WebhookError::MissingSignature)
+        );
+    }
+
+    #[test]
+    fn a_body_changed_by_one_byte_is_refused() {
+        let header = format!("t={T},v1={VECTOR}");
+        let mut body = BODY.to_vec();
+        body[10] ^= 1;
+        assert_eq!(
+            verifier().verify(Some(&header), &body),
+            Err(WebhookError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn any_matching_v1_is_accepted_and_debug_hides_the_secret() {
+        let header = format!("t={T},v1={},v1={VECTOR}", "00".repeat(32));
+        assert_eq!(verifier().verify(Some(&header), BODY), Ok(()));
+        assert!(!format!("{:?}", verifier()).contains("test_secret"));
+    }
+
+    #[test]
+    fn events_name_their_customer() {
+        let event = |kind: &str, data: Value| WebhookEvent {
+            id: "evt".into(),
+            kind: kind.into(),
+            created: None,
+            data,
+        };
+        assert_eq!(
+            event(
+                "purchase.created",
+                serde_json::json!({"customerRef": "cus_1"})
+            )
+            .customer_ref(),
+            Some("cus_1")
+        );
+        assert_eq!(
+            event(
+                "purchase.created",
+                serde_json::json!({"customer": {"reference": "cus_2"}})
+            )
+            .customer_ref(),
+            Some("cus_2")
+        );
+        assert_eq!(
+            event(
+                "customer.updated",
+                serde_json::json!({"reference": "cus_3"})
+            )
+            .customer_ref(),
+            Some("cus_3")
+        );
+        assert_eq!(
+            event("product.updated", serde_json::json!({"reference": "prd_1"})).customer_ref(),
+            None
+        );
+        assert!(!event("product.updated", Value::Null).affects_allowance());
+        assert!(event("purchase.cancelled", Value::Null).affects_allowance());
+    }
+}
