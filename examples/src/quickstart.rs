@@ -117,7 +117,7 @@ impl QuickstartConfig {
             None => 5,
         };
         let solvapay = match set("SOLVAPAY_SECRET_KEY") {
-            Some(_) => Some(SolvaPayConfig::from_lookup(&set)?),
+            Some(_) => Some(SolvaPayConfig::from_lookup(set)?),
             None => None,
         };
         Ok(Self {

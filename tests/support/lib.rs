@@ -331,3 +331,92 @@ where
         Err(never) => match never {},
     }
 }
+
+/// An axum app served on 127.0.0.1 for the length of a test.
+pub struct Served {
+    pub base: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl Served {
+    /// Serves `router` on `listener` until [`stop`](Self::stop).
+    pub fn start(listener: tokio::net::TcpListener, router: axum::Router) -> Self {
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let handle = tokio::spawn(async move {
+            let _ = axum::serve(listener, router)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        Self {
+            base,
+            stop: Some(stop),
+            handle,
+        }
+    }
+
+    /// Stops accepting and waits for open requests to finish.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.handle).await;
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.handle.abort();
+    }
+}
+
+/// A listener on a free loopback port.
+pub async fn loopback() -> tokio::net::TcpListener {
+    tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind")
+}
+
+/// The secret key the dev server and its clients share in tests.
+pub const DEV_KEY: &str = "sk_test_paywall_dev_key";
+/// The webhook signing secret in tests.
+pub const WEBHOOK_SECRET: &str = "whsec_paywall_test_secret";
+
+/// A dev server over a fresh in-memory ledger selling `product` with `free_units`.
+pub fn dev_server(
+    listener: tokio::net::TcpListener,
+    product: &str,
+    free_units: u64,
+    webhook_url: Option<String>,
+) -> (Served, paywall_local::LocalBackend) {
+    let ledger = paywall_local::LocalBackend::builder()
+        .product(paywall_local::Product::new(product).free_units(free_units))
+        .open()
+        .expect("ledger");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let mut config = paywall_local::dev_server::DevServerConfig::new(DEV_KEY, base);
+    if let Some(url) = webhook_url {
+        config = config.webhook(paywall_local::dev_server::WebhookTarget {
+            url,
+            secret: WEBHOOK_SECRET.into(),
+        });
+    }
+    let served = Served::start(
+        listener,
+        paywall_local::dev_server::router(ledger.clone(), config),
+    );
+    (served, ledger)
+}
+
+/// A SolvaPay configuration for tests: the dev key, short timeouts and backoff.
+pub fn solvapay_config(base: &str) -> paywall_solvapay::SolvaPayConfig {
+    paywall_solvapay::SolvaPayConfig::new(DEV_KEY)
+        .base_url(base)
+        .request_timeout(Duration::from_millis(500))
+        .deadline(Duration::from_secs(3))
+        .max_attempts(3)
+        .backoff(Duration::from_millis(10), Duration::from_millis(100))
+}

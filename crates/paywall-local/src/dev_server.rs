@@ -160,15 +160,46 @@ fn api_error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(body)).into_response()
 }
 
-fn ledger_error(err: LocalError) -> Response {
-    match err {
-        LocalError::NotFound(what) => api_error(StatusCode::NOT_FOUND, format!("{what} not found")),
-        LocalError::Conflict(what) => api_error(StatusCode::CONFLICT, what),
-        other => {
-            warn!(error = %other, "dev server ledger error");
-            api_error(StatusCode::SERVICE_UNAVAILABLE, "The ledger is unavailable")
+/// An error answer, cheap to pass around before it becomes a response.
+struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
         }
     }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        api_error(self.status, self.message)
+    }
+}
+
+impl From<LocalError> for ApiError {
+    fn from(err: LocalError) -> Self {
+        let (status, message) = match err {
+            LocalError::NotFound(what) => (StatusCode::NOT_FOUND, format!("{what} not found")),
+            LocalError::Conflict(what) => (StatusCode::CONFLICT, what),
+            other => {
+                warn!(error = %other, "dev server ledger error");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "The ledger is unavailable".to_owned(),
+                )
+            }
+        };
+        Self { status, message }
+    }
+}
+
+fn ledger_error(err: LocalError) -> Response {
+    ApiError::from(err).into_response()
 }
 
 fn bad_json(rejection: JsonRejection) -> Response {
@@ -388,8 +419,8 @@ async fn limits(
 }
 
 /// Validates a wire usage event and turns it into a ledger event.
-fn usage_event(usage: wire::Usage) -> Result<UsageEvent, Response> {
-    let bad = |message: &str| Err(api_error(StatusCode::BAD_REQUEST, message));
+fn usage_event(usage: wire::Usage) -> Result<UsageEvent, ApiError> {
+    let bad = |message: &str| Err(ApiError::bad_request(message));
     if usage.customer_ref.is_empty() {
         return bad("customerRef must not be empty");
     }
@@ -446,7 +477,7 @@ fn usage_event(usage: wire::Usage) -> Result<UsageEvent, Response> {
 async fn record(
     dev: &Dev,
     usages: Vec<wire::Usage>,
-) -> Result<(Vec<UsageEvent>, Vec<bool>), Response> {
+) -> Result<(Vec<UsageEvent>, Vec<bool>), ApiError> {
     let events = usages
         .into_iter()
         .map(usage_event)
@@ -455,22 +486,19 @@ async fn record(
     customers.sort_unstable();
     customers.dedup();
     for customer in customers {
-        match dev.ledger.find_customer(Lookup::Reference(customer)).await {
-            Ok(Some(_)) => {}
-            Ok(None) => {
-                return Err(api_error(
-                    StatusCode::NOT_FOUND,
-                    format!("Customer {customer} not found"),
-                ))
-            }
-            Err(err) => return Err(ledger_error(err)),
+        if dev
+            .ledger
+            .find_customer(Lookup::Reference(customer))
+            .await?
+            .is_none()
+        {
+            return Err(ApiError {
+                status: StatusCode::NOT_FOUND,
+                message: format!("Customer {customer} not found"),
+            });
         }
     }
-    let inserted = dev
-        .ledger
-        .record_each(&events)
-        .await
-        .map_err(ledger_error)?;
+    let inserted = dev.ledger.record_each(&events).await?;
     Ok((events, inserted))
 }
 
@@ -488,7 +516,7 @@ async fn usage(
             "reference": events.first().map(|e| format!("usage_{}", e.idempotency_key)),
         }))
         .into_response(),
-        Err(response) => response,
+        Err(err) => err.into_response(),
     }
 }
 
@@ -522,7 +550,7 @@ async fn usage_bulk(
             })
             .into_response()
         }
-        Err(response) => response,
+        Err(err) => err.into_response(),
     }
 }
 

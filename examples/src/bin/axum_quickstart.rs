@@ -48,16 +48,22 @@ async fn main() -> ExitCode {
     };
 
     println!("axum-quickstart listening on {base_url}");
-    println!(
-        "  backend: embedded SQLite ({}), product {}, {} free units",
-        config
-            .db
-            .as_ref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|| "in memory".into()),
-        config.product,
-        config.free_units
-    );
+    match &app.local {
+        Some(_) => println!(
+            "  backend: embedded SQLite ({}), product {}, {} free units",
+            config
+                .db
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "in memory".into()),
+            config.product,
+            config.free_units
+        ),
+        None => println!("  backend: SolvaPay, product {}", config.product),
+    }
+    if config.webhook_secret.is_some() {
+        println!("  webhooks: POST {base_url}/webhooks/solvapay (SV-Signature verified)");
+    }
     if app.generated_secret {
         println!("  PAYWALL_JWT_SECRET is unset: generated a random secret for this run");
     }

@@ -1,0 +1,561 @@
+//! The contract, both ways, against SolvaPay's published OpenAPI file
+//! (`../shared/contracts/solvapay-openapi.json`): the dev server's answers match the
+//! response schemas, and the client's requests match the request schemas.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::response::IntoResponse;
+use paywall::{BillingBackend, CustomerRef, Identity, Outcome, UsageEvent};
+use paywall_solvapay::{wire, SolvaPayBackend};
+use paywall_tests::*;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+fn spec() -> Value {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/contracts/solvapay-openapi.json"
+    );
+    let text = std::fs::read_to_string(path).expect("the shared contract is beside the repository");
+    serde_json::from_str(&text).expect("OpenAPI JSON")
+}
+
+/// Replaces every `$ref` to `#/components/schemas/X` with X itself.
+fn inline(schema: &Value, spec: &Value, depth: usize) -> Value {
+    assert!(depth < 32, "reference cycle");
+    match schema {
+        Value::Object(map) => {
+            if let Some(Value::String(reference)) = map.get("$ref") {
+                let name = reference.trim_start_matches("#/components/schemas/");
+                return inline(&spec["components"]["schemas"][name], spec, depth + 1);
+            }
+            Value::Object(
+                map.iter()
+                    .map(|(k, v)| (k.clone(), inline(v, spec, depth + 1)))
+                    .collect(),
+            )
+        }
+        Value::Array(items) => {
+            Value::Array(items.iter().map(|v| inline(v, spec, depth + 1)).collect())
+        }
+        other => other.clone(),
+    }
+}
+
+fn operation<'a>(spec: &'a Value, method: &str, path: &str) -> &'a Value {
+    let op = &spec["paths"][path][method];
+    assert!(op.is_object(), "{method} {path} is in the contract");
+    op
+}
+
+fn assert_valid(spec: &Value, schema: &Value, instance: &Value, what: &str) {
+    let schema = inline(schema, spec, 0);
+    assert!(schema.is_object(), "{what}: the contract has a schema");
+    let validator = jsonschema::options()
+        .with_draft(jsonschema::Draft::Draft4)
+        .should_validate_formats(true)
+        .build(&schema)
+        .expect("schema compiles");
+    let errors: Vec<String> = validator
+        .iter_errors(instance)
+        .map(|e| format!("{e} at {}", e.instance_path))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{what} does not match the contract: {errors:?}\n{instance:#}"
+    );
+}
+
+fn response_schema<'a>(spec: &'a Value, method: &str, path: &str, status: u16) -> &'a Value {
+    &operation(spec, method, path)["responses"][status.to_string()]["content"]["application/json"]
+        ["schema"]
+}
+
+fn request_schema<'a>(spec: &'a Value, method: &str, path: &str) -> &'a Value {
+    &operation(spec, method, path)["requestBody"]["content"]["application/json"]["schema"]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dev_servers_answers_match_the_published_schemas() {
+    let spec = spec();
+    let (dev, _ledger) = dev_server(loopback().await, "prd_contract", 2, None);
+    let client = reqwest::Client::new();
+    let base = dev.base.as_str();
+    let call = |method: reqwest::Method, path: &str, body: Option<Value>| {
+        let mut request = client
+            .request(method, format!("{base}{path}"))
+            .bearer_auth(DEV_KEY);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        async move {
+            let response = request.send().await.expect("send");
+            let status = response.status().as_u16();
+            (
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+
+    let (status, created) = call(
+        reqwest::Method::POST,
+        "/v1/sdk/customers",
+        Some(json!({ "email": "ada@example.com", "name": "Ada", "externalRef": "ada", "metadata": {} })),
+    )
+    .await;
+    assert_eq!(status, 201);
+    assert_valid(
+        &spec,
+        response_schema(&spec, "post", "/v1/sdk/customers", 201),
+        &created,
+        "POST /customers 201",
+    );
+    let reference = created["reference"].as_str().expect("reference").to_owned();
+    assert!(reference.starts_with("cus_"));
+
+    for query in [
+        "externalRef=ada",
+        "email=ada%40example.com",
+        &format!("reference={reference}"),
+    ] {
+        let (status, found) = call(
+            reqwest::Method::GET,
+            &format!("/v1/sdk/customers?{query}"),
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{query}");
+        assert_valid(
+            &spec,
+            response_schema(&spec, "get", "/v1/sdk/customers", 200),
+            &found,
+            "GET /customers",
+        );
+        assert_eq!(found["reference"], reference.as_str());
+    }
+    let (status, found) = call(
+        reqwest::Method::GET,
+        &format!("/v1/sdk/customers/{reference}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_valid(
+        &spec,
+        response_schema(&spec, "get", "/v1/sdk/customers/{reference}", 200),
+        &found,
+        "GET /customers/{ref}",
+    );
+
+    let (status, patched) = call(
+        reqwest::Method::PATCH,
+        &format!("/v1/sdk/customers/{reference}"),
+        Some(json!({ "name": "Ada L." })),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_valid(
+        &spec,
+        response_schema(&spec, "patch", "/v1/sdk/customers/{reference}", 200),
+        &patched,
+        "PATCH",
+    );
+    assert_eq!(patched["name"], "Ada L.");
+
+    let (status, limits) = call(
+        reqwest::Method::POST,
+        "/v1/sdk/limits",
+        Some(json!({ "customerRef": reference, "productRef": "prd_contract", "meterName": "requests", "includeCheckoutSession": true })),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_valid(
+        &spec,
+        response_schema(&spec, "post", "/v1/sdk/limits", 200),
+        &limits,
+        "POST /limits",
+    );
+    assert_eq!(limits["remaining"], 2.0);
+    assert!(limits["checkoutUrl"]
+        .as_str()
+        .is_some_and(|u| u.contains("/checkout/cs_")));
+
+    let event = json!({ "customerRef": reference, "actionType": "api_call", "units": 1, "outcome": "success",
+                        "productRef": "prd_contract", "metadata": {}, "timestamp": "2026-11-22T10:00:00.000Z",
+                        "idempotencyKey": "contract-1" });
+    let (status, single) = call(reqwest::Method::POST, "/v1/sdk/usages", Some(event.clone())).await;
+    assert_eq!(status, 200);
+    assert_valid(
+        &spec,
+        response_schema(&spec, "post", "/v1/sdk/usages", 200),
+        &single,
+        "POST /usages",
+    );
+    let (status, bulk) = call(
+        reqwest::Method::POST,
+        "/v1/sdk/usages/bulk",
+        Some(json!({ "events": [event] })),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(bulk["inserted"], 0, "the replayed key is not counted again");
+    assert_eq!(bulk["results"][0]["status"], "duplicate");
+
+    let (status, session) = call(
+        reqwest::Method::POST,
+        "/v1/sdk/checkout-sessions",
+        Some(json!({ "customerRef": reference, "productRef": "prd_contract" })),
+    )
+    .await;
+    assert_eq!(status, 201);
+    assert_valid(
+        &spec,
+        response_schema(&spec, "post", "/v1/sdk/checkout-sessions", 201),
+        &session,
+        "POST /checkout-sessions",
+    );
+
+    // The status codes the real API uses, each with a {statusCode, error, message} body.
+    let cases: Vec<(reqwest::Method, String, Option<Value>, u16)> = vec![
+        (reqwest::Method::GET, "/v1/sdk/customers".into(), None, 400),
+        (
+            reqwest::Method::GET,
+            "/v1/sdk/customers?externalRef=a&email=b%40c.d".into(),
+            None,
+            400,
+        ),
+        (
+            reqwest::Method::GET,
+            "/v1/sdk/customers?externalRef=nobody".into(),
+            None,
+            404,
+        ),
+        (
+            reqwest::Method::GET,
+            "/v1/sdk/customers/cus_nobody".into(),
+            None,
+            404,
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1/sdk/customers".into(),
+            Some(json!({ "email": "not-an-email", "metadata": {} })),
+            400,
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1/sdk/customers".into(),
+            Some(json!({ "name": "no email" })),
+            400,
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1/sdk/customers".into(),
+            Some(json!({ "email": "ada@example.com", "metadata": {} })),
+            409,
+        ),
+        (
+            reqwest::Method::PATCH,
+            "/v1/sdk/customers/cus_nobody".into(),
+            Some(json!({ "name": "x" })),
+            404,
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1/sdk/limits".into(),
+            Some(json!({ "customerRef": reference, "productRef": "prd_none" })),
+            404,
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1/sdk/limits".into(),
+            Some(json!({ "customerRef": "", "productRef": "prd_contract" })),
+            400,
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1/sdk/usages/bulk".into(),
+            Some(
+                json!({ "events": [{ "customerRef": reference, "units": 100001, "metadata": {}, "timestamp": "2026-11-22T10:00:00Z" }] }),
+            ),
+            400,
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1/sdk/usages/bulk".into(),
+            Some(
+                json!({ "events": [{ "customerRef": reference, "outcome": "maybe", "metadata": {}, "timestamp": "2026-11-22T10:00:00Z" }] }),
+            ),
+            400,
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1/sdk/usages/bulk".into(),
+            Some(
+                json!({ "events": [{ "customerRef": reference, "metadata": {}, "timestamp": "yesterday" }] }),
+            ),
+            400,
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1/sdk/checkout-sessions".into(),
+            Some(json!({ "customerRef": reference })),
+            400,
+        ),
+    ];
+    for (method, path, body, expected) in cases {
+        let (status, answer) = call(method.clone(), &path, body).await;
+        assert_eq!(status, expected, "{method} {path}: {answer}");
+        assert_eq!(answer["statusCode"], expected, "{answer}");
+        assert!(
+            answer["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{answer}"
+        );
+        assert!(answer["error"].is_string(), "{answer}");
+    }
+    let raw = client
+        .post(format!("{base}/v1/sdk/limits"))
+        .bearer_auth(DEV_KEY)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(raw.status(), StatusCode::BAD_REQUEST);
+
+    for auth in [None, Some("Bearer sk_wrong"), Some("Basic abc")] {
+        let mut request = client.get(format!("{base}/v1/sdk/customers?externalRef=ada"));
+        if let Some(auth) = auth {
+            request = request.header("authorization", auth);
+        }
+        let response = request.send().await.expect("send");
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        let body: Value = response.json().await.expect("json");
+        assert_eq!(body["statusCode"], 401);
+    }
+    dev.stop().await;
+}
+
+/// One request the recording server saw.
+#[derive(Clone, Debug)]
+struct Call {
+    method: String,
+    path: String,
+    query: Option<String>,
+    body: Value,
+    auth: Option<String>,
+}
+
+#[derive(Clone, Default)]
+struct Recorded(Arc<Mutex<Vec<Call>>>);
+
+/// Answers like SolvaPay, conflicting on the first create to exercise the adoption path,
+/// and records every request.
+async fn recording(State(recorded): State<Recorded>, request: Request) -> axum::response::Response {
+    let method = request.method().to_string();
+    let path = request.uri().path().to_owned();
+    let query = request.uri().query().map(str::to_owned);
+    let auth = request
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let bytes = axum::body::to_bytes(request.into_body(), 1 << 20)
+        .await
+        .unwrap_or_default();
+    let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    let creates = {
+        let mut log = recorded.0.lock().expect("lock");
+        log.push(Call {
+            method: method.clone(),
+            path: path.clone(),
+            query: query.clone(),
+            body: body.clone(),
+            auth,
+        });
+        log.iter()
+            .filter(|c| c.method == "POST" && c.path == "/v1/sdk/customers")
+            .count()
+    };
+    let customer = json!({ "reference": "cus_owner", "name": "", "email": "owner@example.com" });
+    match (method.as_str(), path.as_str()) {
+        ("GET", "/v1/sdk/customers")
+            if query.as_deref().is_some_and(|q| q.starts_with("email=")) =>
+        {
+            axum::Json(customer).into_response()
+        }
+        ("GET", "/v1/sdk/customers") => (
+            StatusCode::NOT_FOUND,
+            axum::Json(
+                json!({"statusCode": 404, "error": "Not Found", "message": "Customer not found"}),
+            ),
+        )
+            .into_response(),
+        ("POST", "/v1/sdk/customers") if creates == 1 => (
+            StatusCode::CONFLICT,
+            axum::Json(json!({"statusCode": 409, "error": "Conflict", "message": "email taken"})),
+        )
+            .into_response(),
+        ("POST", "/v1/sdk/customers") => (
+            StatusCode::CREATED,
+            axum::Json(json!({ "reference": "cus_new", "name": "", "email": body["email"] })),
+        )
+            .into_response(),
+        ("PATCH", _) => axum::Json(customer).into_response(),
+        ("POST", "/v1/sdk/limits") => {
+            axum::Json(json!({ "withinLimits": true, "remaining": 3 })).into_response()
+        }
+        ("POST", "/v1/sdk/usages/bulk") => {
+            axum::Json(json!({ "success": true, "inserted": 1, "results": [] })).into_response()
+        }
+        ("POST", "/v1/sdk/checkout-sessions") => (
+            StatusCode::CREATED,
+            axum::Json(json!({ "sessionId": "cs_1", "checkoutUrl": "https://pay/cs_1" })),
+        )
+            .into_response(),
+        _ => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_clients_requests_match_the_published_schemas() {
+    let spec = spec();
+    let recorded = Recorded::default();
+    let router = axum::Router::new()
+        .fallback(recording)
+        .with_state(recorded.clone());
+    let server = Served::start(loopback().await, router);
+    let backend = SolvaPayBackend::new(solvapay_config(&server.base)).expect("backend");
+
+    // 409 on create: re-find by externalRef (404), find by email, PATCH the externalRef on.
+    let adopted = backend
+        .ensure_customer(
+            &Identity::new("auth0|42")
+                .with_email("owner@example.com")
+                .with_name("Owner"),
+        )
+        .await
+        .expect("ensure");
+    assert_eq!(adopted.as_str(), "cus_owner");
+    // No email: a placeholder address, and a plain create.
+    let created = backend
+        .ensure_customer(&Identity::new("user-2"))
+        .await
+        .expect("ensure");
+    assert_eq!(created.as_str(), "cus_new");
+    let limits = backend
+        .check_limits(&CustomerRef::new("cus_new"), "prd_x", "requests")
+        .await
+        .expect("limits");
+    assert_eq!(limits.remaining, 3);
+    let event = UsageEvent {
+        idempotency_key: "key-1".into(),
+        customer: CustomerRef::new("cus_new"),
+        product: "prd_x".into(),
+        meter: "requests".into(),
+        units: 2,
+        outcome: Outcome::Success,
+        timestamp: std::time::SystemTime::now(),
+        duration: Some(Duration::from_millis(12)),
+    };
+    backend.record_usage(&[event]).await.expect("usage");
+    let session = backend
+        .client()
+        .create_checkout_session(&wire::CreateCheckoutSession {
+            customer_ref: "cus_new".into(),
+            product_ref: Some("prd_x".into()),
+            ..wire::CreateCheckoutSession::default()
+        })
+        .await
+        .expect("session");
+    assert_eq!(session.session_id, "cs_1");
+
+    let log = recorded.0.lock().expect("lock").clone();
+    let calls: Vec<String> = log
+        .iter()
+        .map(|c| {
+            let query = c
+                .query
+                .as_ref()
+                .map(|q| format!("?{q}"))
+                .unwrap_or_default();
+            format!("{} {}{query}", c.method, c.path)
+        })
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            "GET /v1/sdk/customers?externalRef=auth0%7C42",
+            "POST /v1/sdk/customers",
+            "GET /v1/sdk/customers?externalRef=auth0%7C42",
+            "GET /v1/sdk/customers?email=owner%40example.com",
+            "PATCH /v1/sdk/customers/cus_owner",
+            "GET /v1/sdk/customers?externalRef=user-2",
+            "POST /v1/sdk/customers",
+            "POST /v1/sdk/limits",
+            "POST /v1/sdk/usages/bulk",
+            "POST /v1/sdk/checkout-sessions",
+        ]
+    );
+    for call in &log {
+        let bearer = format!("Bearer {DEV_KEY}");
+        assert_eq!(call.auth.as_deref(), Some(bearer.as_str()), "{call:?}");
+        let spec_path = if call.path.starts_with("/v1/sdk/customers/") {
+            "/v1/sdk/customers/{reference}"
+        } else {
+            call.path.as_str()
+        };
+        let method = call.method.to_lowercase();
+        if method == "get" {
+            continue;
+        }
+        let what = format!("{method} {} request", call.path);
+        assert_valid(
+            &spec,
+            request_schema(&spec, &method, spec_path),
+            &call.body,
+            &what,
+        );
+    }
+    let limits_body = &log[7].body;
+    assert_eq!(limits_body["meterName"], "requests");
+    assert_eq!(limits_body["includeCheckoutSession"], true);
+    let usage = &log[8].body["events"][0];
+    assert_eq!(usage["idempotencyKey"], "key-1");
+    assert_eq!(usage["units"], 2);
+    assert_eq!(usage["metadata"]["meterName"], "requests");
+    let placeholder = log[6].body["email"].as_str().expect("email");
+    assert!(
+        placeholder.starts_with("user-2-") && placeholder.ends_with("@auto-created.local"),
+        "{placeholder}"
+    );
+    assert_eq!(log[4].body, json!({ "externalRef": "auth0|42" }));
+    server.stop().await;
+}
+
+#[test]
+fn the_schema_check_rejects_what_the_contract_forbids() {
+    let spec = spec();
+    let compile = |schema: &Value| {
+        jsonschema::options()
+            .with_draft(jsonschema::Draft::Draft4)
+            .should_validate_formats(true)
+            .build(&inline(schema, &spec, 0))
+            .expect("schema compiles")
+    };
+    let customer = compile(response_schema(&spec, "get", "/v1/sdk/customers", 200));
+    assert!(
+        !customer.is_valid(&json!({ "reference": "cus_1" })),
+        "name and email are required"
+    );
+    let usage = compile(request_schema(&spec, "post", "/v1/sdk/usages/bulk"));
+    let event = |units: u64, outcome: &str| json!({ "events": [{ "customerRef": "cus_1", "units": units, "outcome": outcome, "metadata": {}, "timestamp": "2026-11-22T10:00:00Z" }] });
+    assert!(usage.is_valid(&event(1, "success")));
+    assert!(!usage.is_valid(&event(100_001, "success")));
+    assert!(!usage.is_valid(&event(1, "maybe")));
+    let create = compile(request_schema(&spec, "post", "/v1/sdk/customers"));
+    assert!(!create.is_valid(&json!({ "email": "not an email", "metadata": {} })));
+}
