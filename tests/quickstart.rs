@@ -227,3 +227,59 @@ async fn unauthenticated_spoofed_and_public_requests() {
     let _ = running.stop.send(());
     running.server.await.expect("server");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_custom_identity_resolver_supplies_email_and_name_for_the_customer() {
+    use paywall::Identity;
+    use paywall_examples::custom_identity::ApiKeys;
+
+    let keys = ApiKeys::default();
+    keys.insert(
+        "ak_test_acme",
+        Identity::new("acct_acme")
+            .with_email("billing@acme.example")
+            .with_name("Acme"),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let config = QuickstartConfig::from_lookup(|_| None).expect("defaults");
+    let app = quickstart::build_with(&config, &base, keys.clone()).expect("build");
+    let served = paywall_tests::Served::start(listener, app.router.clone());
+    let client = client();
+    let call = |key: Option<&'static str>| {
+        let mut request = client.get(format!("{base}/api/hello"));
+        if let Some(key) = key {
+            request = request.header("x-api-key", key);
+        }
+        request.send()
+    };
+    let ok = call(Some("ak_test_acme")).await.expect("send");
+    assert_eq!(ok.status(), StatusCode::OK);
+    let body: Value = ok.json().await.expect("json");
+    assert_eq!(body["externalRef"], "acct_acme");
+    assert_eq!(
+        call(Some("ak_unknown")).await.expect("send").status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        call(None).await.expect("send").status(),
+        StatusCode::UNAUTHORIZED
+    );
+    keys.revoke("ak_test_acme");
+    assert_eq!(
+        call(Some("ak_test_acme")).await.expect("send").status(),
+        StatusCode::UNAUTHORIZED
+    );
+
+    let local = app.local.as_ref().expect("embedded backend");
+    let customer = local
+        .find_customer(paywall_local::Lookup::ExternalRef("acct_acme"))
+        .await
+        .expect("ledger")
+        .expect("customer");
+    assert_eq!(customer.email.as_deref(), Some("billing@acme.example"));
+    assert_eq!(customer.name.as_deref(), Some("Acme"));
+    served.stop().await;
+}

@@ -17,4 +17,5 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod custom_identity;
 pub mod quickstart;

@@ -16,8 +16,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
-use paywall_axum::{Charge, ConfigError, Customer, Paywall, X_CUSTOMER_REF};
-use paywall_jwt::{Hs256Signer, JwtConfigError, JwtResolver};
+use paywall_axum::{Charge, ConfigError, Customer, IdentityResolver, Paywall, X_CUSTOMER_REF};
+use paywall_jwt::{Algorithm, Hs256Signer, JwtConfigError, JwtResolver};
 use paywall_local::{checkout, LocalBackend, LocalError, Product};
 use paywall_solvapay::webhook::WebhookVerifier;
 use paywall_solvapay::{axum_handler, SolvaPayBackend, SolvaPayConfig};
@@ -31,6 +31,12 @@ pub struct QuickstartConfig {
     pub port: u16,
     /// `PAYWALL_JWT_SECRET`; a random one is generated when unset.
     pub jwt_secret: Option<String>,
+    /// `PAYWALL_JWKS_URL`: verify RS256/ES256 tokens with this JWKS instead of HS256.
+    pub jwks_url: Option<String>,
+    /// `PAYWALL_JWT_ISSUER`: the required `iss` (with a JWKS).
+    pub jwt_issuer: Option<String>,
+    /// `PAYWALL_JWT_AUDIENCE`: the required `aud` (with a JWKS).
+    pub jwt_audience: Option<String>,
     /// `PAYWALL_PRODUCT` (default `prd_quickstart`).
     pub product: String,
     /// `PAYWALL_FREE_UNITS` (default 5).
@@ -50,6 +56,9 @@ impl std::fmt::Debug for QuickstartConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("QuickstartConfig")
             .field("port", &self.port)
+            .field("jwks_url", &self.jwks_url)
+            .field("jwt_issuer", &self.jwt_issuer)
+            .field("jwt_audience", &self.jwt_audience)
             .field(
                 "jwt_secret",
                 &self.jwt_secret.as_ref().map(|_| "[redacted]"),
@@ -78,7 +87,7 @@ pub enum QuickstartError {
         reason: String,
     },
     /// The JWT resolver could not be configured.
-    #[error("PAYWALL_JWT_SECRET: {0}")]
+    #[error("JWT settings (PAYWALL_JWT_SECRET / PAYWALL_JWKS_URL): {0}")]
     Jwt(#[from] JwtConfigError),
     /// The embedded backend could not open its ledger.
     #[error("PAYWALL_DB: {0}")]
@@ -92,7 +101,8 @@ pub enum QuickstartError {
 }
 
 impl QuickstartConfig {
-    /// Reads `PORT`, `PAYWALL_JWT_SECRET`, `PAYWALL_PRODUCT`, `PAYWALL_FREE_UNITS`,
+    /// Reads `PORT`, `PAYWALL_JWT_SECRET` (or `PAYWALL_JWKS_URL`, `PAYWALL_JWT_ISSUER`,
+    /// `PAYWALL_JWT_AUDIENCE`), `PAYWALL_PRODUCT`, `PAYWALL_FREE_UNITS`,
     /// `PAYWALL_DB`, `SOLVAPAY_SECRET_KEY`, `SOLVAPAY_API_BASE_URL` and
     /// `SOLVAPAY_WEBHOOK_SECRET`.
     pub fn from_env() -> Result<Self, QuickstartError> {
@@ -123,6 +133,9 @@ impl QuickstartConfig {
         Ok(Self {
             solvapay,
             webhook_secret: set("SOLVAPAY_WEBHOOK_SECRET"),
+            jwks_url: set("PAYWALL_JWKS_URL"),
+            jwt_issuer: set("PAYWALL_JWT_ISSUER"),
+            jwt_audience: set("PAYWALL_JWT_AUDIENCE"),
             port,
             jwt_secret: set("PAYWALL_JWT_SECRET"),
             product: set("PAYWALL_PRODUCT").unwrap_or_else(|| "prd_quickstart".into()),
@@ -142,31 +155,30 @@ pub struct Quickstart {
     pub paywall: Paywall,
     /// The embedded backend, unless billing goes through SolvaPay.
     pub local: Option<LocalBackend>,
-    /// A token for the user `demo-user`, valid for a day.
-    pub sample_token: String,
-    /// Whether the JWT secret was generated (no `PAYWALL_JWT_SECRET`).
+    /// A token for the user `demo-user`, valid for a day (HS256 mode only: with a JWKS
+    /// your identity provider issues the tokens).
+    pub sample_token: Option<String>,
+    /// Whether the JWT secret was generated (no `PAYWALL_JWT_SECRET`, no JWKS).
     pub generated_secret: bool,
 }
 
 /// Builds the quickstart. `base_url` is where it is reachable (for checkout links).
 /// Must be called inside a Tokio runtime.
 pub fn build(config: &QuickstartConfig, base_url: &str) -> Result<Quickstart, QuickstartError> {
-    let (secret, generated_secret) = match &config.jwt_secret {
-        Some(secret) => (secret.clone(), false),
-        None => {
-            let mut bytes = [0u8; 32];
-            rand::rng().fill_bytes(&mut bytes);
-            (bytes.iter().map(|b| format!("{b:02x}")).collect(), true)
-        }
-    };
-    let resolver = JwtResolver::hs256(&secret).build()?;
-    let sample_token = Hs256Signer::new(&secret)
-        .token_for("demo-user", Duration::from_secs(24 * 3600))
-        .map_err(|err| QuickstartError::Env {
-            var: "PAYWALL_JWT_SECRET",
-            reason: format!("cannot sign a sample token: {err}"),
-        })?;
+    let (resolver, sample_token, generated_secret) = identity(config)?;
+    let mut app = build_with(config, base_url, resolver)?;
+    app.sample_token = sample_token;
+    app.generated_secret = generated_secret;
+    Ok(app)
+}
 
+/// The quickstart's application with another identity resolver: the same routes,
+/// billing and responses, whoever the callers are (Auth0 tokens, API keys, sessions).
+pub fn build_with(
+    config: &QuickstartConfig,
+    base_url: &str,
+    resolver: impl IdentityResolver,
+) -> Result<Quickstart, QuickstartError> {
     let (builder, local) = match &config.solvapay {
         Some(solvapay) => (
             Paywall::builder(resolver, SolvaPayBackend::new(solvapay.clone())?),
@@ -217,9 +229,119 @@ pub fn build(config: &QuickstartConfig, base_url: &str) -> Result<Quickstart, Qu
         router,
         paywall,
         local,
-        sample_token,
-        generated_secret,
+        sample_token: None,
+        generated_secret: false,
     })
+}
+
+/// Serves `app` on `listener` until Ctrl-C or SIGTERM, then flushes usage. Prints
+/// what it does under `name`; returns the process exit code.
+pub async fn serve(
+    name: &str,
+    listener: tokio::net::TcpListener,
+    app: Quickstart,
+) -> std::process::ExitCode {
+    let announce = name.to_owned();
+    let served = axum::serve(listener, app.router.clone())
+        .with_graceful_shutdown(async move {
+            paywall_axum::shutdown_signal().await;
+            println!("{announce}: shutting down, flushing usage");
+        })
+        .await;
+    let report = app.paywall.shutdown(Duration::from_secs(10)).await;
+    println!(
+        "{name} stopped: {} usage events recorded, {} pending",
+        report.recorded, report.pending
+    );
+    match served {
+        Ok(()) if report.is_complete() => std::process::ExitCode::SUCCESS,
+        Ok(()) => std::process::ExitCode::from(1),
+        Err(err) => {
+            eprintln!("{name}: server error: {err}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}
+
+/// Prints which billing backend `app` uses.
+pub fn print_backend(config: &QuickstartConfig, app: &Quickstart, base_url: &str) {
+    match &app.local {
+        Some(_) => println!(
+            "  backend: embedded SQLite ({}), product {}, {} free units",
+            config
+                .db
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "in memory".into()),
+            config.product,
+            config.free_units
+        ),
+        None => println!("  backend: SolvaPay, product {}", config.product),
+    }
+    if config.webhook_secret.is_some() {
+        println!("  webhooks: POST {base_url}/webhooks/solvapay (SV-Signature verified)");
+    }
+}
+
+/// Binds 127.0.0.1:`port`, printing a clear message on failure.
+pub async fn listen(
+    name: &str,
+    port: u16,
+) -> Result<(tokio::net::TcpListener, String), std::process::ExitCode> {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .map_err(|err| {
+            eprintln!("{name}: cannot listen on 127.0.0.1:{port}: {err}");
+            std::process::ExitCode::from(1)
+        })?;
+    let addr = listener.local_addr().map_err(|err| {
+        eprintln!("{name}: {err}");
+        std::process::ExitCode::from(1)
+    })?;
+    Ok((listener, format!("http://{addr}")))
+}
+
+/// Installs the log subscriber (`RUST_LOG`, default `info`).
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+}
+
+/// The JWT resolver: a JWKS when `PAYWALL_JWKS_URL` is set, HS256 otherwise.
+fn identity(
+    config: &QuickstartConfig,
+) -> Result<(JwtResolver, Option<String>, bool), QuickstartError> {
+    if let Some(url) = &config.jwks_url {
+        let mut resolver =
+            JwtResolver::jwks(url.as_str()).algorithms([Algorithm::RS256, Algorithm::ES256]);
+        if let Some(issuer) = &config.jwt_issuer {
+            resolver = resolver.issuer(issuer.as_str());
+        }
+        if let Some(audience) = &config.jwt_audience {
+            resolver = resolver.audience(audience.as_str());
+        }
+        return Ok((resolver.build()?, None, false));
+    }
+    let (secret, generated) = match &config.jwt_secret {
+        Some(secret) => (secret.clone(), false),
+        None => {
+            let mut bytes = [0u8; 32];
+            rand::rng().fill_bytes(&mut bytes);
+            (bytes.iter().map(|b| format!("{b:02x}")).collect(), true)
+        }
+    };
+    let resolver = JwtResolver::hs256(&secret).build()?;
+    let token = Hs256Signer::new(&secret)
+        .token_for("demo-user", Duration::from_secs(24 * 3600))
+        .map_err(|err| QuickstartError::Env {
+            var: "PAYWALL_JWT_SECRET",
+            reason: format!("cannot sign a sample token: {err}"),
+        })?;
+    Ok((resolver, Some(token), generated))
 }
 
 async fn health() -> Json<Value> {

@@ -1,9 +1,12 @@
-//! JWT identity resolvers for the [`paywall`] crate.
+//! JWT identity resolvers for the [`paywall`] crate: static keys, JWKS with rotation,
+//! OIDC discovery and an Auth0 preset, every algorithm jsonwebtoken verifies, and a
+//! cache of verified tokens.
 //!
-//! [`JwtResolver`] verifies a token from `Authorization: Bearer`, with the algorithm
-//! pinned by configuration, `exp` required, and issuer and audience checked when
-//! configured; its `sub` claim becomes the caller's external reference and `email` and
-//! `name` are passed to the billing backend. Bad tokens are answered 401.
+//! [`JwtResolver`] reads a token (from `Authorization: Bearer` by default, or a cookie,
+//! or another header), verifies it with the algorithms fixed by configuration, `exp`
+//! required, issuer and audience checked when configured, and maps its claims to the
+//! caller's identity (`sub` → external reference by default). Bad tokens are 401s; an
+//! identity provider whose keys cannot be fetched at all is a 503.
 //!
 //! ```
 //! use std::time::Duration;
@@ -32,10 +35,21 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod claims;
+mod jwks;
+mod keys;
 mod resolver;
 mod signer;
 mod source;
+mod token_cache;
 
-pub use resolver::{JwtConfigError, JwtResolver, JwtResolverBuilder, MIN_HMAC_SECRET_LEN};
+pub use claims::ClaimMapping;
+pub use jsonwebtoken::Algorithm;
+pub use jwks::JwksCache;
+pub use keys::{Key, KeyError};
+pub use resolver::{
+    JwtConfigError, JwtResolver, JwtResolverBuilder, DEFAULT_TOKEN_CACHE_CAPACITY,
+    MIN_HMAC_SECRET_LEN,
+};
 pub use signer::{unix_now, Hs256Signer};
 pub use source::{TokenSource, DEFAULT_MAX_TOKEN_LEN};

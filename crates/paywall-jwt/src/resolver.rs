@@ -1,100 +1,267 @@
 //! Verifying tokens and mapping their claims: [`JwtResolver`].
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::request::Parts;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, AlgorithmFamily, Validation};
 use paywall::{Identity, IdentityError, IdentityResolver};
-use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
+use crate::claims::ClaimMapping;
+use crate::jwks::{JwksCache, JwksSettings, JwksSource};
+use crate::keys::{Key, KeySet};
 use crate::source::{TokenSource, DEFAULT_MAX_TOKEN_LEN};
+use crate::token_cache::TokenCache;
 
-/// The shortest HS256 secret accepted: 256 bits, as RFC 7518 §3.2 requires.
+/// The shortest HMAC secret accepted: 256 bits, as RFC 7518 §3.2 requires for HS256.
 pub const MIN_HMAC_SECRET_LEN: usize = 32;
+
+/// Verified tokens remembered by default.
+pub const DEFAULT_TOKEN_CACHE_CAPACITY: u64 = 10_000;
 
 /// A resolver could not be configured.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum JwtConfigError {
-    /// The HMAC secret is shorter than [`MIN_HMAC_SECRET_LEN`] bytes.
+    /// An HMAC secret is shorter than [`MIN_HMAC_SECRET_LEN`] bytes.
     #[error("the HMAC secret must be at least {MIN_HMAC_SECRET_LEN} bytes long")]
     SecretTooShort,
     /// The maximum token length is zero.
     #[error("the maximum token length must be greater than zero")]
     ZeroMaxTokenLen,
+    /// No algorithm is allowed.
+    #[error("at least one algorithm must be allowed")]
+    NoAlgorithms,
+    /// Neither keys nor a JWKS URL nor an issuer to discover were given.
+    #[error("no verification keys: give static keys, a JWKS URL or an OIDC issuer")]
+    NoKeys,
+    /// Both static keys and a JWKS were given.
+    #[error("give static keys or a JWKS, not both")]
+    KeysAndJwks,
+    /// An allowed algorithm has no static key of its family.
+    #[error("algorithm {0} is allowed but no key can verify it")]
+    NoKeyForAlgorithm(String),
+    /// Symmetric algorithms cannot be verified with keys from a JWKS.
+    #[error("algorithm {0} is symmetric: a JWKS only provides public keys")]
+    SymmetricWithJwks(String),
+    /// A JWKS or issuer URL is not an absolute http(s) URL.
+    #[error("invalid URL {0:?}: expected an absolute http or https URL")]
+    InvalidUrl(String),
+    /// The HTTP client for the JWKS could not be built.
+    #[error("cannot build the HTTP client: {0}")]
+    HttpClient(String),
 }
 
-/// Resolves callers from signed JWTs: `sub` becomes the external reference, `email`
-/// and `name` are passed on.
+enum Keys {
+    Static(Arc<KeySet>),
+    Jwks(Arc<JwksCache>),
+}
+
+/// Resolves callers from signed JWTs.
 ///
-/// The algorithm is fixed by configuration, never taken from the token; `exp` is
-/// required; issuer and audience are checked when configured (`aud` is then required).
-/// Every failure is [`IdentityError::Invalid`] (a 401).
+/// * Keys: static keys (HMAC secrets, RSA, EC P-256/P-384 and Ed25519 public keys from
+///   PEM or JWK), a JWKS URL, or OIDC discovery from an issuer.
+/// * The allowed algorithms are fixed by configuration, never taken from the token.
+/// * `exp` is required and `nbf` honoured, with a leeway (default 30 s); issuers and
+///   audiences are checked when configured (`aud` is then required).
+/// * Tokens longer than the maximum (default 8 KiB) are refused before any parsing.
+/// * Claims → identity through a [`ClaimMapping`] (`sub`, `email`, `name` by default).
+/// * Every bad token is [`IdentityError::Invalid`] (a 401); when no key can be had at
+///   all from the JWKS, [`IdentityError::Unavailable`] (a 503).
+///
+/// Verified tokens are remembered by their exact bytes until their `exp` (see
+/// [`JwtResolverBuilder::token_cache`]), so a warm request costs a cache lookup rather
+/// than a signature check.
 ///
 /// ```
-/// use paywall_jwt::JwtResolver;
+/// use paywall_jwt::{Algorithm, JwtResolver};
 ///
-/// let resolver = JwtResolver::hs256("a secret of at least thirty-two bytes!!")
-///     .issuer("https://auth.example.com/")
+/// // Auth0: issuer https://<domain>/, its JWKS, RS256.
+/// let auth0 = JwtResolver::auth0("example.eu.auth0.com", "https://api.example.com").build()?;
+/// // Any OIDC provider, by discovery.
+/// let oidc = JwtResolver::oidc("https://accounts.example.com")
 ///     .audience("my-api")
+///     .algorithms([Algorithm::RS256, Algorithm::ES256])
 ///     .build()?;
-/// # let _ = resolver;
+/// // Your own HS256 tokens, billing the organisation rather than the user.
+/// let own = JwtResolver::hs256("a secret of at least thirty-two bytes!!")
+///     .external_ref_claim("org_id")
+///     .build()?;
+/// # let _ = (auth0, oidc, own);
 /// # Ok::<(), paywall_jwt::JwtConfigError>(())
 /// ```
 pub struct JwtResolver {
-    key: DecodingKey,
-    validation: Validation,
+    keys: Keys,
+    /// One validation per allowed algorithm: jsonwebtoken checks that every algorithm
+    /// of a validation matches the key's family, so families cannot share one.
+    validations: Vec<(Algorithm, Validation)>,
+    algorithms: Vec<Algorithm>,
     source: TokenSource,
     max_token_len: usize,
+    claims: ClaimMapping,
+    cache: Option<TokenCache>,
 }
 
 impl fmt::Debug for JwtResolver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let keys = match &self.keys {
+            Keys::Static(set) => format!("static: {} key(s) [redacted]", set.families().count()),
+            Keys::Jwks(cache) => format!("{cache:?}"),
+        };
         f.debug_struct("JwtResolver")
-            .field("algorithms", &self.validation.algorithms)
-            .field("issuer", &self.validation.iss)
-            .field("audience", &self.validation.aud)
-            .field("key", &"[redacted]")
+            .field("algorithms", &self.algorithms)
+            .field("issuer", &self.validations.first().map(|(_, v)| &v.iss))
+            .field("audience", &self.validations.first().map(|(_, v)| &v.aud))
+            .field("keys", &keys)
             .field("source", &self.source)
+            .field("claims", &self.claims)
+            .field("token_cache", &self.cache.is_some())
             .finish()
     }
 }
 
 impl JwtResolver {
-    /// HS256 tokens signed with `secret` (at least 32 bytes).
-    pub fn hs256(secret: impl AsRef<[u8]>) -> JwtResolverBuilder {
-        let secret = secret.as_ref();
+    /// A resolver to configure from scratch: add keys or a JWKS, and algorithms.
+    pub fn builder() -> JwtResolverBuilder {
         JwtResolverBuilder {
-            key: DecodingKey::from_secret(secret),
-            algorithm: Algorithm::HS256,
-            secret_len: Some(secret.len()),
+            keys: Vec::new(),
+            jwks: None,
+            jwks_settings: JwksSettings::default(),
+            algorithms: Vec::new(),
             issuers: Vec::new(),
             audiences: Vec::new(),
             leeway: Duration::from_secs(30),
             source: TokenSource::default(),
             max_token_len: DEFAULT_MAX_TOKEN_LEN,
+            claims: ClaimMapping::default(),
+            cache_capacity: Some(DEFAULT_TOKEN_CACHE_CAPACITY),
+        }
+    }
+
+    /// HS256 tokens signed with `secret` (at least 32 bytes).
+    pub fn hs256(secret: impl AsRef<[u8]>) -> JwtResolverBuilder {
+        Self::builder()
+            .key(Key::hmac(secret))
+            .algorithms([Algorithm::HS256])
+    }
+
+    /// RS256 tokens verified with the keys of a JWKS endpoint.
+    pub fn jwks(url: impl Into<String>) -> JwtResolverBuilder {
+        let mut builder = Self::builder().algorithms([Algorithm::RS256]);
+        builder.jwks = Some(JwksSource::Url(url.into()));
+        builder
+    }
+
+    /// RS256 tokens from an OIDC provider: the JWKS is found by discovery
+    /// (`<issuer>/.well-known/openid-configuration`) and `iss` must be `issuer`.
+    pub fn oidc(issuer: impl Into<String>) -> JwtResolverBuilder {
+        let issuer = issuer.into();
+        let mut builder = Self::builder()
+            .algorithms([Algorithm::RS256])
+            .issuer(issuer.clone());
+        builder.jwks = Some(JwksSource::Discovery(issuer));
+        builder
+    }
+
+    /// Auth0: issuer `https://<domain>/`, keys from `https://<domain>/.well-known/jwks.json`,
+    /// RS256, and `aud` must include `audience`. Custom domains work the same. (A domain
+    /// given with an explicit `http://` scheme is kept as is, for local testing.)
+    pub fn auth0(domain: &str, audience: impl Into<String>) -> JwtResolverBuilder {
+        let domain = domain.trim().trim_end_matches('/');
+        let base = if domain.starts_with("https://") || domain.starts_with("http://") {
+            domain.to_owned()
+        } else {
+            format!("https://{domain}")
+        };
+        Self::jwks(format!("{base}/.well-known/jwks.json"))
+            .issuer(format!("{base}/"))
+            .audience(audience)
+    }
+
+    /// The JWKS cache, when keys come from one (for its fetch count, say).
+    pub fn jwks_cache(&self) -> Option<&JwksCache> {
+        match &self.keys {
+            Keys::Jwks(cache) => Some(cache),
+            Keys::Static(_) => None,
         }
     }
 
     /// Verifies `token` and maps its claims to an identity.
-    pub fn verify(&self, token: &str) -> Result<Identity, IdentityError> {
+    pub async fn verify(&self, token: &str) -> Result<Identity, IdentityError> {
         if token.len() > self.max_token_len {
-            return Err(IdentityError::Invalid(
-                "token longer than the maximum".into(),
-            ));
+            return Err(invalid("token longer than the maximum"));
         }
-        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
-            .map_err(|err| IdentityError::Invalid(format!("token rejected: {err}")))?;
-        data.claims.into_identity()
+        let epoch = match &self.keys {
+            Keys::Jwks(cache) => cache.epoch(),
+            Keys::Static(_) => 0,
+        };
+        if let Some(identity) = self.cache.as_ref().and_then(|c| c.get(token, epoch)) {
+            return Ok(identity);
+        }
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|err| invalid(&format!("malformed token: {err}")))?;
+        let Some((_, validation)) = self.validations.iter().find(|(alg, _)| *alg == header.alg)
+        else {
+            return Err(invalid(&format!(
+                "algorithm {:?} is not allowed",
+                header.alg
+            )));
+        };
+        let keys = match &self.keys {
+            Keys::Static(set) => Arc::clone(set),
+            Keys::Jwks(cache) => {
+                let mut set = cache.keys();
+                let unknown = |set: &KeySet| {
+                    set.is_empty() || header.kid.as_deref().is_some_and(|kid| !set.has_kid(kid))
+                };
+                if unknown(&set) {
+                    cache.refresh_on_demand().await;
+                    set = cache.keys();
+                }
+                if set.is_empty() {
+                    return Err(IdentityError::Unavailable(
+                        "no verification key could be fetched from the JWKS".into(),
+                    ));
+                }
+                set
+            }
+        };
+        let mut rejected = None;
+        for key in keys.candidates(header.kid.as_deref(), header.alg) {
+            match jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, validation) {
+                Ok(data) => {
+                    let identity = self.claims.identity(&data.claims)?;
+                    if let Some(cache) = &self.cache {
+                        let exp = data.claims.get("exp").and_then(Value::as_u64);
+                        cache.insert(token, &identity, exp, epoch);
+                    }
+                    return Ok(identity);
+                }
+                // Another key (no kid) may still match.
+                Err(err) if matches!(err.kind(), ErrorKind::InvalidSignature) => {
+                    rejected = Some(err);
+                }
+                Err(err) => return Err(invalid(&format!("token rejected: {err}"))),
+            }
+        }
+        Err(invalid(&match rejected {
+            Some(err) => format!("token rejected: {err}"),
+            None => "no key for this token's kid and algorithm".to_owned(),
+        }))
     }
+}
+
+fn invalid(reason: &str) -> IdentityError {
+    IdentityError::Invalid(reason.to_owned())
 }
 
 impl IdentityResolver for JwtResolver {
     async fn resolve(&self, parts: &Parts) -> Result<Option<Identity>, IdentityError> {
         match self.source.extract(parts, self.max_token_len)? {
-            Some(token) => self.verify(token).map(Some),
+            Some(token) => self.verify(token).await.map(Some),
             None => Ok(None),
         }
     }
@@ -102,29 +269,46 @@ impl IdentityResolver for JwtResolver {
 
 /// Configures a [`JwtResolver`].
 pub struct JwtResolverBuilder {
-    key: DecodingKey,
-    algorithm: Algorithm,
-    secret_len: Option<usize>,
+    keys: Vec<Key>,
+    jwks: Option<JwksSource>,
+    jwks_settings: JwksSettings,
+    algorithms: Vec<Algorithm>,
     issuers: Vec<String>,
     audiences: Vec<String>,
     leeway: Duration,
     source: TokenSource,
     max_token_len: usize,
+    claims: ClaimMapping,
+    cache_capacity: Option<u64>,
 }
 
 impl fmt::Debug for JwtResolverBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("JwtResolverBuilder")
-            .field("algorithm", &self.algorithm)
+            .field("algorithms", &self.algorithms)
             .field("issuers", &self.issuers)
             .field("audiences", &self.audiences)
-            .field("key", &"[redacted]")
+            .field("keys", &self.keys)
+            .field("jwks", &self.jwks)
             .finish_non_exhaustive()
     }
 }
 
 impl JwtResolverBuilder {
-    /// Accept tokens whose `iss` is `issuer` (may be called several times).
+    /// Adds a static verification key.
+    pub fn key(mut self, key: Key) -> Self {
+        self.keys.push(key);
+        self
+    }
+
+    /// The algorithms accepted, replacing the preset's. A token whose header names
+    /// another algorithm is refused.
+    pub fn algorithms(mut self, algorithms: impl IntoIterator<Item = Algorithm>) -> Self {
+        self.algorithms = algorithms.into_iter().collect();
+        self
+    }
+
+    /// Accept tokens whose `iss` is `issuer` (may be called several times: any matches).
     pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
         self.issuers.push(issuer.into());
         self
@@ -154,65 +338,137 @@ impl JwtResolverBuilder {
         self
     }
 
-    /// Builds the resolver.
+    /// The claim that becomes the external reference (default `sub`).
+    pub fn external_ref_claim(mut self, claim: impl Into<String>) -> Self {
+        self.claims.external_ref = claim.into();
+        self
+    }
+
+    /// The claim read as the email (default `email`).
+    pub fn email_claim(mut self, claim: impl Into<String>) -> Self {
+        self.claims.email = claim.into();
+        self
+    }
+
+    /// The claim read as the name (default `name`).
+    pub fn name_claim(mut self, claim: impl Into<String>) -> Self {
+        self.claims.name = claim.into();
+        self
+    }
+
+    /// A whole claim mapping (for example [`ClaimMapping::custom`]).
+    pub fn claims(mut self, mapping: ClaimMapping) -> Self {
+        self.claims = mapping;
+        self
+    }
+
+    /// Remember up to `capacity` verified tokens (default 10,000). Each entry lasts until
+    /// its token's `exp` at most, and entries are ignored once a key leaves the JWKS.
+    pub fn token_cache(mut self, capacity: u64) -> Self {
+        self.cache_capacity = Some(capacity);
+        self
+    }
+
+    /// Verify every token in full, every time.
+    pub fn without_token_cache(mut self) -> Self {
+        self.cache_capacity = None;
+        self
+    }
+
+    /// At most one on-demand JWKS fetch per `cooldown` (default 30 s), however many
+    /// tokens name unknown `kid`s.
+    pub fn jwks_cooldown(mut self, cooldown: Duration) -> Self {
+        self.jwks_settings.cooldown = cooldown;
+        self
+    }
+
+    /// Connect and total timeouts of a JWKS fetch (default 2 s and 5 s).
+    pub fn jwks_timeouts(mut self, connect: Duration, total: Duration) -> Self {
+        self.jwks_settings.connect_timeout = connect;
+        self.jwks_settings.timeout = total;
+        self
+    }
+
+    /// Bounds on the periodic refresh interval taken from `Cache-Control: max-age`
+    /// (default 60 s to 24 h; 1 h when the endpoint sends no `max-age`).
+    pub fn jwks_refresh_bounds(mut self, min: Duration, max: Duration) -> Self {
+        self.jwks_settings.min_refresh = min;
+        self.jwks_settings.max_refresh = max.max(min);
+        self.jwks_settings.default_refresh =
+            self.jwks_settings.default_refresh.clamp(min, max.max(min));
+        self
+    }
+
+    /// Builds the resolver. With a JWKS, call it inside a Tokio runtime to fetch the
+    /// keys in the background right away and refresh them periodically; otherwise they
+    /// are fetched on the first token.
     pub fn build(self) -> Result<JwtResolver, JwtConfigError> {
-        if self.secret_len.is_some_and(|len| len < MIN_HMAC_SECRET_LEN) {
-            return Err(JwtConfigError::SecretTooShort);
+        if self.algorithms.is_empty() {
+            return Err(JwtConfigError::NoAlgorithms);
         }
         if self.max_token_len == 0 {
             return Err(JwtConfigError::ZeroMaxTokenLen);
         }
-        let mut validation = Validation::new(self.algorithm);
-        validation.leeway = self.leeway.as_secs();
-        validation.validate_nbf = true;
-        validation.set_required_spec_claims(&["exp"]);
-        if !self.issuers.is_empty() {
-            validation.set_issuer(&self.issuers);
-            validation.required_spec_claims.insert("iss".into());
-        }
-        if self.audiences.is_empty() {
-            validation.validate_aud = false;
-        } else {
-            validation.set_audience(&self.audiences);
-            validation.required_spec_claims.insert("aud".into());
-        }
+        let keys = match (&self.jwks, self.keys.is_empty()) {
+            (Some(_), false) => return Err(JwtConfigError::KeysAndJwks),
+            (None, true) => return Err(JwtConfigError::NoKeys),
+            (None, false) => {
+                let set = KeySet::new(self.keys.clone());
+                if set.secret_lengths().any(|len| len < MIN_HMAC_SECRET_LEN) {
+                    return Err(JwtConfigError::SecretTooShort);
+                }
+                for alg in &self.algorithms {
+                    if !set.families().any(|family| family == alg.family()) {
+                        return Err(JwtConfigError::NoKeyForAlgorithm(format!("{alg:?}")));
+                    }
+                }
+                Keys::Static(Arc::new(set))
+            }
+            (Some(source), true) => {
+                if let Some(alg) = self
+                    .algorithms
+                    .iter()
+                    .find(|alg| alg.family() == AlgorithmFamily::Hmac)
+                {
+                    return Err(JwtConfigError::SymmetricWithJwks(format!("{alg:?}")));
+                }
+                let (JwksSource::Url(url) | JwksSource::Discovery(url)) = source;
+                let parsed =
+                    url::Url::parse(url).map_err(|_| JwtConfigError::InvalidUrl(url.clone()))?;
+                if !matches!(parsed.scheme(), "http" | "https") {
+                    return Err(JwtConfigError::InvalidUrl(url.clone()));
+                }
+                let cache = JwksCache::new(source.clone(), self.jwks_settings.clone())
+                    .map_err(JwtConfigError::HttpClient)?;
+                Keys::Jwks(cache)
+            }
+        };
+        let validation = |alg: Algorithm| {
+            let mut validation = Validation::new(alg);
+            validation.leeway = self.leeway.as_secs();
+            validation.validate_nbf = true;
+            validation.set_required_spec_claims(&["exp"]);
+            if !self.issuers.is_empty() {
+                validation.set_issuer(&self.issuers);
+                validation.required_spec_claims.insert("iss".into());
+            }
+            if self.audiences.is_empty() {
+                validation.validate_aud = false;
+            } else {
+                validation.set_audience(&self.audiences);
+                validation.required_spec_claims.insert("aud".into());
+            }
+            (alg, validation)
+        };
+        let validations = self.algorithms.iter().map(|alg| validation(*alg)).collect();
         Ok(JwtResolver {
-            key: self.key,
-            validation,
+            keys,
+            validations,
+            algorithms: self.algorithms,
             source: self.source,
             max_token_len: self.max_token_len,
-        })
-    }
-}
-
-#[derive(Deserialize)]
-struct Claims {
-    #[serde(default)]
-    sub: Option<Value>,
-    #[serde(default)]
-    email: Option<Value>,
-    #[serde(default)]
-    name: Option<Value>,
-}
-
-impl Claims {
-    fn into_identity(self) -> Result<Identity, IdentityError> {
-        let external_ref = match self.sub {
-            Some(Value::String(sub)) if !sub.is_empty() => sub,
-            Some(Value::String(_)) => {
-                return Err(IdentityError::Invalid("empty `sub` claim".into()))
-            }
-            Some(_) => return Err(IdentityError::Invalid("`sub` claim is not a string".into())),
-            None => return Err(IdentityError::Invalid("missing `sub` claim".into())),
-        };
-        let text = |value: Option<Value>| match value {
-            Some(Value::String(text)) if !text.is_empty() => Some(text),
-            _ => None,
-        };
-        Ok(Identity {
-            external_ref,
-            email: text(self.email),
-            name: text(self.name),
+            claims: self.claims,
+            cache: self.cache_capacity.map(TokenCache::new),
         })
     }
 }
@@ -243,14 +499,14 @@ mod tests {
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
     }
 
-    #[test]
-    fn verifies_sub_email_and_name() {
+    #[tokio::test]
+    async fn verifies_sub_email_and_name() {
         let resolver = JwtResolver::hs256(SECRET).build().expect("build");
         let token = sign(
             Algorithm::HS256,
             &json!({ "sub": "u1", "email": "u1@example.com", "name": "U One", "exp": exp() }),
         );
-        let identity = resolver.verify(&token).expect("valid");
+        let identity = resolver.verify(&token).await.expect("valid");
         assert_eq!(
             identity,
             Identity::new("u1")
@@ -259,24 +515,27 @@ mod tests {
         );
     }
 
-    #[test]
-    fn the_algorithm_is_pinned_by_configuration() {
+    #[tokio::test]
+    async fn the_algorithm_is_pinned_by_configuration() {
         let resolver = JwtResolver::hs256(SECRET).build().expect("build");
         let hs384 = sign(Algorithm::HS384, &json!({ "sub": "u1", "exp": exp() }));
         assert!(
-            resolver.verify(&hs384).is_err(),
+            resolver.verify(&hs384).await.is_err(),
             "a token choosing another algorithm is refused"
         );
         let header = b64(br#"{"alg":"none","typ":"JWT"}"#);
         let payload = b64(format!(r#"{{"sub":"u1","exp":{}}}"#, exp()).as_bytes());
         assert!(
-            resolver.verify(&format!("{header}.{payload}.")).is_err(),
+            resolver
+                .verify(&format!("{header}.{payload}."))
+                .await
+                .is_err(),
             "alg none is refused"
         );
     }
 
-    #[test]
-    fn issuer_and_audience_are_enforced_when_configured() {
+    #[tokio::test]
+    async fn issuer_and_audience_are_enforced_when_configured() {
         let resolver = JwtResolver::hs256(SECRET)
             .issuer("https://idp.example/")
             .audience("api")
@@ -286,29 +545,29 @@ mod tests {
             Algorithm::HS256,
             &json!({ "sub": "u", "exp": exp(), "iss": "https://idp.example/", "aud": "api" }),
         );
-        assert!(resolver.verify(&good).is_ok());
+        assert!(resolver.verify(&good).await.is_ok());
         let wrong_iss = sign(
             Algorithm::HS256,
             &json!({ "sub": "u", "exp": exp(), "iss": "https://evil/", "aud": "api" }),
         );
-        assert!(resolver.verify(&wrong_iss).is_err());
+        assert!(resolver.verify(&wrong_iss).await.is_err());
         let wrong_aud = sign(
             Algorithm::HS256,
             &json!({ "sub": "u", "exp": exp(), "iss": "https://idp.example/", "aud": "other" }),
         );
-        assert!(resolver.verify(&wrong_aud).is_err());
+        assert!(resolver.verify(&wrong_aud).await.is_err());
         let no_aud = sign(
             Algorithm::HS256,
             &json!({ "sub": "u", "exp": exp(), "iss": "https://idp.example/" }),
         );
         assert!(
-            resolver.verify(&no_aud).is_err(),
+            resolver.verify(&no_aud).await.is_err(),
             "aud is required once an audience is configured"
         );
     }
 
-    #[test]
-    fn not_yet_valid_and_oversized_tokens_are_refused() {
+    #[tokio::test]
+    async fn not_yet_valid_and_oversized_tokens_are_refused() {
         let resolver = JwtResolver::hs256(SECRET)
             .leeway(Duration::ZERO)
             .max_token_len(512)
@@ -318,18 +577,18 @@ mod tests {
             Algorithm::HS256,
             &json!({ "sub": "u", "exp": exp(), "nbf": crate::unix_now() + 300 }),
         );
-        assert!(resolver.verify(&nbf).is_err());
+        assert!(resolver.verify(&nbf).await.is_err());
         let big = sign(
             Algorithm::HS256,
             &json!({ "sub": "u", "exp": exp(), "pad": "x".repeat(1000) }),
         );
         assert!(
-            matches!(resolver.verify(&big), Err(IdentityError::Invalid(reason)) if reason.contains("longer"))
+            matches!(resolver.verify(&big).await, Err(IdentityError::Invalid(reason)) if reason.contains("longer"))
         );
     }
 
-    #[test]
-    fn short_secrets_are_refused_and_debug_never_shows_the_key() {
+    #[tokio::test]
+    async fn short_secrets_are_refused_and_debug_never_shows_the_key() {
         assert_eq!(
             JwtResolver::hs256("short").build().err(),
             Some(JwtConfigError::SecretTooShort)

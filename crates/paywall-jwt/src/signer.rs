@@ -15,7 +15,10 @@ use serde_json::{json, Value};
 ///
 /// let secret = "a secret of at least thirty-two bytes!!";
 /// let token = Hs256Signer::new(secret).token_for("user-1", Duration::from_secs(3600))?;
-/// let identity = JwtResolver::hs256(secret).build()?.verify(&token)?;
+/// # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
+/// let identity = JwtResolver::hs256(secret).build()?.verify(&token).await?;
+/// # Ok::<_, Box<dyn std::error::Error>>(identity) })?;
+/// # let identity = paywall::Identity::new("user-1");
 /// assert_eq!(identity.external_ref, "user-1");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```

@@ -14,6 +14,10 @@ pub enum TokenSource {
     /// `Authorization: Bearer <token>` (the default). Exactly one such header is accepted.
     #[default]
     AuthorizationBearer,
+    /// A cookie with this name (for browser sessions). Exactly one such cookie is accepted.
+    Cookie(String),
+    /// Another header with this name, holding the token (a `Bearer ` prefix is allowed).
+    Header(http::HeaderName),
 }
 
 impl TokenSource {
@@ -54,7 +58,53 @@ impl TokenSource {
                 }
                 Ok(Some(token))
             }
+            TokenSource::Cookie(name) => {
+                let mut found = None;
+                for header in parts.headers.get_all(http::header::COOKIE) {
+                    let header = header
+                        .to_str()
+                        .map_err(|_| invalid("Cookie header is not visible ASCII"))?;
+                    for cookie in cookie::Cookie::split_parse(header).flatten() {
+                        if cookie.name() != name {
+                            continue;
+                        }
+                        if found.is_some() {
+                            return Err(invalid("the token cookie is sent more than once"));
+                        }
+                        // Parsed from the header text, the raw value borrows from it.
+                        found = Some(
+                            cookie
+                                .value_raw()
+                                .ok_or_else(|| invalid("unreadable token cookie"))?,
+                        );
+                    }
+                }
+                bounded(found, max_len)
+            }
+            TokenSource::Header(name) => {
+                let mut values = parts.headers.get_all(name).iter();
+                let Some(value) = values.next() else {
+                    return Ok(None);
+                };
+                if values.next().is_some() {
+                    return Err(invalid("the token header is sent more than once"));
+                }
+                let value = value
+                    .to_str()
+                    .map_err(|_| invalid("token header is not visible ASCII"))?;
+                let token = value.strip_prefix("Bearer ").unwrap_or(value).trim();
+                bounded(Some(token), max_len)
+            }
         }
+    }
+}
+
+fn bounded(token: Option<&str>, max_len: usize) -> Result<Option<&str>, IdentityError> {
+    match token {
+        None => Ok(None),
+        Some("") => Err(invalid("empty token")),
+        Some(token) if token.len() > max_len => Err(invalid("token longer than the maximum")),
+        Some(token) => Ok(Some(token)),
     }
 }
 
@@ -102,5 +152,45 @@ mod tests {
             .extract(&parts(&[b"Bearer a", b"Bearer b"]), 100)
             .is_err());
         assert!(source.extract(&parts(&[b"Bearer abcdef"]), 3).is_err());
+    }
+
+    #[test]
+    fn cookie_and_header_extraction() {
+        let request = |headers: &[(&str, &str)]| {
+            let mut builder = http::Request::builder();
+            for (name, value) in headers {
+                builder = builder.header(*name, *value);
+            }
+            builder.body(()).expect("request").into_parts().0
+        };
+        let cookie = TokenSource::Cookie("session".into());
+        let found = request(&[("cookie", "a=1; session=tok; b=2")]);
+        assert_eq!(cookie.extract(&found, 100).ok(), Some(Some("tok")));
+        let split = request(&[("cookie", "a=1"), ("cookie", "session=tok")]);
+        assert_eq!(cookie.extract(&split, 100).ok(), Some(Some("tok")));
+        assert_eq!(
+            cookie.extract(&request(&[("cookie", "a=1")]), 100).ok(),
+            Some(None)
+        );
+        assert!(cookie
+            .extract(&request(&[("cookie", "session=a; session=b")]), 100)
+            .is_err());
+        assert!(cookie
+            .extract(&request(&[("cookie", "session=")]), 100)
+            .is_err());
+        let header = TokenSource::Header(http::HeaderName::from_static("x-token"));
+        assert_eq!(
+            header
+                .extract(&request(&[("x-token", "Bearer t")]), 100)
+                .ok(),
+            Some(Some("t"))
+        );
+        assert_eq!(
+            header.extract(&request(&[("x-token", "t")]), 100).ok(),
+            Some(Some("t"))
+        );
+        assert!(header
+            .extract(&request(&[("x-token", "a"), ("x-token", "b")]), 100)
+            .is_err());
     }
 }
