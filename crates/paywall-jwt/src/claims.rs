@@ -134,13 +134,14 @@ mod tests {
         };
         let identity = namespaced
             .identity(&claims(
-                json!({"sub": "auth0|1", "https://example.com/user_id": 42}),
+                json!({"sub": "auth0|1", "https://example.com/user_id": "u-42"}),
             ))
             .expect("identity");
-        assert_eq!(identity.external_ref, "42");
+        assert_eq!(identity.external_ref, "u-42");
         for bad in [
             json!({}),
             json!({"sub": ""}),
+            json!({"sub": 7}),
             json!({"sub": true}),
             json!({"sub": {"a": 1}}),
         ] {
