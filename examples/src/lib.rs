@@ -17,5 +17,6 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod actix_quickstart;
 pub mod custom_identity;
 pub mod quickstart;

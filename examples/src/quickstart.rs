@@ -172,13 +172,22 @@ pub fn build(config: &QuickstartConfig, base_url: &str) -> Result<Quickstart, Qu
     Ok(app)
 }
 
-/// The quickstart's application with another identity resolver: the same routes,
-/// billing and responses, whoever the callers are (Auth0 tokens, API keys, sessions).
-pub fn build_with(
+/// The paywall and backend of the quickstarts (axum and actix alike): the embedded
+/// backend with its local checkout, or SolvaPay when `SOLVAPAY_SECRET_KEY` is set.
+#[derive(Debug)]
+pub struct Billing {
+    /// The engine.
+    pub paywall: Paywall,
+    /// The embedded backend, unless billing goes through SolvaPay.
+    pub local: Option<LocalBackend>,
+}
+
+/// Builds the paywall for `config` with `resolver`. Must be called inside a Tokio runtime.
+pub fn billing(
     config: &QuickstartConfig,
     base_url: &str,
     resolver: impl IdentityResolver,
-) -> Result<Quickstart, QuickstartError> {
+) -> Result<Billing, QuickstartError> {
     let (builder, local) = match &config.solvapay {
         Some(solvapay) => (
             Paywall::builder(resolver, SolvaPayBackend::new(solvapay.clone())?),
@@ -206,6 +215,17 @@ pub fn build_with(
             config.limits_ttl
         })
         .build()?;
+    Ok(Billing { paywall, local })
+}
+
+/// The quickstart's application with another identity resolver: the same routes,
+/// billing and responses, whoever the callers are (Auth0 tokens, API keys, sessions).
+pub fn build_with(
+    config: &QuickstartConfig,
+    base_url: &str,
+    resolver: impl IdentityResolver,
+) -> Result<Quickstart, QuickstartError> {
+    let Billing { paywall, local } = billing(config, base_url, resolver)?;
     let paid = paywall.layer(Charge::new(&config.product))?;
 
     let mut router = Router::new()
@@ -311,8 +331,9 @@ pub fn init_logging() {
         .init();
 }
 
-/// The JWT resolver: a JWKS when `PAYWALL_JWKS_URL` is set, HS256 otherwise.
-fn identity(
+/// The JWT resolver: a JWKS when `PAYWALL_JWKS_URL` is set, HS256 otherwise; with the
+/// sample token (HS256 only) and whether the secret was generated.
+pub fn identity(
     config: &QuickstartConfig,
 ) -> Result<(JwtResolver, Option<String>, bool), QuickstartError> {
     if let Some(url) = &config.jwks_url {
@@ -344,35 +365,56 @@ fn identity(
     Ok((resolver, Some(token), generated))
 }
 
-async fn health() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+/// `GET /health`.
+pub fn health_body() -> Value {
+    json!({ "status": "ok" })
 }
 
-/// Answers with the `x-customer-ref` the handler saw and the caller's external reference.
+/// `GET /api/hello`: the `x-customer-ref` the handler saw and the caller's external
+/// reference.
+pub fn hello_body(seen: Option<&str>, external_ref: &str) -> Value {
+    json!({ "customerRef": seen, "externalRef": external_ref })
+}
+
+/// Unknown paths.
+pub fn not_found_body() -> Value {
+    json!({
+        "success": false,
+        "error": "Not Found",
+        "kind": "not_found",
+        "message": "No route for this path.",
+    })
+}
+
+/// Known paths, wrong method.
+pub fn method_not_allowed_body() -> Value {
+    json!({
+        "success": false,
+        "error": "Method Not Allowed",
+        "kind": "method_not_allowed",
+        "message": "This path does not accept this method.",
+    })
+}
+
+async fn health() -> Json<Value> {
+    Json(health_body())
+}
+
 async fn hello(headers: HeaderMap, customer: Customer) -> Json<Value> {
     let seen = headers
         .get(X_CUSTOMER_REF)
         .and_then(|value| value.to_str().ok());
-    Json(json!({ "customerRef": seen, "externalRef": customer.external_ref() }))
+    Json(hello_body(seen, customer.external_ref()))
 }
 
 async fn not_found() -> impl IntoResponse {
-    (
-        StatusCode::NOT_FOUND,
-        Json(
-            json!({ "success": false, "error": "Not Found", "kind": "not_found",
-                     "message": "No route for this path." }),
-        ),
-    )
+    (StatusCode::NOT_FOUND, Json(not_found_body()))
 }
 
 async fn method_not_allowed() -> impl IntoResponse {
     (
         StatusCode::METHOD_NOT_ALLOWED,
-        Json(
-            json!({ "success": false, "error": "Method Not Allowed", "kind": "method_not_allowed",
-                     "message": "This path does not accept this method." }),
-        ),
+        Json(method_not_allowed_body()),
     )
 }
 

@@ -22,8 +22,17 @@ fn read_until(
 }
 
 #[tokio::test]
-async fn quickstart_binary_serves_and_flushes_on_sigterm() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_axum-quickstart"))
+async fn axum_quickstart_binary_serves_and_flushes_on_sigterm() {
+    serves_and_flushes_on_sigterm(env!("CARGO_BIN_EXE_axum-quickstart")).await;
+}
+
+#[tokio::test]
+async fn actix_quickstart_binary_serves_and_flushes_on_sigterm() {
+    serves_and_flushes_on_sigterm(env!("CARGO_BIN_EXE_actix-quickstart")).await;
+}
+
+async fn serves_and_flushes_on_sigterm(binary: &str) {
+    let mut child = Command::new(binary)
         .env("PORT", "0")
         .env("PAYWALL_FREE_UNITS", "2")
         .env_remove("PAYWALL_JWT_SECRET")

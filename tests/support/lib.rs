@@ -606,3 +606,48 @@ impl Idp {
         );
     }
 }
+
+/// The actix quickstart served on its own thread and actix system, for tests. Build the
+/// app in the test's runtime (its usage recorder lives there), then start it here.
+pub struct ActixServed {
+    pub base: String,
+    handle: actix_web::dev::ServerHandle,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ActixServed {
+    pub fn start(
+        listener: std::net::TcpListener,
+        app: paywall_examples::actix_quickstart::ActixQuickstart,
+    ) -> Self {
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            actix_rt::System::new().block_on(async move {
+                let server =
+                    paywall_examples::actix_quickstart::start(listener, app, 2).expect("start");
+                let _ = tx.send(server.handle());
+                let _ = server.await;
+            });
+        });
+        let handle = rx.recv().expect("the actix server started");
+        Self {
+            base,
+            handle,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops gracefully (open requests finish) and waits for the thread.
+    pub async fn stop(mut self) {
+        self.handle.stop(true).await;
+        if let Some(thread) = self.thread.take() {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
+}
+
+/// A std listener on a free loopback port (actix takes std listeners).
+pub fn std_loopback() -> std::net::TcpListener {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind")
+}

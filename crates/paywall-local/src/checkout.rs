@@ -19,84 +19,110 @@
 //! # }
 //! ```
 
-use axum::extract::rejection::{FormRejection, QueryRejection};
-use axum::extract::{Form, Query, State};
-use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Response};
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::Router;
 use paywall::{CustomerRef, Paywall};
-use serde::Deserialize;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::{LocalBackend, LocalError};
 
 /// The path the checkout is served on.
 pub const PATH: &str = "/checkout";
 
-#[derive(Clone)]
-struct Checkout {
-    backend: LocalBackend,
-    paywall: Option<Paywall>,
+/// A checkout answer, independent of the web framework: status, content type, body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Page {
+    /// The HTTP status.
+    pub status: u16,
+    /// `text/html; charset=utf-8` or `application/json`.
+    pub content_type: &'static str,
+    /// The body.
+    pub body: String,
 }
 
-#[derive(Debug, Deserialize)]
-struct Params {
-    customer: String,
-    product: String,
-}
-
-/// The checkout routes, at [`PATH`]. With a `paywall`, a purchase invalidates the
-/// customer's cached budgets so the next request is admitted at once.
-pub fn router(backend: LocalBackend, paywall: Option<Paywall>) -> Router {
-    Router::new()
-        .route(PATH, get(page).post(pay))
-        .with_state(Checkout { backend, paywall })
-}
-
-fn problem(status: StatusCode, message: String) -> Response {
-    let body = json!({
-        "success": false,
-        "error": status.canonical_reason().unwrap_or("Error"),
-        "kind": if status == StatusCode::NOT_FOUND { "not_found" } else { "bad_request" },
-        "message": message,
-    });
-    (status, Json(body)).into_response()
-}
-
-fn failure(err: LocalError) -> Response {
-    match err {
-        LocalError::NotFound(what) => problem(StatusCode::NOT_FOUND, format!("Unknown {what}.")),
-        other => {
-            tracing::error!(error = %other, "local checkout failed");
-            problem(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "The checkout is unavailable. Retry later.".into(),
-            )
+impl Page {
+    fn html(body: String) -> Self {
+        Self {
+            status: 200,
+            content_type: "text/html; charset=utf-8",
+            body,
         }
+    }
+
+    fn problem(status: u16, kind: &str, message: String) -> Self {
+        let error = StatusCode::from_u16(status)
+            .ok()
+            .and_then(|s| s.canonical_reason())
+            .unwrap_or("Error");
+        let body: Value = json!({
+            "success": false,
+            "error": error,
+            "kind": kind,
+            "message": message,
+        });
+        Self {
+            status,
+            content_type: "application/json",
+            body: body.to_string(),
+        }
+    }
+
+    fn failure(err: LocalError) -> Self {
+        match err {
+            LocalError::NotFound(what) => {
+                Self::problem(404, "not_found", format!("Unknown {what}."))
+            }
+            other => {
+                tracing::error!(error = %other, "local checkout failed");
+                Self::problem(
+                    503,
+                    "checkout_unavailable",
+                    "The checkout is unavailable. Retry later.".into(),
+                )
+            }
+        }
+    }
+
+    fn bad_params(what: &str) -> Self {
+        Self::problem(
+            400,
+            "bad_request",
+            format!("Missing or malformed {what}: expected the fields `customer` and `product`."),
+        )
     }
 }
 
-fn bad_params(message: &str) -> Response {
-    problem(
-        StatusCode::BAD_REQUEST,
-        format!("{message}: expected the fields `customer` and `product`."),
-    )
+/// `customer` and `product` from a query string or form body.
+fn params(raw: &[u8]) -> Option<(String, String)> {
+    let (mut customer, mut product) = (None, None);
+    for (name, value) in form_urlencoded::parse(raw) {
+        match name.as_ref() {
+            "customer" if customer.is_none() => customer = Some(value.into_owned()),
+            "product" if product.is_none() => product = Some(value.into_owned()),
+            _ => {}
+        }
+    }
+    match (customer, product) {
+        (Some(c), Some(p)) if !c.is_empty() && !p.is_empty() => Some((c, p)),
+        _ => None,
+    }
 }
 
-async fn page(
-    State(checkout): State<Checkout>,
-    params: Result<Query<Params>, QueryRejection>,
-) -> Response {
-    let Ok(Query(params)) = params else {
-        return bad_params("Missing or malformed query");
+/// `GET /checkout?customer=..&product=..`: the plan and a pay button.
+pub async fn page(backend: &LocalBackend, query: &[u8]) -> Page {
+    let Some((customer, product)) = params(query) else {
+        return Page::bad_params("query");
     };
-    let plan = match checkout.backend.paid_plan(&params.product).await {
+    let plan = match backend.paid_plan(&product).await {
         Ok(plan) => plan,
-        Err(err) => return failure(err),
+        Err(err) => return Page::failure(err),
     };
-    let (customer, product) = (escape(&params.customer), escape(&params.product));
-    Html(format!(
+    let (customer, product) = (escape(&customer), escape(&product));
+    Page::html(format!(
         "<!doctype html>
 <html lang=\"en\"><head><meta charset=\"utf-8\"><title>Checkout</title></head>
 <body>
@@ -115,41 +141,68 @@ async fn page(
         days = plan.period.as_secs() / 86_400,
         price = format_args!("{}.{:02}", plan.price_cents / 100, plan.price_cents % 100),
     ))
-    .into_response()
 }
 
-async fn pay(
-    State(checkout): State<Checkout>,
-    form: Result<Form<Params>, FormRejection>,
-) -> Response {
-    let Ok(Form(params)) = form else {
-        return bad_params("Missing or malformed form");
+/// `POST /checkout` (form `customer`, `product`): buys the paid plan and, with a
+/// `paywall`, invalidates the customer's cached budgets so the next request passes.
+pub async fn pay(backend: &LocalBackend, paywall: Option<&Paywall>, form: &[u8]) -> Page {
+    let Some((customer, product)) = params(form) else {
+        return Page::bad_params("form");
     };
-    let plan = match checkout
-        .backend
-        .purchase(&params.customer, &params.product)
-        .await
-    {
+    let plan = match backend.purchase(&customer, &product).await {
         Ok(plan) => plan,
-        Err(err) => return failure(err),
+        Err(err) => return Page::failure(err),
     };
-    tracing::info!(customer = %params.customer, product = %params.product, plan = %plan.reference, "local checkout paid");
-    if let Some(paywall) = &checkout.paywall {
-        paywall.invalidate_customer(&CustomerRef::new(params.customer.as_str()));
+    tracing::info!(%customer, %product, plan = %plan.reference, "local checkout paid");
+    if let Some(paywall) = paywall {
+        paywall.invalidate_customer(&CustomerRef::new(customer.as_str()));
     }
-    Html(format!(
+    Page::html(format!(
         "<!doctype html>
 <html lang=\"en\"><head><meta charset=\"utf-8\"><title>Paid</title></head>
 <body><h1>Payment received</h1>
 <p>Customer <code>{}</code> is on plan <strong>{}</strong> of <code>{}</code>: {} units per period.</p>
 </body></html>
 ",
-        escape(&params.customer),
+        escape(&customer),
         escape(&plan.name),
-        escape(&params.product),
+        escape(&product),
         plan.units,
     ))
-    .into_response()
+}
+
+#[derive(Clone)]
+struct Checkout {
+    backend: LocalBackend,
+    paywall: Option<Paywall>,
+}
+
+/// The checkout routes, at [`PATH`], as an axum router. With a `paywall`, a purchase
+/// invalidates the customer's cached budgets so the next request is admitted at once.
+pub fn router(backend: LocalBackend, paywall: Option<Paywall>) -> Router {
+    Router::new()
+        .route(PATH, get(get_page).post(post_pay))
+        .with_state(Checkout { backend, paywall })
+}
+
+impl IntoResponse for Page {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (
+            status,
+            [(header::CONTENT_TYPE, self.content_type)],
+            self.body,
+        )
+            .into_response()
+    }
+}
+
+async fn get_page(State(checkout): State<Checkout>, RawQuery(query): RawQuery) -> Page {
+    page(&checkout.backend, query.unwrap_or_default().as_bytes()).await
+}
+
+async fn post_pay(State(checkout): State<Checkout>, body: Bytes) -> Page {
+    pay(&checkout.backend, checkout.paywall.as_ref(), &body).await
 }
 
 /// Escapes text for HTML element content and quoted attribute values.
@@ -170,7 +223,22 @@ fn escape(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::escape;
+    use super::{escape, params};
+
+    #[test]
+    fn params_need_both_fields_once() {
+        assert_eq!(
+            params(b"customer=cus_1&product=prd_a"),
+            Some(("cus_1".into(), "prd_a".into()))
+        );
+        assert_eq!(
+            params(b"customer=cus%201&product=p&customer=other"),
+            Some(("cus 1".into(), "p".into()))
+        );
+        assert_eq!(params(b"customer=cus_1"), None);
+        assert_eq!(params(b"customer=&product=p"), None);
+        assert_eq!(params(b"\xff\xfe"), None);
+    }
 
     #[test]
     fn escape_neutralises_markup() {

@@ -6,11 +6,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use paywall::{CustomerRef, Paywall};
-use serde_json::json;
-use tracing::{debug, info, warn};
+use paywall::Paywall;
 
-use crate::webhook::{WebhookError, WebhookVerifier, SIGNATURE_HEADER};
+use crate::webhook::{handle, WebhookVerifier, SIGNATURE_HEADER};
 
 /// Where [`router`] listens.
 pub const PATH: &str = "/webhooks/solvapay";
@@ -45,37 +43,10 @@ pub fn router(verifier: WebhookVerifier, paywall: Paywall) -> Router {
 }
 
 async fn receive(State(hooks): State<Webhooks>, headers: HeaderMap, body: Bytes) -> Response {
-    let header = headers
+    let signature = headers
         .get(SIGNATURE_HEADER)
         .map(|value| value.to_str().unwrap_or(""));
-    let event = match hooks.verifier.verify_event(header, &body) {
-        Ok(event) => event,
-        Err(err) => {
-            warn!(error = %err, "webhook refused");
-            let message = match err {
-                WebhookError::InvalidPayload(_) => "The payload is not a webhook event.",
-                _ => "The SV-Signature header is missing, malformed, stale or does not match.",
-            };
-            return (
-                StatusCode::BAD_REQUEST,
-                Json(json!({
-                    "success": false,
-                    "error": "Bad Request",
-                    "kind": "invalid_signature",
-                    "message": message,
-                })),
-            )
-                .into_response();
-        }
-    };
-    match event.customer_ref() {
-        Some(customer) if event.affects_allowance() => {
-            info!(event = %event.id, kind = %event.kind, customer, "webhook: refreshing the customer's budgets");
-            hooks
-                .paywall
-                .invalidate_customer(&CustomerRef::new(customer));
-        }
-        _ => debug!(event = %event.id, kind = %event.kind, "webhook ignored"),
-    }
-    Json(json!({ "received": true })).into_response()
+    let handled = handle(&hooks.verifier, &hooks.paywall, signature, &body);
+    let status = StatusCode::from_u16(handled.status).unwrap_or(StatusCode::BAD_REQUEST);
+    (status, Json(handled.body)).into_response()
 }

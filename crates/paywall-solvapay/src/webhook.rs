@@ -202,6 +202,57 @@ impl WebhookVerifier {
     }
 }
 
+/// What a webhook endpoint answers: a status and a JSON body.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Handled {
+    /// 200 for verified events (acted on or ignored), 400 otherwise.
+    pub status: u16,
+    /// `{"received": true}` or the error body.
+    pub body: Value,
+}
+
+/// The whole webhook endpoint, independent of the web framework: verifies `signature`
+/// (the `SV-Signature` value) against the raw `body`, then, for purchase, customer,
+/// subscription and payment events that name a customer, makes `paywall` refresh that
+/// customer's budgets on their next request.
+pub fn handle(
+    verifier: &WebhookVerifier,
+    paywall: &paywall::Paywall,
+    signature: Option<&str>,
+    body: &[u8],
+) -> Handled {
+    let event = match verifier.verify_event(signature, body) {
+        Ok(event) => event,
+        Err(err) => {
+            tracing::warn!(error = %err, "webhook refused");
+            let message = match err {
+                WebhookError::InvalidPayload(_) => "The payload is not a webhook event.",
+                _ => "The SV-Signature header is missing, malformed, stale or does not match.",
+            };
+            return Handled {
+                status: 400,
+                body: serde_json::json!({
+                    "success": false,
+                    "error": "Bad Request",
+                    "kind": "invalid_signature",
+                    "message": message,
+                }),
+            };
+        }
+    };
+    match event.customer_ref() {
+        Some(customer) if event.affects_allowance() => {
+            tracing::info!(event = %event.id, kind = %event.kind, customer, "webhook: refreshing the customer's budgets");
+            paywall.invalidate_customer(&paywall::CustomerRef::new(customer));
+        }
+        _ => tracing::debug!(event = %event.id, kind = %event.kind, "webhook ignored"),
+    }
+    Handled {
+        status: 200,
+        body: serde_json::json!({ "received": true }),
+    }
+}
+
 fn parse_header(header: &str) -> Result<(u64, Vec<Vec<u8>>), WebhookError> {
     let mut timestamp = None;
     let mut signatures = Vec::new();

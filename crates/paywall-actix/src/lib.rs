@@ -1,0 +1,292 @@
+//! actix-web middleware for the [`paywall`] crate.
+//!
+//! [`PaywallMiddleware`] drives the same engine as the tower layer: every decision
+//! (identity, customer, budget, 401/402/503, metering) is made once, in
+//! [`paywall::Paywall`], and this crate only translates. Wrap an `App`, a `Scope` or a
+//! `Resource`; each wrap carries its own product, meter and cost. Read the billed
+//! customer with the [`Customer`] extractor.
+//!
+//! ```
+//! use actix_web::{web, App, HttpResponse};
+//! use paywall_actix::{Charge, Customer, Paywall, PaywallMiddleware};
+//! # use paywall::{BackendError, BillingBackend, CustomerRef, Identity, IdentityError, IdentityResolver, Limits, UsageEvent};
+//! # struct Header;
+//! # impl IdentityResolver for Header {
+//! #     async fn resolve(&self, p: &http::request::Parts) -> Result<Option<Identity>, IdentityError> {
+//! #         Ok(p.headers.get("x-user").and_then(|v| v.to_str().ok()).map(Identity::new))
+//! #     }
+//! # }
+//! # struct Free;
+//! # impl BillingBackend for Free {
+//! #     async fn ensure_customer(&self, i: &Identity) -> Result<CustomerRef, BackendError> { Ok(CustomerRef::new(format!("cus_{}", i.external_ref))) }
+//! #     async fn check_limits(&self, _: &CustomerRef, _: &str, _: &str) -> Result<Limits, BackendError> { Ok(Limits::remaining(1)) }
+//! #     async fn record_usage(&self, _: &[UsageEvent]) -> Result<(), BackendError> { Ok(()) }
+//! # }
+//!
+//! async fn hello(customer: Customer) -> HttpResponse {
+//!     HttpResponse::Ok().body(customer.reference().to_string())
+//! }
+//!
+//! # #[actix_rt::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let (resolver, backend) = (Header, Free);
+//! let paywall = Paywall::builder(resolver, backend).build()?;
+//! let middleware = PaywallMiddleware::new(&paywall, Charge::new("prd_quickstart"))?;
+//! let app = actix_web::test::init_service(
+//!     App::new().service(web::scope("/api").wrap(middleware).route("/hello", web::get().to(hello))),
+//! )
+//! .await;
+//! let request = || actix_web::test::TestRequest::get().uri("/api/hello").insert_header(("x-user", "ada"));
+//! let first = actix_web::test::call_service(&app, request().to_request()).await;
+//! assert_eq!(first.status(), 200);
+//! let second = actix_web::test::call_service(&app, request().to_request()).await;
+//! assert_eq!(second.status(), 402);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Notes for actix users
+//!
+//! * actix-web 4 is on `http` 0.2: the middleware copies the request *head* (method,
+//!   URI, version, headers) into an `http` 1 view for the identity resolver, never the
+//!   body.
+//! * Usage is committed when the inner service produces its response (2xx by default):
+//!   a streaming body that fails afterwards still counts, as with the tower layer.
+//! * An error returned by the inner service (rather than an error response) gives the
+//!   reserved units back.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+use std::future::{ready, Future, Ready};
+use std::pin::Pin;
+use std::rc::Rc;
+
+use actix_web::body::{BoxBody, EitherBody};
+use actix_web::dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Transform};
+use actix_web::http::header::{HeaderName as ActixHeaderName, HeaderValue as ActixHeaderValue};
+use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError};
+
+pub use paywall::*;
+
+/// The paywall as actix-web middleware, for one charge.
+#[derive(Clone, Debug)]
+pub struct PaywallMiddleware {
+    paywall: Paywall,
+    route: Route,
+}
+
+impl PaywallMiddleware {
+    /// Middleware charging `charge` through `paywall`; an invalid charge is refused here,
+    /// not at the first request.
+    pub fn new(paywall: &Paywall, charge: Charge) -> Result<Self, ConfigError> {
+        Ok(Self {
+            route: paywall.route(charge)?,
+            paywall: paywall.clone(),
+        })
+    }
+}
+
+impl<S, B> Transform<S, ServiceRequest> for PaywallMiddleware
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    B: 'static,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = actix_web::Error;
+    type Transform = PaywallService<S>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, Self::InitError>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(PaywallService {
+            service: Rc::new(service),
+            paywall: self.paywall.clone(),
+            route: self.route.clone(),
+        }))
+    }
+}
+
+/// The service [`PaywallMiddleware`] wraps around the inner one.
+pub struct PaywallService<S> {
+    service: Rc<S>,
+    paywall: Paywall,
+    route: Route,
+}
+
+/// The engine's view of an actix request head. Headers whose values the `http` 1 crate
+/// refuses cannot occur: both crates accept the same bytes.
+fn head(request: &ServiceRequest) -> http::request::Parts {
+    let mut builder = http::Request::builder()
+        .method(request.method().as_str())
+        .uri(request.uri().to_string());
+    if let Some(headers) = builder.headers_mut() {
+        headers.reserve(request.headers().len());
+        for (name, value) in request.headers() {
+            if let (Ok(name), Ok(value)) = (
+                http::HeaderName::from_bytes(name.as_str().as_bytes()),
+                http::HeaderValue::from_bytes(value.as_bytes()),
+            ) {
+                headers.append(name, value);
+            }
+        }
+    }
+    match builder.body(()) {
+        Ok(request) => request.into_parts().0,
+        // A URI actix accepted but http 1 does not: resolve on the headers alone.
+        Err(_) => {
+            let mut fallback = http::Request::new(());
+            for (name, value) in request.headers() {
+                if let (Ok(name), Ok(value)) = (
+                    http::HeaderName::from_bytes(name.as_str().as_bytes()),
+                    http::HeaderValue::from_bytes(value.as_bytes()),
+                ) {
+                    fallback.headers_mut().append(name, value);
+                }
+            }
+            fallback.into_parts().0
+        }
+    }
+}
+
+/// An `http` 1 response (the engine's rejections) as an actix response.
+fn to_actix(response: http::Response<bytes::Bytes>) -> HttpResponse {
+    let (parts, body) = response.into_parts();
+    let status = actix_web::http::StatusCode::from_u16(parts.status.as_u16())
+        .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
+    let mut builder = HttpResponse::build(status);
+    for (name, value) in &parts.headers {
+        if let (Ok(name), Ok(value)) = (
+            ActixHeaderName::from_bytes(name.as_str().as_bytes()),
+            ActixHeaderValue::from_bytes(value.as_bytes()),
+        ) {
+            builder.append_header((name, value));
+        }
+    }
+    builder.body(body)
+}
+
+impl<S, B> Service<ServiceRequest> for PaywallService<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    B: 'static,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = actix_web::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>>>>;
+
+    forward_ready!(service);
+
+    fn call(&self, mut request: ServiceRequest) -> Self::Future {
+        let service = Rc::clone(&self.service);
+        let paywall = self.paywall.clone();
+        let route = self.route.clone();
+        Box::pin(async move {
+            // The header is ours: a client that sets it is trying to bill someone else.
+            request
+                .headers_mut()
+                .remove(ActixHeaderName::from_static("x-customer-ref"));
+            let parts = head(&request);
+            let admission = match paywall.admit(&parts, &route).await {
+                Ok(admission) => admission,
+                Err(rejection) => {
+                    let response = to_actix(paywall.rejection_response(&rejection));
+                    return Ok(request.into_response(response).map_into_right_body());
+                }
+            };
+            if let Some(customer) = admission.customer() {
+                if let Ok(value) = ActixHeaderValue::from_str(customer.reference().as_str()) {
+                    request
+                        .headers_mut()
+                        .insert(ActixHeaderName::from_static("x-customer-ref"), value);
+                }
+                request.extensions_mut().insert(customer.clone());
+            }
+            // On error the admission is dropped and its units are given back.
+            let response = service.call(request).await?;
+            let status = http::StatusCode::from_u16(response.status().as_u16())
+                .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+            admission.finish(status).await;
+            Ok(response.map_into_left_body())
+        })
+    }
+}
+
+/// The billed customer of the request, as the middleware admitted it.
+///
+/// On a route that is not behind [`PaywallMiddleware`] extraction fails with a 500
+/// whose body names the misconfiguration. Use `Option<Customer>` where a fail-open policy
+/// may admit callers without a customer.
+#[derive(Clone, Debug)]
+pub struct Customer(pub paywall::Customer);
+
+impl std::ops::Deref for Customer {
+    type Target = paywall::Customer;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+/// The [`Customer`] extractor found no customer on the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MissingCustomer;
+
+impl std::fmt::Display for MissingCustomer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("no paywall customer on this request")
+    }
+}
+
+impl ResponseError for MissingCustomer {
+    fn status_code(&self) -> actix_web::http::StatusCode {
+        actix_web::http::StatusCode::INTERNAL_SERVER_ERROR
+    }
+
+    fn error_response(&self) -> HttpResponse<BoxBody> {
+        HttpResponse::InternalServerError().json(serde_json::json!({
+            "success": false,
+            "error": "Internal Server Error",
+            "kind": "paywall_misconfigured",
+            "message": "This route extracts the paywall's Customer but is not behind PaywallMiddleware \
+                        (add `.wrap(PaywallMiddleware::new(..))`), or the middleware admitted the request \
+                        without a customer under a fail-open policy.",
+        }))
+    }
+}
+
+impl FromRequest for Customer {
+    type Error = MissingCustomer;
+    type Future = Ready<Result<Self, Self::Error>>;
+
+    fn from_request(request: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        ready(
+            request
+                .extensions()
+                .get::<paywall::Customer>()
+                .cloned()
+                .map(Customer)
+                .ok_or(MissingCustomer),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::{test, web, App};
+
+    #[actix_rt::test]
+    async fn customer_outside_the_middleware_is_a_clear_500() {
+        let app = test::init_service(App::new().route(
+            "/",
+            web::get().to(|_: Customer| async { HttpResponse::Ok().finish() }),
+        ))
+        .await;
+        let response =
+            test::call_service(&app, test::TestRequest::get().uri("/").to_request()).await;
+        assert_eq!(response.status(), 500);
+        let body: serde_json::Value = test::read_body_json(response).await;
+        assert_eq!(body["kind"], "paywall_misconfigured");
+    }
+}

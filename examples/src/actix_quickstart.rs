@@ -1,0 +1,179 @@
+//! `actix-quickstart`: exactly the contract of `axum-quickstart` (environment, routes,
+//! responses, local checkout, webhooks, graceful shutdown with flush), on actix-web,
+//! driving the same engine through `paywall-actix`.
+
+use actix_web::dev::Server;
+use actix_web::http::StatusCode;
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use paywall::{Charge, IdentityResolver, Paywall};
+use paywall_actix::{Customer, PaywallMiddleware};
+use paywall_local::{checkout, LocalBackend};
+use paywall_solvapay::webhook::{self, WebhookVerifier, SIGNATURE_HEADER};
+
+use crate::quickstart::{self, Billing, QuickstartConfig, QuickstartError};
+
+/// A built actix quickstart: what every worker's `App` is made from.
+#[derive(Clone, Debug)]
+pub struct ActixQuickstart {
+    /// The engine (shut it down after the server stops, to flush usage).
+    pub paywall: Paywall,
+    /// The embedded backend, unless billing goes through SolvaPay.
+    pub local: Option<LocalBackend>,
+    /// A token for `demo-user` (HS256 mode).
+    pub sample_token: Option<String>,
+    /// Whether the JWT secret was generated.
+    pub generated_secret: bool,
+    middleware: PaywallMiddleware,
+    webhooks: Option<WebhookVerifier>,
+}
+
+/// Builds the actix quickstart for `config`; must be called inside a Tokio runtime
+/// (actix's own is one).
+pub fn build(
+    config: &QuickstartConfig,
+    base_url: &str,
+) -> Result<ActixQuickstart, QuickstartError> {
+    let (resolver, sample_token, generated_secret) = quickstart::identity(config)?;
+    let mut app = build_with(config, base_url, resolver)?;
+    app.sample_token = sample_token;
+    app.generated_secret = generated_secret;
+    Ok(app)
+}
+
+/// The actix quickstart with another identity resolver.
+pub fn build_with(
+    config: &QuickstartConfig,
+    base_url: &str,
+    resolver: impl IdentityResolver,
+) -> Result<ActixQuickstart, QuickstartError> {
+    let Billing { paywall, local } = quickstart::billing(config, base_url, resolver)?;
+    let middleware = PaywallMiddleware::new(&paywall, Charge::new(&config.product))?;
+    Ok(ActixQuickstart {
+        paywall,
+        local,
+        sample_token: None,
+        generated_secret: false,
+        middleware,
+        webhooks: config
+            .webhook_secret
+            .as_ref()
+            .map(|secret| WebhookVerifier::new(secret.as_str())),
+    })
+}
+
+impl ActixQuickstart {
+    /// The routes, for `App::configure`.
+    pub fn configure(&self, cfg: &mut web::ServiceConfig) {
+        cfg.app_data(web::Data::new(self.clone()));
+        cfg.service(
+            web::resource("/api/hello")
+                .route(web::get().to(hello).wrap(self.middleware.clone()))
+                .default_service(web::to(method_not_allowed)),
+        );
+        cfg.service(
+            web::resource("/health")
+                .route(web::get().to(health))
+                .default_service(web::to(method_not_allowed)),
+        );
+        if self.local.is_some() {
+            cfg.service(
+                web::resource(checkout::PATH)
+                    .route(web::get().to(checkout_page))
+                    .route(web::post().to(checkout_pay))
+                    .default_service(web::to(method_not_allowed)),
+            );
+        }
+        if self.webhooks.is_some() {
+            cfg.service(
+                web::resource("/webhooks/solvapay")
+                    .route(web::post().to(receive_webhook))
+                    .default_service(web::to(method_not_allowed)),
+            );
+        }
+        cfg.default_service(web::to(not_found));
+    }
+}
+
+/// Serves `app` on `listener` with `workers` threads; call inside an actix system.
+pub fn start(
+    listener: std::net::TcpListener,
+    app: ActixQuickstart,
+    workers: usize,
+) -> std::io::Result<Server> {
+    let server = HttpServer::new(move || App::new().configure(|cfg| app.configure(cfg)))
+        .workers(workers.max(1))
+        .listen(listener)?
+        .run();
+    Ok(server)
+}
+
+fn json(status: StatusCode, body: serde_json::Value) -> HttpResponse {
+    HttpResponse::build(status).json(body)
+}
+
+async fn hello(request: HttpRequest, customer: Customer) -> HttpResponse {
+    let seen = request
+        .headers()
+        .get("x-customer-ref")
+        .and_then(|value| value.to_str().ok());
+    json(
+        StatusCode::OK,
+        quickstart::hello_body(seen, customer.external_ref()),
+    )
+}
+
+async fn health() -> HttpResponse {
+    json(StatusCode::OK, quickstart::health_body())
+}
+
+async fn not_found() -> HttpResponse {
+    json(StatusCode::NOT_FOUND, quickstart::not_found_body())
+}
+
+async fn method_not_allowed() -> HttpResponse {
+    json(
+        StatusCode::METHOD_NOT_ALLOWED,
+        quickstart::method_not_allowed_body(),
+    )
+}
+
+fn page(page: checkout::Page) -> HttpResponse {
+    HttpResponse::build(
+        StatusCode::from_u16(page.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+    )
+    .content_type(page.content_type)
+    .body(page.body)
+}
+
+async fn checkout_page(app: web::Data<ActixQuickstart>, request: HttpRequest) -> HttpResponse {
+    match &app.local {
+        Some(local) => page(checkout::page(local, request.query_string().as_bytes()).await),
+        None => not_found().await,
+    }
+}
+
+async fn checkout_pay(app: web::Data<ActixQuickstart>, body: web::Bytes) -> HttpResponse {
+    match &app.local {
+        Some(local) => page(checkout::pay(local, Some(&app.paywall), &body).await),
+        None => not_found().await,
+    }
+}
+
+async fn receive_webhook(
+    app: web::Data<ActixQuickstart>,
+    request: HttpRequest,
+    body: web::Bytes,
+) -> HttpResponse {
+    let Some(verifier) = &app.webhooks else {
+        return not_found().await;
+    };
+    let signature = request
+        .headers()
+        .get(SIGNATURE_HEADER)
+        .map(|value| value.to_str().unwrap_or(""));
+    let handled = webhook::handle(verifier, &app.paywall, signature, &body);
+    json(
+        StatusCode::from_u16(handled.status).unwrap_or(StatusCode::BAD_REQUEST),
+        handled.body,
+    )
+}

@@ -1,0 +1,93 @@
+//! `cargo run --release --bin actix-quickstart`: the same application as
+//! `axum-quickstart` (same variables, routes and answers), on actix-web.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use paywall_examples::actix_quickstart;
+use paywall_examples::quickstart::{self, QuickstartConfig};
+
+const NAME: &str = "actix-quickstart";
+
+#[actix_web::main]
+async fn main() -> ExitCode {
+    quickstart::init_logging();
+    let config = match QuickstartConfig::from_env() {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("{NAME}: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let listener = match std::net::TcpListener::bind(("127.0.0.1", config.port)) {
+        Ok(listener) => listener,
+        Err(err) => {
+            eprintln!("{NAME}: cannot listen on 127.0.0.1:{}: {err}", config.port);
+            return ExitCode::from(1);
+        }
+    };
+    let base_url = match listener.local_addr() {
+        Ok(addr) => format!("http://{addr}"),
+        Err(err) => {
+            eprintln!("{NAME}: {err}");
+            return ExitCode::from(1);
+        }
+    };
+    let app = match actix_quickstart::build(&config, &base_url) {
+        Ok(app) => app,
+        Err(err) => {
+            eprintln!("{NAME}: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    println!("{NAME} listening on {base_url}");
+    match &app.local {
+        Some(_) => println!(
+            "  backend: embedded SQLite ({}), product {}, {} free units",
+            config
+                .db
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "in memory".into()),
+            config.product,
+            config.free_units
+        ),
+        None => println!("  backend: SolvaPay, product {}", config.product),
+    }
+    if app.generated_secret {
+        println!("  PAYWALL_JWT_SECRET is unset: generated a random secret for this run");
+    }
+    match &app.sample_token {
+        Some(token) => {
+            println!("  sample token (sub=demo-user, valid 24 h):\n    {token}");
+            println!("  try: curl -i -H 'Authorization: Bearer {token}' {base_url}/api/hello");
+        }
+        None => println!(
+            "  tokens: verified with the JWKS at {}",
+            config.jwks_url.as_deref().unwrap_or_default()
+        ),
+    }
+    let paywall = app.paywall.clone();
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
+    // actix stops gracefully on Ctrl-C and SIGTERM by itself.
+    let served = match actix_quickstart::start(listener, app, workers) {
+        Ok(server) => server.await,
+        Err(err) => Err(err),
+    };
+    println!("{NAME}: shutting down, flushing usage");
+    let report = paywall.shutdown(Duration::from_secs(10)).await;
+    println!(
+        "{NAME} stopped: {} usage events recorded, {} pending",
+        report.recorded, report.pending
+    );
+    match served {
+        Ok(()) if report.is_complete() => ExitCode::SUCCESS,
+        Ok(()) => ExitCode::from(1),
+        Err(err) => {
+            eprintln!("{NAME}: server error: {err}");
+            ExitCode::from(1)
+        }
+    }
+}

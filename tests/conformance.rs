@@ -1,0 +1,506 @@
+//! One list of scenarios, run against `axum-quickstart` and `actix-quickstart` over real
+//! sockets: the same status, the same body bytes (once the per-instance base URL and
+//! customer reference are written as placeholders) and the same paywall headers.
+
+use std::time::Duration;
+
+use paywall_examples::actix_quickstart;
+use paywall_examples::quickstart::{self, QuickstartConfig};
+use paywall_jwt::Hs256Signer;
+use paywall_tests::*;
+use reqwest::StatusCode;
+use serde_json::json;
+
+/// What a scenario compares.
+#[derive(Debug, PartialEq, Eq)]
+struct Seen {
+    status: u16,
+    content_type: Option<String>,
+    www_authenticate: Option<String>,
+    retry_after: Option<u64>,
+    body: String,
+}
+
+struct Server {
+    name: &'static str,
+    base: String,
+    paywall: paywall::Paywall,
+    local: Option<paywall_local::LocalBackend>,
+    stop:
+        Box<dyn FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send>,
+}
+
+fn config(free_units: u64) -> QuickstartConfig {
+    QuickstartConfig {
+        jwt_secret: Some(SECRET.into()),
+        free_units,
+        limits_ttl: Duration::from_secs(3600),
+        ..QuickstartConfig::from_lookup(|_| None).expect("defaults")
+    }
+}
+
+async fn both(config: QuickstartConfig) -> [Server; 2] {
+    let listener = loopback().await;
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let app = quickstart::build(&config, &base).expect("axum build");
+    let (paywall, local) = (app.paywall.clone(), app.local.clone());
+    let served = Served::start(listener, app.router.clone());
+    let axum = Server {
+        name: "axum",
+        base,
+        paywall,
+        local,
+        stop: Box::new(move || Box::pin(served.stop())),
+    };
+    let listener = std_loopback();
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let app = actix_quickstart::build(&config, &base).expect("actix build");
+    let (paywall, local) = (app.paywall.clone(), app.local.clone());
+    let served = ActixServed::start(listener, app);
+    let actix = Server {
+        name: "actix",
+        base,
+        paywall,
+        local,
+        stop: Box::new(move || Box::pin(served.stop())),
+    };
+    [axum, actix]
+}
+
+/// A request and the status both servers must answer it with.
+struct Scenario {
+    name: &'static str,
+    method: reqwest::Method,
+    path: String,
+    headers: Vec<(&'static str, String)>,
+    body: Option<&'static str>,
+    status: u16,
+}
+
+impl Scenario {
+    fn new(
+        name: &'static str,
+        method: reqwest::Method,
+        path: String,
+        headers: Vec<(&'static str, String)>,
+        body: Option<&'static str>,
+        status: u16,
+    ) -> Self {
+        Self {
+            name,
+            method,
+            path,
+            headers,
+            body,
+            status,
+        }
+    }
+}
+
+fn bearer(sub: &str) -> String {
+    format!("Bearer {}", token(sub))
+}
+
+async fn send(
+    server: &Server,
+    method: reqwest::Method,
+    path: &str,
+    headers: &[(&str, String)],
+    body: Option<&str>,
+) -> (Seen, String) {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    let url = if path.starts_with("http") {
+        path.to_owned()
+    } else {
+        format!("{}{path}", server.base)
+    };
+    let mut request = client.request(method, url);
+    for (name, value) in headers {
+        request = request.header(*name, value.as_str());
+    }
+    if let Some(body) = body {
+        request = request
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body.to_owned());
+    }
+    let response = request.send().await.expect("send");
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let status = response.status().as_u16();
+    let (content_type, www_authenticate) = (header("content-type"), header("www-authenticate"));
+    let retry_after = header("retry-after").and_then(|v| v.parse().ok());
+    let raw = response.text().await.expect("body");
+    let seen = Seen {
+        status,
+        content_type,
+        www_authenticate,
+        retry_after,
+        body: raw.clone(),
+    };
+    (seen, raw)
+}
+
+/// Writes per-instance values as placeholders.
+fn normalize(mut seen: Seen, server: &Server, customers: &[&str]) -> Seen {
+    seen.body = seen.body.replace(&server.base, "{base}");
+    for (i, customer) in customers.iter().enumerate() {
+        seen.body = seen.body.replace(customer, &format!("{{customer{i}}}"));
+    }
+    // Seconds to the period's end, read a moment apart: equal within a second.
+    seen.retry_after = seen.retry_after.map(|secs| secs / 10);
+    seen
+}
+
+fn assert_same(scenario: &str, seen: &[Seen; 2], status: u16) {
+    assert_eq!(seen[0].status, status, "{scenario} (axum): {:?}", seen[0]);
+    assert_eq!(seen[0], seen[1], "{scenario}: axum and actix differ");
+}
+
+async fn customer_of(server: &Server, sub: &str) -> String {
+    let (seen, _) = send(
+        server,
+        reqwest::Method::GET,
+        "/api/hello",
+        &[("authorization", bearer(sub))],
+        None,
+    )
+    .await;
+    let body: serde_json::Value = serde_json::from_str(&seen.body).expect("json");
+    body["customerRef"].as_str().expect("customer").to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_answers_from_axum_and_actix() {
+    let servers = both(config(3)).await;
+    let expired = Hs256Signer::new(SECRET)
+        .sign(&json!({ "sub": "x", "exp": paywall_jwt::unix_now() - 3600 }))
+        .expect("sign");
+    let scenarios = [
+        Scenario::new(
+            "public route",
+            reqwest::Method::GET,
+            "/health".into(),
+            vec![],
+            None,
+            200,
+        ),
+        Scenario::new(
+            "no token",
+            reqwest::Method::GET,
+            "/api/hello".into(),
+            vec![],
+            None,
+            401,
+        ),
+        Scenario::new(
+            "garbage token",
+            reqwest::Method::GET,
+            "/api/hello".into(),
+            vec![("authorization", "Bearer garbage".into())],
+            None,
+            401,
+        ),
+        Scenario::new(
+            "basic scheme",
+            reqwest::Method::GET,
+            "/api/hello".into(),
+            vec![("authorization", "Basic Zm9vOmJhcg==".into())],
+            None,
+            401,
+        ),
+        Scenario::new(
+            "expired token",
+            reqwest::Method::GET,
+            "/api/hello".into(),
+            vec![("authorization", format!("Bearer {expired}"))],
+            None,
+            401,
+        ),
+        Scenario::new(
+            "two authorization headers",
+            reqwest::Method::GET,
+            "/api/hello".into(),
+            vec![
+                ("authorization", bearer("a")),
+                ("authorization", bearer("b")),
+            ],
+            None,
+            401,
+        ),
+        Scenario::new(
+            "unknown path",
+            reqwest::Method::GET,
+            "/nope".into(),
+            vec![],
+            None,
+            404,
+        ),
+        Scenario::new(
+            "wrong method",
+            reqwest::Method::DELETE,
+            "/api/hello".into(),
+            vec![("authorization", bearer("conf"))],
+            None,
+            405,
+        ),
+        Scenario::new(
+            "checkout without fields",
+            reqwest::Method::GET,
+            "/checkout?customer=x".into(),
+            vec![],
+            None,
+            400,
+        ),
+        Scenario::new(
+            "checkout for nobody",
+            reqwest::Method::POST,
+            "/checkout".into(),
+            vec![],
+            Some("customer=cus_nobody&product=prd_quickstart"),
+            404,
+        ),
+    ];
+    for Scenario {
+        name,
+        method,
+        path,
+        headers,
+        body,
+        status,
+    } in scenarios
+    {
+        let mut seen = Vec::new();
+        for server in &servers {
+            seen.push(normalize(
+                send(server, method.clone(), &path, &headers, body).await.0,
+                server,
+                &[],
+            ));
+        }
+        let seen: [Seen; 2] = seen.try_into().expect("two");
+        assert_same(name, &seen, status);
+        if status == 401 {
+            assert_eq!(
+                seen[0].www_authenticate.as_deref(),
+                Some("Bearer error=\"invalid_token\""),
+                "{name}"
+            );
+            assert_eq!(
+                seen[0].content_type.as_deref(),
+                Some("application/problem+json"),
+                "{name}"
+            );
+        }
+    }
+
+    // Allowed, spoofed header stripped, then 402 with every field, then the checkout.
+    let customers = [
+        customer_of(&servers[0], "conf").await,
+        customer_of(&servers[1], "conf").await,
+    ];
+    let mut seen = Vec::new();
+    for (server, customer) in servers.iter().zip(&customers) {
+        let headers = [
+            ("authorization", bearer("conf")),
+            ("x-customer-ref", "cus_victim".to_owned()),
+        ];
+        let (answer, _) = send(server, reqwest::Method::GET, "/api/hello", &headers, None).await;
+        assert!(
+            answer.body.contains(customer.as_str()) && !answer.body.contains("cus_victim"),
+            "{}: {}",
+            server.name,
+            answer.body
+        );
+        seen.push(normalize(answer, server, &[customer]));
+    }
+    assert_same(
+        "allowed, spoofed x-customer-ref stripped",
+        &seen.try_into().expect("two"),
+        200,
+    );
+    let mut seen = Vec::new();
+    let mut raw = Vec::new();
+    for (server, customer) in servers.iter().zip(&customers) {
+        let _ = send(
+            server,
+            reqwest::Method::GET,
+            "/api/hello",
+            &[("authorization", bearer("conf"))],
+            None,
+        )
+        .await;
+        let (answer, body) = send(
+            server,
+            reqwest::Method::GET,
+            "/api/hello",
+            &[("authorization", bearer("conf"))],
+            None,
+        )
+        .await;
+        raw.push(body);
+        seen.push(normalize(answer, server, &[customer]));
+    }
+    let seen: [Seen; 2] = seen.try_into().expect("two");
+    assert_same("402 with every field", &seen, 402);
+    assert_eq!(
+        seen[0].content_type.as_deref(),
+        Some("application/problem+json")
+    );
+    assert!(seen[0].retry_after.is_some());
+    let body: serde_json::Value = serde_json::from_str(&raw[0]).expect("json");
+    for field in [
+        "success",
+        "error",
+        "kind",
+        "product",
+        "checkoutUrl",
+        "message",
+        "type",
+        "title",
+        "status",
+        "detail",
+    ] {
+        assert!(body.get(field).is_some(), "402 has {field}");
+    }
+
+    let mut pages = Vec::new();
+    for ((server, customer), body) in servers.iter().zip(&customers).zip(&raw) {
+        let body: serde_json::Value = serde_json::from_str(body).expect("json");
+        let checkout = body["checkoutUrl"]
+            .as_str()
+            .expect("checkoutUrl")
+            .to_owned();
+        assert!(checkout.starts_with(&server.base), "{checkout}");
+        pages.push(normalize(
+            send(server, reqwest::Method::GET, &checkout, &[], None)
+                .await
+                .0,
+            server,
+            &[customer],
+        ));
+    }
+    assert_same("checkout page", &pages.try_into().expect("two"), 200);
+    let mut paid = Vec::new();
+    for (server, customer) in servers.iter().zip(&customers) {
+        let form = format!("customer={customer}&product=prd_quickstart");
+        paid.push(normalize(
+            send(server, reqwest::Method::POST, "/checkout", &[], Some(&form))
+                .await
+                .0,
+            server,
+            &[customer],
+        ));
+    }
+    assert_same("checkout paid", &paid.try_into().expect("two"), 200);
+    let mut unlocked = Vec::new();
+    for (server, customer) in servers.iter().zip(&customers) {
+        let (answer, _) = send(
+            server,
+            reqwest::Method::GET,
+            "/api/hello",
+            &[("authorization", bearer("conf"))],
+            None,
+        )
+        .await;
+        unlocked.push(normalize(answer, server, &[customer]));
+    }
+    assert_same(
+        "unlocked after paying",
+        &unlocked.try_into().expect("two"),
+        200,
+    );
+
+    for server in servers {
+        let paywall = server.paywall.clone();
+        (server.stop)().await;
+        assert!(paywall
+            .shutdown(Duration::from_secs(10))
+            .await
+            .is_complete());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exact_admission_and_an_exact_ledger_on_both() {
+    let servers = both(config(5)).await;
+    for server in servers {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("client");
+        let auth = bearer("burst-user");
+        let url = format!("{}/api/hello", server.base);
+        let mut tasks = Vec::new();
+        for _ in 0..200 {
+            let request = client.get(&url).header("authorization", &auth);
+            tasks.push(tokio::spawn(async move {
+                request.send().await.map(|r| r.status())
+            }));
+        }
+        let (mut ok, mut payment) = (0, 0);
+        for task in tasks {
+            match task.await.expect("join").expect("send") {
+                StatusCode::OK => ok += 1,
+                StatusCode::PAYMENT_REQUIRED => payment += 1,
+                other => panic!("{}: unexpected {other}", server.name),
+            }
+        }
+        assert_eq!((ok, payment), (5, 195), "{}", server.name);
+        let paywall = server.paywall.clone();
+        let local = server.local.clone().expect("embedded backend");
+        let name = server.name;
+        (server.stop)().await;
+        assert!(paywall
+            .shutdown(Duration::from_secs(10))
+            .await
+            .is_complete());
+        assert_eq!(
+            local.ledger(None).await.expect("ledger").len(),
+            5,
+            "{name}: one row per admitted success"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fail_closed_503_when_the_backend_is_down_on_both() {
+    let dead = std_loopback();
+    let base = format!("http://{}", dead.local_addr().expect("addr"));
+    drop(dead); // nothing listens there now
+    let config = QuickstartConfig {
+        solvapay: Some(solvapay_config(&base).max_attempts(1)),
+        ..config(5)
+    };
+    let servers = both(config).await;
+    let mut seen = Vec::new();
+    for server in &servers {
+        seen.push(normalize(
+            send(
+                server,
+                reqwest::Method::GET,
+                "/api/hello",
+                &[("authorization", bearer("x"))],
+                None,
+            )
+            .await
+            .0,
+            server,
+            &[],
+        ));
+    }
+    let seen: [Seen; 2] = seen.try_into().expect("two");
+    assert_same("backend down, fail-closed", &seen, 503);
+    assert!(seen[0].retry_after.is_some());
+    assert!(seen[0].body.contains("billing_unavailable"));
+    for server in servers {
+        (server.stop)().await;
+    }
+}
