@@ -109,6 +109,9 @@ impl SolvaPayBackend {
     }
 }
 
+/// The most events SolvaPay accepts in one bulk call (`maxItems` in its schema).
+pub const MAX_BULK_EVENTS: usize = 1000;
+
 /// SolvaPay's SDK invents this address for identities without an email.
 fn placeholder_email(external_ref: &str) -> String {
     let local: String = external_ref
@@ -177,8 +180,12 @@ impl BillingBackend for SolvaPayBackend {
     }
 
     async fn record_usage(&self, events: &[UsageEvent]) -> Result<(), BackendError> {
-        let events: Vec<wire::Usage> = events.iter().map(to_wire).collect();
-        self.client.record_usage_bulk(&events).await?;
+        // SolvaPay takes at most 1,000 events per bulk call. Every event carries its key,
+        // so when a later chunk fails the recorder may safely send them all again.
+        for chunk in events.chunks(MAX_BULK_EVENTS) {
+            let chunk: Vec<wire::Usage> = chunk.iter().map(to_wire).collect();
+            self.client.record_usage_bulk(&chunk).await?;
+        }
         Ok(())
     }
 }

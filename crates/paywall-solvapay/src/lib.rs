@@ -37,7 +37,7 @@ mod error;
 pub mod webhook;
 pub mod wire;
 
-pub use backend::{to_wire, SolvaPayBackend};
+pub use backend::{to_wire, SolvaPayBackend, MAX_BULK_EVENTS};
 pub use client::{CustomerLookup, SolvaPayClient, IDEMPOTENCY_KEY};
 pub use config::{ConfigError, SecretKey, SolvaPayConfig, DEFAULT_BASE_URL};
 pub use error::SolvaPayError;

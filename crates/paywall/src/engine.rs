@@ -5,6 +5,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::request::Parts;
 use http::{Response, StatusCode};
@@ -251,6 +252,43 @@ impl PaywallBuilder {
     }
 }
 
+/// A cached customer with the budgets its routes have used, so the warm path finds
+/// both with one cache lookup. Slots are indexed by the route's interned meter id and
+/// read without a lock.
+struct CustomerEntry {
+    customer: Customer,
+    budgets: ArcSwap<Vec<Option<Arc<Budget>>>>,
+}
+
+impl CustomerEntry {
+    fn new(customer: Customer) -> Self {
+        Self {
+            customer,
+            budgets: ArcSwap::from_pointee(Vec::new()),
+        }
+    }
+
+    fn budget(&self, meter: u32) -> Option<Arc<Budget>> {
+        self.budgets.load().get(meter as usize).cloned().flatten()
+    }
+
+    fn remember(&self, meter: u32, budget: &Arc<Budget>) {
+        let index = meter as usize;
+        self.budgets.rcu(|slots| {
+            let mut slots = Vec::clone(slots);
+            if slots.len() <= index {
+                slots.resize(index + 1, None);
+            }
+            slots[index] = Some(Arc::clone(budget));
+            slots
+        });
+    }
+
+    fn budgets(&self) -> Vec<Arc<Budget>> {
+        self.budgets.load().iter().flatten().cloned().collect()
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct BudgetKey {
     customer: CustomerRef,
@@ -282,7 +320,7 @@ impl Revivable {
 pub(crate) struct Engine {
     resolver: Box<dyn DynResolver>,
     backend: Arc<dyn DynBackend>,
-    customers: Cache<String, Customer>,
+    customers: Cache<String, Arc<CustomerEntry>>,
     budgets: Cache<BudgetKey, Arc<Budget>>,
     revivable: Mutex<Revivable>,
     meters: Mutex<MeterIds>,
@@ -372,14 +410,30 @@ impl Paywall {
                 "rejected"
             ),
         }
-        result.map(|grant| Admission {
+        result.map(|grant| self.admission(grant, route))
+    }
+
+    /// Decides for a caller whose identity is already resolved (by an adapter or an
+    /// application that authenticates some other way): ensures the customer and reserves
+    /// the route's units. Finish the admission as with [`admit`](Self::admit).
+    pub async fn admit_identity(
+        &self,
+        identity: &Identity,
+        route: &Route,
+    ) -> Result<Admission, Rejection> {
+        let result = self.engine.admit_identity(identity, &route.charge).await;
+        result.map(|grant| self.admission(grant, route))
+    }
+
+    fn admission(&self, grant: Grant, route: &Route) -> Admission {
+        Admission {
             customer: grant.customer,
             reservation: grant.reservation,
             charge: Arc::clone(&route.charge),
             engine: Arc::clone(&self.engine),
             admitted_at: SystemTime::now(),
             started: Instant::now(),
-        })
+        }
     }
 
     /// The response for `rejection`: the `on_rejection` hook's, or the default.
@@ -398,6 +452,14 @@ impl Paywall {
             if key.customer == *customer {
                 budget.mark_stale();
                 count += 1;
+            }
+        }
+        // Budgets may outlive their cache entry in the customer's slots.
+        for (_, entry) in self.engine.customers.iter() {
+            if entry.customer.reference() == customer {
+                for budget in entry.budgets() {
+                    budget.mark_stale();
+                }
             }
         }
         info!(customer = %customer, budgets = count, "customer budgets invalidated");
@@ -476,10 +538,18 @@ impl Engine {
                 });
             }
         };
+        self.admit_identity(&identity, route).await
+    }
+
+    async fn admit_identity(
+        &self,
+        identity: &Identity,
+        route: &RouteCharge,
+    ) -> Result<Grant, Rejection> {
         let policy = route.fail_policy;
 
-        let customer = match self.customer(&identity).await {
-            Ok(customer) => customer,
+        let entry = match self.customer(identity).await {
+            Ok(entry) => entry,
             Err(err) => {
                 warn!(error = %err, external_ref = %identity.external_ref, "ensure-customer failed");
                 return match policy {
@@ -492,7 +562,15 @@ impl Engine {
             }
         };
 
-        let budget = match self.budget(&customer, route).await {
+        let customer = entry.customer.clone();
+        let cached = entry.budget(route.meter_id);
+        let found = match cached {
+            Some(budget) => Ok(budget),
+            None => self.budget(&customer, route).await.inspect(|budget| {
+                entry.remember(route.meter_id, budget);
+            }),
+        };
+        let budget = match found {
             Ok(budget) => budget,
             Err(err) => {
                 warn!(error = %err, customer = %customer.reference(), "limits check failed");
@@ -549,17 +627,21 @@ impl Engine {
         }
     }
 
-    async fn customer(&self, identity: &Identity) -> Result<Customer, Arc<BackendError>> {
-        if let Some(customer) = self.customers.get(identity.external_ref.as_str()).await {
-            return Ok(customer);
+    async fn customer(&self, identity: &Identity) -> Result<Arc<CustomerEntry>, Arc<BackendError>> {
+        if let Some(entry) = self.customers.get(identity.external_ref.as_str()).await {
+            return Ok(entry);
         }
         self.customers
             .try_get_with(identity.external_ref.clone(), async {
                 let reference = self.backend.ensure_customer_boxed(identity).await?;
                 debug!(customer = %reference, "customer ensured");
-                Customer::new(reference, &identity.external_ref).ok_or_else(|| {
-                    BackendError::Rejected("customer reference is not a valid header value".into())
-                })
+                Customer::new(reference, &identity.external_ref)
+                    .map(|customer| Arc::new(CustomerEntry::new(customer)))
+                    .ok_or_else(|| {
+                        BackendError::Rejected(
+                            "customer reference is not a valid header value".into(),
+                        )
+                    })
             })
             .await
     }

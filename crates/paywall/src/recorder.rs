@@ -22,7 +22,7 @@ use crate::budget::Budget;
 pub struct RecorderConfig {
     /// Events the queue holds before enqueuing waits (default 10,000).
     pub capacity: usize,
-    /// Most events per backend call (default 100).
+    /// Most events per backend call (default 500; SolvaPay takes up to 1,000).
     pub max_batch: usize,
     /// Longest an event waits for its batch to fill (default 100 ms).
     pub flush_interval: Duration,
@@ -36,7 +36,7 @@ impl Default for RecorderConfig {
     fn default() -> Self {
         Self {
             capacity: 10_000,
-            max_batch: 100,
+            max_batch: 500,
             flush_interval: Duration::from_millis(100),
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(30),
@@ -221,29 +221,47 @@ struct Worker {
 impl Worker {
     async fn run(self, mut rx: mpsc::Receiver<Message>) {
         let max_batch = self.config.max_batch.max(1);
+        let wait = self.config.flush_interval.max(Duration::from_millis(1));
         let mut batch: Vec<Pending> = Vec::with_capacity(max_batch);
-        let mut ticker =
-            tokio::time::interval(self.config.flush_interval.max(Duration::from_millis(1)));
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // When the oldest event of the batch must go out, batch full or not.
+        let mut deadline: Option<tokio::time::Instant> = None;
         loop {
-            tokio::select! {
-                message = rx.recv() => match message {
-                    Some(Message::Event(pending)) => {
+            let message = match deadline {
+                Some(at) => tokio::select! {
+                    message = rx.recv() => message,
+                    () = tokio::time::sleep_until(at) => {
+                        self.send(&mut batch).await;
+                        deadline = None;
+                        continue;
+                    }
+                },
+                None => rx.recv().await,
+            };
+            let Some(message) = message else {
+                self.send(&mut batch).await;
+                return;
+            };
+            // Take what is already queued too, so batches fill from the backlog.
+            let mut next = Some(message);
+            while let Some(message) = next.take() {
+                match message {
+                    Message::Event(pending) => {
+                        if batch.is_empty() {
+                            deadline = Some(tokio::time::Instant::now() + wait);
+                        }
                         batch.push(pending);
                         if batch.len() >= max_batch {
                             self.send(&mut batch).await;
+                            deadline = None;
                         }
                     }
-                    Some(Message::Flush(done)) => {
+                    Message::Flush(done) => {
                         self.send(&mut batch).await;
+                        deadline = None;
                         let _ = done.send(());
                     }
-                    None => {
-                        self.send(&mut batch).await;
-                        return;
-                    }
-                },
-                _ = ticker.tick(), if !batch.is_empty() => self.send(&mut batch).await,
+                }
+                next = rx.try_recv().ok();
             }
         }
     }

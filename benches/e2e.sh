@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# End-to-end load: the paywall's cost per request next to bare servers and a peer layer.
+#
+#   bash benches/e2e.sh            # DURATION=10s CONNECTIONS=64 ROUNDS=3 by default
+#
+# Builds the release binaries, installs wrk from Debian's packages if it is missing,
+# starts each target on 127.0.0.1 and loads it with wrk, interleaving the targets round
+# after round so drift affects all alike. Prints req/s, p50 and p99 (medians over the
+# rounds) and each target's ratio to its bare server. Everything stays on loopback and
+# every server is stopped at the end.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-10s}
+CONNECTIONS=${CONNECTIONS:-64}
+THREADS=${THREADS:-2}
+ROUNDS=${ROUNDS:-3}
+BASE_PORT=${BASE_PORT:-18080}
+
+if ! command -v wrk >/dev/null; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq && apt-get install -y -qq wrk >/dev/null
+    else
+        sudo apt-get update -qq && sudo apt-get install -y -qq wrk >/dev/null
+    fi
+fi
+
+cargo build --release -q -p paywall-examples --bins
+BIN=target/release
+LOGS=$(mktemp -d)
+PIDS=()
+cleanup() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+
+start() { # name port env... binary
+    local name=$1 port=$2; shift 2
+    env RUST_LOG=warn PORT="$port" "$@" >"$LOGS/$name.log" 2>&1 &
+    PIDS+=($!)
+    for _ in $(seq 1 100); do
+        grep -q "listening on" "$LOGS/$name.log" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "$name did not start:" >&2; cat "$LOGS/$name.log" >&2; exit 1
+}
+
+SECRET=bench-secret-bench-secret-bench-secret-0123456789
+UNITS=1000000000
+start jwks $((BASE_PORT + 9)) "$BIN/bench-jwks"
+RS_TOKEN=$(sed -n 's/^token: //p' "$LOGS/jwks.log")
+JWKS_URL="http://127.0.0.1:$((BASE_PORT + 9))/jwks.json"
+
+start bare-axum $((BASE_PORT + 1)) "$BIN/bench-bare-axum"
+start quickstart-hs256 $((BASE_PORT + 2)) PAYWALL_JWT_SECRET=$SECRET PAYWALL_FREE_UNITS=$UNITS "$BIN/axum-quickstart"
+start quickstart-rs256 $((BASE_PORT + 3)) PAYWALL_JWKS_URL=$JWKS_URL PAYWALL_JWT_ISSUER=bench-issuer \
+    PAYWALL_JWT_AUDIENCE=bench-api PAYWALL_FREE_UNITS=$UNITS "$BIN/axum-quickstart"
+start governor $((BASE_PORT + 4)) "$BIN/bench-governor"
+start bare-actix $((BASE_PORT + 5)) "$BIN/bench-bare-actix"
+start actix-quickstart $((BASE_PORT + 6)) PAYWALL_JWT_SECRET=$SECRET PAYWALL_FREE_UNITS=$UNITS "$BIN/actix-quickstart"
+HS_TOKEN=$(grep -A1 'sample token' "$LOGS/quickstart-hs256.log" | tail -1 | tr -d ' ')
+
+declare -A URL TOKEN
+TARGETS=(bare-axum quickstart-hs256 quickstart-rs256 governor bare-actix actix-quickstart)
+for i in "${!TARGETS[@]}"; do URL[${TARGETS[$i]}]="http://127.0.0.1:$((BASE_PORT + i + 1))/api/hello"; done
+TOKEN[bare-axum]=$HS_TOKEN; TOKEN[quickstart-hs256]=$HS_TOKEN; TOKEN[quickstart-rs256]=$RS_TOKEN
+TOKEN[governor]=$HS_TOKEN; TOKEN[bare-actix]=$HS_TOKEN; TOKEN[actix-quickstart]=$HS_TOKEN
+
+# Warm every cache (customer, budget, JWKS, verified token) and check the answers.
+for t in "${TARGETS[@]}"; do
+    status=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer ${TOKEN[$t]}" "${URL[$t]}")
+    [ "$status" = 200 ] || { echo "$t answered $status" >&2; exit 1; }
+done
+
+to_ms() { # wrk latency (e.g. 812.00us, 1.20ms, 1.01s) in milliseconds
+    awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n += 0; else if (v ~ /s$/) n *= 1000; printf "%.3f", n }'
+}
+
+RESULTS="$LOGS/results.tsv"
+for round in $(seq 1 "$ROUNDS"); do
+    for t in "${TARGETS[@]}"; do
+        out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -H "Authorization: Bearer ${TOKEN[$t]}" "${URL[$t]}")
+        rps=$(echo "$out" | awk '/Requests\/sec/ { print $2 }')
+        p50=$(to_ms "$(echo "$out" | awk '$1 == "50%" { print $2 }')")
+        p99=$(to_ms "$(echo "$out" | awk '$1 == "99%" { print $2 }')")
+        non2xx=$(echo "$out" | awk '/Non-2xx/ { print $NF }')
+        printf '%s\t%s\t%s\t%s\t%s\n' "$t" "$rps" "$p50" "$p99" "${non2xx:-0}" >>"$RESULTS"
+        echo "round $round $t: $rps req/s, p50 ${p50} ms, p99 ${p99} ms, non-2xx ${non2xx:-0}" >&2
+    done
+done
+
+median() { sort -n | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+declare -A RPS
+echo
+echo "| target | req/s | p50 ms | p99 ms | vs bare |"
+echo "|---|---|---|---|---|"
+for t in "${TARGETS[@]}"; do
+    RPS[$t]=$(awk -F'\t' -v t="$t" '$1 == t { print $2 }' "$RESULTS" | median)
+    p50=$(awk -F'\t' -v t="$t" '$1 == t { print $3 }' "$RESULTS" | median)
+    p99=$(awk -F'\t' -v t="$t" '$1 == t { print $4 }' "$RESULTS" | median)
+    case $t in *actix*) base=bare-actix ;; *) base=bare-axum ;; esac
+    ratio=$(awk -v a="${RPS[$t]}" -v b="${RPS[$base]}" 'BEGIN { printf "%.1f %%", 100 * a / b }')
+    printf '| %s | %.0f | %s | %s | %s |\n' "$t" "${RPS[$t]}" "$p50" "$p99" "$ratio"
+done
+echo
+echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION, $ROUNDS interleaved rounds, medians; $(nproc) cores shared by wrk and the server"

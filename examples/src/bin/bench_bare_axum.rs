@@ -1,0 +1,25 @@
+//! Benchmark baseline: bare axum answering the JSON `/api/hello` answers, no paywall.
+//! `PORT` (default 3000).
+
+use axum::routing::get;
+use axum::{Json, Router};
+use paywall_examples::quickstart;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let port = std::env::var("PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(3000);
+    let (listener, base) = match quickstart::listen("bench-bare-axum", port).await {
+        Ok(bound) => bound,
+        Err(code) => return code,
+    };
+    let body = quickstart::hello_body(Some("cus_benchbenchbenchbench1"), "demo-user");
+    let app = Router::new().route("/api/hello", get(move || async move { Json(body.clone()) }));
+    println!("bench-bare-axum listening on {base}");
+    match axum::serve(listener, app).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(_) => std::process::ExitCode::from(1),
+    }
+}
