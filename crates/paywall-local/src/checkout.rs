@@ -19,7 +19,6 @@
 //! # }
 //! ```
 
-use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -201,8 +200,35 @@ async fn get_page(State(checkout): State<Checkout>, RawQuery(query): RawQuery) -
     page(&checkout.backend, query.unwrap_or_default().as_bytes()).await
 }
 
-async fn post_pay(State(checkout): State<Checkout>, body: Bytes) -> Page {
-    pay(&checkout.backend, checkout.paywall.as_ref(), &body).await
+/// The largest checkout form accepted (it holds two short fields).
+pub const MAX_FORM_BYTES: u64 = 16 * 1024;
+
+/// Whether the request declares a body larger than `limit`: such requests are refused
+/// before any of the body is read.
+pub fn declared_too_large(headers: &axum::http::HeaderMap, limit: u64) -> bool {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok())
+        .is_some_and(|length| length > limit)
+}
+
+async fn post_pay(State(checkout): State<Checkout>, request: axum::extract::Request) -> Page {
+    if declared_too_large(request.headers(), MAX_FORM_BYTES) {
+        return Page::problem(
+            413,
+            "payload_too_large",
+            format!("The form is larger than {MAX_FORM_BYTES} bytes."),
+        );
+    }
+    match axum::body::to_bytes(request.into_body(), MAX_FORM_BYTES as usize).await {
+        Ok(body) => pay(&checkout.backend, checkout.paywall.as_ref(), &body).await,
+        Err(_) => Page::problem(
+            413,
+            "payload_too_large",
+            format!("The form is larger than {MAX_FORM_BYTES} bytes, or was cut short."),
+        ),
+    }
 }
 
 /// Escapes text for HTML element content and quoted attribute values.

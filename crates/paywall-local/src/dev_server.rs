@@ -203,7 +203,11 @@ fn ledger_error(err: LocalError) -> Response {
 }
 
 fn bad_json(rejection: JsonRejection) -> Response {
-    api_error(StatusCode::BAD_REQUEST, rejection.body_text())
+    let status = match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => StatusCode::PAYLOAD_TOO_LARGE,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    api_error(status, rejection.body_text())
 }
 
 async fn require_key(State(dev): State<Shared>, request: Request, next: Next) -> Response {

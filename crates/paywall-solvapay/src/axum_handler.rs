@@ -1,14 +1,16 @@
 //! The webhook endpoint as an axum [`Router`]: verify, then unlock paying customers.
 
-use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use paywall::Paywall;
 
 use crate::webhook::{handle, WebhookVerifier, SIGNATURE_HEADER};
+
+/// The largest webhook body accepted; larger ones are refused before being read.
+pub const MAX_WEBHOOK_BYTES: u64 = 1024 * 1024;
 
 /// Where [`router`] listens.
 pub const PATH: &str = "/webhooks/solvapay";
@@ -42,11 +44,32 @@ pub fn router(verifier: WebhookVerifier, paywall: Paywall) -> Router {
         .with_state(Webhooks { verifier, paywall })
 }
 
-async fn receive(State(hooks): State<Webhooks>, headers: HeaderMap, body: Bytes) -> Response {
-    let signature = headers
+async fn receive(State(hooks): State<Webhooks>, request: axum::extract::Request) -> Response {
+    let declared = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    let signature = request
+        .headers()
         .get(SIGNATURE_HEADER)
-        .map(|value| value.to_str().unwrap_or(""));
-    let handled = handle(&hooks.verifier, &hooks.paywall, signature, &body);
+        .map(|value| value.to_str().unwrap_or("").to_owned());
+    let body = match declared {
+        Some(length) if length > MAX_WEBHOOK_BYTES => None,
+        _ => axum::body::to_bytes(request.into_body(), MAX_WEBHOOK_BYTES as usize)
+            .await
+            .ok(),
+    };
+    let Some(body) = body else {
+        let body = serde_json::json!({
+            "success": false,
+            "error": "Payload Too Large",
+            "kind": "invalid_payload",
+            "message": "The webhook body could not be read (too large or cut short).",
+        });
+        return (StatusCode::PAYLOAD_TOO_LARGE, Json(body)).into_response();
+    };
+    let handled = handle(&hooks.verifier, &hooks.paywall, signature.as_deref(), &body);
     let status = StatusCode::from_u16(handled.status).unwrap_or(StatusCode::BAD_REQUEST);
     (status, Json(handled.body)).into_response()
 }

@@ -204,7 +204,9 @@ impl Rejection {
         }
         if let Some(wait) = self.retry_after() {
             // Whole seconds, rounded up, at least 1.
-            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            let secs = wait
+                .as_secs()
+                .saturating_add(u64::from(wait.subsec_nanos() > 0));
             headers.insert(RETRY_AFTER, HeaderValue::from(secs.max(1)));
         }
         response
@@ -266,6 +268,18 @@ mod tests {
             "Bearer error=\"invalid_token\""
         );
         assert!(response.headers().get(RETRY_AFTER).is_none());
+    }
+
+    #[test]
+    fn retry_after_never_overflows() {
+        let response = Rejection::BillingUnavailable {
+            retry_after: Duration::MAX,
+        }
+        .to_response();
+        assert_eq!(
+            response.headers()[RETRY_AFTER],
+            u64::MAX.to_string().as_str()
+        );
     }
 
     #[test]
