@@ -290,3 +290,122 @@ mod tests {
         assert_eq!(body["kind"], "paywall_misconfigured");
     }
 }
+
+#[cfg(test)]
+mod behaviour {
+    use super::*;
+    use actix_web::{test, web, App};
+    use std::time::Duration;
+
+    struct UserHeader;
+    impl IdentityResolver for UserHeader {
+        async fn resolve(
+            &self,
+            parts: &http::request::Parts,
+        ) -> Result<Option<Identity>, IdentityError> {
+            Ok(parts
+                .headers
+                .get("x-user")
+                .and_then(|v| v.to_str().ok())
+                .map(Identity::new))
+        }
+    }
+
+    struct Units(u64);
+    impl BillingBackend for Units {
+        async fn ensure_customer(&self, i: &Identity) -> Result<CustomerRef, BackendError> {
+            Ok(CustomerRef::new(format!("cus_{}", i.external_ref)))
+        }
+        async fn check_limits(
+            &self,
+            _: &CustomerRef,
+            _: &str,
+            _: &str,
+        ) -> Result<Limits, BackendError> {
+            Ok(Limits::remaining(self.0))
+        }
+        async fn record_usage(&self, _: &[UsageEvent]) -> Result<(), BackendError> {
+            Ok(())
+        }
+    }
+
+    #[actix_rt::test]
+    async fn streaming_bodies_pass_through_untouched_and_usage_counts_at_the_head() {
+        let paywall = Paywall::builder(UserHeader, Units(1))
+            .build()
+            .expect("paywall");
+        let middleware =
+            PaywallMiddleware::new(&paywall, Charge::new("prd_stream")).expect("middleware");
+        let app = test::init_service(
+            App::new().service(
+                web::resource("/stream").route(
+                    web::get()
+                        .to(|| async {
+                            let chunks = (0..3).map(|i| {
+                                Ok::<_, actix_web::Error>(bytes::Bytes::from(format!("chunk{i};")))
+                            });
+                            HttpResponse::Ok().streaming(futures_util::stream::iter(chunks))
+                        })
+                        .wrap(middleware),
+                ),
+            ),
+        )
+        .await;
+        let request = || {
+            test::TestRequest::get()
+                .uri("/stream")
+                .insert_header(("x-user", "streamer"))
+        };
+        let response = test::call_service(&app, request().to_request()).await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(test::read_body(response).await, "chunk0;chunk1;chunk2;");
+        let second = test::call_service(&app, request().to_request()).await;
+        assert_eq!(
+            second.status(),
+            402,
+            "the unit was committed when the head was produced"
+        );
+        paywall.shutdown(Duration::from_secs(5)).await;
+    }
+
+    #[actix_rt::test]
+    async fn the_cores_rejection_hook_shapes_actix_answers_too() {
+        let paywall = Paywall::builder(UserHeader, Units(0))
+            .on_rejection(|rejection: &Rejection| {
+                let mut response =
+                    http::Response::new(bytes::Bytes::from(format!("custom {}", rejection.kind())));
+                *response.status_mut() = rejection.status();
+                response
+                    .headers_mut()
+                    .insert("x-hook", http::HeaderValue::from_static("1"));
+                response
+            })
+            .build()
+            .expect("paywall");
+        let middleware =
+            PaywallMiddleware::new(&paywall, Charge::new("prd_hook")).expect("middleware");
+        let app = test::init_service(
+            App::new().service(
+                web::scope("/api")
+                    .wrap(middleware)
+                    .route("/x", web::get().to(HttpResponse::Ok)),
+            ),
+        )
+        .await;
+        let response = test::call_service(
+            &app,
+            test::TestRequest::get()
+                .uri("/api/x")
+                .insert_header(("x-user", "broke"))
+                .to_request(),
+        )
+        .await;
+        assert_eq!(response.status(), 402);
+        assert_eq!(
+            response.headers().get("x-hook").map(|v| v.as_bytes()),
+            Some(&b"1"[..])
+        );
+        assert_eq!(test::read_body(response).await, "custom payment_required");
+        assert!(PaywallMiddleware::new(&paywall, Charge::new("bad product")).is_err());
+    }
+}

@@ -372,6 +372,18 @@ mod tests {
     }
 
     #[test]
+    fn uppercase_hex_and_unknown_schemes_are_tolerated() {
+        // Found by fuzzing: the same signature bytes in uppercase hex, next to an
+        // unknown scheme, after leading whitespace.
+        let header = format!(
+            "\n\nt={T},v1={},@v1={}",
+            VECTOR.to_uppercase(),
+            "00".repeat(32)
+        );
+        assert_eq!(verifier().verify(Some(&header), BODY), Ok(()));
+    }
+
+    #[test]
     fn a_body_changed_by_one_byte_is_refused() {
         let header = format!("t={T},v1={VECTOR}");
         let mut body = BODY.to_vec();
