@@ -18,7 +18,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use paywall_axum::{Charge, ConfigError, Customer, IdentityResolver, Paywall, X_CUSTOMER_REF};
 use paywall_jwt::{Algorithm, Hs256Signer, JwtConfigError, JwtResolver};
-use paywall_local::{checkout, LocalBackend, LocalError, Product};
+use paywall_local::{checkout, LocalBackend, LocalError, Product, SqliteOutbox};
 use paywall_solvapay::webhook::WebhookVerifier;
 use paywall_solvapay::{axum_handler, SolvaPayBackend, SolvaPayConfig};
 use rand::RngCore;
@@ -50,6 +50,9 @@ pub struct QuickstartConfig {
     pub solvapay: Option<SolvaPayConfig>,
     /// `SOLVAPAY_WEBHOOK_SECRET`: verify and act on SolvaPay webhooks.
     pub webhook_secret: Option<String>,
+    /// `PAYWALL_OUTBOX`: a SQLite file where usage waits for the backend's
+    /// acknowledgement, so a crash loses none (off when unset).
+    pub outbox: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for QuickstartConfig {
@@ -89,8 +92,8 @@ pub enum QuickstartError {
     /// The JWT resolver could not be configured.
     #[error("JWT settings (PAYWALL_JWT_SECRET / PAYWALL_JWKS_URL): {0}")]
     Jwt(#[from] JwtConfigError),
-    /// The embedded backend could not open its ledger.
-    #[error("PAYWALL_DB: {0}")]
+    /// The embedded backend could not open its ledger (or the outbox its file).
+    #[error("PAYWALL_DB / PAYWALL_OUTBOX: {0}")]
     Ledger(#[from] LocalError),
     /// The paywall rejected its configuration.
     #[error("paywall: {0}")]
@@ -133,6 +136,7 @@ impl QuickstartConfig {
         Ok(Self {
             solvapay,
             webhook_secret: set("SOLVAPAY_WEBHOOK_SECRET"),
+            outbox: set("PAYWALL_OUTBOX").map(PathBuf::from),
             jwks_url: set("PAYWALL_JWKS_URL"),
             jwt_issuer: set("PAYWALL_JWT_ISSUER"),
             jwt_audience: set("PAYWALL_JWT_AUDIENCE"),
@@ -207,6 +211,10 @@ pub fn billing(
             let local = local.open()?;
             (Paywall::builder(resolver, local.clone()), Some(local))
         }
+    };
+    let builder = match &config.outbox {
+        Some(path) => builder.outbox(SqliteOutbox::open(path)?),
+        None => builder,
     };
     let paywall = builder
         .limits_ttl(if config.limits_ttl.is_zero() {

@@ -138,6 +138,7 @@ pub fn router(ledger: LocalBackend, config: DevServerConfig) -> Router {
         .route("/v1/sdk/usages/bulk", post(usage_bulk))
         .route("/v1/sdk/checkout-sessions", post(create_session))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_key))
+        .route_layer(middleware::from_fn(limit_body))
         .route("/checkout/{session}", get(session_page).post(pay_session))
         .route("/health", get(|| async { Json(json!({ "status": "ok" })) }))
         .fallback(|| async { api_error(StatusCode::NOT_FOUND, "No route for this path") })
@@ -208,6 +209,24 @@ fn bad_json(rejection: JsonRejection) -> Response {
         _ => StatusCode::BAD_REQUEST,
     };
     api_error(status, rejection.body_text())
+}
+
+/// Request bodies larger than this are refused before being read.
+pub const MAX_BODY_BYTES: u64 = 2 * 1024 * 1024;
+
+async fn limit_body(request: Request, next: Next) -> Response {
+    let declared = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > MAX_BODY_BYTES) {
+        return api_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("Request bodies are limited to {MAX_BODY_BYTES} bytes"),
+        );
+    }
+    next.run(request).await
 }
 
 async fn require_key(State(dev): State<Shared>, request: Request, next: Next) -> Response {

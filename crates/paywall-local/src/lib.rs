@@ -39,6 +39,7 @@ pub mod checkout;
 pub mod dev_server;
 pub mod directory;
 mod ledger;
+mod outbox;
 mod schema;
 
 use std::fmt;
@@ -51,6 +52,7 @@ use rusqlite::Connection;
 
 pub use directory::{CustomerPatch, CustomerRecord, Lookup, PurchaseRecord, SessionRecord};
 pub use ledger::LedgerRow;
+pub use outbox::SqliteOutbox;
 pub use schema::SCHEMA_VERSION;
 
 /// An embedded backend failed.

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use http::request::Parts;
 use http::{Response, StatusCode};
 use moka::future::Cache;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::backend::{BackendError, BillingBackend, CustomerRef, DynBackend, Outcome, UsageEvent};
 use crate::budget::Budget;
@@ -18,6 +18,7 @@ use crate::charge::{Charge, ConfigError, RouteCharge};
 use crate::customer::Customer;
 use crate::identity::{DynResolver, Identity, IdentityError, IdentityResolver};
 use crate::layer::PaywallLayer;
+use crate::outbox::{DynOutbox, Outbox};
 use crate::policy::FailPolicy;
 use crate::recorder::{FlushReport, Pending, RecorderConfig, UsageRecorder};
 use crate::rejection::{PaymentRequired, Rejection, Unauthenticated};
@@ -105,6 +106,7 @@ pub struct PaywallBuilder {
     recorder: RecorderConfig,
     success: Arc<SuccessFn>,
     on_rejection: Option<Arc<RejectionFn>>,
+    outbox: Option<Arc<dyn DynOutbox>>,
 }
 
 impl fmt::Debug for PaywallBuilder {
@@ -195,6 +197,14 @@ impl PaywallBuilder {
         self
     }
 
+    /// Stores every committed usage event durably before its response goes out, and
+    /// sends again at start whatever a previous run left unacknowledged (see
+    /// [`Outbox`](crate::Outbox)). Off by default.
+    pub fn outbox(mut self, outbox: impl Outbox) -> Self {
+        self.outbox = Some(Arc::new(outbox));
+        self
+    }
+
     /// Builds the paywall and starts its usage recorder on the current Tokio runtime.
     pub fn build(self) -> Result<Paywall, ConfigError> {
         let positive = |name: &'static str, value: Duration| {
@@ -224,7 +234,12 @@ impl PaywallBuilder {
             });
         }
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| ConfigError::NoRuntime)?;
-        let recorder = UsageRecorder::spawn(Arc::clone(&self.backend), self.recorder, &runtime);
+        let recorder = UsageRecorder::spawn(
+            Arc::clone(&self.backend),
+            self.recorder,
+            self.outbox,
+            &runtime,
+        );
         let engine = Engine {
             resolver: self.resolver,
             backend: self.backend,
@@ -353,6 +368,7 @@ impl Paywall {
             recorder: RecorderConfig::default(),
             success: Arc::new(|status: StatusCode| status.is_success()),
             on_rejection: None,
+            outbox: None,
         }
     }
 
@@ -812,13 +828,26 @@ impl Admission {
         if self.customer.is_none() {
             return;
         }
+        let engine = Arc::clone(&self.engine);
+        if let Some(outbox) = engine.recorder.outbox().cloned() {
+            return self.finish_durably(outbox).await;
+        }
         // Wait for room first: if this future is dropped while waiting, the admission
         // drops with it and its units are given back (the client got no response).
-        let engine = Arc::clone(&self.engine);
         let slot = engine.recorder.slot().await;
-        let Some(customer) = self.customer.take() else {
+        let Some((event, budget)) = self.commit() else {
             return;
         };
+        match slot {
+            Ok(slot) => slot.send(Pending { event, budget }),
+            // Shutting down: the event is logged with its key and counted as pending.
+            Err(_) => engine.recorder.refuse(&event),
+        }
+    }
+
+    /// Commits the reservation and builds the usage event.
+    fn commit(&mut self) -> Option<(UsageEvent, Option<Arc<Budget>>)> {
+        let customer = self.customer.take()?;
         let budget = self.reservation.take().map(Reservation::commit);
         let event = UsageEvent {
             idempotency_key: uuid::Uuid::new_v4().to_string(),
@@ -830,10 +859,27 @@ impl Admission {
             timestamp: self.admitted_at,
             duration: Some(self.started.elapsed()),
         };
-        match slot {
-            Ok(slot) => slot.send(Pending { event, budget }),
-            // Shutting down: the event is logged with its key and counted as pending.
-            Err(_) => engine.recorder.refuse(&event),
-        }
+        Some((event, budget))
+    }
+
+    /// With an outbox: store, then queue, in a task the request cannot cancel halfway.
+    async fn finish_durably(mut self, outbox: Arc<dyn DynOutbox>) {
+        let engine = Arc::clone(&self.engine);
+        let slot = engine.recorder.owned_slot().await;
+        let Some((event, budget)) = self.commit() else {
+            return;
+        };
+        let recorder = engine.recorder.clone();
+        let task = tokio::spawn(async move {
+            if let Err(err) = outbox.store_boxed(&event).await {
+                error!(idempotency_key = %event.idempotency_key, error = %err,
+                       "usage event not stored in the outbox; kept in memory only");
+            }
+            match slot {
+                Ok(slot) => slot.send(Pending { event, budget }),
+                Err(_) => recorder.refuse(&event),
+            }
+        });
+        let _ = task.await;
     }
 }

@@ -11,11 +11,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
-use tracing::{debug, error, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::backend::{DynBackend, UsageEvent};
 use crate::backoff::Backoff;
 use crate::budget::Budget;
+use crate::outbox::DynOutbox;
 
 /// How the usage recorder batches and retries.
 #[derive(Clone, Debug)]
@@ -89,6 +90,7 @@ pub struct UsageRecorder {
     tx: mpsc::Sender<Message>,
     counters: Arc<Counters>,
     closed: Arc<AtomicBool>,
+    outbox: Option<Arc<dyn DynOutbox>>,
 }
 
 impl std::fmt::Debug for UsageRecorder {
@@ -108,6 +110,7 @@ impl UsageRecorder {
     pub(crate) fn spawn(
         backend: Arc<dyn DynBackend>,
         config: RecorderConfig,
+        outbox: Option<Arc<dyn DynOutbox>>,
         runtime: &tokio::runtime::Handle,
     ) -> Self {
         let (tx, rx) = mpsc::channel(config.capacity.max(1));
@@ -116,13 +119,66 @@ impl UsageRecorder {
             backend,
             config,
             counters: Arc::clone(&counters),
+            outbox: outbox.clone(),
         };
         runtime.spawn(worker.run(rx));
-        Self {
+        let recorder = Self {
             tx,
             counters,
             closed: Arc::new(AtomicBool::new(false)),
+            outbox,
+        };
+        if let Some(outbox) = recorder.outbox.clone() {
+            runtime.spawn(recorder.clone().replay(outbox));
         }
+        recorder
+    }
+
+    /// Sends again what a previous run left in the outbox, with the original keys.
+    async fn replay(self, outbox: Arc<dyn DynOutbox>) {
+        let events = match outbox.pending_boxed().await {
+            Ok(events) => events,
+            Err(err) => {
+                error!(error = %err, "cannot read the usage outbox; its events stay there");
+                return;
+            }
+        };
+        if !events.is_empty() {
+            info!(events = events.len(), "replaying usage left in the outbox");
+        }
+        for event in events {
+            self.counters.accepted.fetch_add(1, Ordering::AcqRel);
+            let pending = Pending {
+                event,
+                budget: None,
+            };
+            if self.tx.send(Message::Event(pending)).await.is_err() {
+                self.counters.accepted.fetch_sub(1, Ordering::AcqRel);
+                return;
+            }
+        }
+    }
+
+    /// Whether events must be stored durably before the response goes out.
+    pub(crate) fn outbox(&self) -> Option<&Arc<dyn DynOutbox>> {
+        self.outbox.as_ref()
+    }
+
+    /// Room for one event, owned: it can travel into a task.
+    pub(crate) async fn owned_slot(&self) -> Result<OwnedSlot, RecorderClosed> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(RecorderClosed);
+        }
+        let permit = self
+            .tx
+            .clone()
+            .reserve_owned()
+            .await
+            .map_err(|_| RecorderClosed)?;
+        Ok(OwnedSlot {
+            permit,
+            counters: Arc::clone(&self.counters),
+        })
     }
 
     /// Waits for room in the queue (backpressure). Cancel-safe: dropping the future
@@ -212,10 +268,25 @@ impl Slot<'_> {
     }
 }
 
+/// Room for one event in the usage queue, movable into a task.
+pub(crate) struct OwnedSlot {
+    permit: mpsc::OwnedPermit<Message>,
+    counters: Arc<Counters>,
+}
+
+impl OwnedSlot {
+    /// Queues the event; never waits, never fails.
+    pub(crate) fn send(self, pending: Pending) {
+        self.counters.accepted.fetch_add(1, Ordering::AcqRel);
+        self.permit.send(Message::Event(pending));
+    }
+}
+
 struct Worker {
     backend: Arc<dyn DynBackend>,
     config: RecorderConfig,
     counters: Arc<Counters>,
+    outbox: Option<Arc<dyn DynOutbox>>,
 }
 
 impl Worker {
@@ -277,6 +348,7 @@ impl Worker {
             match self.backend.record_usage_boxed(&events).await {
                 Ok(()) => {
                     debug!(events = events.len(), "usage recorded");
+                    self.forget(&events).await;
                     self.settle(batch, true);
                     return;
                 }
@@ -303,10 +375,21 @@ impl Worker {
                             "usage event refused by the billing backend"
                         );
                     }
+                    self.forget(&events).await;
                     self.settle(batch, false);
                     return;
                 }
             }
+        }
+    }
+
+    /// Removes settled events from the outbox. Should that fail, they are sent again at
+    /// the next start, and the backend ignores them by their keys.
+    async fn forget(&self, events: &[UsageEvent]) {
+        let Some(outbox) = &self.outbox else { return };
+        let keys: Vec<String> = events.iter().map(|e| e.idempotency_key.clone()).collect();
+        if let Err(err) = outbox.remove_boxed(&keys).await {
+            warn!(error = %err, events = keys.len(), "cannot remove recorded usage from the outbox");
         }
     }
 

@@ -1,0 +1,65 @@
+//! Durable usage: the [`Outbox`] trait.
+//!
+//! With an outbox configured, every committed usage event is written to it before the
+//! response goes out, deleted once the backend acknowledges it, and whatever is left at
+//! start (a crash, a SIGKILL, a deadline passed at shutdown) is sent again with its
+//! original idempotency key, so the backend counts it exactly once.
+//! `paywall_local::SqliteOutbox` is the SQLite implementation.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use crate::backend::UsageEvent;
+use crate::identity::BoxFuture;
+
+/// The outbox could not be read or written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("usage outbox: {0}")]
+pub struct OutboxError(pub String);
+
+/// Durable storage for usage events not yet acknowledged by the billing backend.
+pub trait Outbox: Send + Sync + 'static {
+    /// Stores an event durably (it must survive the process being killed).
+    fn store(&self, event: &UsageEvent) -> impl Future<Output = Result<(), OutboxError>> + Send;
+
+    /// Forgets events the backend has acknowledged, by idempotency key.
+    fn remove(&self, keys: &[String]) -> impl Future<Output = Result<(), OutboxError>> + Send;
+
+    /// Every event still stored, oldest first.
+    fn pending(&self) -> impl Future<Output = Result<Vec<UsageEvent>, OutboxError>> + Send;
+}
+
+impl<T: Outbox> Outbox for Arc<T> {
+    fn store(&self, event: &UsageEvent) -> impl Future<Output = Result<(), OutboxError>> + Send {
+        T::store(self, event)
+    }
+
+    fn remove(&self, keys: &[String]) -> impl Future<Output = Result<(), OutboxError>> + Send {
+        T::remove(self, keys)
+    }
+
+    fn pending(&self) -> impl Future<Output = Result<Vec<UsageEvent>, OutboxError>> + Send {
+        T::pending(self)
+    }
+}
+
+/// The object-safe form of [`Outbox`] the engine stores.
+pub(crate) trait DynOutbox: Send + Sync {
+    fn store_boxed<'a>(&'a self, event: &'a UsageEvent) -> BoxFuture<'a, Result<(), OutboxError>>;
+    fn remove_boxed<'a>(&'a self, keys: &'a [String]) -> BoxFuture<'a, Result<(), OutboxError>>;
+    fn pending_boxed(&self) -> BoxFuture<'_, Result<Vec<UsageEvent>, OutboxError>>;
+}
+
+impl<T: Outbox> DynOutbox for T {
+    fn store_boxed<'a>(&'a self, event: &'a UsageEvent) -> BoxFuture<'a, Result<(), OutboxError>> {
+        Box::pin(self.store(event))
+    }
+
+    fn remove_boxed<'a>(&'a self, keys: &'a [String]) -> BoxFuture<'a, Result<(), OutboxError>> {
+        Box::pin(self.remove(keys))
+    }
+
+    fn pending_boxed(&self) -> BoxFuture<'_, Result<Vec<UsageEvent>, OutboxError>> {
+        Box::pin(self.pending())
+    }
+}
