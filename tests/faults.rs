@@ -17,7 +17,11 @@ use tower::ServiceExt;
 
 /// Fails every third usage call: 500 before the write, or 429 (with `Retry-After: 0`)
 /// after it, so both lost requests and lost acknowledgements happen.
-async fn flaky_usage(State(calls): State<Arc<AtomicUsize>>, request: Request, next: Next) -> Response {
+async fn flaky_usage(
+    State(calls): State<Arc<AtomicUsize>>,
+    request: Request,
+    next: Next,
+) -> Response {
     if request.uri().path() != "/v1/sdk/usages/bulk" {
         return next.run(request).await;
     }
@@ -25,18 +29,30 @@ async fn flaky_usage(State(calls): State<Arc<AtomicUsize>>, request: Request, ne
         0 => (StatusCode::INTERNAL_SERVER_ERROR, "lost before the write").into_response(),
         3 => {
             let _ = next.run(request).await;
-            (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "0")], "lost after the write").into_response()
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                [("retry-after", "0")],
+                "lost after the write",
+            )
+                .into_response()
         }
         _ => next.run(request).await,
     }
 }
 
-fn serve_dev(listener: std::net::TcpListener, ledger: paywall_local::LocalBackend, calls: Arc<AtomicUsize>) -> Served {
+fn serve_dev(
+    listener: std::net::TcpListener,
+    ledger: paywall_local::LocalBackend,
+    calls: Arc<AtomicUsize>,
+) -> Served {
     listener.set_nonblocking(true).expect("nonblocking");
     let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let router = paywall_local::dev_server::router(ledger, paywall_local::dev_server::DevServerConfig::new(DEV_KEY, base))
-        .layer(middleware::from_fn_with_state(calls, flaky_usage));
+    let router = paywall_local::dev_server::router(
+        ledger,
+        paywall_local::dev_server::DevServerConfig::new(DEV_KEY, base),
+    )
+    .layer(middleware::from_fn_with_state(calls, flaky_usage));
     Served::start(listener, router)
 }
 
@@ -53,7 +69,10 @@ async fn exactly_once_with_failing_usage_calls_and_a_dev_server_restart() {
     let base = format!("http://{addr}");
     let backend = SolvaPayBackend::new(solvapay_config(&base)).expect("backend");
     let paywall = builder(&backend)
-        .recorder(paywall::RecorderConfig { max_batch: 25, ..fast_recorder() })
+        .recorder(paywall::RecorderConfig {
+            max_batch: 25,
+            ..fast_recorder()
+        })
         .failure_backoff(Duration::from_millis(50))
         .build()
         .expect("paywall");
@@ -74,7 +93,9 @@ async fn exactly_once_with_failing_usage_calls_and_a_dev_server_restart() {
         let mut tasks = Vec::new();
         for i in 0..100 {
             let (service, request) = (service.clone(), request(&format!("user-{}", i % 20)));
-            tasks.push(tokio::spawn(async move { service.oneshot(request).await.map(|r| r.status()) }));
+            tasks.push(tokio::spawn(async move {
+                service.oneshot(request).await.map(|r| r.status())
+            }));
         }
         for task in tasks {
             match task.await.expect("join").expect("infallible") {
@@ -88,12 +109,116 @@ async fn exactly_once_with_failing_usage_calls_and_a_dev_server_restart() {
     assert!(report.is_complete(), "{report:?}");
     assert_eq!(admitted + unavailable, 2000);
     assert!(admitted > 1500, "most requests were admitted ({admitted})");
-    assert!(calls.load(Ordering::SeqCst) >= 6, "the faults were exercised");
+    assert!(
+        calls.load(Ordering::SeqCst) >= 6,
+        "the faults were exercised"
+    );
     let rows = ledger.ledger(None).await.expect("ledger");
-    assert_eq!(rows.len(), admitted, "one ledger row per admitted success, no more, no less");
+    assert_eq!(
+        rows.len(),
+        admitted,
+        "one ledger row per admitted success, no more, no less"
+    );
     let keys: HashSet<_> = rows.iter().map(|r| r.idempotency_key.as_str()).collect();
     assert_eq!(keys.len(), rows.len());
     if let Some(server) = dev {
         server.stop().await;
     }
+}
+
+/// A server that answers every call with `answer` after `delay`.
+fn slow_or_broken(delay: Duration, answer: &'static str) -> Served {
+    let listener = std_loopback();
+    listener.set_nonblocking(true).expect("nonblocking");
+    let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+    let router = axum::Router::new().fallback(move || async move {
+        tokio::time::sleep(delay).await;
+        (
+            StatusCode::OK,
+            [("content-type", "application/json")],
+            answer,
+        )
+    });
+    Served::start(listener, router)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_slow_past_the_timeout_is_a_prompt_503() {
+    let server = slow_or_broken(Duration::from_secs(30), "{}");
+    let config = solvapay_config(&server.base)
+        .request_timeout(Duration::from_millis(200))
+        .deadline(Duration::from_millis(600));
+    let paywall = builder(&SolvaPayBackend::new(config).expect("backend"))
+        .build()
+        .expect("paywall");
+    let started = std::time::Instant::now();
+    let (status, headers, body) = json_body(
+        protected(&paywall)
+            .oneshot(request("alice"))
+            .await
+            .expect("ok"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "bounded by the deadline: {:?}",
+        started.elapsed()
+    );
+    assert!(headers.get("retry-after").is_some());
+    assert_eq!(body["kind"], "billing_unavailable");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_backend_answers_are_a_503_without_their_text() {
+    let server = slow_or_broken(
+        Duration::ZERO,
+        "{\"reference\": 42, \"secret\": \"hunter2\"",
+    );
+    let paywall = builder(&SolvaPayBackend::new(solvapay_config(&server.base)).expect("backend"))
+        .build()
+        .expect("paywall");
+    let (status, _, body) = json_body(
+        protected(&paywall)
+            .oneshot(request("alice"))
+            .await
+            .expect("ok"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(!body.to_string().contains("hunter2"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn down_at_start_then_up_recovers_without_a_restart() {
+    let ledger = paywall_local::LocalBackend::builder()
+        .product(paywall_local::Product::new(PRODUCT).free_units(100))
+        .open()
+        .expect("ledger");
+    let listener = std_loopback();
+    let addr = listener.local_addr().expect("addr");
+    drop(listener); // nothing listens yet
+    let config = solvapay_config(&format!("http://{addr}")).max_attempts(1);
+    let paywall = builder(&SolvaPayBackend::new(config).expect("backend"))
+        .failure_backoff(Duration::from_millis(50))
+        .build()
+        .expect("paywall");
+    let service = protected(&paywall);
+    assert_eq!(
+        status_of(&service, "alice").await,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    let dev = serve_dev(
+        std::net::TcpListener::bind(addr).expect("bind"),
+        ledger.clone(),
+        Arc::new(AtomicUsize::new(1)),
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(status_of(&service, "alice").await, StatusCode::OK);
+    assert!(paywall
+        .shutdown(Duration::from_secs(10))
+        .await
+        .is_complete());
+    assert_eq!(ledger.ledger(None).await.expect("ledger").len(), 1);
+    dev.stop().await;
 }
