@@ -291,9 +291,18 @@ pub async fn serve(
     }
 }
 
-/// Prints which billing backend `app` uses.
-pub fn print_backend(config: &QuickstartConfig, app: &Quickstart, base_url: &str) {
-    match &app.local {
+/// Reads the configuration from the environment, or prints why it cannot and returns
+/// the exit code (2) to stop with.
+pub fn config_or_exit(name: &str) -> Result<QuickstartConfig, std::process::ExitCode> {
+    QuickstartConfig::from_env().map_err(|err| {
+        eprintln!("{name}: {err}");
+        std::process::ExitCode::from(2)
+    })
+}
+
+/// Prints which billing backend the app uses (`local`: the embedded one, if any).
+pub fn print_backend(config: &QuickstartConfig, local: Option<&LocalBackend>, base_url: &str) {
+    match local {
         Some(_) => println!(
             "  backend: embedded SQLite ({}), product {}, {} free units",
             config

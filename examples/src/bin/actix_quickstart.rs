@@ -5,19 +5,16 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use paywall_examples::actix_quickstart;
-use paywall_examples::quickstart::{self, QuickstartConfig};
+use paywall_examples::quickstart;
 
 const NAME: &str = "actix-quickstart";
 
 #[actix_web::main]
 async fn main() -> ExitCode {
     quickstart::init_logging();
-    let config = match QuickstartConfig::from_env() {
+    let config = match quickstart::config_or_exit(NAME) {
         Ok(config) => config,
-        Err(err) => {
-            eprintln!("{NAME}: {err}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let listener = match std::net::TcpListener::bind(("127.0.0.1", config.port)) {
         Ok(listener) => listener,
@@ -41,19 +38,7 @@ async fn main() -> ExitCode {
         }
     };
     println!("{NAME} listening on {base_url}");
-    match &app.local {
-        Some(_) => println!(
-            "  backend: embedded SQLite ({}), product {}, {} free units",
-            config
-                .db
-                .as_ref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_else(|| "in memory".into()),
-            config.product,
-            config.free_units
-        ),
-        None => println!("  backend: SolvaPay, product {}", config.product),
-    }
+    quickstart::print_backend(&config, app.local.as_ref(), &base_url);
     if app.generated_secret {
         println!("  PAYWALL_JWT_SECRET is unset: generated a random secret for this run");
     }

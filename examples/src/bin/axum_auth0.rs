@@ -5,7 +5,7 @@
 
 use std::process::ExitCode;
 
-use paywall_examples::quickstart::{self, QuickstartConfig};
+use paywall_examples::quickstart;
 use paywall_jwt::JwtResolver;
 
 const NAME: &str = "axum-auth0";
@@ -18,12 +18,9 @@ async fn main() -> ExitCode {
         eprintln!("{NAME}: set AUTH0_DOMAIN (e.g. example.eu.auth0.com) and AUTH0_AUDIENCE (your API identifier)");
         return ExitCode::from(2);
     };
-    let config = match QuickstartConfig::from_env() {
+    let config = match quickstart::config_or_exit(NAME) {
         Ok(config) => config,
-        Err(err) => {
-            eprintln!("{NAME}: {err}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let resolver = match JwtResolver::auth0(&domain, audience.as_str()).build() {
         Ok(resolver) => resolver,
@@ -45,7 +42,7 @@ async fn main() -> ExitCode {
     };
     println!("{NAME} listening on {base_url}");
     println!("  identity: Auth0 tenant {domain}, audience {audience}, RS256");
-    quickstart::print_backend(&config, &app, &base_url);
+    quickstart::print_backend(&config, app.local.as_ref(), &base_url);
     println!(
         "  try: curl -i -H 'Authorization: Bearer <an Auth0 access token>' {base_url}/api/hello"
     );

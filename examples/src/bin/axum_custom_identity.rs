@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use paywall::Identity;
 use paywall_examples::custom_identity::{ApiKeys, API_KEY_HEADER};
-use paywall_examples::quickstart::{self, QuickstartConfig};
+use paywall_examples::quickstart;
 use rand::distr::{Alphanumeric, SampleString};
 
 const NAME: &str = "axum-custom-identity";
@@ -14,12 +14,9 @@ const NAME: &str = "axum-custom-identity";
 #[tokio::main]
 async fn main() -> ExitCode {
     quickstart::init_logging();
-    let config = match QuickstartConfig::from_env() {
+    let config = match quickstart::config_or_exit(NAME) {
         Ok(config) => config,
-        Err(err) => {
-            eprintln!("{NAME}: {err}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let keys = ApiKeys::default();
     let accounts = [
@@ -47,7 +44,7 @@ async fn main() -> ExitCode {
         }
     };
     println!("{NAME} listening on {base_url}");
-    quickstart::print_backend(&config, &app, &base_url);
+    quickstart::print_backend(&config, app.local.as_ref(), &base_url);
     for (account, key) in &issued {
         println!("  {account}: curl -i -H '{API_KEY_HEADER}: {key}' {base_url}/api/hello");
     }

@@ -3,19 +3,16 @@
 
 use std::process::ExitCode;
 
-use paywall_examples::quickstart::{self, QuickstartConfig};
+use paywall_examples::quickstart;
 
 const NAME: &str = "axum-quickstart";
 
 #[tokio::main]
 async fn main() -> ExitCode {
     quickstart::init_logging();
-    let config = match QuickstartConfig::from_env() {
+    let config = match quickstart::config_or_exit(NAME) {
         Ok(config) => config,
-        Err(err) => {
-            eprintln!("{NAME}: {err}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let (listener, base_url) = match quickstart::listen(NAME, config.port).await {
         Ok(bound) => bound,
@@ -30,7 +27,7 @@ async fn main() -> ExitCode {
     };
 
     println!("{NAME} listening on {base_url}");
-    quickstart::print_backend(&config, &app, &base_url);
+    quickstart::print_backend(&config, app.local.as_ref(), &base_url);
     if app.generated_secret {
         println!("  PAYWALL_JWT_SECRET is unset: generated a random secret for this run");
     }
