@@ -320,6 +320,29 @@ pub fn print_backend(config: &QuickstartConfig, local: Option<&LocalBackend>, ba
     }
 }
 
+/// Prints how callers identify: the sample token and a `curl` line (HS256), or the
+/// JWKS tokens are checked against.
+pub fn print_identity(
+    config: &QuickstartConfig,
+    sample_token: Option<&str>,
+    generated_secret: bool,
+    base_url: &str,
+) {
+    if generated_secret {
+        println!("  PAYWALL_JWT_SECRET is unset: generated a random secret for this run");
+    }
+    match sample_token {
+        Some(token) => {
+            println!("  sample token (sub=demo-user, valid 24 h):\n    {token}");
+            println!("  try: curl -i -H 'Authorization: Bearer {token}' {base_url}/api/hello");
+        }
+        None => println!(
+            "  tokens: verified with the JWKS at {}; try: curl -i -H 'Authorization: Bearer <token>' {base_url}/api/hello",
+            config.jwks_url.as_deref().unwrap_or_default()
+        ),
+    }
+}
+
 /// Binds 127.0.0.1:`port`, printing a clear message on failure.
 pub async fn listen(
     name: &str,

@@ -114,39 +114,27 @@ pub struct PaywallService<S> {
     route: Route,
 }
 
-/// The engine's view of an actix request head. Headers whose values the `http` 1 crate
-/// refuses cannot occur: both crates accept the same bytes.
+/// The engine's view of an actix request head (the body is never touched). Both
+/// `http` crates accept the same header bytes; a method or URI the newer crate refused
+/// would leave the default, and resolvers decide on headers anyway.
 fn head(request: &ServiceRequest) -> http::request::Parts {
-    let mut builder = http::Request::builder()
-        .method(request.method().as_str())
-        .uri(request.uri().to_string());
-    if let Some(headers) = builder.headers_mut() {
-        headers.reserve(request.headers().len());
-        for (name, value) in request.headers() {
-            if let (Ok(name), Ok(value)) = (
-                http::HeaderName::from_bytes(name.as_str().as_bytes()),
-                http::HeaderValue::from_bytes(value.as_bytes()),
-            ) {
-                headers.append(name, value);
-            }
+    let (mut parts, ()) = http::Request::new(()).into_parts();
+    if let Ok(method) = http::Method::from_bytes(request.method().as_str().as_bytes()) {
+        parts.method = method;
+    }
+    if let Ok(uri) = http::Uri::try_from(request.uri().to_string()) {
+        parts.uri = uri;
+    }
+    parts.headers.reserve(request.headers().len());
+    for (name, value) in request.headers() {
+        if let (Ok(name), Ok(value)) = (
+            http::HeaderName::from_bytes(name.as_str().as_bytes()),
+            http::HeaderValue::from_bytes(value.as_bytes()),
+        ) {
+            parts.headers.append(name, value);
         }
     }
-    match builder.body(()) {
-        Ok(request) => request.into_parts().0,
-        // A URI actix accepted but http 1 does not: resolve on the headers alone.
-        Err(_) => {
-            let mut fallback = http::Request::new(());
-            for (name, value) in request.headers() {
-                if let (Ok(name), Ok(value)) = (
-                    http::HeaderName::from_bytes(name.as_str().as_bytes()),
-                    http::HeaderValue::from_bytes(value.as_bytes()),
-                ) {
-                    fallback.headers_mut().append(name, value);
-                }
-            }
-            fallback.into_parts().0
-        }
-    }
+    parts
 }
 
 /// An `http` 1 response (the engine's rejections) as an actix response.

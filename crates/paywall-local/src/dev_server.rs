@@ -400,18 +400,16 @@ async fn limits(
         .meter_name
         .clone()
         .unwrap_or_else(|| "requests".into());
-    let limits = match dev
+    let allowance = match dev
         .ledger
         .allowance(&request.customer_ref, &request.product_ref, &meter)
         .await
     {
-        Ok(limits) => limits,
+        Ok(allowance) => allowance,
         Err(err) => return ledger_error(err),
     };
-    let on_free_plan = limits
-        .plan
-        .as_deref()
-        .is_some_and(|plan| plan.ends_with("_free"));
+    let offers_checkout = allowance.offers_checkout();
+    let limits = allowance.limits;
     let mut answer = wire::LimitResponse {
         within_limits: limits.within_limits,
         remaining: limits.remaining as f64,
@@ -424,7 +422,7 @@ async fn limits(
         plan: limits.plan.map(Value::String),
         ..wire::LimitResponse::default()
     };
-    if request.include_checkout_session == Some(true) && (on_free_plan || limits.remaining == 0) {
+    if request.include_checkout_session == Some(true) && offers_checkout {
         match dev
             .ledger
             .open_checkout_session(&request.customer_ref, &request.product_ref, None, None)

@@ -81,15 +81,31 @@ pub struct SessionRecord {
     pub purchase_ref: Option<String>,
 }
 
+impl Lookup<'_> {
+    /// The column searched and the value sought.
+    pub(crate) fn parts(self) -> (&'static str, String) {
+        match self {
+            Lookup::Reference(v) => ("reference", v.to_owned()),
+            Lookup::ExternalRef(v) => ("external_ref", v.to_owned()),
+            Lookup::Email(v) => ("email", v.to_owned()),
+        }
+    }
+}
+
 pub(crate) fn find(
     conn: &Connection,
     lookup: Lookup<'_>,
 ) -> Result<Option<CustomerRecord>, LocalError> {
-    let (column, value) = match lookup {
-        Lookup::Reference(v) => ("reference", v),
-        Lookup::ExternalRef(v) => ("external_ref", v),
-        Lookup::Email(v) => ("email", v),
-    };
+    let (column, value) = lookup.parts();
+    find_by(conn, column, &value)
+}
+
+/// `column` is one of [`Lookup::parts`]'s, never client text.
+pub(crate) fn find_by(
+    conn: &Connection,
+    column: &str,
+    value: &str,
+) -> Result<Option<CustomerRecord>, LocalError> {
     let sql =
         format!("SELECT reference, external_ref, email, name FROM customers WHERE {column} = ?1");
     let found = conn

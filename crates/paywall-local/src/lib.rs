@@ -174,6 +174,23 @@ impl Product {
     }
 }
 
+/// A customer's allowance for one product and meter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Allowance {
+    /// What a limits check answers (no checkout URL: the caller adds its own).
+    pub limits: Limits,
+    /// Whether the customer is on the product's free plan (has bought nothing).
+    pub on_free_plan: bool,
+}
+
+impl Allowance {
+    /// Whether a limits answer should point to a checkout: the customer is on the free
+    /// plan, or has used up the paid one.
+    pub fn offers_checkout(&self) -> bool {
+        self.on_free_plan || self.limits.remaining == 0
+    }
+}
+
 /// Configures and opens a [`LocalBackend`].
 #[derive(Debug, Default)]
 pub struct LocalBackendBuilder {
@@ -325,20 +342,9 @@ impl LocalBackend {
         &self,
         lookup: Lookup<'_>,
     ) -> Result<Option<CustomerRecord>, LocalError> {
-        let (kind, value) = match lookup {
-            Lookup::Reference(v) => (0, v.to_owned()),
-            Lookup::ExternalRef(v) => (1, v.to_owned()),
-            Lookup::Email(v) => (2, v.to_owned()),
-        };
-        self.run(move |conn| {
-            let lookup = match kind {
-                0 => Lookup::Reference(&value),
-                1 => Lookup::ExternalRef(&value),
-                _ => Lookup::Email(&value),
-            };
-            directory::find(conn, lookup)
-        })
-        .await
+        let (column, value) = lookup.parts();
+        self.run(move |conn| directory::find_by(conn, column, &value))
+            .await
     }
 
     /// Creates a customer; [`LocalError::Conflict`] when the email or external reference
@@ -416,32 +422,26 @@ impl LocalBackend {
         customer: &str,
         product: &str,
         meter: &str,
-    ) -> Result<Limits, LocalError> {
+    ) -> Result<Allowance, LocalError> {
         let (c, p, m) = (customer.to_owned(), product.to_owned(), meter.to_owned());
         let allowance = self
             .run(move |conn| ledger::allowance(conn, &c, &p, &m, ledger::now_ms()))
             .await?;
         let remaining = allowance.units.saturating_sub(allowance.used);
-        Ok(Limits {
-            within_limits: remaining > 0,
-            remaining,
-            checkout_url: None,
-            activation_required: false,
-            confirmation_url: None,
-            plan: Some(allowance.plan),
-            resets_at: u64::try_from(allowance.period_end_ms)
-                .ok()
-                .map(|ms| UNIX_EPOCH + Duration::from_millis(ms)),
+        Ok(Allowance {
+            limits: Limits {
+                within_limits: remaining > 0,
+                remaining,
+                checkout_url: None,
+                activation_required: false,
+                confirmation_url: None,
+                plan: Some(allowance.plan),
+                resets_at: u64::try_from(allowance.period_end_ms)
+                    .ok()
+                    .map(|ms| UNIX_EPOCH + Duration::from_millis(ms)),
+            },
+            on_free_plan: allowance.is_free,
         })
-    }
-
-    /// Whether the customer is on the product's free plan.
-    pub async fn on_free_plan(&self, customer: &str, product: &str) -> Result<bool, LocalError> {
-        let (c, p) = (customer.to_owned(), product.to_owned());
-        self.run(move |conn| {
-            ledger::allowance(conn, &c, &p, "requests", ledger::now_ms()).map(|a| a.is_free)
-        })
-        .await
     }
 
     /// Records usage and returns how many events were new (replays are ignored).
@@ -473,12 +473,10 @@ impl BillingBackend for LocalBackend {
         product: &str,
         meter: &str,
     ) -> Result<Limits, BackendError> {
-        let mut limits = self.allowance(customer.as_str(), product, meter).await?;
-        let on_free_plan = limits
-            .plan
-            .as_deref()
-            .is_some_and(|plan| plan.ends_with("_free"));
-        if on_free_plan || limits.remaining == 0 {
+        let allowance = self.allowance(customer.as_str(), product, meter).await?;
+        let offers_checkout = allowance.offers_checkout();
+        let mut limits = allowance.limits;
+        if offers_checkout {
             limits.checkout_url = self.checkout_url_for(customer.as_str(), product);
         }
         Ok(limits)

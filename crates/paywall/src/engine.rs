@@ -865,7 +865,7 @@ impl Admission {
     /// With an outbox: store, then queue, in a task the request cannot cancel halfway.
     async fn finish_durably(mut self, outbox: Arc<dyn DynOutbox>) {
         let engine = Arc::clone(&self.engine);
-        let slot = engine.recorder.owned_slot().await;
+        let slot = engine.recorder.slot().await;
         let Some((event, budget)) = self.commit() else {
             return;
         };

@@ -164,40 +164,24 @@ impl UsageRecorder {
         self.outbox.as_ref()
     }
 
-    /// Room for one event, owned: it can travel into a task.
-    pub(crate) async fn owned_slot(&self) -> Result<OwnedSlot, RecorderClosed> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(RecorderClosed);
-        }
-        let permit = self
-            .tx
-            .clone()
-            .reserve_owned()
-            .await
-            .map_err(|_| RecorderClosed)?;
-        Ok(OwnedSlot {
-            permit,
-            counters: Arc::clone(&self.counters),
-        })
-    }
-
     /// Waits for room in the queue (backpressure). Cancel-safe: dropping the future
-    /// while it waits takes nothing from the queue and records nothing.
-    pub(crate) async fn slot(&self) -> Result<Slot<'_>, RecorderClosed> {
+    /// while it waits takes nothing from the queue and records nothing. The slot is
+    /// owned, so it can travel into a task.
+    pub(crate) async fn slot(&self) -> Result<Slot, RecorderClosed> {
         if self.closed.load(Ordering::Acquire) {
             return Err(RecorderClosed);
         }
-        let permit = match self.tx.try_reserve() {
+        let permit = match self.tx.clone().try_reserve_owned() {
             Ok(permit) => permit,
-            Err(mpsc::error::TrySendError::Full(())) => {
+            Err(mpsc::error::TrySendError::Full(tx)) => {
                 debug!("usage queue full; the response waits for room");
-                self.tx.reserve().await.map_err(|_| RecorderClosed)?
+                tx.reserve_owned().await.map_err(|_| RecorderClosed)?
             }
-            Err(mpsc::error::TrySendError::Closed(())) => return Err(RecorderClosed),
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(RecorderClosed),
         };
         Ok(Slot {
             permit,
-            counters: &self.counters,
+            counters: Arc::clone(&self.counters),
         })
     }
 
@@ -254,27 +238,13 @@ impl UsageRecorder {
     }
 }
 
-/// Room for one event in the usage queue.
-pub(crate) struct Slot<'a> {
-    permit: mpsc::Permit<'a, Message>,
-    counters: &'a Counters,
-}
-
-impl Slot<'_> {
-    /// Queues the event; never waits, never fails.
-    pub(crate) fn send(self, pending: Pending) {
-        self.counters.accepted.fetch_add(1, Ordering::AcqRel);
-        self.permit.send(Message::Event(pending));
-    }
-}
-
 /// Room for one event in the usage queue, movable into a task.
-pub(crate) struct OwnedSlot {
+pub(crate) struct Slot {
     permit: mpsc::OwnedPermit<Message>,
     counters: Arc<Counters>,
 }
 
-impl OwnedSlot {
+impl Slot {
     /// Queues the event; never waits, never fails.
     pub(crate) fn send(self, pending: Pending) {
         self.counters.accepted.fetch_add(1, Ordering::AcqRel);

@@ -39,19 +39,12 @@ async fn main() -> ExitCode {
     };
     println!("{NAME} listening on {base_url}");
     quickstart::print_backend(&config, app.local.as_ref(), &base_url);
-    if app.generated_secret {
-        println!("  PAYWALL_JWT_SECRET is unset: generated a random secret for this run");
-    }
-    match &app.sample_token {
-        Some(token) => {
-            println!("  sample token (sub=demo-user, valid 24 h):\n    {token}");
-            println!("  try: curl -i -H 'Authorization: Bearer {token}' {base_url}/api/hello");
-        }
-        None => println!(
-            "  tokens: verified with the JWKS at {}",
-            config.jwks_url.as_deref().unwrap_or_default()
-        ),
-    }
+    quickstart::print_identity(
+        &config,
+        app.sample_token.as_deref(),
+        app.generated_secret,
+        &base_url,
+    );
     let paywall = app.paywall.clone();
     let workers = std::thread::available_parallelism()
         .map(|n| n.get())
