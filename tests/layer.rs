@@ -387,7 +387,9 @@ async fn invalidating_a_customer_refreshes_its_budget_at_once() {
         StatusCode::PAYMENT_REQUIRED,
         "cached until invalidated"
     );
-    paywall.invalidate_customer(&paywall::CustomerRef::new("cus_alice"));
+    paywall
+        .invalidate_customer(&paywall::CustomerRef::new("cus_alice"))
+        .await;
     for _ in 0..2 {
         assert_eq!(
             service

@@ -171,7 +171,7 @@ async fn receive_webhook(
         .headers()
         .get(SIGNATURE_HEADER)
         .map(|value| value.to_str().unwrap_or(""));
-    let handled = webhook::handle(verifier, &app.paywall, signature, &body);
+    let handled = webhook::handle(verifier, &app.paywall, signature, &body).await;
     json(
         StatusCode::from_u16(handled.status).unwrap_or(StatusCode::BAD_REQUEST),
         handled.body,

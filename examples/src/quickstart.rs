@@ -19,6 +19,7 @@ use axum::{Json, Router};
 use paywall_axum::{Charge, ConfigError, Customer, IdentityResolver, Paywall, X_CUSTOMER_REF};
 use paywall_jwt::{Algorithm, Hs256Signer, JwtConfigError, JwtResolver};
 use paywall_local::{checkout, LocalBackend, LocalError, Product, SqliteOutbox};
+use paywall_redis::{RedisBudgets, RedisBudgetsError, REDIS_URL_ENV};
 use paywall_solvapay::webhook::WebhookVerifier;
 use paywall_solvapay::{axum_handler, SolvaPayBackend, SolvaPayConfig};
 use rand::RngCore;
@@ -53,6 +54,9 @@ pub struct QuickstartConfig {
     /// `PAYWALL_OUTBOX`: a SQLite file where usage waits for the backend's
     /// acknowledgement, so a crash loses none (off when unset).
     pub outbox: Option<PathBuf>,
+    /// `PAYWALL_REDIS_URL`: share budgets with other instances through this Redis
+    /// (off when unset: each instance has its own budgets).
+    pub redis_url: Option<String>,
 }
 
 impl std::fmt::Debug for QuickstartConfig {
@@ -74,6 +78,8 @@ impl std::fmt::Debug for QuickstartConfig {
                 "webhook_secret",
                 &self.webhook_secret.as_ref().map(|_| "[redacted]"),
             )
+            .field("outbox", &self.outbox)
+            .field("redis_url", &self.redis_url.as_ref().map(|_| "[redacted]"))
             .finish()
     }
 }
@@ -101,13 +107,16 @@ pub enum QuickstartError {
     /// The SolvaPay backend could not be configured.
     #[error("SolvaPay: {0}")]
     SolvaPay(#[from] paywall_solvapay::ConfigError),
+    /// The shared budget store could not be configured.
+    #[error("PAYWALL_REDIS_URL: {0}")]
+    Redis(#[from] RedisBudgetsError),
 }
 
 impl QuickstartConfig {
     /// Reads `PORT`, `PAYWALL_JWT_SECRET` (or `PAYWALL_JWKS_URL`, `PAYWALL_JWT_ISSUER`,
     /// `PAYWALL_JWT_AUDIENCE`), `PAYWALL_PRODUCT`, `PAYWALL_FREE_UNITS`,
-    /// `PAYWALL_DB`, `SOLVAPAY_SECRET_KEY`, `SOLVAPAY_API_BASE_URL` and
-    /// `SOLVAPAY_WEBHOOK_SECRET`.
+    /// `PAYWALL_DB`, `PAYWALL_OUTBOX`, `PAYWALL_REDIS_URL`, `SOLVAPAY_SECRET_KEY`,
+    /// `SOLVAPAY_API_BASE_URL` and `SOLVAPAY_WEBHOOK_SECRET`.
     pub fn from_env() -> Result<Self, QuickstartError> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
@@ -137,6 +146,7 @@ impl QuickstartConfig {
             solvapay,
             webhook_secret: set("SOLVAPAY_WEBHOOK_SECRET"),
             outbox: set("PAYWALL_OUTBOX").map(PathBuf::from),
+            redis_url: set(REDIS_URL_ENV),
             jwks_url: set("PAYWALL_JWKS_URL"),
             jwt_issuer: set("PAYWALL_JWT_ISSUER"),
             jwt_audience: set("PAYWALL_JWT_AUDIENCE"),
@@ -214,6 +224,10 @@ pub fn billing(
     };
     let builder = match &config.outbox {
         Some(path) => builder.outbox(SqliteOutbox::open(path)?),
+        None => builder,
+    };
+    let builder = match &config.redis_url {
+        Some(url) => builder.shared_budgets(RedisBudgets::builder(url.as_str()).build()?),
         None => builder,
     };
     let paywall = builder
@@ -314,6 +328,9 @@ pub fn print_backend(config: &QuickstartConfig, local: Option<&LocalBackend>, ba
             config.free_units
         ),
         None => println!("  backend: SolvaPay, product {}", config.product),
+    }
+    if config.redis_url.is_some() {
+        println!("  budgets: shared with other instances through Redis ({REDIS_URL_ENV})");
     }
     if config.webhook_secret.is_some() {
         println!("  webhooks: POST {base_url}/webhooks/solvapay (SV-Signature verified)");

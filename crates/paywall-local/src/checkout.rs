@@ -154,7 +154,9 @@ pub async fn pay(backend: &LocalBackend, paywall: Option<&Paywall>, form: &[u8])
     };
     tracing::info!(%customer, %product, plan = %plan.reference, "local checkout paid");
     if let Some(paywall) = paywall {
-        paywall.invalidate_customer(&CustomerRef::new(customer.as_str()));
+        paywall
+            .invalidate_customer(&CustomerRef::new(customer.as_str()))
+            .await;
     }
     Page::html(format!(
         "<!doctype html>

@@ -69,7 +69,7 @@ async fn receive(State(hooks): State<Webhooks>, request: axum::extract::Request)
         });
         return (StatusCode::PAYLOAD_TOO_LARGE, Json(body)).into_response();
     };
-    let handled = handle(&hooks.verifier, &hooks.paywall, signature.as_deref(), &body);
+    let handled = handle(&hooks.verifier, &hooks.paywall, signature.as_deref(), &body).await;
     let status = StatusCode::from_u16(handled.status).unwrap_or(StatusCode::BAD_REQUEST);
     (status, Json(handled.body)).into_response()
 }

@@ -215,7 +215,7 @@ pub struct Handled {
 /// (the `SV-Signature` value) against the raw `body`, then, for purchase, customer,
 /// subscription and payment events that name a customer, makes `paywall` refresh that
 /// customer's budgets on their next request.
-pub fn handle(
+pub async fn handle(
     verifier: &WebhookVerifier,
     paywall: &paywall::Paywall,
     signature: Option<&str>,
@@ -243,7 +243,9 @@ pub fn handle(
     match event.customer_ref() {
         Some(customer) if event.affects_allowance() => {
             tracing::info!(event = %event.id, kind = %event.kind, customer, "webhook: refreshing the customer's budgets");
-            paywall.invalidate_customer(&paywall::CustomerRef::new(customer));
+            paywall
+                .invalidate_customer(&paywall::CustomerRef::new(customer))
+                .await;
         }
         _ => tracing::debug!(event = %event.id, kind = %event.kind, "webhook ignored"),
     }

@@ -20,11 +20,28 @@
 //! the next refresh: the error is on the safe side and does not accumulate.) Because
 //! the new limit does not depend on `consumed`, a refresh is a single store that never
 //! races with reservations.
+//!
+//! With a shared store (see [`crate::shared`]) the budget also holds `spare`: units
+//! leased from the store and not yet admitted. A leased admission takes from `spare`
+//! (a compare-and-swap that cannot go below zero) and adds to `consumed`, so that a
+//! fall-back to the local countdown still accounts for every unacknowledged unit.
+//! Leased units are only used while `lease_session` matches the store's session.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use crate::backend::Limits;
+
+const NO_SESSION: u64 = u64::MAX;
+
+/// What this budget has settled with the shared store; guarded by the budget's gate.
+#[derive(Debug, Default)]
+pub(crate) struct LeaseSync {
+    /// The shared budget's generation the spare units came from.
+    pub(crate) generation: u64,
+    /// Acknowledged units already reported to the store.
+    pub(crate) acked_pushed: u64,
+}
 
 #[derive(Debug)]
 pub(crate) struct Budget {
@@ -37,8 +54,14 @@ pub(crate) struct Budget {
     healthy: AtomicBool,
     /// Bumped after every refresh attempt, successful or not.
     attempts: AtomicU64,
-    /// Serialises refreshes: one backend call at a time per budget.
-    refresh_gate: tokio::sync::Mutex<()>,
+    /// Serialises refreshes and lease calls: one at a time per budget.
+    refresh_gate: tokio::sync::Mutex<LeaseSync>,
+    /// Units leased from the shared store and not yet admitted.
+    spare: AtomicU64,
+    /// The store session the spare units were leased under (`u64::MAX`: none).
+    lease_session: AtomicU64,
+    /// Whether a task is watching this budget to give back idle spare units.
+    returning: AtomicBool,
     /// The backend's last answer, read only to build a 402.
     info: RwLock<Arc<Limits>>,
 }
@@ -52,7 +75,10 @@ impl Budget {
             refresh_at: AtomicU64::new(0),
             healthy: AtomicBool::new(true),
             attempts: AtomicU64::new(0),
-            refresh_gate: tokio::sync::Mutex::new(()),
+            refresh_gate: tokio::sync::Mutex::new(LeaseSync::default()),
+            spare: AtomicU64::new(0),
+            lease_session: AtomicU64::new(NO_SESSION),
+            returning: AtomicBool::new(false),
             info: RwLock::new(Arc::new(Limits::default())),
         };
         budget.apply(limits, acked_before, refresh_at);
@@ -96,7 +122,6 @@ impl Budget {
     }
 
     /// Units admitted here that the backend has not acknowledged yet.
-    #[cfg(test)]
     pub(crate) fn unacknowledged(&self) -> u64 {
         self.consumed
             .load(Ordering::Acquire)
@@ -150,8 +175,86 @@ impl Budget {
         self.attempts.fetch_add(1, Ordering::AcqRel);
     }
 
-    pub(crate) fn gate(&self) -> &tokio::sync::Mutex<()> {
+    pub(crate) fn gate(&self) -> &tokio::sync::Mutex<LeaseSync> {
         &self.refresh_gate
+    }
+
+    /// A budget for a shared store: nothing leased yet, local countdown unset (a
+    /// fall-back refreshes it from the backend first).
+    pub(crate) fn leased() -> Self {
+        Self::new(Limits::default(), 0, 0)
+    }
+
+    /// Units admitted here, minus units given back.
+    pub(crate) fn consumed(&self) -> u64 {
+        self.consumed.load(Ordering::Acquire)
+    }
+
+    /// Reserves `units` from the spare leased under `session`.
+    pub(crate) fn try_take_leased(&self, session: Option<u64>, units: u64) -> bool {
+        let Some(session) = session else {
+            return false;
+        };
+        if self.lease_session.load(Ordering::Acquire) != session {
+            return false;
+        }
+        let taken = self
+            .spare
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |spare| {
+                spare.checked_sub(units)
+            })
+            .is_ok();
+        if taken {
+            self.consumed.fetch_add(units, Ordering::AcqRel);
+        }
+        taken
+    }
+
+    /// Gives back units of a leased admission that did not succeed.
+    pub(crate) fn release_leased(&self, units: u64) {
+        self.consumed.fetch_sub(units, Ordering::AcqRel);
+        self.spare.fetch_add(units, Ordering::AcqRel);
+    }
+
+    /// Adds units granted by the store under `session`. Call with the gate held.
+    pub(crate) fn grow_lease(&self, session: u64, units: u64) {
+        self.lease_session.store(session, Ordering::Release);
+        self.spare.fetch_add(units, Ordering::AcqRel);
+    }
+
+    /// Whether the spare units are usable under `session`.
+    pub(crate) fn lease_is_current(&self, session: Option<u64>) -> bool {
+        session.is_some_and(|s| self.lease_session.load(Ordering::Acquire) == s)
+    }
+
+    /// Takes every spare unit (to give back, or because the lease is void).
+    pub(crate) fn take_spare(&self) -> u64 {
+        self.spare.swap(0, Ordering::AcqRel)
+    }
+
+    /// Puts back spare units that could not be given back.
+    pub(crate) fn restore_spare(&self, units: u64) {
+        self.spare.fetch_add(units, Ordering::AcqRel);
+    }
+
+    pub(crate) fn spare(&self) -> u64 {
+        self.spare.load(Ordering::Acquire)
+    }
+
+    /// Claims the job of watching this budget's spare units; false if taken.
+    pub(crate) fn start_returning(&self) -> bool {
+        !self.returning.swap(true, Ordering::AcqRel)
+    }
+
+    pub(crate) fn stop_returning(&self) {
+        self.returning.store(false, Ordering::Release);
+    }
+
+    /// Replaces the answer used to build 402 bodies (from the shared store).
+    pub(crate) fn set_info(&self, limits: Limits) {
+        if let Ok(mut info) = self.info.write() {
+            *info = Arc::new(limits);
+        }
     }
 
     pub(crate) fn info(&self) -> Arc<Limits> {

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -22,6 +23,9 @@ use crate::outbox::{DynOutbox, Outbox};
 use crate::policy::FailPolicy;
 use crate::recorder::{FlushReport, Pending, RecorderConfig, UsageRecorder};
 use crate::rejection::{PaymentRequired, Rejection, Unauthenticated};
+use crate::shared::{
+    BudgetId, DynShared, LeaseAnswer, LeaseRequest, SharedBudgets, SharedError, SharedFallback,
+};
 
 /// Interned (product, meter) pairs of the routes.
 type MeterIds = HashMap<(Arc<str>, Arc<str>), u32>;
@@ -107,6 +111,11 @@ pub struct PaywallBuilder {
     success: Arc<SuccessFn>,
     on_rejection: Option<Arc<RejectionFn>>,
     outbox: Option<Arc<dyn DynOutbox>>,
+    shared: Option<Arc<dyn DynShared>>,
+    shared_fallback: SharedFallback,
+    lease_units: u64,
+    lease_idle: Duration,
+    shared_retry: Duration,
 }
 
 impl fmt::Debug for PaywallBuilder {
@@ -205,6 +214,44 @@ impl PaywallBuilder {
         self
     }
 
+    /// Shares budgets with other instances through `store` (for example
+    /// `paywall_redis::RedisBudgets`): the instances together admit at most what the
+    /// backend allows, instead of each admitting up to all of it. See
+    /// [`shared`](crate::shared) for the protocol. Off by default.
+    pub fn shared_budgets(mut self, store: impl SharedBudgets) -> Self {
+        self.shared = Some(Arc::new(store));
+        self
+    }
+
+    /// What to do while the shared store is unreachable (default
+    /// [`SharedFallback::Local`]: this instance's own budget).
+    pub fn shared_fallback(mut self, fallback: SharedFallback) -> Self {
+        self.shared_fallback = fallback;
+        self
+    }
+
+    /// Units an instance leases from the shared store at a time (default 16). Fewer are
+    /// granted when little is left (a quarter of what remains, at least the request's
+    /// units), so idle leases strand little. `1` asks the store on every request.
+    pub fn lease_units(mut self, units: u64) -> Self {
+        self.lease_units = units;
+        self
+    }
+
+    /// Leased units are given back after the budget has been idle this long (default
+    /// 500 ms), so other instances can use them.
+    pub fn lease_idle(mut self, idle: Duration) -> Self {
+        self.lease_idle = idle;
+        self
+    }
+
+    /// After the shared store failed, how long to use the fallback before trying it
+    /// again (default 1 s).
+    pub fn shared_retry(mut self, retry: Duration) -> Self {
+        self.shared_retry = retry;
+        self
+    }
+
     /// Builds the paywall and starts its usage recorder on the current Tokio runtime.
     pub fn build(self) -> Result<Paywall, ConfigError> {
         let positive = |name: &'static str, value: Duration| {
@@ -221,6 +268,14 @@ impl PaywallBuilder {
         positive("limits_ttl", self.limits_ttl)?;
         positive("idle_timeout", self.idle_timeout)?;
         positive("recorder.flush_interval", self.recorder.flush_interval)?;
+        positive("lease_idle", self.lease_idle)?;
+        positive("shared_retry", self.shared_retry)?;
+        if self.lease_units == 0 {
+            return Err(ConfigError::InvalidSetting {
+                name: "lease_units",
+                reason: "must be greater than zero",
+            });
+        }
         if self.max_customers == 0 || self.max_budgets == 0 {
             return Err(ConfigError::InvalidSetting {
                 name: "max_customers/max_budgets",
@@ -260,6 +315,15 @@ impl PaywallBuilder {
             success: self.success,
             on_rejection: self.on_rejection,
             origin: Instant::now(),
+            shared: self.shared.map(|store| SharedConfig {
+                store,
+                fallback: self.shared_fallback,
+                lease_units: self.lease_units,
+                lease_idle: self.lease_idle,
+                retry: self.shared_retry,
+                down_until: AtomicU64::new(0),
+                degraded: AtomicBool::new(false),
+            }),
         };
         Ok(Paywall {
             engine: Arc::new(engine),
@@ -346,6 +410,44 @@ pub(crate) struct Engine {
     success: Arc<SuccessFn>,
     on_rejection: Option<Arc<RejectionFn>>,
     origin: Instant,
+    shared: Option<SharedConfig>,
+}
+
+/// The shared store and how the engine uses it.
+struct SharedConfig {
+    store: Arc<dyn DynShared>,
+    fallback: SharedFallback,
+    lease_units: u64,
+    lease_idle: Duration,
+    retry: Duration,
+    /// Engine-clock milliseconds before which the store is not tried again.
+    down_until: AtomicU64,
+    /// Whether the last call to the store failed (to log transitions once).
+    degraded: AtomicBool,
+}
+
+impl SharedConfig {
+    fn failed(&self, err: &SharedError, now_ms: u64) {
+        let retry = u64::try_from(self.retry.as_millis()).unwrap_or(u64::MAX);
+        self.down_until
+            .store(now_ms.saturating_add(retry), Ordering::Release);
+        if !self.degraded.swap(true, Ordering::AcqRel) {
+            warn!(error = %err, fallback = ?self.fallback,
+                  "shared budget store unreachable; using the fallback until it is back");
+        } else {
+            debug!(error = %err, "shared budget store still unreachable");
+        }
+    }
+
+    fn recovered(&self) {
+        if self.degraded.swap(false, Ordering::AcqRel) {
+            info!("shared budget store reachable again; budgets are shared");
+        }
+    }
+
+    fn resting(&self, now_ms: u64) -> bool {
+        now_ms < self.down_until.load(Ordering::Acquire)
+    }
 }
 
 impl Paywall {
@@ -369,6 +471,11 @@ impl Paywall {
             success: Arc::new(|status: StatusCode| status.is_success()),
             on_rejection: None,
             outbox: None,
+            shared: None,
+            shared_fallback: SharedFallback::default(),
+            lease_units: 16,
+            lease_idle: Duration::from_millis(500),
+            shared_retry: Duration::from_secs(1),
         }
     }
 
@@ -462,7 +569,10 @@ impl Paywall {
 
     /// Forces the budgets of `customer` to be refreshed on their next use: call it when
     /// the customer buys or changes a plan.
-    pub fn invalidate_customer(&self, customer: &CustomerRef) {
+    ///
+    /// With a shared store the budgets are marked stale there too, for every instance;
+    /// a store failure is logged (the budgets refresh within the limits TTL anyway).
+    pub async fn invalidate_customer(&self, customer: &CustomerRef) {
         let mut count = 0;
         for (key, budget) in self.engine.budgets.iter() {
             if key.customer == *customer {
@@ -475,6 +585,18 @@ impl Paywall {
             if entry.customer.reference() == customer {
                 for budget in entry.budgets() {
                     budget.mark_stale();
+                }
+            }
+        }
+        if let Some(shared) = &self.engine.shared {
+            for (product, meter) in self.engine.meter_names() {
+                let id = BudgetId {
+                    customer,
+                    product: &product,
+                    meter: &meter,
+                };
+                if let Err(err) = shared.store.mark_stale_boxed(id).await {
+                    warn!(error = %err, customer = %customer, "shared budget not marked stale");
                 }
             }
         }
@@ -500,6 +622,7 @@ impl Paywall {
     /// server has stopped taking requests.
     pub async fn shutdown(&self, deadline: Duration) -> FlushReport {
         let report = self.engine.recorder.shutdown(deadline).await;
+        self.engine.give_back_leases().await;
         info!(
             recorded = report.recorded,
             rejected = report.rejected,
@@ -579,6 +702,12 @@ impl Engine {
         };
 
         let customer = entry.customer.clone();
+        if let Some(shared) = &self.shared {
+            if let Some(decision) = self.admit_shared(shared, &entry, &customer, route).await {
+                return decision;
+            }
+            // The store is unreachable: fall back to this instance's own budget.
+        }
         let cached = entry.budget(route.meter_id);
         let found = match cached {
             Some(budget) => Ok(budget),
@@ -624,7 +753,7 @@ impl Engine {
                     budget.force_reserve(route.units);
                     return Ok(Grant {
                         customer: Some(customer),
-                        reservation: Some(Reservation::new(budget, route.units)),
+                        reservation: Some(Reservation::local(budget, route.units)),
                     });
                 }
                 FailPolicy::ServeStale => {}
@@ -634,7 +763,7 @@ impl Engine {
         if budget.try_reserve(route.units) {
             Ok(Grant {
                 customer: Some(customer),
-                reservation: Some(Reservation::new(budget, route.units)),
+                reservation: Some(Reservation::local(budget, route.units)),
             })
         } else {
             Err(Rejection::PaymentRequired(
@@ -744,6 +873,305 @@ impl Engine {
         result.map(drop)
     }
 
+    /// Admission through the shared store. `None`: the store is unreachable and the
+    /// fallback is the local budget.
+    async fn admit_shared(
+        &self,
+        shared: &SharedConfig,
+        entry: &CustomerEntry,
+        customer: &Customer,
+        route: &RouteCharge,
+    ) -> Option<Result<Grant, Rejection>> {
+        let budget = match entry.budget(route.meter_id) {
+            Some(budget) => budget,
+            None => {
+                let budget = self.leased_budget(customer, route).await;
+                entry.remember(route.meter_id, &budget);
+                budget
+            }
+        };
+        // Warm path: units already leased to this instance.
+        if budget.try_take_leased(shared.store.current_session(), route.units) {
+            return Some(Ok(Grant {
+                customer: Some(customer.clone()),
+                reservation: Some(Reservation::leased(budget, route.units)),
+            }));
+        }
+        let fallback = |retry_after: Duration| match shared.fallback {
+            SharedFallback::Closed => Some(Err(Rejection::BillingUnavailable { retry_after })),
+            _ => None,
+        };
+        if shared.resting(self.now_ms()) {
+            return fallback(shared.retry);
+        }
+        match self.lease(shared, customer, route, &budget).await {
+            Ok(decision) => {
+                shared.recovered();
+                Some(decision)
+            }
+            Err(err) => {
+                shared.failed(&err, self.now_ms());
+                fallback(shared.retry)
+            }
+        }
+    }
+
+    /// The budget object for a shared budget: created without a backend call (the
+    /// store holds the allowance).
+    async fn leased_budget(&self, customer: &Customer, route: &RouteCharge) -> Arc<Budget> {
+        let key = BudgetKey {
+            customer: customer.reference().clone(),
+            meter: route.meter_id,
+        };
+        self.budgets
+            .get_with(key.clone(), async {
+                let mut revivable = self
+                    .revivable
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                if let Some(budget) = revivable.revive(&key) {
+                    return budget;
+                }
+                let budget = Arc::new(Budget::leased());
+                revivable.remember(key.clone(), &budget);
+                budget
+            })
+            .await
+    }
+
+    /// Leases units from the store for a request the local spare cannot cover, with
+    /// one lease call at a time per budget. `Err` only when the store failed.
+    async fn lease(
+        &self,
+        shared: &SharedConfig,
+        customer: &Customer,
+        route: &RouteCharge,
+        budget: &Arc<Budget>,
+    ) -> Result<Result<Grant, Rejection>, SharedError> {
+        let id = BudgetId {
+            customer: customer.reference(),
+            product: &route.product,
+            meter: &route.meter,
+        };
+        let units = route.units;
+        let admitted = |budget: &Arc<Budget>| Grant {
+            customer: Some(customer.clone()),
+            reservation: Some(Reservation::leased(Arc::clone(budget), units)),
+        };
+        let forced = |budget: &Arc<Budget>| {
+            budget.force_reserve(units);
+            Grant {
+                customer: Some(customer.clone()),
+                reservation: Some(Reservation::local(Arc::clone(budget), units)),
+            }
+        };
+        let mut sync = budget.gate().lock().await;
+        let mut stale_ok = false;
+        let mut remaining = 0;
+        for _ in 0..4 {
+            let session = shared.store.current_session();
+            if budget.try_take_leased(session, units) {
+                return Ok(Ok(admitted(budget)));
+            }
+            // Spare units too few for this request go back; void ones are dropped.
+            let give_back = match session {
+                Some(_) if budget.lease_is_current(session) => budget.take_spare(),
+                Some(_) => {
+                    budget.take_spare();
+                    0
+                }
+                None => 0,
+            };
+            let acks = budget.acked().saturating_sub(sync.acked_pushed);
+            let request = LeaseRequest {
+                need: units,
+                want: units.max(shared.lease_units),
+                acks,
+                give_back,
+                stale_ok,
+            };
+            let answer = match shared.store.lease_boxed(id, request).await {
+                Ok(answer) => answer,
+                Err(err) => {
+                    budget.restore_spare(give_back);
+                    return Err(err);
+                }
+            };
+            sync.acked_pushed = sync.acked_pushed.saturating_add(acks);
+            match answer {
+                LeaseAnswer::Granted {
+                    units: granted,
+                    generation,
+                    session,
+                } => {
+                    if shared.store.current_session() != Some(session) {
+                        // The session changed while we asked: those units are void
+                        // (the store forgets them with the old session).
+                        continue;
+                    }
+                    if generation != sync.generation || !budget.lease_is_current(Some(session)) {
+                        // Units leased from another incarnation are void.
+                        budget.take_spare();
+                        sync.generation = generation;
+                    }
+                    budget.grow_lease(session, granted);
+                    if granted > units {
+                        self.watch_lease(shared, customer, route, budget);
+                    }
+                    if budget.try_take_leased(Some(session), units) {
+                        return Ok(Ok(admitted(budget)));
+                    }
+                    // Warm-path requests took the new units first; lease again.
+                }
+                LeaseAnswer::Exhausted {
+                    remaining: left,
+                    limits,
+                } => {
+                    if let Some(limits) = limits {
+                        budget.set_info(limits);
+                    }
+                    remaining = left;
+                    break;
+                }
+                LeaseAnswer::Refresh(ticket) => {
+                    if stale_ok {
+                        // Nothing stale to serve: the budget is missing from the store.
+                        return Ok(Err(self.unavailable(&BackendError::unavailable(
+                            "no budget known while the backend is down",
+                        ))));
+                    }
+                    let answer = self
+                        .backend
+                        .check_limits_boxed(customer.reference(), &route.product, &route.meter)
+                        .await;
+                    match answer {
+                        Ok(limits) => {
+                            shared
+                                .store
+                                .install_boxed(id, &ticket, &limits, self.limits_ttl)
+                                .await?;
+                            debug!(customer = %customer.reference(), remaining = limits.remaining,
+                                   "shared budget refreshed");
+                            budget.set_info(limits);
+                        }
+                        Err(err) => {
+                            warn!(error = %err, customer = %customer.reference(), "limits refresh failed");
+                            if let BackendError::NotFound(_) = &err {
+                                self.customers.invalidate(customer.external_ref()).await;
+                            }
+                            let wait = err.retry_after().unwrap_or(self.failure_backoff);
+                            if let Err(store_err) =
+                                shared.store.refresh_failed_boxed(id, &ticket, wait).await
+                            {
+                                debug!(error = %store_err, "refresh failure not recorded in the store");
+                            }
+                            match route.fail_policy {
+                                FailPolicy::Open => return Ok(Ok(forced(budget))),
+                                FailPolicy::ServeStale => stale_ok = true,
+                                _ => return Ok(Err(self.unavailable(&err))),
+                            }
+                        }
+                    }
+                }
+                LeaseAnswer::Unavailable { retry_after } => match route.fail_policy {
+                    FailPolicy::Open => return Ok(Ok(forced(budget))),
+                    FailPolicy::ServeStale if !stale_ok => stale_ok = true,
+                    _ => return Ok(Err(Rejection::BillingUnavailable { retry_after })),
+                },
+            }
+        }
+        let mut required = self.payment_required(budget, route);
+        required.remaining = remaining;
+        Ok(Err(Rejection::PaymentRequired(required)))
+    }
+
+    /// Starts a task that gives back this budget's spare units once it has been idle
+    /// for `lease_idle`, and reports acknowledgements, until nothing is outstanding.
+    fn watch_lease(
+        &self,
+        shared: &SharedConfig,
+        customer: &Customer,
+        route: &RouteCharge,
+        budget: &Arc<Budget>,
+    ) {
+        if !budget.start_returning() {
+            return;
+        }
+        let store = Arc::clone(&shared.store);
+        let budget = Arc::clone(budget);
+        let customer = customer.reference().clone();
+        let product = Arc::clone(&route.product);
+        let meter = Arc::clone(&route.meter);
+        let idle = shared.lease_idle;
+        tokio::spawn(async move {
+            let id = BudgetId {
+                customer: &customer,
+                product: &product,
+                meter: &meter,
+            };
+            loop {
+                let mut seen = budget.consumed();
+                // Bounded: a budget whose acknowledgements never come (backend down)
+                // stops being watched; its next lease starts a new watch.
+                for _ in 0..WATCH_ROUNDS {
+                    tokio::time::sleep(idle).await;
+                    let now = budget.consumed();
+                    if now != seen {
+                        seen = now;
+                        continue;
+                    }
+                    if settle(&*store, id, &budget).await {
+                        break;
+                    }
+                }
+                budget.stop_returning();
+                // A lease granted while we were stopping found the watch taken.
+                if budget.spare() == 0 || !budget.start_returning() {
+                    break;
+                }
+            }
+        });
+    }
+
+    /// Every (product, meter) pair of the routes.
+    fn meter_names(&self) -> Vec<(Arc<str>, Arc<str>)> {
+        self.meters
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// At shutdown: give every spare unit back and report acknowledgements.
+    async fn give_back_leases(&self) {
+        let Some(shared) = &self.shared else {
+            return;
+        };
+        let meters: HashMap<u32, (Arc<str>, Arc<str>)> = self
+            .meters
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .iter()
+            .map(|(names, id)| (*id, names.clone()))
+            .collect();
+        let mut settled = 0usize;
+        for (key, budget) in self.budgets.iter() {
+            let Some((product, meter)) = meters.get(&key.meter) else {
+                continue;
+            };
+            let id = BudgetId {
+                customer: &key.customer,
+                product,
+                meter,
+            };
+            if settle(&*shared.store, id, &budget).await {
+                settled += 1;
+            }
+        }
+        debug!(budgets = settled, "leases given back");
+    }
+
     fn payment_required(&self, budget: &Budget, route: &RouteCharge) -> PaymentRequired {
         let info = budget.info();
         PaymentRequired {
@@ -761,15 +1189,56 @@ impl Engine {
     }
 }
 
+/// How many idle periods a lease watch lasts at most.
+const WATCH_ROUNDS: u32 = 240;
+
+/// Gives back the spare units of `budget` (when still valid) and reports its
+/// acknowledgements. True when nothing is left outstanding.
+async fn settle(store: &dyn DynShared, id: BudgetId<'_>, budget: &Budget) -> bool {
+    let mut sync = budget.gate().lock().await;
+    let session = store.current_session();
+    let spare = if budget.lease_is_current(session) {
+        budget.take_spare()
+    } else {
+        0
+    };
+    let acks = budget.acked().saturating_sub(sync.acked_pushed);
+    if spare > 0 || acks > 0 {
+        match store.settle_boxed(id, acks, spare).await {
+            Ok(()) => sync.acked_pushed = sync.acked_pushed.saturating_add(acks),
+            Err(err) => {
+                budget.restore_spare(spare);
+                debug!(error = %err, "lease not settled; trying again later");
+                return false;
+            }
+        }
+    }
+    budget.spare() == 0 && budget.unacknowledged() == 0 && budget.acked() == sync.acked_pushed
+}
+
 /// Units held for an admitted request; given back on drop unless committed.
 struct Reservation {
     budget: Arc<Budget>,
     units: u64,
+    /// Taken from units leased from the shared store (given back to the lease).
+    leased: bool,
 }
 
 impl Reservation {
-    fn new(budget: Arc<Budget>, units: u64) -> Self {
-        Self { budget, units }
+    fn local(budget: Arc<Budget>, units: u64) -> Self {
+        Self {
+            budget,
+            units,
+            leased: false,
+        }
+    }
+
+    fn leased(budget: Arc<Budget>, units: u64) -> Self {
+        Self {
+            budget,
+            units,
+            leased: true,
+        }
     }
 
     /// Keeps the units consumed and hands the budget on, to be acknowledged later.
@@ -782,7 +1251,11 @@ impl Reservation {
 impl Drop for Reservation {
     fn drop(&mut self) {
         if self.units > 0 {
-            self.budget.release(self.units);
+            if self.leased {
+                self.budget.release_leased(self.units);
+            } else {
+                self.budget.release(self.units);
+            }
         }
     }
 }

@@ -101,6 +101,7 @@ pub mod outbox;
 mod policy;
 pub mod recorder;
 pub mod rejection;
+pub mod shared;
 
 pub use backend::{BackendError, BillingBackend, CustomerRef, Limits, Outcome, UsageEvent};
 pub use charge::{Charge, ConfigError, MAX_UNITS};
@@ -112,3 +113,4 @@ pub use outbox::{Outbox, OutboxError};
 pub use policy::FailPolicy;
 pub use recorder::{FlushReport, RecorderConfig, UsageRecorder};
 pub use rejection::{PaymentRequired, Rejection, Unauthenticated};
+pub use shared::{SharedBudgets, SharedFallback};

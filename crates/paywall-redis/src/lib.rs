@@ -1,0 +1,74 @@
+//! Budgets shared by several paywall instances, through Redis.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use paywall::{Charge, Paywall};
+//! use paywall_local::LocalBackend;
+//! use paywall_redis::RedisBudgets;
+//! # use paywall::{Identity, IdentityError, IdentityResolver};
+//! # struct UserHeader;
+//! # impl IdentityResolver for UserHeader {
+//! #     async fn resolve(&self, p: &http::request::Parts) -> Result<Option<Identity>, IdentityError> {
+//! #         Ok(p.headers.get("x-user").and_then(|v| v.to_str().ok()).map(Identity::new))
+//! #     }
+//! # }
+//!
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // Every replica points at the same Redis and the same billing backend.
+//! let budgets = RedisBudgets::builder("redis://127.0.0.1:6379/")
+//!     .timeout(Duration::from_millis(250))
+//!     .build()?;
+//! let paywall = Paywall::builder(UserHeader, LocalBackend::open("paywall.db")?)
+//!     .shared_budgets(budgets)
+//!     .build()?;
+//! let layer = paywall.layer(Charge::new("prd_quickstart"))?;
+//! # let _ = layer;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # How it works
+//!
+//! Each (customer, product, meter) budget is one Redis hash; every change to it is a
+//! Lua script, so decisions are atomic on the server. Instances **lease** units: a
+//! request the local spare cannot cover asks Redis for its units plus a prefetch (at
+//! most [`lease_units`](paywall::PaywallBuilder::lease_units), and at most a quarter of
+//! what is left), and later requests are admitted from the spare in-process, with no
+//! round trip. Spare units go back to Redis once the budget is idle.
+//!
+//! * **Bound on over-admission: none while Redis keeps its data.** A lease is granted
+//!   only while `acknowledged + leased + need <= remaining_at_refresh +
+//!   acknowledged_before_refresh`, the engine's single-process rule applied to all
+//!   instances; units admitted but not yet acknowledged by the backend stay counted as
+//!   leased. If Redis loses its data (a restart without persistence), units admitted
+//!   and not yet acknowledged at that moment, plus spare units held by instances until
+//!   they notice (within one heartbeat), may be admitted a second time.
+//! * **Under-admission** is limited to spare units other instances hold: a quarter of
+//!   what was left per lease, given back after the budget is idle for
+//!   [`lease_idle`](paywall::PaywallBuilder::lease_idle).
+//! * **One refresher at a time.** When a budget's limits TTL has passed, the lease that
+//!   notices takes a short lock and that instance asks the billing backend; the others
+//!   keep leasing from the known budget meanwhile. A budget missing from Redis is
+//!   refreshed by whichever instances need it first (the first answer is kept).
+//! * **Instances that stop.** Each instance session renews its membership in a sorted
+//!   set every [heartbeat](RedisBudgetsBuilder::heartbeat); a refresh forgets the leases
+//!   of sessions that expired. An instance cut off from Redis stops using its spare
+//!   units after the [lease TTL](RedisBudgetsBuilder::lease_ttl), before its session
+//!   can expire, and starts a new session when it notices it was forgotten.
+//! * **Redis unreachable.** Every call is bounded by [`timeout`](RedisBudgetsBuilder::timeout).
+//!   The engine then falls back per [`SharedFallback`](paywall::SharedFallback) (by
+//!   default to its local budget), logs the transition once, and tries Redis again
+//!   after [`shared_retry`](paywall::PaywallBuilder::shared_retry).
+//!
+//! Redis Cluster is not supported: a budget's scripts touch the budget, its lock and
+//! the session set, which may live on different slots.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod info;
+mod scripts;
+mod store;
+
+pub use store::{RedisBudgets, RedisBudgetsBuilder, RedisBudgetsError, REDIS_URL_ENV};

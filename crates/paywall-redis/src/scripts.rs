@@ -1,0 +1,179 @@
+//! The Lua scripts that make every budget operation atomic on the Redis server.
+//!
+//! A budget is one hash:
+//!
+//! | field     | meaning                                                          |
+//! |-----------|------------------------------------------------------------------|
+//! | `gen`     | incarnation (server microseconds at creation)                    |
+//! | `limit`   | backend `remaining` at the last refresh + `acked_before`          |
+//! | `spent`   | units acknowledged by the backend, from every instance           |
+//! | `out`     | units leased to instances and not yet acknowledged (sum of `o:*`) |
+//! | `o:<id>`  | units leased to instance session `<id>`, not yet acknowledged     |
+//! | `fresh`   | server milliseconds until which the limit is fresh               |
+//! | `failed`  | server milliseconds until which a failed refresh backs off       |
+//! | `info`    | the backend's last answer as JSON, for 402 bodies                |
+//!
+//! A lease is granted while `spent + out + need <= limit`. Live instance sessions are
+//! the members of a sorted set scored by their expiry; a refresh forgets the leases of
+//! sessions that expired (the instance stopped, or lost Redis for longer than the
+//! instance TTL, in which case it voids those leases itself).
+
+use redis::Script;
+
+/// Shared prelude: the server clock in milliseconds, and the settlement of what the
+/// caller owes (acknowledged units and units given back).
+const PRELUDE: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local function fmt(n) return string.format('%.0f', n) end
+local function settle(key, me, acks, back)
+  local field = 'o:' .. me
+  local mine = tonumber(redis.call('HGET', key, field) or '0')
+  local dec = math.min(mine, acks + back)
+  mine = mine - dec
+  if acks > 0 then redis.call('HINCRBY', key, 'spent', fmt(acks)) end
+  if dec > 0 then redis.call('HINCRBY', key, 'out', fmt(-dec)) end
+  return mine
+end
+local function keep(key, me, mine)
+  if mine > 0 then
+    redis.call('HSET', key, 'o:' .. me, fmt(mine))
+  else
+    redis.call('HDEL', key, 'o:' .. me)
+  end
+end
+"#;
+
+/// KEYS: budget, lock, sessions.
+/// ARGV: me, need, want, acks, give_back, stale_ok, session_ttl_ms, lock_ttl_ms,
+/// key_ttl_ms, token.
+/// Returns {kind, n, gen, joined, locked, info}.
+const LEASE: &str = r#"
+local me = ARGV[1]
+local need = tonumber(ARGV[2])
+local want = tonumber(ARGV[3])
+local joined = redis.call('ZADD', KEYS[3], fmt(now + tonumber(ARGV[7])), me)
+local gen = redis.call('HGET', KEYS[1], 'gen')
+if not gen then
+  local locked = redis.call('SET', KEYS[2], ARGV[10], 'NX', 'PX', ARGV[8])
+  return {'refresh', 0, '0', joined, locked and 1 or 0, ''}
+end
+local mine = settle(KEYS[1], me, tonumber(ARGV[4]), tonumber(ARGV[5]))
+local spent = tonumber(redis.call('HGET', KEYS[1], 'spent') or '0')
+local fresh = tonumber(redis.call('HGET', KEYS[1], 'fresh') or '0')
+if fresh <= now and ARGV[6] ~= '1' then
+  if redis.call('SET', KEYS[2], ARGV[10], 'NX', 'PX', ARGV[8]) then
+    keep(KEYS[1], me, mine)
+    return {'refresh', spent, gen, joined, 1, ''}
+  end
+  local failed = tonumber(redis.call('HGET', KEYS[1], 'failed') or '0')
+  if failed > now then
+    keep(KEYS[1], me, mine)
+    return {'unavailable', failed - now, gen, joined, 0, ''}
+  end
+  -- Another instance is refreshing right now: grant from what is known.
+end
+local limit = tonumber(redis.call('HGET', KEYS[1], 'limit') or '0')
+local out = tonumber(redis.call('HGET', KEYS[1], 'out') or '0')
+local avail = limit - spent - out
+redis.call('PEXPIRE', KEYS[1], ARGV[9])
+if avail < need then
+  keep(KEYS[1], me, mine)
+  return {'exhausted', math.max(avail, 0), gen, joined, 0, redis.call('HGET', KEYS[1], 'info') or ''}
+end
+local extra = math.max(0, math.min(want - need, math.floor((avail - need) / 4)))
+local grant = need + extra
+redis.call('HINCRBY', KEYS[1], 'out', fmt(grant))
+keep(KEYS[1], me, mine + grant)
+return {'granted', grant, gen, joined, 0, ''}
+"#;
+
+/// KEYS: budget, lock, sessions.
+/// ARGV: token, locked, acked_before, allowed, info, ttl_ms, key_ttl_ms.
+/// Returns 1 when installed, 0 when another refresh won.
+const INSTALL: &str = r#"
+local exists = redis.call('EXISTS', KEYS[1]) == 1
+local holds = ARGV[2] == '1' and redis.call('GET', KEYS[2]) == ARGV[1]
+if exists and not holds then return 0 end
+if exists then
+  for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
+    if string.sub(field, 1, 2) == 'o:' then
+      local expiry = redis.call('ZSCORE', KEYS[3], string.sub(field, 3))
+      if (not expiry) or tonumber(expiry) < now then
+        local units = tonumber(redis.call('HGET', KEYS[1], field) or '0')
+        redis.call('HINCRBY', KEYS[1], 'out', fmt(-units))
+        redis.call('HDEL', KEYS[1], field)
+      end
+    end
+  end
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. fmt(now))
+else
+  redis.call('HSET', KEYS[1], 'gen', fmt(tonumber(t[1]) * 1000000 + tonumber(t[2])), 'spent', '0', 'out', '0')
+end
+redis.call('HSET', KEYS[1],
+  'limit', fmt(tonumber(ARGV[4]) + tonumber(ARGV[3])),
+  'fresh', fmt(now + tonumber(ARGV[6])),
+  'info', ARGV[5])
+redis.call('HDEL', KEYS[1], 'failed')
+redis.call('PEXPIRE', KEYS[1], ARGV[7])
+if holds then redis.call('DEL', KEYS[2]) end
+return 1
+"#;
+
+/// KEYS: budget, lock. ARGV: token, locked, retry_ms.
+const REFRESH_FAILED: &str = r#"
+if ARGV[2] == '1' and redis.call('GET', KEYS[2]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[2], ARGV[3])
+  if redis.call('EXISTS', KEYS[1]) == 1 then
+    redis.call('HSET', KEYS[1], 'failed', fmt(now + tonumber(ARGV[3])))
+  end
+end
+return 1
+"#;
+
+/// KEYS: budget, sessions. ARGV: me, acks, give_back, session_ttl_ms.
+/// Returns whether the session was (re)added.
+const SETTLE: &str = r#"
+local joined = redis.call('ZADD', KEYS[2], fmt(now + tonumber(ARGV[4])), ARGV[1])
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  keep(KEYS[1], ARGV[1], settle(KEYS[1], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])))
+end
+return joined
+"#;
+
+/// KEYS: sessions. ARGV: me, session_ttl_ms. Returns whether the session was (re)added.
+const HEARTBEAT: &str = r#"
+return redis.call('ZADD', KEYS[1], fmt(now + tonumber(ARGV[2])), ARGV[1])
+"#;
+
+/// KEYS: budget.
+const MARK_STALE: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('HSET', KEYS[1], 'fresh', '0')
+end
+return 1
+"#;
+
+/// The scripts, hashed once.
+pub(crate) struct Scripts {
+    pub(crate) lease: Script,
+    pub(crate) install: Script,
+    pub(crate) refresh_failed: Script,
+    pub(crate) settle: Script,
+    pub(crate) heartbeat: Script,
+    pub(crate) mark_stale: Script,
+}
+
+impl Scripts {
+    pub(crate) fn new() -> Self {
+        let with_prelude = |body: &str| Script::new(&format!("{PRELUDE}{body}"));
+        Self {
+            lease: with_prelude(LEASE),
+            install: with_prelude(INSTALL),
+            refresh_failed: with_prelude(REFRESH_FAILED),
+            settle: with_prelude(SETTLE),
+            heartbeat: with_prelude(HEARTBEAT),
+            mark_stale: with_prelude(MARK_STALE),
+        }
+    }
+}

@@ -1,0 +1,564 @@
+//! [`RedisBudgets`]: the [`SharedBudgets`] store on Redis.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use paywall::shared::{BudgetId, LeaseAnswer, LeaseRequest, RefreshTicket, SharedError};
+use paywall::{Limits, SharedBudgets};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{FromRedisValue, ScriptInvocation};
+use tracing::{debug, info, warn};
+
+use crate::info;
+use crate::scripts::Scripts;
+
+/// The environment variable the quickstarts read the Redis URL from.
+pub const REDIS_URL_ENV: &str = "PAYWALL_REDIS_URL";
+
+/// [`RedisBudgets`] could not be configured.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RedisBudgetsError {
+    /// The URL is not a Redis URL (`redis://[user:password@]host[:port][/db]`). The URL
+    /// itself is not repeated: it may hold a password.
+    #[error("the Redis URL is invalid: {0}")]
+    InvalidUrl(String),
+    /// A setting is out of range.
+    #[error("invalid setting `{name}`: {reason}")]
+    InvalidSetting {
+        /// The builder method.
+        name: &'static str,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// `build` was called outside a Tokio runtime.
+    #[error("RedisBudgets must be built inside a Tokio runtime")]
+    NoRuntime,
+}
+
+/// Configures [`RedisBudgets`]; see [`RedisBudgets::builder`].
+pub struct RedisBudgetsBuilder {
+    url: String,
+    prefix: String,
+    timeout: Duration,
+    connect_timeout: Duration,
+    heartbeat: Duration,
+    lease_ttl: Duration,
+    session_ttl: Duration,
+    lock_ttl: Duration,
+    key_ttl: Duration,
+}
+
+impl fmt::Debug for RedisBudgetsBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisBudgetsBuilder")
+            .field("url", &"<redacted>")
+            .field("prefix", &self.prefix)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisBudgetsBuilder {
+    /// Prefix of every key (default `paywall`). Instances sharing budgets must agree.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Longest wait for one Redis call (default 250 ms). Past it the engine falls back.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Longest wait for a (re)connection (default 250 ms).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How often the instance renews its session (default 1 s).
+    pub fn heartbeat(mut self, every: Duration) -> Self {
+        self.heartbeat = every;
+        self
+    }
+
+    /// How long after the last answer from Redis leased units may still be used
+    /// (default 3 s). Must exceed the heartbeat and, with the timeout, stay below the
+    /// session TTL.
+    pub fn lease_ttl(mut self, ttl: Duration) -> Self {
+        self.lease_ttl = ttl;
+        self
+    }
+
+    /// How long a session lives without renewal before other instances may forget its
+    /// leases (default 10 s).
+    pub fn session_ttl(mut self, ttl: Duration) -> Self {
+        self.session_ttl = ttl;
+        self
+    }
+
+    /// How long the refresh lock is held at most (default 10 s; released as soon as
+    /// the refresh is installed).
+    pub fn lock_ttl(mut self, ttl: Duration) -> Self {
+        self.lock_ttl = ttl;
+        self
+    }
+
+    /// Budgets unused this long are deleted from Redis (default 24 h).
+    pub fn key_ttl(mut self, ttl: Duration) -> Self {
+        self.key_ttl = ttl;
+        self
+    }
+
+    /// Validates the settings, prepares the connection (made on first use, so an
+    /// instance starts even while Redis is down) and starts the heartbeat on the
+    /// current Tokio runtime.
+    pub fn build(self) -> Result<RedisBudgets, RedisBudgetsError> {
+        let invalid = |name, reason| Err(RedisBudgetsError::InvalidSetting { name, reason });
+        for (name, value) in [
+            ("timeout", self.timeout),
+            ("connect_timeout", self.connect_timeout),
+            ("heartbeat", self.heartbeat),
+            ("lock_ttl", self.lock_ttl),
+            ("key_ttl", self.key_ttl),
+        ] {
+            if value.is_zero() {
+                return invalid(name, "must be greater than zero");
+            }
+        }
+        if self.lease_ttl <= self.heartbeat {
+            return invalid("lease_ttl", "must exceed the heartbeat");
+        }
+        if self.lease_ttl + self.timeout >= self.session_ttl {
+            return invalid("session_ttl", "must exceed lease_ttl + timeout");
+        }
+        if self.prefix.is_empty() {
+            return invalid("prefix", "must not be empty");
+        }
+        let runtime =
+            tokio::runtime::Handle::try_current().map_err(|_| RedisBudgetsError::NoRuntime)?;
+        let client = redis::Client::open(self.url.as_str())
+            .map_err(|err| RedisBudgetsError::InvalidUrl(format!("{:?}", err.kind())))?;
+        let config = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(self.timeout))
+            .set_connection_timeout(Some(self.connect_timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(self.timeout);
+        let conn = {
+            let _guard = runtime.enter();
+            ConnectionManager::new_lazy_with_config(client, config)
+                .map_err(|err| RedisBudgetsError::InvalidUrl(format!("{:?}", err.kind())))?
+        };
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let inner = Arc::new(Inner {
+            conn,
+            scripts: Scripts::new(),
+            instance: uuid::Uuid::new_v4().simple().to_string(),
+            prefix: self.prefix,
+            timeout: self.timeout,
+            lease_ttl_ms: ms(self.lease_ttl),
+            session_ttl_ms: ms(self.session_ttl),
+            lock_ttl_ms: ms(self.lock_ttl),
+            key_ttl_ms: ms(self.key_ttl),
+            origin: Instant::now(),
+            last_contact: AtomicU64::new(0),
+            session: AtomicU64::new(0),
+            registered: AtomicU64::new(UNREGISTERED),
+            registering: tokio::sync::Mutex::new(()),
+        });
+        runtime.spawn(heartbeat(Arc::downgrade(&inner), self.heartbeat));
+        Ok(RedisBudgets { inner })
+    }
+}
+
+/// Budgets shared through Redis; give it to
+/// [`PaywallBuilder::shared_budgets`](paywall::PaywallBuilder::shared_budgets). Cheap
+/// to clone. See the [crate docs](crate) for the guarantees.
+#[derive(Clone)]
+pub struct RedisBudgets {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for RedisBudgets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisBudgets")
+            .field("prefix", &self.inner.prefix)
+            .field("instance", &self.inner.instance)
+            .field("session", &self.inner.session.load(Ordering::Acquire))
+            .field("timeout", &self.inner.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisBudgets {
+    /// Starts configuring a store on the Redis at `url`
+    /// (`redis://[user:password@]host[:port][/db]`).
+    pub fn builder(url: impl Into<String>) -> RedisBudgetsBuilder {
+        RedisBudgetsBuilder {
+            url: url.into(),
+            prefix: "paywall".into(),
+            timeout: Duration::from_millis(250),
+            connect_timeout: Duration::from_millis(250),
+            heartbeat: Duration::from_secs(1),
+            lease_ttl: Duration::from_secs(3),
+            session_ttl: Duration::from_secs(10),
+            lock_ttl: Duration::from_secs(10),
+            key_ttl: Duration::from_secs(24 * 3600),
+        }
+    }
+
+    /// A store on `$PAYWALL_REDIS_URL` with default settings, or `None` when the
+    /// variable is unset or empty.
+    pub fn from_env() -> Result<Option<Self>, RedisBudgetsError> {
+        match std::env::var(REDIS_URL_ENV) {
+            Ok(url) if !url.trim().is_empty() => Self::builder(url.trim()).build().map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// This instance's identifier in Redis (sessions are `<instance>.<n>`).
+    pub fn instance(&self) -> &str {
+        &self.inner.instance
+    }
+}
+
+struct Inner {
+    conn: ConnectionManager,
+    scripts: Scripts,
+    instance: String,
+    prefix: String,
+    timeout: Duration,
+    lease_ttl_ms: u64,
+    session_ttl_ms: u64,
+    lock_ttl_ms: u64,
+    key_ttl_ms: u64,
+    origin: Instant,
+    /// Milliseconds since `origin` of the last answer from Redis, plus one (0: never).
+    last_contact: AtomicU64,
+    session: AtomicU64,
+    /// The last session Redis has added to the session set (`UNREGISTERED`: none).
+    registered: AtomicU64,
+    /// Registers one session at a time.
+    registering: tokio::sync::Mutex<()>,
+}
+
+const UNREGISTERED: u64 = u64::MAX;
+
+/// Renews the session until the store is dropped.
+async fn heartbeat(inner: Weak<Inner>, every: Duration) {
+    let mut down = false;
+    loop {
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        match inner.renew().await {
+            Ok(()) => {
+                if std::mem::take(&mut down) {
+                    info!("Redis reachable again");
+                }
+            }
+            Err(err) => {
+                if !std::mem::replace(&mut down, true) {
+                    warn!(error = %err, "Redis heartbeat failed; leased units lapse soon");
+                }
+            }
+        }
+        drop(inner);
+        tokio::time::sleep(every).await;
+    }
+}
+
+impl Inner {
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn member(&self, session: u64) -> String {
+        format!("{}.{}", self.instance, session)
+    }
+
+    fn sessions_key(&self) -> String {
+        format!("{}:sessions", self.prefix)
+    }
+
+    fn budget_key(&self, id: BudgetId<'_>) -> String {
+        format!(
+            "{}:budget:{}:{}:{}",
+            self.prefix,
+            escape(id.customer.as_str()),
+            escape(id.product),
+            escape(id.meter)
+        )
+    }
+
+    /// Runs a script within the timeout; any answer counts as contact.
+    async fn call<T: FromRedisValue>(
+        &self,
+        invocation: &ScriptInvocation<'_>,
+    ) -> Result<T, SharedError> {
+        let mut conn = self.conn.clone();
+        let answer = tokio::time::timeout(self.timeout, invocation.invoke_async::<T>(&mut conn))
+            .await
+            .map_err(|_| SharedError::Timeout(self.timeout))?
+            .map_err(|err| {
+                if err.is_timeout() {
+                    SharedError::Timeout(self.timeout)
+                } else {
+                    SharedError::Unavailable(format!("{:?}: {}", err.kind(), err))
+                }
+            })?;
+        self.last_contact
+            .store(self.now_ms().saturating_add(1), Ordering::Release);
+        Ok(answer)
+    }
+
+    /// The current session, added to the session set before any call uses it, so that
+    /// a later call that adds it again proves it had been forgotten.
+    async fn registered_session(&self) -> Result<u64, SharedError> {
+        let session = self.session.load(Ordering::Acquire);
+        if self.registered.load(Ordering::Acquire) == session {
+            return Ok(session);
+        }
+        let _one_at_a_time = self.registering.lock().await;
+        let session = self.session.load(Ordering::Acquire);
+        if self.registered.load(Ordering::Acquire) != session {
+            self.heartbeat(session).await?;
+            self.registered.store(session, Ordering::Release);
+        }
+        Ok(session)
+    }
+
+    async fn heartbeat(&self, session: u64) -> Result<bool, SharedError> {
+        let mut invocation = self.scripts.heartbeat.prepare_invoke();
+        invocation
+            .key(self.sessions_key())
+            .arg(self.member(session))
+            .arg(self.session_ttl_ms);
+        self.call::<i64>(&invocation)
+            .await
+            .map(|joined| joined == 1)
+    }
+
+    /// Renews the session's membership.
+    async fn renew(&self) -> Result<(), SharedError> {
+        let session = self.registered_session().await?;
+        let joined = self.heartbeat(session).await?;
+        self.joined(session, joined);
+        Ok(())
+    }
+
+    /// A call under the registered `session` added it to the set again: it had been
+    /// forgotten (Redis restarted, or this instance was cut off past the session TTL),
+    /// so a new session starts and every unit leased under the old one is void.
+    fn joined(&self, session: u64, joined: bool) {
+        if !joined || self.registered.load(Ordering::Acquire) != session {
+            return;
+        }
+        if self
+            .session
+            .compare_exchange(session, session + 1, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            warn!(
+                session,
+                "Redis forgot this instance's session (restart or long partition); leased units dropped"
+            );
+        }
+    }
+
+    fn current_session(&self) -> Option<u64> {
+        let contact = self.last_contact.load(Ordering::Acquire);
+        if contact == 0 || self.now_ms().saturating_sub(contact - 1) > self.lease_ttl_ms {
+            return None;
+        }
+        let session = self.session.load(Ordering::Acquire);
+        (self.registered.load(Ordering::Acquire) == session).then_some(session)
+    }
+}
+
+/// Escapes `:` and `%` so key components cannot run into each other.
+fn escape(component: &str) -> String {
+    component.replace('%', "%25").replace(':', "%3A")
+}
+
+fn parse_u64(text: &str) -> u64 {
+    text.parse().unwrap_or(0)
+}
+
+impl SharedBudgets for RedisBudgets {
+    async fn lease(
+        &self,
+        id: BudgetId<'_>,
+        request: LeaseRequest,
+    ) -> Result<LeaseAnswer, SharedError> {
+        let inner = &*self.inner;
+        let session = inner.registered_session().await?;
+        let key = inner.budget_key(id);
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        let mut invocation = inner.scripts.lease.prepare_invoke();
+        invocation
+            .key(&key)
+            .key(format!("{key}:lock"))
+            .key(inner.sessions_key())
+            .arg(inner.member(session))
+            .arg(request.need)
+            .arg(request.want.max(request.need))
+            .arg(request.acks)
+            .arg(request.give_back)
+            .arg(u8::from(request.stale_ok))
+            .arg(inner.session_ttl_ms)
+            .arg(inner.lock_ttl_ms)
+            .arg(inner.key_ttl_ms)
+            .arg(&token);
+        let (kind, n, generation, joined, locked, info): (String, u64, String, i64, i64, String) =
+            inner.call(&invocation).await?;
+        inner.joined(session, joined == 1);
+        let answer = match kind.as_str() {
+            "granted" => LeaseAnswer::Granted {
+                units: n,
+                generation: parse_u64(&generation),
+                session,
+            },
+            "exhausted" => LeaseAnswer::Exhausted {
+                remaining: n,
+                limits: info::decode(&info),
+            },
+            "refresh" => LeaseAnswer::Refresh(RefreshTicket {
+                acked_before: n,
+                lock: (locked == 1).then_some(token),
+            }),
+            "unavailable" => LeaseAnswer::Unavailable {
+                retry_after: Duration::from_millis(n),
+            },
+            other => {
+                return Err(SharedError::Unavailable(format!(
+                    "unexpected lease answer {other:?}"
+                )))
+            }
+        };
+        debug!(key, ?answer, "lease");
+        Ok(answer)
+    }
+
+    async fn install(
+        &self,
+        id: BudgetId<'_>,
+        ticket: &RefreshTicket,
+        limits: &Limits,
+        ttl: Duration,
+    ) -> Result<(), SharedError> {
+        let inner = &*self.inner;
+        let key = inner.budget_key(id);
+        let allowed = if limits.within_limits {
+            limits.remaining
+        } else {
+            0
+        };
+        let mut invocation = inner.scripts.install.prepare_invoke();
+        invocation
+            .key(&key)
+            .key(format!("{key}:lock"))
+            .key(inner.sessions_key())
+            .arg(ticket.lock.as_deref().unwrap_or(""))
+            .arg(u8::from(ticket.lock.is_some()))
+            .arg(ticket.acked_before)
+            .arg(allowed)
+            .arg(info::encode(limits))
+            .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX))
+            .arg(inner.key_ttl_ms);
+        let installed: i64 = inner.call(&invocation).await?;
+        debug!(key, installed = installed == 1, "refresh installed");
+        Ok(())
+    }
+
+    async fn refresh_failed(
+        &self,
+        id: BudgetId<'_>,
+        ticket: &RefreshTicket,
+        retry_after: Duration,
+    ) -> Result<(), SharedError> {
+        let inner = &*self.inner;
+        let key = inner.budget_key(id);
+        let mut invocation = inner.scripts.refresh_failed.prepare_invoke();
+        invocation
+            .key(&key)
+            .key(format!("{key}:lock"))
+            .arg(ticket.lock.as_deref().unwrap_or(""))
+            .arg(u8::from(ticket.lock.is_some()))
+            .arg(
+                u64::try_from(retry_after.as_millis())
+                    .unwrap_or(u64::MAX)
+                    .max(1),
+            );
+        inner.call::<i64>(&invocation).await.map(drop)
+    }
+
+    async fn settle(&self, id: BudgetId<'_>, acks: u64, give_back: u64) -> Result<(), SharedError> {
+        let inner = &*self.inner;
+        let session = inner.registered_session().await?;
+        let mut invocation = inner.scripts.settle.prepare_invoke();
+        invocation
+            .key(inner.budget_key(id))
+            .key(inner.sessions_key())
+            .arg(inner.member(session))
+            .arg(acks)
+            .arg(give_back)
+            .arg(inner.session_ttl_ms);
+        let joined: i64 = inner.call(&invocation).await?;
+        inner.joined(session, joined == 1);
+        Ok(())
+    }
+
+    async fn mark_stale(&self, id: BudgetId<'_>) -> Result<(), SharedError> {
+        let inner = &*self.inner;
+        let mut invocation = inner.scripts.mark_stale.prepare_invoke();
+        invocation.key(inner.budget_key(id));
+        inner.call::<i64>(&invocation).await.map(drop)
+    }
+
+    fn session(&self) -> Option<u64> {
+        self.inner.current_session()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_components_cannot_collide() {
+        assert_ne!(
+            escape("a:b") + ":" + &escape("c"),
+            escape("a") + ":" + &escape("b:c")
+        );
+        assert_eq!(escape("cus_1%3A"), "cus_1%253A");
+    }
+
+    #[tokio::test]
+    async fn settings_are_checked_and_the_url_never_printed() {
+        let err = RedisBudgets::builder("redis://:hunter2@127.0.0.1:1/")
+            .lease_ttl(Duration::from_secs(20))
+            .build()
+            .expect_err("lease_ttl above session_ttl");
+        assert!(matches!(
+            err,
+            RedisBudgetsError::InvalidSetting {
+                name: "session_ttl",
+                ..
+            }
+        ));
+        let err = RedisBudgets::builder("http://:hunter2@nowhere/")
+            .build()
+            .expect_err("not a redis URL");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        let store = RedisBudgets::builder("redis://:hunter2@127.0.0.1:1/")
+            .build()
+            .expect("lazy connection");
+        assert!(!format!("{store:?}").contains("hunter2"));
+        assert_eq!(store.session(), None, "no contact yet");
+    }
+}
