@@ -2,6 +2,7 @@
 # End-to-end load: the paywall's cost per request next to bare servers and a peer layer.
 #
 #   bash benches/e2e.sh            # DURATION=10s CONNECTIONS=64 ROUNDS=3 by default
+#   ONLY="bare-axum quickstart-hs256 quickstart-redis" bash benches/e2e.sh   # a subset
 #
 # Builds the release binaries, installs wrk from Debian's packages if it is missing,
 # starts each target on 127.0.0.1 and loads it with wrk, interleaving the targets round
@@ -22,6 +23,14 @@ if ! command -v wrk >/dev/null; then
         apt-get update -qq && apt-get install -y -qq wrk >/dev/null
     else
         sudo apt-get update -qq && sudo apt-get install -y -qq wrk >/dev/null
+    fi
+fi
+
+if ! command -v redis-server >/dev/null; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq && apt-get install -y -qq redis-server >/dev/null
+    else
+        sudo apt-get update -qq && sudo apt-get install -y -qq redis-server >/dev/null
     fi
 fi
 
@@ -56,13 +65,21 @@ start quickstart-rs256 $((BASE_PORT + 3)) PAYWALL_JWKS_URL=$JWKS_URL PAYWALL_JWT
 start governor $((BASE_PORT + 4)) "$BIN/bench-governor"
 start bare-actix $((BASE_PORT + 5)) "$BIN/bench-bare-actix"
 start actix-quickstart $((BASE_PORT + 6)) PAYWALL_JWT_SECRET=$SECRET PAYWALL_FREE_UNITS=$UNITS "$BIN/actix-quickstart"
+REDIS_PORT=$((BASE_PORT + 10))
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no >"$LOGS/redis.log" 2>&1 &
+PIDS+=($!)
+sleep 0.5
+start quickstart-redis $((BASE_PORT + 7)) PAYWALL_JWT_SECRET=$SECRET PAYWALL_FREE_UNITS=$UNITS \
+    PAYWALL_REDIS_URL=redis://127.0.0.1:$REDIS_PORT/ "$BIN/axum-quickstart"
 HS_TOKEN=$(grep -A1 'sample token' "$LOGS/quickstart-hs256.log" | tail -1 | tr -d ' ')
 
 declare -A URL TOKEN
-TARGETS=(bare-axum quickstart-hs256 quickstart-rs256 governor bare-actix actix-quickstart)
+TARGETS=(bare-axum quickstart-hs256 quickstart-rs256 governor bare-actix actix-quickstart quickstart-redis)
 for i in "${!TARGETS[@]}"; do URL[${TARGETS[$i]}]="http://127.0.0.1:$((BASE_PORT + i + 1))/api/hello"; done
 TOKEN[bare-axum]=$HS_TOKEN; TOKEN[quickstart-hs256]=$HS_TOKEN; TOKEN[quickstart-rs256]=$RS_TOKEN
 TOKEN[governor]=$HS_TOKEN; TOKEN[bare-actix]=$HS_TOKEN; TOKEN[actix-quickstart]=$HS_TOKEN
+TOKEN[quickstart-redis]=$HS_TOKEN
+if [ -n "${ONLY:-}" ]; then read -r -a TARGETS <<<"$ONLY"; fi
 
 # Warm every cache (customer, budget, JWKS, verified token) and check the answers.
 for t in "${TARGETS[@]}"; do

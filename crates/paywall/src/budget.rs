@@ -317,6 +317,44 @@ mod tests {
     }
 
     #[test]
+    fn leased_units_are_used_only_under_their_session_and_never_overdrawn() {
+        let budget = Arc::new(Budget::leased());
+        assert!(!budget.try_take_leased(Some(1), 1), "nothing leased yet");
+        budget.grow_lease(1, 5);
+        assert!(
+            !budget.try_take_leased(None, 1),
+            "no contact with the store"
+        );
+        assert!(
+            !budget.try_take_leased(Some(2), 1),
+            "a newer session voids the lease"
+        );
+        let admitted = Arc::new(AtomicU64::new(0));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let budget = Arc::clone(&budget);
+                let admitted = Arc::clone(&admitted);
+                std::thread::spawn(move || {
+                    for _ in 0..50 {
+                        if budget.try_take_leased(Some(1), 1) {
+                            admitted.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().expect("thread panicked");
+        }
+        assert_eq!(admitted.load(Ordering::Relaxed), 5);
+        assert_eq!(budget.consumed(), 5, "leased admissions count as consumed");
+        budget.release_leased(2);
+        assert_eq!((budget.spare(), budget.consumed()), (2, 3));
+        assert_eq!(budget.take_spare(), 2);
+        assert!(!budget.try_take_leased(Some(1), 1));
+    }
+
+    #[test]
     fn outside_limits_admits_nothing_whatever_remaining_says() {
         let limits = Limits {
             within_limits: false,

@@ -1015,9 +1015,9 @@ impl Engine {
                         sync.generation = generation;
                     }
                     budget.grow_lease(session, granted);
-                    if granted > units {
-                        self.watch_lease(shared, customer, route, budget);
-                    }
+                    // Spare units go back, and acknowledgements are reported, once the
+                    // budget is idle; until then other instances count them as leased.
+                    self.watch_lease(shared, customer, route, budget);
                     if budget.try_take_leased(Some(session), units) {
                         return Ok(Ok(admitted(budget)));
                     }
@@ -1085,8 +1085,9 @@ impl Engine {
         Ok(Err(Rejection::PaymentRequired(required)))
     }
 
-    /// Starts a task that gives back this budget's spare units once it has been idle
-    /// for `lease_idle`, and reports acknowledgements, until nothing is outstanding.
+    /// Starts a task (one per budget at a time) that gives back this budget's spare
+    /// units once it has been idle for `lease_idle`, and reports acknowledgements,
+    /// until nothing is outstanding.
     fn watch_lease(
         &self,
         shared: &SharedConfig,
