@@ -46,7 +46,7 @@ end
 
 /// KEYS: budget, lock, sessions.
 /// ARGV: me, need, want, acks, give_back, stale_ok, session_ttl_ms, lock_ttl_ms,
-/// key_ttl_ms, token.
+/// key_ttl_ms, token. `need` 0 is a prefetch: it is granted from a fresh budget only.
 /// Returns {kind, n, gen, joined, locked, info}.
 const LEASE: &str = r#"
 local me = ARGV[1]
@@ -55,13 +55,18 @@ local want = tonumber(ARGV[3])
 local joined = redis.call('ZADD', KEYS[3], fmt(now + tonumber(ARGV[7])), me)
 local gen = redis.call('HGET', KEYS[1], 'gen')
 if not gen then
-  local locked = redis.call('SET', KEYS[2], ARGV[10], 'NX', 'PX', ARGV[8])
+  -- A prefetch (need 0) never takes the lock: the request that needs units refreshes.
+  local locked = need > 0 and redis.call('SET', KEYS[2], ARGV[10], 'NX', 'PX', ARGV[8])
   return {'refresh', 0, '0', joined, locked and 1 or 0, ''}
 end
 local mine = settle(KEYS[1], me, tonumber(ARGV[4]), tonumber(ARGV[5]))
 local spent = tonumber(redis.call('HGET', KEYS[1], 'spent') or '0')
 local fresh = tonumber(redis.call('HGET', KEYS[1], 'fresh') or '0')
 if fresh <= now and ARGV[6] ~= '1' then
+  if need == 0 then
+    keep(KEYS[1], me, mine)
+    return {'refresh', spent, gen, joined, 0, ''}
+  end
   if redis.call('SET', KEYS[2], ARGV[10], 'NX', 'PX', ARGV[8]) then
     keep(KEYS[1], me, mine)
     return {'refresh', spent, gen, joined, 1, ''}

@@ -62,6 +62,8 @@ pub(crate) struct Budget {
     lease_session: AtomicU64,
     /// Whether a task is watching this budget to give back idle spare units.
     returning: AtomicBool,
+    /// Whether a background lease (refill ahead of need) is in flight.
+    refilling: AtomicBool,
     /// The backend's last answer, read only to build a 402.
     info: RwLock<Arc<Limits>>,
 }
@@ -79,6 +81,7 @@ impl Budget {
             spare: AtomicU64::new(0),
             lease_session: AtomicU64::new(NO_SESSION),
             returning: AtomicBool::new(false),
+            refilling: AtomicBool::new(false),
             info: RwLock::new(Arc::new(Limits::default())),
         };
         budget.apply(limits, acked_before, refresh_at);
@@ -239,6 +242,15 @@ impl Budget {
 
     pub(crate) fn spare(&self) -> u64 {
         self.spare.load(Ordering::Acquire)
+    }
+
+    /// Claims the job of leasing ahead of need; false if a refill is in flight.
+    pub(crate) fn start_refill(&self) -> bool {
+        !self.refilling.swap(true, Ordering::AcqRel)
+    }
+
+    pub(crate) fn stop_refill(&self) {
+        self.refilling.store(false, Ordering::Release);
     }
 
     /// Claims the job of watching this budget's spare units; false if taken.

@@ -892,6 +892,10 @@ impl Engine {
         };
         // Warm path: units already leased to this instance.
         if budget.try_take_leased(shared.store.current_session(), route.units) {
+            // Lease the next units before these run out, off the request's path.
+            if budget.spare() < shared.lease_units / 2 && budget.start_refill() {
+                self.refill(shared, customer, route, &budget);
+            }
             return Some(Ok(Grant {
                 customer: Some(customer.clone()),
                 reservation: Some(Reservation::leased(budget, route.units)),
@@ -1131,6 +1135,67 @@ impl Engine {
                     break;
                 }
             }
+        });
+    }
+
+    /// Leases more units for `budget` in the background, so that a busy budget's
+    /// requests do not wait for Redis when the spare runs out. Only grants are used:
+    /// refreshes and exhaustion are left to the request that finds the spare empty.
+    fn refill(
+        &self,
+        shared: &SharedConfig,
+        customer: &Customer,
+        route: &RouteCharge,
+        budget: &Arc<Budget>,
+    ) {
+        let store = Arc::clone(&shared.store);
+        let budget = Arc::clone(budget);
+        let customer = customer.reference().clone();
+        let product = Arc::clone(&route.product);
+        let meter = Arc::clone(&route.meter);
+        let want = shared.lease_units;
+        tokio::spawn(async move {
+            let id = BudgetId {
+                customer: &customer,
+                product: &product,
+                meter: &meter,
+            };
+            {
+                let mut sync = budget.gate().lock().await;
+                let session = store.current_session();
+                if budget.lease_is_current(session) && budget.spare() < want / 2 {
+                    let acks = budget.acked().saturating_sub(sync.acked_pushed);
+                    let request = LeaseRequest {
+                        need: 0,
+                        want,
+                        acks,
+                        give_back: 0,
+                        stale_ok: false,
+                    };
+                    match store.lease_boxed(id, request).await {
+                        Ok(answer) => {
+                            sync.acked_pushed = sync.acked_pushed.saturating_add(acks);
+                            if let LeaseAnswer::Granted {
+                                units,
+                                generation,
+                                session,
+                            } = answer
+                            {
+                                if generation == sync.generation
+                                    && store.current_session() == Some(session)
+                                    && budget.lease_is_current(Some(session))
+                                {
+                                    budget.grow_lease(session, units);
+                                }
+                                // Otherwise the units are void; the store forgets them
+                                // with the old session or generation.
+                            }
+                        }
+                        Err(err) => debug!(error = %err, "background lease failed"),
+                    }
+                }
+            }
+            budget.stop_refill();
         });
     }
 

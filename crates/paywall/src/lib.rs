@@ -72,6 +72,10 @@
 //!   requests are admitted: reservations are a compare-and-swap on a local countdown,
 //!   and a refresh from the backend accounts for units admitted here but not yet
 //!   acknowledged by it.
+//! * **Exact across instances, with a shared store.** With
+//!   [`PaywallBuilder::shared_budgets`] (Redis: `paywall-redis`) replicas lease units
+//!   from one budget per customer atomically, so together they admit no more than the
+//!   backend allows; see [`shared`].
 //! * **Warm path without backend calls.** Customers and budgets are cached (moka);
 //!   concurrent misses for one key share one backend call; errors are not cached.
 //! * **Usage neither lost nor double-counted.** Each event carries an idempotency key

@@ -50,7 +50,10 @@ pub struct BudgetId<'a> {
 /// A lease request, with what the instance settles on the way.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LeaseRequest {
-    /// Units the waiting request needs; nothing is granted when fewer are left.
+    /// Units the waiting request needs; nothing is granted when fewer are left. `0`
+    /// is a prefetch ahead of need: stores should grant it only from a fresh budget
+    /// and answer [`LeaseAnswer::Refresh`] without taking a refresh lock otherwise, so
+    /// that the refresh is left to a request.
     pub need: u64,
     /// Units wanted in all (`>= need`); the store may grant fewer, never less than `need`.
     pub want: u64,
