@@ -19,7 +19,8 @@
 //! let budgets = RedisBudgets::builder("redis://127.0.0.1:6379/")
 //!     .timeout(Duration::from_millis(250))
 //!     .build()?;
-//! let paywall = Paywall::builder(UserHeader, LocalBackend::open("paywall.db")?)
+//! let backend = LocalBackend::builder().path("paywall.db").open()?;
+//! let paywall = Paywall::builder(UserHeader, backend)
 //!     .shared_budgets(budgets)
 //!     .build()?;
 //! let layer = paywall.layer(Charge::new("prd_quickstart"))?;
