@@ -461,3 +461,20 @@ async fn concurrent_leases_from_many_engines_are_exact() {
     }
     assert_eq!(backend.recorded_units(), 50);
 }
+
+#[tokio::test]
+async fn an_unusable_redis_url_is_a_clear_startup_error_without_the_password() {
+    let (dev, _ledger) = dev_server(loopback().await, "prd_quickstart", 5, None);
+    let config = QuickstartConfig {
+        jwt_secret: Some(SECRET.into()),
+        solvapay: Some(solvapay_config(&dev.base)),
+        redis_url: Some("http://user:hunter2@127.0.0.1:6379/".into()),
+        ..QuickstartConfig::from_lookup(|_| None).expect("defaults")
+    };
+    let err = quickstart::build(&config, "http://127.0.0.1:1").expect_err("not a redis URL");
+    let message = err.to_string();
+    assert!(message.starts_with("PAYWALL_REDIS_URL:"), "{message}");
+    assert!(!message.contains("hunter2"), "{message}");
+    assert!(!format!("{config:?}").contains("hunter2"));
+    dev.stop().await;
+}
