@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use paywall_examples::actix_quickstart;
-use paywall_examples::quickstart::{self, QuickstartConfig};
+use paywall_examples::config::QuickstartConfig;
+use paywall_examples::quickstart;
 use paywall_jwt::Hs256Signer;
 use paywall_tests::*;
 use reqwest::StatusCode;

@@ -34,9 +34,9 @@ fn counting_dev_server(free_units: u64) -> (Served, paywall_local::LocalBackend,
     let listener = tokio::net::TcpListener::from_std(std).expect("listener");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     let counts = Counts::default();
-    let router = paywall_local::dev_server::router(
+    let router = paywall_dev_server::router(
         ledger.clone(),
-        paywall_local::dev_server::DevServerConfig::new(DEV_KEY, base),
+        paywall_dev_server::DevServerConfig::new(DEV_KEY, base),
     )
     .layer(middleware::from_fn_with_state(counts.clone(), count));
     (Served::start(listener, router), ledger, counts)

@@ -48,9 +48,9 @@ fn serve_dev(
     listener.set_nonblocking(true).expect("nonblocking");
     let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let router = paywall_local::dev_server::router(
+    let router = paywall_dev_server::router(
         ledger,
-        paywall_local::dev_server::DevServerConfig::new(DEV_KEY, base),
+        paywall_dev_server::DevServerConfig::new(DEV_KEY, base),
     )
     .layer(middleware::from_fn_with_state(calls, flaky_usage));
     Served::start(listener, router)
@@ -152,7 +152,7 @@ async fn a_backend_slow_past_the_timeout_is_a_prompt_503() {
         .build()
         .expect("paywall");
     let started = std::time::Instant::now();
-    let (status, headers, body) = json_body(
+    let (status, headers, body) = read_json(
         protected(&paywall)
             .oneshot(request("alice"))
             .await
@@ -178,7 +178,7 @@ async fn malformed_backend_answers_are_a_503_without_their_text() {
     let paywall = builder(&SolvaPayBackend::new(solvapay_config(&server.base)).expect("backend"))
         .build()
         .expect("paywall");
-    let (status, _, body) = json_body(
+    let (status, _, body) = read_json(
         protected(&paywall)
             .oneshot(request("alice"))
             .await

@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use paywall_examples::quickstart::{self, QuickstartConfig};
+use paywall_examples::config::QuickstartConfig;
+use paywall_examples::quickstart;
 use paywall_tests::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

@@ -119,7 +119,7 @@ async fn idp_down_at_start_is_503_until_keys_can_be_fetched() {
     idp.set_keys(&[("k1", &signer)]);
     idp.set_down(true);
     let resolver = jwks_resolver(&idp, Duration::from_millis(100));
-    let paywall = Paywall::builder(resolver, TestBackend::with_allowance(10))
+    let paywall = Paywall::builder(resolver, MemoryBackend::with_allowance(10))
         .build()
         .expect("paywall");
     let service = protected(&paywall);
@@ -133,7 +133,7 @@ async fn idp_down_at_start_is_503_until_keys_can_be_fetched() {
             .expect("request")
     };
     let (status, headers, body) =
-        json_body(service.clone().oneshot(good()).await.expect("ok")).await;
+        read_json(service.clone().oneshot(good()).await.expect("ok")).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(headers.get("retry-after").is_some());
     assert_eq!(body["kind"], "identity_unavailable");
@@ -437,13 +437,13 @@ async fn tokens_from_a_cookie_through_the_layer() {
         .source(TokenSource::Cookie("session".into()))
         .build()
         .expect("resolver");
-    let paywall = Paywall::builder(resolver, TestBackend::with_allowance(5))
+    let paywall = Paywall::builder(resolver, MemoryBackend::with_allowance(5))
         .build()
         .expect("paywall");
     let service = paywall
         .layer(paywall::Charge::new(PRODUCT))
         .expect("layer")
-        .layer(echo_service());
+        .layer(EchoService);
     let request = http::Request::builder()
         .header(
             "cookie",
@@ -454,7 +454,7 @@ async fn tokens_from_a_cookie_through_the_layer() {
         )
         .body(http_body_util::Full::<bytes::Bytes>::default())
         .expect("request");
-    let (status, _, body) = json_body(service.clone().oneshot(request).await.expect("ok")).await;
+    let (status, _, body) = read_json(service.clone().oneshot(request).await.expect("ok")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["externalRef"], "cookie-user");
     let bearer_only = service

@@ -8,7 +8,8 @@ use base64::Engine;
 use http::StatusCode;
 use jsonwebtoken::{Algorithm, EncodingKey};
 use paywall::Paywall;
-use paywall_examples::quickstart::{self, QuickstartConfig};
+use paywall_examples::config::QuickstartConfig;
+use paywall_examples::quickstart;
 use paywall_jwt::JwtResolver;
 use paywall_tests::*;
 use serde_json::{json, Value};
@@ -149,7 +150,7 @@ fn request(values: &[String]) -> http::Request<http_body_util::Full<bytes::Bytes
 
 async fn assert_rejected(case: &str) {
     let (idp, _server) = idp().await;
-    let backend = TestBackend::with_allowance(100);
+    let backend = MemoryBackend::with_allowance(100);
     let paywall = Paywall::builder(resolver(&idp), backend.clone())
         .build()
         .expect("paywall");
@@ -165,7 +166,7 @@ async fn assert_rejected(case: &str) {
             .status(),
         StatusCode::OK
     );
-    let (status, headers, body) = json_body(
+    let (status, headers, body) = read_json(
         service
             .oneshot(request(&forged(case, &idp)))
             .await

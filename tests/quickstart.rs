@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use paywall_examples::quickstart::{self, Quickstart, QuickstartConfig};
+use paywall_examples::config::QuickstartConfig;
+use paywall_examples::quickstart::{self, Quickstart};
 use paywall_jwt::Hs256Signer;
 use paywall_tests::SECRET;
 use reqwest::StatusCode;

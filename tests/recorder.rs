@@ -1,5 +1,5 @@
-//! The usage recorder: retries with the same idempotency keys, an exact SQLite ledger
-//! under lost acknowledgements, and a shutdown that flushes.
+//! The usage recorder with the embedded SQLite ledger: exact under lost
+//! acknowledgements, and a shutdown that flushes into it.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,47 +11,6 @@ use paywall::Paywall;
 use paywall_local::{LocalBackend, Product};
 use paywall_tests::*;
 use tower::ServiceExt;
-
-#[tokio::test]
-async fn transient_failures_are_retried_with_the_same_idempotency_keys() {
-    let backend = TestBackend::with_allowance(10);
-    backend.state.usage_failures.store(3, Ordering::SeqCst);
-    let paywall = Paywall::builder(resolver(), backend.clone())
-        .recorder(paywall::RecorderConfig {
-            max_batch: 100,
-            flush_interval: Duration::from_secs(3600),
-            ..fast_recorder()
-        })
-        .build()
-        .expect("paywall");
-    let service = protected(&paywall);
-    for _ in 0..3 {
-        assert_eq!(
-            service
-                .clone()
-                .oneshot(request("alice"))
-                .await
-                .expect("ok")
-                .status(),
-            StatusCode::OK
-        );
-    }
-    let report = paywall.flush().await;
-    assert_eq!(report.recorded, 3);
-    assert_eq!(report.pending, 0);
-    let attempts = backend.state.attempts.lock().expect("lock").clone();
-    assert_eq!(attempts.len(), 4, "three failures, then success");
-    assert!(
-        attempts.iter().all(|keys| keys == &attempts[0]),
-        "every retry carries the same keys"
-    );
-    assert_eq!(
-        attempts[0].iter().collect::<HashSet<_>>().len(),
-        3,
-        "one distinct key per event"
-    );
-    assert_eq!(backend.recorded_units(), 3);
-}
 
 fn ledger_backend(path: Option<&std::path::Path>, free_units: u64) -> LocalBackend {
     let mut builder = LocalBackend::builder().product(Product::new(PRODUCT).free_units(free_units));
@@ -132,15 +91,7 @@ async fn shutdown_flushes_every_accepted_event() {
         .expect("paywall");
     let service = protected(&paywall);
     for _ in 0..25 {
-        assert_eq!(
-            service
-                .clone()
-                .oneshot(request("alice"))
-                .await
-                .expect("ok")
-                .status(),
-            StatusCode::OK
-        );
+        assert_eq!(status_of(&service, "alice").await, StatusCode::OK);
     }
     assert_eq!(
         ledger.ledger(None).await.expect("ledger").len(),
@@ -155,76 +106,4 @@ async fn shutdown_flushes_every_accepted_event() {
     let response = service.clone().oneshot(request("alice")).await.expect("ok");
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(paywall.recorder().report().pending, 1);
-}
-
-#[tokio::test]
-async fn shutdown_reports_what_it_could_not_record_before_the_deadline() {
-    let backend = TestBackend::with_allowance(10);
-    backend
-        .state
-        .usage_failures
-        .store(usize::MAX, Ordering::SeqCst);
-    let paywall = test_paywall(&backend);
-    let service = protected(&paywall);
-    for _ in 0..4 {
-        assert_eq!(
-            service
-                .clone()
-                .oneshot(request("alice"))
-                .await
-                .expect("ok")
-                .status(),
-            StatusCode::OK
-        );
-    }
-    let report = paywall.shutdown(Duration::from_millis(200)).await;
-    assert_eq!(report.pending, 4);
-    assert_eq!(report.recorded, 0);
-    assert!(!report.is_complete());
-}
-
-#[tokio::test]
-async fn a_full_queue_applies_backpressure_instead_of_dropping() {
-    let backend = TestBackend::with_allowance(100);
-    backend
-        .state
-        .usage_failures
-        .store(usize::MAX, Ordering::SeqCst);
-    let paywall = Paywall::builder(resolver(), backend.clone())
-        .recorder(paywall::RecorderConfig {
-            capacity: 2,
-            max_batch: 1,
-            ..fast_recorder()
-        })
-        .build()
-        .expect("paywall");
-    let service = protected(&paywall);
-    // The worker holds one event in its retry loop and the queue holds two more.
-    for _ in 0..3 {
-        assert_eq!(
-            service
-                .clone()
-                .oneshot(request("alice"))
-                .await
-                .expect("ok")
-                .status(),
-            StatusCode::OK
-        );
-    }
-    let blocked = tokio::time::timeout(
-        Duration::from_millis(200),
-        service.clone().oneshot(request("alice")),
-    )
-    .await;
-    assert!(
-        blocked.is_err(),
-        "the fourth response waits for room in the usage queue"
-    );
-    backend.state.usage_failures.store(0, Ordering::SeqCst);
-    let response = service.clone().oneshot(request("alice")).await.expect("ok");
-    assert_eq!(response.status(), StatusCode::OK);
-    let report = paywall.flush().await;
-    assert_eq!(report.pending, 0);
-    // The abandoned fourth request was cancelled before its event was queued: 4 recorded.
-    assert_eq!(backend.recorded_units(), 4);
 }

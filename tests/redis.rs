@@ -4,8 +4,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use paywall::{Paywall, SharedFallback};
-use paywall_examples::quickstart::{self, QuickstartConfig};
+use paywall::shared::{LeaseConfig, SharedFallback};
+use paywall::Paywall;
+use paywall_examples::config::QuickstartConfig;
+use paywall_examples::quickstart;
 use paywall_redis::RedisBudgets;
 use paywall_tests::*;
 use reqwest::StatusCode;
@@ -294,16 +296,22 @@ fn shared_store(redis: &RedisServer) -> RedisBudgets {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_redis_answers_per_policy_within_the_timeout() {
     let redis = RedisServer::start();
-    let backend = TestBackend::with_allowance(1_000);
+    let backend = MemoryBackend::with_allowance(1_000);
     let closed = builder(&backend)
         .shared_budgets(shared_store(&redis))
-        .shared_fallback(SharedFallback::Closed)
-        .lease_units(1)
+        .leases(LeaseConfig {
+            fallback: SharedFallback::Closed,
+            units: 1,
+            ..LeaseConfig::default()
+        })
         .build()
         .expect("paywall");
     let local = builder(&backend)
         .shared_budgets(shared_store(&redis))
-        .lease_units(1)
+        .leases(LeaseConfig {
+            units: 1,
+            ..LeaseConfig::default()
+        })
         .build()
         .expect("paywall");
     let (closed_service, local_service) = (protected(&closed), protected(&local));
@@ -320,7 +328,7 @@ async fn a_frozen_redis_answers_per_policy_within_the_timeout() {
             .await
             .expect("infallible")
     };
-    let (status, headers, body) = json_body(response).await;
+    let (status, headers, body) = read_json(response).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert!(headers.contains_key("retry-after"));
     assert_eq!(body["kind"], "billing_unavailable", "{body}");
@@ -357,7 +365,7 @@ async fn a_frozen_redis_answers_per_policy_within_the_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leases_of_a_dead_instance_return_to_the_pool() {
     let redis = RedisServer::start();
-    let backend = TestBackend::with_allowance(100);
+    let backend = MemoryBackend::with_allowance(100);
 
     // Instance A, on its own runtime, admits one request (leasing spare units), makes
     // sure its usage is recorded, and dies without giving anything back.
@@ -380,7 +388,10 @@ async fn leases_of_a_dead_instance_return_to_the_pool() {
             let a = builder(&a_backend)
                 .shared_budgets(store)
                 .limits_ttl(Duration::from_millis(300))
-                .lease_idle(Duration::from_secs(60))
+                .leases(LeaseConfig {
+                    idle: Duration::from_secs(60),
+                    ..LeaseConfig::default()
+                })
                 .build()
                 .expect("paywall");
             assert_eq!(status_of(&protected(&a), "heir").await, StatusCode::OK);
@@ -432,7 +443,7 @@ async fn leases_of_a_dead_instance_return_to_the_pool() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_leases_from_many_engines_are_exact() {
     let redis = RedisServer::start();
-    let backend = TestBackend::with_allowance(50);
+    let backend = MemoryBackend::with_allowance(50);
     let engines: Vec<Paywall> = (0..6)
         .map(|_| {
             builder(&backend)

@@ -4,7 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use paywall_examples::quickstart::{self, QuickstartConfig};
+use paywall_examples::config::QuickstartConfig;
+use paywall_examples::quickstart;
 use paywall_local::Lookup;
 use paywall_tests::*;
 use reqwest::StatusCode;

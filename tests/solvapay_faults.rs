@@ -272,7 +272,7 @@ async fn the_paywall_answers_503_with_retry_after_and_no_internal_text() {
         .oneshot(request("alice"))
         .await
         .expect("infallible");
-    let (status, headers, body) = json_body(response).await;
+    let (status, headers, body) = read_json(response).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(headers.get("retry-after").is_some());
     assert_eq!(body["kind"], "billing_unavailable");

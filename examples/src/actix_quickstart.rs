@@ -10,7 +10,9 @@ use paywall_actix::{Customer, PaywallMiddleware};
 use paywall_local::{checkout, LocalBackend};
 use paywall_solvapay::webhook::{self, WebhookVerifier, SIGNATURE_HEADER};
 
-use crate::quickstart::{self, Billing, QuickstartConfig, QuickstartError};
+use crate::billing::{self, Billing};
+use crate::config::{QuickstartConfig, QuickstartError};
+use crate::responses;
 
 /// A built actix quickstart: what every worker's `App` is made from.
 #[derive(Clone, Debug)]
@@ -33,7 +35,7 @@ pub fn build(
     config: &QuickstartConfig,
     base_url: &str,
 ) -> Result<ActixQuickstart, QuickstartError> {
-    let (resolver, sample_token, generated_secret) = quickstart::identity(config)?;
+    let (resolver, sample_token, generated_secret) = billing::identity(config)?;
     let mut app = build_with(config, base_url, resolver)?;
     app.sample_token = sample_token;
     app.generated_secret = generated_secret;
@@ -46,7 +48,7 @@ pub fn build_with(
     base_url: &str,
     resolver: impl IdentityResolver,
 ) -> Result<ActixQuickstart, QuickstartError> {
-    let Billing { paywall, local } = quickstart::billing(config, base_url, resolver)?;
+    let Billing { paywall, local } = billing::billing(config, base_url, resolver)?;
     let middleware = PaywallMiddleware::new(&paywall, Charge::new(&config.product))?;
     Ok(ActixQuickstart {
         paywall,
@@ -118,22 +120,22 @@ async fn hello(request: HttpRequest, customer: Customer) -> HttpResponse {
         .and_then(|value| value.to_str().ok());
     json(
         StatusCode::OK,
-        quickstart::hello_body(seen, customer.external_ref()),
+        responses::hello_body(seen, customer.external_ref()),
     )
 }
 
 async fn health() -> HttpResponse {
-    json(StatusCode::OK, quickstart::health_body())
+    json(StatusCode::OK, responses::health_body())
 }
 
 async fn not_found() -> HttpResponse {
-    json(StatusCode::NOT_FOUND, quickstart::not_found_body())
+    json(StatusCode::NOT_FOUND, responses::not_found_body())
 }
 
 async fn method_not_allowed() -> HttpResponse {
     json(
         StatusCode::METHOD_NOT_ALLOWED,
-        quickstart::method_not_allowed_body(),
+        responses::method_not_allowed_body(),
     )
 }
 

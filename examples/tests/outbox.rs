@@ -12,8 +12,8 @@ use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use paywall::Outbox;
+use paywall_dev_server::DevServerConfig;
 use paywall_jwt::Hs256Signer;
-use paywall_local::dev_server::{self, DevServerConfig};
 use paywall_local::{LocalBackend, Product, SqliteOutbox};
 
 const SECRET: &str = "outbox-test-secret-outbox-test-secret-0123";
@@ -81,8 +81,9 @@ async fn sigkill_under_load_loses_no_usage_and_counts_none_twice() {
         .expect("bind");
     let dev = format!("http://{}", listener.local_addr().expect("addr"));
     let blocked = Arc::new(AtomicBool::new(true));
-    let router = dev_server::router(ledger.clone(), DevServerConfig::new(KEY, dev.as_str()))
-        .layer(middleware::from_fn_with_state(blocked.clone(), gate));
+    let router =
+        paywall_dev_server::router(ledger.clone(), DevServerConfig::new(KEY, dev.as_str()))
+            .layer(middleware::from_fn_with_state(blocked.clone(), gate));
     let server = tokio::spawn(async move { axum::serve(listener, router).await });
 
     let (mut child, base) = start_quickstart(&dev, &outbox_path);

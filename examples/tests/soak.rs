@@ -16,8 +16,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use paywall_dev_server::DevServerConfig;
 use paywall_jwt::Hs256Signer;
-use paywall_local::dev_server::{self, DevServerConfig};
 use paywall_local::{LocalBackend, Product};
 
 const SECRET: &str = "soak-secret-soak-secret-soak-secret-0123456";
@@ -46,7 +46,8 @@ fn serve_dev(addr: std::net::SocketAddr, ledger: LocalBackend) -> tokio::task::J
     let listener = std::net::TcpListener::bind(addr).expect("bind the dev server's address");
     listener.set_nonblocking(true).expect("nonblocking");
     let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-    let router = dev_server::router(ledger, DevServerConfig::new(KEY, format!("http://{addr}")));
+    let router =
+        paywall_dev_server::router(ledger, DevServerConfig::new(KEY, format!("http://{addr}")));
     tokio::spawn(async move {
         let _ = axum::serve(listener, router).await;
     })

@@ -12,7 +12,7 @@ use http_body_util::Full;
 use jsonwebtoken::{Algorithm, EncodingKey};
 use paywall::{Charge, Paywall};
 use paywall_jwt::{JwtResolver, Key};
-use paywall_tests::{keys, sign_jwt, TestBackend, SECRET};
+use paywall_tests::{keys, sign_jwt, MemoryBackend, SECRET};
 use serde_json::json;
 use tower::{service_fn, Layer, ServiceExt};
 
@@ -55,7 +55,7 @@ fn full_path(c: &mut Criterion) {
             .build()
             .expect("resolver");
             let (paywall, service) = runtime.block_on(async {
-                let paywall = Paywall::builder(resolver, TestBackend::with_allowance(u64::MAX / 4))
+                let paywall = Paywall::builder(resolver, MemoryBackend::unlimited())
                     .limits_ttl(Duration::from_secs(3600))
                     .build()
                     .expect("paywall");

@@ -12,32 +12,11 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use http::StatusCode;
-use paywall::{
-    BackendError, BillingBackend, Charge, CustomerRef, Identity, Limits, Paywall, UsageEvent,
-};
+use paywall::shared::LeaseConfig;
+use paywall::test_util::MemoryBackend;
+use paywall::{Charge, Identity, Paywall};
 use paywall_redis::RedisBudgets;
 use paywall_tests::{resolver, RedisServer};
-
-/// A backend that answers at once and keeps nothing, so millions of events cost the
-/// same at the end of a run as at its start.
-struct Unlimited;
-
-impl BillingBackend for Unlimited {
-    async fn ensure_customer(&self, identity: &Identity) -> Result<CustomerRef, BackendError> {
-        Ok(CustomerRef::new(format!("cus_{}", identity.external_ref)))
-    }
-    async fn check_limits(
-        &self,
-        _: &CustomerRef,
-        _: &str,
-        _: &str,
-    ) -> Result<Limits, BackendError> {
-        Ok(Limits::remaining(u64::MAX / 4))
-    }
-    async fn record_usage(&self, _: &[UsageEvent]) -> Result<(), BackendError> {
-        Ok(())
-    }
-}
 
 fn shared(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -53,14 +32,17 @@ fn shared(c: &mut Criterion) {
         ("redis/lease1", Some(1)),
     ] {
         let paywall = runtime.block_on(async {
-            let mut builder =
-                Paywall::builder(resolver(), Unlimited).limits_ttl(Duration::from_secs(3600));
+            let mut builder = Paywall::builder(resolver(), MemoryBackend::unlimited())
+                .limits_ttl(Duration::from_secs(3600));
             if let Some(units) = lease {
                 let store = RedisBudgets::builder(redis.url())
                     .prefix(format!("bench{units}"))
                     .build()
                     .expect("store");
-                builder = builder.shared_budgets(store).lease_units(units);
+                builder = builder.shared_budgets(store).leases(LeaseConfig {
+                    units,
+                    ..LeaseConfig::default()
+                });
             }
             builder.build().expect("paywall")
         });

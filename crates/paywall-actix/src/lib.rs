@@ -9,19 +9,7 @@
 //! ```
 //! use actix_web::{web, App, HttpResponse};
 //! use paywall_actix::{Charge, Customer, Paywall, PaywallMiddleware};
-//! # use paywall::{BackendError, BillingBackend, CustomerRef, Identity, IdentityError, IdentityResolver, Limits, UsageEvent};
-//! # struct Header;
-//! # impl IdentityResolver for Header {
-//! #     async fn resolve(&self, p: &http::request::Parts) -> Result<Option<Identity>, IdentityError> {
-//! #         Ok(p.headers.get("x-user").and_then(|v| v.to_str().ok()).map(Identity::new))
-//! #     }
-//! # }
-//! # struct Free;
-//! # impl BillingBackend for Free {
-//! #     async fn ensure_customer(&self, i: &Identity) -> Result<CustomerRef, BackendError> { Ok(CustomerRef::new(format!("cus_{}", i.external_ref))) }
-//! #     async fn check_limits(&self, _: &CustomerRef, _: &str, _: &str) -> Result<Limits, BackendError> { Ok(Limits::remaining(1)) }
-//! #     async fn record_usage(&self, _: &[UsageEvent]) -> Result<(), BackendError> { Ok(()) }
-//! # }
+//! # use paywall::test_util::{HeaderResolver, MemoryBackend};
 //!
 //! async fn hello(customer: Customer) -> HttpResponse {
 //!     HttpResponse::Ok().body(customer.reference().to_string())
@@ -29,7 +17,7 @@
 //!
 //! # #[actix_rt::main]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! # let (resolver, backend) = (Header, Free);
+//! # let (resolver, backend) = (HeaderResolver::new(), MemoryBackend::with_allowance(1));
 //! let paywall = Paywall::builder(resolver, backend).build()?;
 //! let middleware = PaywallMiddleware::new(&paywall, Charge::new("prd_quickstart"))?;
 //! let app = actix_web::test::init_service(
@@ -54,6 +42,9 @@
 //!   a streaming body that fails afterwards still counts, as with the tower layer.
 //! * An error returned by the inner service (rather than an error response) gives the
 //!   reserved units back.
+//!
+//! `cargo run -p paywall-actix --example basic` runs a complete application: the
+//! embedded backend, HS256 tokens, one paid route.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -137,6 +128,21 @@ fn head(request: &ServiceRequest) -> http::request::Parts {
     parts
 }
 
+/// Gives the actix request what the core set on its `http` 1 head: exactly the
+/// paywall's `x-customer-ref` (the client's values never pass) and the customer.
+fn mark(request: &mut ServiceRequest, mut parts: http::request::Parts) {
+    let name = ActixHeaderName::from_static("x-customer-ref");
+    request.headers_mut().remove(name.clone());
+    if let Some(value) = parts.headers.get(X_CUSTOMER_REF) {
+        if let Ok(value) = ActixHeaderValue::from_bytes(value.as_bytes()) {
+            request.headers_mut().insert(name, value);
+        }
+    }
+    if let Some(customer) = parts.extensions.remove::<paywall::Customer>() {
+        request.extensions_mut().insert(customer);
+    }
+}
+
 /// An `http` 1 response (the engine's rejections) as an actix response.
 fn to_actix(response: http::Response<bytes::Bytes>) -> HttpResponse {
     let (parts, body) = response.into_parts();
@@ -170,26 +176,17 @@ where
         let paywall = self.paywall.clone();
         let route = self.route.clone();
         Box::pin(async move {
-            // The header is ours: a client that sets it is trying to bill someone else.
-            request
-                .headers_mut()
-                .remove(ActixHeaderName::from_static("x-customer-ref"));
-            let parts = head(&request);
-            let admission = match paywall.admit(&parts, &route).await {
+            // The core strips the client's x-customer-ref, decides, and marks the head.
+            let mut parts = head(&request);
+            let admission = match paywall.admit_head(&mut parts, &route).await {
                 Ok(admission) => admission,
                 Err(rejection) => {
-                    let response = to_actix(paywall.rejection_response(&rejection));
-                    return Ok(request.into_response(response).map_into_right_body());
+                    return Ok(request
+                        .into_response(to_actix(rejection))
+                        .map_into_right_body());
                 }
             };
-            if let Some(customer) = admission.customer() {
-                if let Ok(value) = ActixHeaderValue::from_str(customer.reference().as_str()) {
-                    request
-                        .headers_mut()
-                        .insert(ActixHeaderName::from_static("x-customer-ref"), value);
-                }
-                request.extensions_mut().insert(customer.clone());
-            }
+            mark(&mut request, parts);
             // On error the admission is dropped and its units are given back.
             let response = service.call(request).await?;
             let status = http::StatusCode::from_u16(response.status().as_u16())
@@ -232,14 +229,7 @@ impl ResponseError for MissingCustomer {
     }
 
     fn error_response(&self) -> HttpResponse<BoxBody> {
-        HttpResponse::InternalServerError().json(serde_json::json!({
-            "success": false,
-            "error": "Internal Server Error",
-            "kind": "paywall_misconfigured",
-            "message": "This route extracts the paywall's Customer but is not behind PaywallMiddleware \
-                        (add `.wrap(PaywallMiddleware::new(..))`), or the middleware admitted the request \
-                        without a customer under a fail-open policy.",
-        }))
+        HttpResponse::InternalServerError().json(paywall::missing_customer_body())
     }
 }
 
@@ -283,43 +273,12 @@ mod tests {
 mod behaviour {
     use super::*;
     use actix_web::{test, web, App};
+    use paywall::test_util::{HeaderResolver, MemoryBackend};
     use std::time::Duration;
-
-    struct UserHeader;
-    impl IdentityResolver for UserHeader {
-        async fn resolve(
-            &self,
-            parts: &http::request::Parts,
-        ) -> Result<Option<Identity>, IdentityError> {
-            Ok(parts
-                .headers
-                .get("x-user")
-                .and_then(|v| v.to_str().ok())
-                .map(Identity::new))
-        }
-    }
-
-    struct Units(u64);
-    impl BillingBackend for Units {
-        async fn ensure_customer(&self, i: &Identity) -> Result<CustomerRef, BackendError> {
-            Ok(CustomerRef::new(format!("cus_{}", i.external_ref)))
-        }
-        async fn check_limits(
-            &self,
-            _: &CustomerRef,
-            _: &str,
-            _: &str,
-        ) -> Result<Limits, BackendError> {
-            Ok(Limits::remaining(self.0))
-        }
-        async fn record_usage(&self, _: &[UsageEvent]) -> Result<(), BackendError> {
-            Ok(())
-        }
-    }
 
     #[actix_rt::test]
     async fn streaming_bodies_pass_through_untouched_and_usage_counts_at_the_head() {
-        let paywall = Paywall::builder(UserHeader, Units(1))
+        let paywall = Paywall::builder(HeaderResolver::new(), MemoryBackend::with_allowance(1))
             .build()
             .expect("paywall");
         let middleware =
@@ -358,7 +317,7 @@ mod behaviour {
 
     #[actix_rt::test]
     async fn the_cores_rejection_hook_shapes_actix_answers_too() {
-        let paywall = Paywall::builder(UserHeader, Units(0))
+        let paywall = Paywall::builder(HeaderResolver::new(), MemoryBackend::with_allowance(0))
             .on_rejection(|rejection: &Rejection| {
                 let mut response =
                     http::Response::new(bytes::Bytes::from(format!("custom {}", rejection.kind())));

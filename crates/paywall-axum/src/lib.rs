@@ -8,19 +8,7 @@
 //! ```
 //! use axum::{routing::get, Json, Router};
 //! use paywall_axum::{Charge, Customer, Paywall};
-//! # use paywall_axum::{BackendError, BillingBackend, CustomerRef, Identity, IdentityError, IdentityResolver, Limits, UsageEvent};
-//! # struct Header;
-//! # impl IdentityResolver for Header {
-//! #     async fn resolve(&self, p: &http::request::Parts) -> Result<Option<Identity>, IdentityError> {
-//! #         Ok(p.headers.get("x-user").and_then(|v| v.to_str().ok()).map(Identity::new))
-//! #     }
-//! # }
-//! # struct Free;
-//! # impl BillingBackend for Free {
-//! #     async fn ensure_customer(&self, i: &Identity) -> Result<CustomerRef, BackendError> { Ok(CustomerRef::new(format!("cus_{}", i.external_ref))) }
-//! #     async fn check_limits(&self, _: &CustomerRef, _: &str, _: &str) -> Result<Limits, BackendError> { Ok(Limits::remaining(5)) }
-//! #     async fn record_usage(&self, _: &[UsageEvent]) -> Result<(), BackendError> { Ok(()) }
-//! # }
+//! # use paywall::test_util::{HeaderResolver, MemoryBackend};
 //!
 //! async fn hello(customer: Customer) -> Json<serde_json::Value> {
 //!     Json(serde_json::json!({ "customerRef": customer.reference().as_str() }))
@@ -28,7 +16,7 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! # let (resolver, backend) = (Header, Free);
+//! # let (resolver, backend) = (HeaderResolver::new(), MemoryBackend::with_allowance(5));
 //! let paywall = Paywall::builder(resolver, backend).build()?;
 //! let app: Router = Router::new()
 //!     .route("/api/hello", get(hello))
@@ -38,6 +26,9 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! `cargo run -p paywall-axum --example basic` runs a complete application: the
+//! embedded backend, HS256 tokens, one paid route.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -72,15 +63,7 @@ pub struct MissingCustomer;
 
 impl IntoResponse for MissingCustomer {
     fn into_response(self) -> Response {
-        let message = "This route extracts the paywall's Customer but is not behind the paywall \
-                       layer (add `.route_layer(paywall.layer(...))`), or the layer admitted the \
-                       request without a customer under a fail-open policy.";
-        let body = serde_json::json!({
-            "success": false,
-            "error": "Internal Server Error",
-            "kind": "paywall_misconfigured",
-            "message": message,
-        });
+        let body = paywall::missing_customer_body();
         (StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response()
     }
 }

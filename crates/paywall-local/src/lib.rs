@@ -35,8 +35,6 @@
 
 #[cfg(feature = "checkout")]
 pub mod checkout;
-#[cfg(feature = "dev-server")]
-pub mod dev_server;
 pub mod directory;
 mod ledger;
 mod outbox;

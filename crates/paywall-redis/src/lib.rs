@@ -34,7 +34,7 @@
 //! Each (customer, product, meter) budget is one Redis hash; every change to it is a
 //! Lua script, so decisions are atomic on the server. Instances **lease** units: a
 //! request the local spare cannot cover asks Redis for its units plus a prefetch (at
-//! most [`lease_units`](paywall::PaywallBuilder::lease_units), and at most a quarter of
+//! most [`LeaseConfig::units`](paywall::shared::LeaseConfig::units), and at most a quarter of
 //! what is left), and later requests are admitted from the spare in-process, with no
 //! round trip. Spare units go back to Redis once the budget is idle.
 //!
@@ -47,7 +47,7 @@
 //!   they notice (within one heartbeat), may be admitted a second time.
 //! * **Under-admission** is limited to spare units other instances hold: a quarter of
 //!   what was left per lease, given back after the budget is idle for
-//!   [`lease_idle`](paywall::PaywallBuilder::lease_idle).
+//!   [`LeaseConfig::idle`](paywall::shared::LeaseConfig::idle).
 //! * **One refresher at a time.** When a budget's limits TTL has passed, the lease that
 //!   notices takes a short lock and that instance asks the billing backend; the others
 //!   keep leasing from the known budget meanwhile. A budget missing from Redis is
@@ -58,9 +58,9 @@
 //!   units after the [lease TTL](RedisBudgetsBuilder::lease_ttl), before its session
 //!   can expire, and starts a new session when it notices it was forgotten.
 //! * **Redis unreachable.** Every call is bounded by [`timeout`](RedisBudgetsBuilder::timeout).
-//!   The engine then falls back per [`SharedFallback`](paywall::SharedFallback) (by
+//!   The engine then falls back per [`SharedFallback`](paywall::shared::SharedFallback) (by
 //!   default to its local budget), logs the transition once, and tries Redis again
-//!   after [`shared_retry`](paywall::PaywallBuilder::shared_retry).
+//!   after [`LeaseConfig::retry`](paywall::shared::LeaseConfig::retry).
 //!
 //! Redis Cluster is not supported: a budget's scripts touch the budget, its lock and
 //! the session set, which may live on different slots.

@@ -5,8 +5,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use paywall::shared::{BudgetId, LeaseAnswer, LeaseRequest, RefreshTicket, SharedError};
-use paywall::{Limits, SharedBudgets};
+use paywall::shared::{
+    BudgetId, LeaseAnswer, LeaseRequest, RefreshTicket, SharedBudgets, SharedError,
+};
+use paywall::Limits;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{FromRedisValue, ScriptInvocation};
 use tracing::{debug, info, warn};
@@ -453,11 +455,7 @@ impl SharedBudgets for RedisBudgets {
     ) -> Result<(), SharedError> {
         let inner = &*self.inner;
         let key = inner.budget_key(id);
-        let allowed = if limits.within_limits {
-            limits.remaining
-        } else {
-            0
-        };
+        let allowed = limits.allowed();
         let mut invocation = inner.scripts.install.prepare_invoke();
         invocation
             .key(&key)

@@ -31,6 +31,7 @@
 #[cfg(feature = "axum")]
 pub mod axum_handler;
 mod backend;
+mod backoff;
 mod client;
 mod config;
 mod error;

@@ -11,47 +11,9 @@ use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion};
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
-use paywall::{
-    BackendError, BillingBackend, Charge, CustomerRef, Identity, IdentityError, IdentityResolver,
-    Limits, Paywall, UsageEvent,
-};
+use paywall::test_util::{HeaderResolver, MemoryBackend};
+use paywall::{Charge, Identity, Paywall};
 use tower::{service_fn, Layer, ServiceExt};
-
-/// Answers at once: every customer has an allowance that never runs out in a bench.
-struct Instant;
-
-impl BillingBackend for Instant {
-    async fn ensure_customer(&self, identity: &Identity) -> Result<CustomerRef, BackendError> {
-        Ok(CustomerRef::new(format!("cus_{}", identity.external_ref)))
-    }
-    async fn check_limits(
-        &self,
-        _: &CustomerRef,
-        _: &str,
-        _: &str,
-    ) -> Result<Limits, BackendError> {
-        Ok(Limits::remaining(u64::MAX / 4))
-    }
-    async fn record_usage(&self, _: &[UsageEvent]) -> Result<(), BackendError> {
-        Ok(())
-    }
-}
-
-/// The caller is named by a header: no crypto.
-struct UserHeader;
-
-impl IdentityResolver for UserHeader {
-    async fn resolve(
-        &self,
-        parts: &http::request::Parts,
-    ) -> Result<Option<Identity>, IdentityError> {
-        Ok(parts
-            .headers
-            .get("x-user")
-            .and_then(|v| v.to_str().ok())
-            .map(Identity::new))
-    }
-}
 
 fn engine(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -59,7 +21,7 @@ fn engine(c: &mut Criterion) {
         .build()
         .expect("runtime");
     let paywall = runtime.block_on(async {
-        Paywall::builder(UserHeader, Instant)
+        Paywall::builder(HeaderResolver::new(), MemoryBackend::unlimited())
             .limits_ttl(Duration::from_secs(3600))
             .build()
             .expect("paywall")

@@ -1,52 +1,13 @@
 //! Resident memory per cached user: fills the engine's caches with N distinct users
-//! (customer + budget each) against a backend that answers at once, and prints the
-//! growth of resident memory per user.
+//! (customer + budget each) against an in-memory backend, and prints the growth of
+//! resident memory per user. Customer references are `cus_<externalRef>`.
 //!
 //! `cargo run --release -p paywall --example memory -- 100000`
 
 use std::time::Duration;
 
-use paywall::{
-    BackendError, BillingBackend, Charge, CustomerRef, Identity, IdentityError, IdentityResolver,
-    Limits, Paywall, UsageEvent,
-};
-
-struct Instant;
-
-impl BillingBackend for Instant {
-    async fn ensure_customer(&self, identity: &Identity) -> Result<CustomerRef, BackendError> {
-        // A reference as long as SolvaPay's and the embedded ledger's (cus_ + 20).
-        Ok(CustomerRef::new(format!(
-            "cus_{:020}",
-            hash(&identity.external_ref) % 10u64.pow(19)
-        )))
-    }
-    async fn check_limits(
-        &self,
-        _: &CustomerRef,
-        _: &str,
-        _: &str,
-    ) -> Result<Limits, BackendError> {
-        Ok(Limits::remaining(1_000))
-    }
-    async fn record_usage(&self, _: &[UsageEvent]) -> Result<(), BackendError> {
-        Ok(())
-    }
-}
-
-fn hash(text: &str) -> u64 {
-    text.bytes().fold(1469598103934665603u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(1099511628211)
-    })
-}
-
-struct Nobody;
-
-impl IdentityResolver for Nobody {
-    async fn resolve(&self, _: &http::request::Parts) -> Result<Option<Identity>, IdentityError> {
-        Ok(None)
-    }
-}
+use paywall::test_util::{HeaderResolver, MemoryBackend};
+use paywall::{Charge, Identity, Paywall};
 
 /// Resident set size in bytes, from /proc/self/statm.
 fn resident() -> u64 {
@@ -65,7 +26,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .nth(1)
         .and_then(|n| n.parse().ok())
         .unwrap_or(100_000);
-    let paywall = Paywall::builder(Nobody, Instant)
+    let paywall = Paywall::builder(HeaderResolver::new(), MemoryBackend::unlimited())
         .max_customers(users * 2)
         .max_budgets(users * 2)
         .limits_ttl(Duration::from_secs(3600))

@@ -72,6 +72,15 @@ impl Limits {
             ..Self::default()
         }
     }
+
+    /// Units the customer may use now: `remaining` when within limits, else none.
+    pub fn allowed(&self) -> u64 {
+        if self.within_limits {
+            self.remaining
+        } else {
+            0
+        }
+    }
 }
 
 /// How a metered request ended, in SolvaPay's vocabulary.

@@ -1,38 +1,28 @@
-//! Jittered exponential backoff, shared by the usage recorder and HTTP backends.
+//! Jittered exponential backoff for the usage recorder's retries.
 
 use std::time::Duration;
 
 use rand::Rng;
 
 /// Full-jitter exponential backoff that never waits less than a server's `Retry-After`.
-///
-/// ```
-/// use std::time::Duration;
-/// use paywall::backoff::Backoff;
-///
-/// let backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
-/// let first = backoff.delay(0, None);
-/// assert!(first <= Duration::from_millis(100));
-/// assert_eq!(backoff.delay(0, Some(Duration::from_secs(2))), Duration::from_secs(2));
-/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Backoff {
+pub(crate) struct Backoff {
     /// The ceiling of the first delay.
-    pub initial: Duration,
+    initial: Duration,
     /// The largest ceiling, whatever the attempt.
-    pub max: Duration,
+    max: Duration,
 }
 
 impl Backoff {
     /// A backoff starting at `initial` and capped at `max`.
-    pub fn new(initial: Duration, max: Duration) -> Self {
+    pub(crate) fn new(initial: Duration, max: Duration) -> Self {
         Self { initial, max }
     }
 
     /// The wait before retry number `attempt` (0 for the first retry): a random
     /// duration between half and all of `initial * 2^attempt` (capped at `max`), or
     /// `retry_after` when the server asked for longer.
-    pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+    pub(crate) fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
         let cap = self
             .initial
             .saturating_mul(2u32.saturating_pow(attempt.min(16)))

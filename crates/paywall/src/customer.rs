@@ -13,6 +13,20 @@ use crate::backend::CustomerRef;
 /// its own on admitted requests.
 pub const X_CUSTOMER_REF: http::HeaderName = http::HeaderName::from_static("x-customer-ref");
 
+/// The body adapters answer (with status 500) when a handler asks for the
+/// [`Customer`] of a request the paywall did not admit with one: the route is not behind
+/// the paywall, or a fail-open policy admitted the caller without a customer. A server
+/// misconfiguration, said plainly.
+pub fn missing_customer_body() -> serde_json::Value {
+    crate::rejection::error_body(
+        "Internal Server Error",
+        "paywall_misconfigured",
+        "This route reads the paywall's Customer but is not behind the paywall (the tower \
+         layer or the actix middleware), or the paywall admitted the request without a \
+         customer under a fail-open policy (extract Option<Customer> there).",
+    )
+}
+
 /// The billing customer of an admitted request, inserted as a request extension.
 ///
 /// Adapters expose it as an extractor (`paywall_axum::Customer`).

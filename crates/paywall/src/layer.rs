@@ -11,8 +11,16 @@ use tower_layer::Layer;
 use tower_service::Service;
 use tracing::Instrument;
 
-use crate::customer::X_CUSTOMER_REF;
+use crate::charge::Charge;
 use crate::engine::{Paywall, Route};
+use crate::error::ConfigError;
+
+impl Paywall {
+    /// A tower [`Layer`] that protects a service with `charge`.
+    pub fn layer(&self, charge: Charge) -> Result<PaywallLayer, ConfigError> {
+        Ok(PaywallLayer::new(self.clone(), self.route(charge)?))
+    }
+}
 
 /// Protects a service with a [`Paywall`] and a [`Route`]'s charge.
 ///
@@ -99,20 +107,10 @@ where
         let span = tracing::debug_span!("paywall", product = %route.product());
         let future = async move {
             let (mut parts, body) = request.into_parts();
-            // The header is ours: a client that sets it is trying to bill someone else.
-            parts.headers.remove(X_CUSTOMER_REF);
-            let admission = match paywall.admit(&parts, &route).await {
+            let admission = match paywall.admit_head(&mut parts, &route).await {
                 Ok(admission) => admission,
-                Err(rejection) => {
-                    return Ok(paywall.rejection_response(&rejection).map(ResBody::from));
-                }
+                Err(rejection) => return Ok(rejection.map(ResBody::from)),
             };
-            if let Some(customer) = admission.customer() {
-                parts
-                    .headers
-                    .insert(X_CUSTOMER_REF, customer.header_value());
-                parts.extensions.insert(customer.clone());
-            }
             // On error or cancellation the admission is dropped and its units given back.
             let response = inner.call(Request::from_parts(parts, body)).await?;
             admission.finish(response.status()).await;

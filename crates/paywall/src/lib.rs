@@ -1,53 +1,21 @@
 //! A billing paywall for Rust web services, as a framework-agnostic tower
 //! [`Layer`](tower_layer::Layer).
 //!
-//! Backends that own their users (Auth0, Cognito, their own JWTs) bill them through a
-//! billing provider without ever handing the provider their users' tokens. On each
-//! protected request the paywall:
-//!
-//! 1. removes any `x-customer-ref` the client sent;
-//! 2. resolves the caller's stable external reference with an [`IdentityResolver`]
-//!    (no identity → 401);
-//! 3. ensures a billing customer for it through a [`BillingBackend`] (find-or-create,
-//!    cached; concurrent first requests share one backend call);
-//! 4. reserves the route's units from a cached budget with an exact local countdown
-//!    (no allowance → 402 with a checkout URL);
-//! 5. passes the request on with `x-customer-ref: cus_...` and a [`Customer`] extension;
-//! 6. after the handler answers, commits the units and records usage in batches off the
-//!    response path (success), or gives them back (failure).
-//!
 //! ```
 //! use std::convert::Infallible;
 //! use bytes::Bytes;
 //! use http::{Request, Response, StatusCode};
 //! use http_body_util::Full;
-//! use paywall::{BackendError, BillingBackend, Charge, Customer, CustomerRef, Identity,
-//!     IdentityError, IdentityResolver, Limits, Paywall, UsageEvent};
+//! use paywall::{Charge, Customer, Paywall};
+//! // Toy counterparts for the example: use paywall-jwt for real tokens, paywall-local or
+//! // paywall-solvapay for real billing.
+//! use paywall::test_util::{HeaderResolver, MemoryBackend};
 //! use tower::{service_fn, Layer, ServiceExt};
-//!
-//! // Identify callers by a header (use paywall-jwt for real tokens).
-//! struct UserHeader;
-//! impl IdentityResolver for UserHeader {
-//!     async fn resolve(&self, parts: &http::request::Parts) -> Result<Option<Identity>, IdentityError> {
-//!         Ok(parts.headers.get("x-user").and_then(|v| v.to_str().ok()).map(Identity::new))
-//!     }
-//! }
-//!
-//! // Every customer gets one unit (use paywall-local or a provider for real billing).
-//! struct OneFreeRequest;
-//! impl BillingBackend for OneFreeRequest {
-//!     async fn ensure_customer(&self, identity: &Identity) -> Result<CustomerRef, BackendError> {
-//!         Ok(CustomerRef::new(format!("cus_{}", identity.external_ref)))
-//!     }
-//!     async fn check_limits(&self, _: &CustomerRef, _: &str, _: &str) -> Result<Limits, BackendError> {
-//!         Ok(Limits::remaining(1))
-//!     }
-//!     async fn record_usage(&self, _: &[UsageEvent]) -> Result<(), BackendError> { Ok(()) }
-//! }
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let paywall = Paywall::builder(UserHeader, OneFreeRequest).build()?;
+//! // Callers name themselves in `x-user`; every customer gets one unit.
+//! let paywall = Paywall::builder(HeaderResolver::new(), MemoryBackend::with_allowance(1)).build()?;
 //! let service = paywall.layer(Charge::new("prd_demo"))?.layer(service_fn(
 //!     |request: Request<Full<Bytes>>| async move {
 //!         let customer = request.extensions().get::<Customer>().cloned();
@@ -66,6 +34,24 @@
 //! # }
 //! ```
 //!
+//! Backends that own their users (Auth0, Cognito, their own JWTs) bill them through a
+//! billing provider without ever handing the provider their users' tokens.
+//!
+//! # The request flow
+//!
+//! On each protected request ([`Paywall::admit_head`], then `engine/admit.rs`, which
+//! reads top to bottom):
+//!
+//! 1. remove any `x-customer-ref` the client sent;
+//! 2. resolve the caller with an [`IdentityResolver`] (no identity → 401);
+//! 3. ensure a billing customer through a [`BillingBackend`] (find-or-create, cached;
+//!    concurrent first requests share one backend call);
+//! 4. reserve the route's units from a cached budget with an exact local countdown, or
+//!    lease them from a [shared](shared) store (no allowance → 402 with a checkout URL);
+//! 5. pass the request on with `x-customer-ref: cus_...` and a [`Customer`] extension;
+//! 6. after the handler answers, [`Admission::finish`] commits the units and records
+//!    usage in batches off the response path (success), or gives them back (failure).
+//!
 //! # Guarantees
 //!
 //! * **Exact admission on one process.** With N units left, at most N concurrent
@@ -81,40 +67,49 @@
 //! * **Usage neither lost nor double-counted.** Each event carries an idempotency key
 //!   fixed at creation; failed batches are retried with the same keys, with jittered
 //!   backoff honouring `Retry-After`; [`Paywall::shutdown`] flushes.
-//! * **Clear answers.** 401, 402 and 503 follow one contract (see [`rejection`]),
+//! * **Clear answers.** 401, 402 and 503 follow one contract (see [`Rejection`]),
 //!   replaceable with [`PaywallBuilder::on_rejection`]; backend error text never
 //!   reaches clients.
+//!
+//! # Testing
+//!
+//! The `test-util` feature adds [`test_util`]: a header identity resolver, an in-memory
+//! backend that counts its calls and fails on demand, and an in-memory shared store, so
+//! applications and other adapters can test against the engine without a provider.
 //!
 //! # Costs
 //!
 //! The service boxes one future per request, and the identity resolver's future is
-//! boxed too; everything else on the warm path is two cache lookups and atomics.
+//! boxed too; everything else on the warm path is one cache lookup and atomics.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod adapter;
 mod backend;
-pub mod backoff;
-mod budget;
+mod backoff;
 mod charge;
 mod customer;
 mod engine;
+mod error;
 mod identity;
 mod layer;
-pub mod outbox;
+mod outbox;
 mod policy;
-pub mod recorder;
-pub mod rejection;
+mod recorder;
+mod rejection;
 pub mod shared;
+#[cfg(feature = "test-util")]
+pub mod test_util;
 
 pub use backend::{BackendError, BillingBackend, CustomerRef, Limits, Outcome, UsageEvent};
-pub use charge::{Charge, ConfigError, MAX_UNITS};
-pub use customer::{Customer, X_CUSTOMER_REF};
+pub use charge::{Charge, MAX_UNITS};
+pub use customer::{missing_customer_body, Customer, X_CUSTOMER_REF};
 pub use engine::{Admission, Paywall, PaywallBuilder, Route};
+pub use error::ConfigError;
 pub use identity::{Identity, IdentityError, IdentityResolver};
 pub use layer::{PaywallLayer, PaywallService, ResponseFuture};
 pub use outbox::{Outbox, OutboxError};
 pub use policy::FailPolicy;
 pub use recorder::{FlushReport, RecorderConfig, UsageRecorder};
-pub use rejection::{PaymentRequired, Rejection, Unauthenticated};
-pub use shared::{SharedBudgets, SharedFallback};
+pub use rejection::{error_body, PaymentRequired, Rejection, Unauthenticated, PROBLEM_JSON};

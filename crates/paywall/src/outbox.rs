@@ -1,10 +1,4 @@
 //! Durable usage: the [`Outbox`] trait.
-//!
-//! With an outbox configured, every committed usage event is written to it before the
-//! response goes out, deleted once the backend acknowledges it, and whatever is left at
-//! start (a crash, a SIGKILL, a deadline passed at shutdown) is sent again with its
-//! original idempotency key, so the backend counts it exactly once.
-//! `paywall_local::SqliteOutbox` is the SQLite implementation.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -18,6 +12,12 @@ use crate::identity::BoxFuture;
 pub struct OutboxError(pub String);
 
 /// Durable storage for usage events not yet acknowledged by the billing backend.
+///
+/// With an outbox configured, every committed usage event is written to it before the
+/// response goes out, deleted once the backend acknowledges it, and whatever is left at
+/// start (a crash, a SIGKILL, a deadline passed at shutdown) is sent again with its
+/// original idempotency key, so the backend counts it exactly once.
+/// `paywall_local::SqliteOutbox` is the SQLite implementation.
 pub trait Outbox: Send + Sync + 'static {
     /// Stores an event durably (it must survive the process being killed).
     fn store(&self, event: &UsageEvent) -> impl Future<Output = Result<(), OutboxError>> + Send;

@@ -1,10 +1,4 @@
 //! Usage recording off the response path: the [`UsageRecorder`].
-//!
-//! Admitted requests hand their usage event to a bounded queue; one background task
-//! batches events by size and by interval and sends each batch to the backend. A batch
-//! that fails transiently is retried, with the same idempotency keys, after a jittered
-//! exponential backoff that honours the backend's `Retry-After`. A full queue makes the
-//! enqueuing request wait (backpressure); events are never dropped silently.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -15,7 +9,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::backend::{DynBackend, UsageEvent};
 use crate::backoff::Backoff;
-use crate::budget::Budget;
+use crate::engine::Budget;
 use crate::outbox::DynOutbox;
 
 /// How the usage recorder batches and retries.
@@ -84,6 +78,12 @@ struct Counters {
 
 /// Sends usage events to the billing backend in batches, off the response path.
 ///
+/// Admitted requests hand their usage event to a bounded queue; one background task
+/// batches events by size and by interval and sends each batch to the backend. A batch
+/// that fails transiently is retried, with the same idempotency keys, after a jittered
+/// exponential backoff that honours the backend's `Retry-After`. A full queue makes the
+/// enqueuing request wait (backpressure); events are never dropped silently.
+///
 /// Obtained from [`Paywall::recorder`](crate::Paywall::recorder); cheap to clone.
 #[derive(Clone)]
 pub struct UsageRecorder {
@@ -104,7 +104,7 @@ impl std::fmt::Debug for UsageRecorder {
 /// The recorder no longer accepts events: the paywall is shutting down.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the usage recorder is shut down")]
-pub struct RecorderClosed;
+pub(crate) struct RecorderClosed;
 
 impl UsageRecorder {
     pub(crate) fn spawn(

@@ -1,19 +1,4 @@
-//! Why a request was not admitted, and the response that says so: [`Rejection`].
-//!
-//! The default responses follow the paywall's HTTP contract:
-//!
-//! | rejection | status | body `kind` | headers |
-//! |---|---|---|---|
-//! | [`Rejection::Unauthenticated`] | 401 | `unauthenticated` | `WWW-Authenticate: Bearer error="invalid_token"` |
-//! | [`Rejection::PaymentRequired`] | 402 | `payment_required` / `activation_required` | `Retry-After` when the reset time is known |
-//! | [`Rejection::BillingUnavailable`] | 503 | `billing_unavailable` | `Retry-After` |
-//! | [`Rejection::IdentityUnavailable`] | 503 | `identity_unavailable` | `Retry-After` |
-//!
-//! Every body is `application/problem+json` with the RFC 9457 members `type`, `title`,
-//! `status` and `detail`, and SolvaPay's members `success: false`, `error`, `kind` and
-//! `message` (plus `product` and `checkoutUrl` on a 402), so clients written against
-//! SolvaPay's paywall keep working. Replace them with
-//! [`PaywallBuilder::on_rejection`](crate::PaywallBuilder::on_rejection).
+//! Why a request was not admitted, and the response that says so.
 
 use std::time::Duration;
 
@@ -26,6 +11,21 @@ use serde_json::{json, Map, Value};
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
 /// Why the paywall did not let a request through.
+///
+/// The default responses follow the paywall's HTTP contract:
+///
+/// | rejection | status | body `kind` | headers |
+/// |---|---|---|---|
+/// | [`Rejection::Unauthenticated`] | 401 | `unauthenticated` | `WWW-Authenticate: Bearer error="invalid_token"` |
+/// | [`Rejection::PaymentRequired`] | 402 | `payment_required` / `activation_required` | `Retry-After` when the reset time is known |
+/// | [`Rejection::BillingUnavailable`] | 503 | `billing_unavailable` | `Retry-After` |
+/// | [`Rejection::IdentityUnavailable`] | 503 | `identity_unavailable` | `Retry-After` |
+///
+/// Every body is `application/problem+json` with the RFC 9457 members `type`, `title`,
+/// `status` and `detail`, and SolvaPay's members `success: false`, `error`, `kind` and
+/// `message` (plus `product` and `checkoutUrl` on a 402), so clients written against
+/// SolvaPay's paywall keep working. Replace them with
+/// [`PaywallBuilder::on_rejection`](crate::PaywallBuilder::on_rejection).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Rejection {
@@ -113,6 +113,27 @@ impl PaymentRequired {
     }
 }
 
+/// The JSON error body every non-paywall error of the crates and quickstarts shares,
+/// in SolvaPay's shape: `{"success": false, "error", "kind", "message"}`.
+///
+/// ```
+/// let body = paywall::error_body("Not Found", "not_found", "No route for this path.");
+/// assert_eq!(body["success"], false);
+/// assert_eq!(body["kind"], "not_found");
+/// ```
+pub fn error_body(error: &str, kind: &str, message: &str) -> Value {
+    Value::Object(error_members(error, kind, message))
+}
+
+fn error_members(error: &str, kind: &str, message: &str) -> Map<String, Value> {
+    let mut body = Map::new();
+    body.insert("success".into(), json!(false));
+    body.insert("error".into(), json!(error));
+    body.insert("kind".into(), json!(kind));
+    body.insert("message".into(), json!(message));
+    body
+}
+
 impl Rejection {
     /// The HTTP status this rejection is answered with.
     pub fn status(&self) -> StatusCode {
@@ -156,15 +177,11 @@ impl Rejection {
                 "The identity provider is temporarily unavailable. Retry later.".to_owned(),
             ),
         };
-        let mut body = Map::new();
+        let mut body = error_members(error, self.kind(), &message);
         body.insert("type".into(), json!(format!("urn:paywall:{}", self.kind())));
         body.insert("title".into(), json!(error));
         body.insert("status".into(), json!(self.status().as_u16()));
         body.insert("detail".into(), json!(message));
-        body.insert("success".into(), json!(false));
-        body.insert("error".into(), json!(error));
-        body.insert("kind".into(), json!(self.kind()));
-        body.insert("message".into(), json!(message));
         if let Rejection::PaymentRequired(payment) = self {
             body.insert("product".into(), json!(payment.product));
             body.insert("checkoutUrl".into(), json!(payment.checkout_url));

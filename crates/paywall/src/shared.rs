@@ -142,6 +142,35 @@ pub enum SharedFallback {
     Closed,
 }
 
+/// How the engine leases units from the shared store; set with
+/// [`PaywallBuilder::leases`](crate::PaywallBuilder::leases).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeaseConfig {
+    /// What to do while the store is unreachable (default [`SharedFallback::Local`]).
+    pub fallback: SharedFallback,
+    /// Units leased at a time (default 16). Fewer are granted when little is left (a
+    /// quarter of what remains, at least the request's units), so idle leases strand
+    /// little. `1` asks the store on every request.
+    pub units: u64,
+    /// Leased units are given back after the budget has been idle this long (default
+    /// 500 ms), so other instances can use them.
+    pub idle: Duration,
+    /// After the store failed, how long to use the fallback before trying it again
+    /// (default 1 s).
+    pub retry: Duration,
+}
+
+impl Default for LeaseConfig {
+    fn default() -> Self {
+        Self {
+            fallback: SharedFallback::default(),
+            units: 16,
+            idle: Duration::from_millis(500),
+            retry: Duration::from_secs(1),
+        }
+    }
+}
+
 /// A store of budgets shared by several instances; see the [module docs](self).
 pub trait SharedBudgets: Send + Sync + 'static {
     /// Settles `request.acks` and `request.give_back`, then grants units or says why not.

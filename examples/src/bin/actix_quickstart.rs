@@ -5,14 +5,15 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use paywall_examples::actix_quickstart;
-use paywall_examples::quickstart;
+use paywall_examples::config;
+use paywall_examples::startup;
 
 const NAME: &str = "actix-quickstart";
 
 #[actix_web::main]
 async fn main() -> ExitCode {
-    quickstart::init_logging();
-    let config = match quickstart::config_or_exit(NAME) {
+    startup::init_logging();
+    let config = match config::load(NAME) {
         Ok(config) => config,
         Err(code) => return code,
     };
@@ -38,8 +39,8 @@ async fn main() -> ExitCode {
         }
     };
     println!("{NAME} listening on {base_url}");
-    quickstart::print_backend(&config, app.local.as_ref(), &base_url);
-    quickstart::print_identity(
+    startup::print_backend(&config, app.local.as_ref(), &base_url);
+    startup::print_identity(
         &config,
         app.sample_token.as_deref(),
         app.generated_secret,

@@ -5,20 +5,22 @@
 
 use std::process::ExitCode;
 
+use paywall_examples::config;
 use paywall_examples::quickstart;
+use paywall_examples::startup;
 use paywall_jwt::JwtResolver;
 
 const NAME: &str = "axum-auth0";
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    quickstart::init_logging();
+    startup::init_logging();
     let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     let (Some(domain), Some(audience)) = (var("AUTH0_DOMAIN"), var("AUTH0_AUDIENCE")) else {
         eprintln!("{NAME}: set AUTH0_DOMAIN (e.g. example.eu.auth0.com) and AUTH0_AUDIENCE (your API identifier)");
         return ExitCode::from(2);
     };
-    let config = match quickstart::config_or_exit(NAME) {
+    let config = match config::load(NAME) {
         Ok(config) => config,
         Err(code) => return code,
     };
@@ -29,7 +31,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let (listener, base_url) = match quickstart::listen(NAME, config.port).await {
+    let (listener, base_url) = match startup::listen(NAME, config.port).await {
         Ok(bound) => bound,
         Err(code) => return code,
     };
@@ -42,7 +44,7 @@ async fn main() -> ExitCode {
     };
     println!("{NAME} listening on {base_url}");
     println!("  identity: Auth0 tenant {domain}, audience {audience}, RS256");
-    quickstart::print_backend(&config, app.local.as_ref(), &base_url);
+    startup::print_backend(&config, app.local.as_ref(), &base_url);
     println!(
         "  try: curl -i -H 'Authorization: Bearer <an Auth0 access token>' {base_url}/api/hello"
     );

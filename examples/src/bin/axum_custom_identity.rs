@@ -5,16 +5,18 @@
 use std::process::ExitCode;
 
 use paywall::Identity;
+use paywall_examples::config;
 use paywall_examples::custom_identity::{ApiKeys, API_KEY_HEADER};
 use paywall_examples::quickstart;
+use paywall_examples::startup;
 use rand::distr::{Alphanumeric, SampleString};
 
 const NAME: &str = "axum-custom-identity";
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    quickstart::init_logging();
-    let config = match quickstart::config_or_exit(NAME) {
+    startup::init_logging();
+    let config = match config::load(NAME) {
         Ok(config) => config,
         Err(code) => return code,
     };
@@ -32,7 +34,7 @@ async fn main() -> ExitCode {
         );
         issued.push((account, key));
     }
-    let (listener, base_url) = match quickstart::listen(NAME, config.port).await {
+    let (listener, base_url) = match startup::listen(NAME, config.port).await {
         Ok(bound) => bound,
         Err(code) => return code,
     };
@@ -44,7 +46,7 @@ async fn main() -> ExitCode {
         }
     };
     println!("{NAME} listening on {base_url}");
-    quickstart::print_backend(&config, app.local.as_ref(), &base_url);
+    startup::print_backend(&config, app.local.as_ref(), &base_url);
     for (account, key) in &issued {
         println!("  {account}: curl -i -H '{API_KEY_HEADER}: {key}' {base_url}/api/hello");
     }

@@ -3,18 +3,20 @@
 
 use std::process::ExitCode;
 
+use paywall_examples::config;
 use paywall_examples::quickstart;
+use paywall_examples::startup;
 
 const NAME: &str = "axum-quickstart";
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    quickstart::init_logging();
-    let config = match quickstart::config_or_exit(NAME) {
+    startup::init_logging();
+    let config = match config::load(NAME) {
         Ok(config) => config,
         Err(code) => return code,
     };
-    let (listener, base_url) = match quickstart::listen(NAME, config.port).await {
+    let (listener, base_url) = match startup::listen(NAME, config.port).await {
         Ok(bound) => bound,
         Err(code) => return code,
     };
@@ -27,8 +29,8 @@ async fn main() -> ExitCode {
     };
 
     println!("{NAME} listening on {base_url}");
-    quickstart::print_backend(&config, app.local.as_ref(), &base_url);
-    quickstart::print_identity(
+    startup::print_backend(&config, app.local.as_ref(), &base_url);
+    startup::print_identity(
         &config,
         app.sample_token.as_deref(),
         app.generated_secret,

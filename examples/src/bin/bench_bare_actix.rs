@@ -2,7 +2,7 @@
 //! paywall. `PORT` (default 3000).
 
 use actix_web::{web, App, HttpResponse, HttpServer};
-use paywall_examples::quickstart;
+use paywall_examples::responses;
 
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
@@ -10,7 +10,7 @@ async fn main() -> std::io::Result<()> {
         .ok()
         .and_then(|p| p.parse().ok())
         .unwrap_or(3000);
-    let body = quickstart::hello_body(Some("cus_benchbenchbenchbench1"), "demo-user");
+    let body = responses::hello_body(Some("cus_benchbenchbenchbench1"), "demo-user");
     let server = HttpServer::new(move || {
         let body = body.clone();
         App::new().route(

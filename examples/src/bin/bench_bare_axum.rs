@@ -3,7 +3,8 @@
 
 use axum::routing::get;
 use axum::{Json, Router};
-use paywall_examples::quickstart;
+use paywall_examples::responses;
+use paywall_examples::startup;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
@@ -11,11 +12,11 @@ async fn main() -> std::process::ExitCode {
         .ok()
         .and_then(|p| p.parse().ok())
         .unwrap_or(3000);
-    let (listener, base) = match quickstart::listen("bench-bare-axum", port).await {
+    let (listener, base) = match startup::listen("bench-bare-axum", port).await {
         Ok(bound) => bound,
         Err(code) => return code,
     };
-    let body = quickstart::hello_body(Some("cus_benchbenchbenchbench1"), "demo-user");
+    let body = responses::hello_body(Some("cus_benchbenchbenchbench1"), "demo-user");
     let app = Router::new().route("/api/hello", get(move || async move { Json(body.clone()) }));
     println!("bench-bare-axum listening on {base}");
     match axum::serve(listener, app).await {

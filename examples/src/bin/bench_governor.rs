@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use axum::routing::get;
 use axum::{Json, Router};
-use paywall_examples::quickstart;
+use paywall_examples::responses;
+use paywall_examples::startup;
 use tower_governor::governor::GovernorConfigBuilder;
 use tower_governor::key_extractor::GlobalKeyExtractor;
 use tower_governor::GovernorLayer;
@@ -16,7 +17,7 @@ async fn main() -> std::process::ExitCode {
         .ok()
         .and_then(|p| p.parse().ok())
         .unwrap_or(3000);
-    let (listener, base) = match quickstart::listen("bench-governor", port).await {
+    let (listener, base) = match startup::listen("bench-governor", port).await {
         Ok(bound) => bound,
         Err(code) => return code,
     };
@@ -29,7 +30,7 @@ async fn main() -> std::process::ExitCode {
         eprintln!("bench-governor: invalid governor configuration");
         return std::process::ExitCode::from(2);
     };
-    let body = quickstart::hello_body(Some("cus_benchbenchbenchbench1"), "demo-user");
+    let body = responses::hello_body(Some("cus_benchbenchbenchbench1"), "demo-user");
     let app = Router::new()
         .route("/api/hello", get(move || async move { Json(body.clone()) }))
         .layer(GovernorLayer::new(Arc::new(config)));

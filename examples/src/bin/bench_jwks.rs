@@ -6,7 +6,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use paywall_examples::quickstart;
+use paywall_examples::startup;
 
 const PRIVATE: &[u8] = include_bytes!("../../../crates/paywall-jwt/tests/keys/rsa1.pem");
 
@@ -33,7 +33,7 @@ async fn main() -> std::process::ExitCode {
         eprintln!("bench-jwks: cannot sign");
         return std::process::ExitCode::from(2);
     };
-    let (listener, base) = match quickstart::listen("bench-jwks", port).await {
+    let (listener, base) = match startup::listen("bench-jwks", port).await {
         Ok(bound) => bound,
         Err(code) => return code,
     };

@@ -1,16 +1,16 @@
 //! The billing backend down: fail-closed (503), fail-open, serve-stale, recovery, and
 //! errors that are never cached nor shown to clients.
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use http::header::RETRY_AFTER;
 use http::StatusCode;
 use paywall::{Charge, FailPolicy, Paywall};
-use paywall_tests::*;
+mod common;
+use common::*;
 use tower::{Layer, ServiceExt};
 
-fn paywall(backend: &TestBackend, policy: FailPolicy, ttl: Duration) -> Paywall {
+fn paywall(backend: &MemoryBackend, policy: FailPolicy, ttl: Duration) -> Paywall {
     builder(backend)
         .fail_policy(policy)
         .limits_ttl(ttl)
@@ -21,7 +21,7 @@ fn paywall(backend: &TestBackend, policy: FailPolicy, ttl: Duration) -> Paywall 
 
 async fn call(paywall: &Paywall, sub: &str) -> (StatusCode, http::HeaderMap, serde_json::Value) {
     let service = protected(paywall);
-    json_body(service.oneshot(request(sub)).await.expect("infallible")).await
+    read_json(service.oneshot(request(sub)).await.expect("infallible")).await
 }
 
 fn assert_503_without_internals(
@@ -48,24 +48,24 @@ fn assert_503_without_internals(
 
 #[tokio::test]
 async fn fail_closed_answers_503_when_limits_are_down_and_recovers_without_restart() {
-    let backend = TestBackend::with_allowance(5);
-    backend.state.limits_down.store(true, Ordering::SeqCst);
+    let backend = MemoryBackend::with_allowance(5);
+    backend.set_limits_down(true);
     let paywall = paywall(&backend, FailPolicy::Closed, Duration::from_secs(60));
     let (status, headers, body) = call(&paywall, "alice").await;
     assert_503_without_internals(status, &headers, &body);
-    backend.state.limits_down.store(false, Ordering::SeqCst);
+    backend.set_limits_down(false);
     let (status, _, _) = call(&paywall, "alice").await;
     assert_eq!(status, StatusCode::OK, "errors are not cached");
 }
 
 #[tokio::test]
 async fn fail_closed_answers_503_when_ensure_customer_is_down_and_does_not_cache_the_error() {
-    let backend = TestBackend::with_allowance(5);
-    backend.state.ensure_down.store(true, Ordering::SeqCst);
+    let backend = MemoryBackend::with_allowance(5);
+    backend.set_ensure_down(true);
     let paywall = paywall(&backend, FailPolicy::Closed, Duration::from_secs(60));
     let (status, headers, body) = call(&paywall, "alice").await;
     assert_503_without_internals(status, &headers, &body);
-    backend.state.ensure_down.store(false, Ordering::SeqCst);
+    backend.set_ensure_down(false);
     let (status, _, body) = call(&paywall, "alice").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["extension"], "cus_alice");
@@ -74,10 +74,10 @@ async fn fail_closed_answers_503_when_ensure_customer_is_down_and_does_not_cache
 
 #[tokio::test]
 async fn fail_closed_stops_serving_a_known_budget_once_it_is_due_and_backs_off() {
-    let backend = TestBackend::with_allowance(5);
+    let backend = MemoryBackend::with_allowance(5);
     let paywall = paywall(&backend, FailPolicy::Closed, Duration::from_millis(30));
     assert_eq!(call(&paywall, "alice").await.0, StatusCode::OK);
-    backend.state.limits_down.store(true, Ordering::SeqCst);
+    backend.set_limits_down(true);
     tokio::time::sleep(Duration::from_millis(40)).await;
     let calls_before = backend.limits_calls();
     let (status, headers, body) = call(&paywall, "alice").await;
@@ -90,17 +90,17 @@ async fn fail_closed_stops_serving_a_known_budget_once_it_is_due_and_backs_off()
         );
     }
     assert_eq!(backend.limits_calls(), calls_before + 1);
-    backend.state.limits_down.store(false, Ordering::SeqCst);
+    backend.set_limits_down(false);
     tokio::time::sleep(Duration::from_millis(60)).await;
     assert_eq!(call(&paywall, "alice").await.0, StatusCode::OK, "recovered");
 }
 
 #[tokio::test]
 async fn serve_stale_keeps_using_the_last_known_budget() {
-    let backend = TestBackend::with_allowance(3);
+    let backend = MemoryBackend::with_allowance(3);
     let paywall = paywall(&backend, FailPolicy::ServeStale, Duration::from_millis(20));
     assert_eq!(call(&paywall, "alice").await.0, StatusCode::OK);
-    backend.state.limits_down.store(true, Ordering::SeqCst);
+    backend.set_limits_down(true);
     tokio::time::sleep(Duration::from_millis(30)).await;
     // Two units are left in the local countdown: served, then 402.
     assert_eq!(call(&paywall, "alice").await.0, StatusCode::OK);
@@ -118,10 +118,10 @@ async fn serve_stale_keeps_using_the_last_known_budget() {
 
 #[tokio::test]
 async fn fail_open_admits_and_still_meters_known_customers() {
-    let backend = TestBackend::with_allowance(1);
+    let backend = MemoryBackend::with_allowance(1);
     let paywall = paywall(&backend, FailPolicy::Open, Duration::from_millis(20));
     assert_eq!(call(&paywall, "alice").await.0, StatusCode::OK);
-    backend.state.limits_down.store(true, Ordering::SeqCst);
+    backend.set_limits_down(true);
     tokio::time::sleep(Duration::from_millis(30)).await;
     for _ in 0..3 {
         let (status, _, body) = call(&paywall, "alice").await;
@@ -138,8 +138,8 @@ async fn fail_open_admits_and_still_meters_known_customers() {
 
 #[tokio::test]
 async fn fail_open_with_no_customer_admits_without_one() {
-    let backend = TestBackend::with_allowance(1);
-    backend.state.ensure_down.store(true, Ordering::SeqCst);
+    let backend = MemoryBackend::with_allowance(1);
+    backend.set_ensure_down(true);
     let paywall = paywall(&backend, FailPolicy::Open, Duration::from_secs(60));
     let (status, _, body) = call(&paywall, "alice").await;
     assert_eq!(status, StatusCode::OK);
@@ -149,13 +149,13 @@ async fn fail_open_with_no_customer_admits_without_one() {
 
 #[tokio::test]
 async fn a_route_can_override_the_fail_policy() {
-    let backend = TestBackend::with_allowance(1);
-    backend.state.limits_down.store(true, Ordering::SeqCst);
+    let backend = MemoryBackend::with_allowance(1);
+    backend.set_limits_down(true);
     let paywall = paywall(&backend, FailPolicy::Closed, Duration::from_secs(60));
     let open = paywall
         .layer(Charge::new(PRODUCT).fail_policy(FailPolicy::Open))
         .expect("layer")
-        .layer(echo_service());
+        .layer(EchoService);
     assert_eq!(
         open.oneshot(request("alice")).await.expect("ok").status(),
         StatusCode::OK
@@ -179,13 +179,13 @@ async fn identity_provider_down_is_503_not_401() {
             ))
         }
     }
-    let backend = TestBackend::with_allowance(1);
+    let backend = MemoryBackend::with_allowance(1);
     let paywall = Paywall::builder(Down, backend.clone())
         .build()
         .expect("paywall");
     let service = protected(&paywall);
     let (status, headers, body) =
-        json_body(service.oneshot(request("alice")).await.expect("ok")).await;
+        read_json(service.oneshot(request("alice")).await.expect("ok")).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(headers.get(RETRY_AFTER).is_some());
     assert_eq!(body["kind"], "identity_unavailable");

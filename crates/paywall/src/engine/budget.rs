@@ -133,13 +133,10 @@ impl Budget {
 
     /// Installs a fresh answer from the backend.
     pub(crate) fn apply(&self, limits: Limits, acked_before: u64, refresh_at: u64) {
-        let allowed = if limits.within_limits {
-            limits.remaining
-        } else {
-            0
-        };
-        self.limit
-            .store(allowed.saturating_add(acked_before), Ordering::Release);
+        self.limit.store(
+            limits.allowed().saturating_add(acked_before),
+            Ordering::Release,
+        );
         if let Ok(mut info) = self.info.write() {
             *info = Arc::new(limits);
         }

@@ -1,42 +1,18 @@
 //! Concurrency: concurrent first requests share one backend call, and admission is exact.
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use http::StatusCode;
 use paywall::Paywall;
-use paywall_tests::*;
+mod common;
+use common::*;
 use tower::ServiceExt;
-
-async fn run_concurrently(paywall: &Paywall, sub: &str, n: usize) -> (usize, usize, usize) {
-    let service = protected(paywall);
-    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(n));
-    let mut tasks = Vec::with_capacity(n);
-    for _ in 0..n {
-        let service = service.clone();
-        let barrier = barrier.clone();
-        let request = request(sub);
-        tasks.push(tokio::spawn(async move {
-            barrier.wait().await;
-            service.oneshot(request).await.map(|r| r.status())
-        }));
-    }
-    let (mut ok, mut payment, mut other) = (0, 0, 0);
-    for task in tasks {
-        match task.await.expect("join").expect("infallible") {
-            StatusCode::OK => ok += 1,
-            StatusCode::PAYMENT_REQUIRED => payment += 1,
-            _ => other += 1,
-        }
-    }
-    (ok, payment, other)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_first_requests_share_one_ensure_and_one_limits_call() {
-    let backend = TestBackend::with_allowance(1000).delay(Duration::from_millis(50));
+    let backend = MemoryBackend::with_allowance(1000).delay(Duration::from_millis(50));
     let paywall = test_paywall(&backend);
-    let (ok, payment, other) = run_concurrently(&paywall, "new-user", 100).await;
+    let (ok, payment, other) = storm(&[paywall.clone()], "new-user", 100).await;
     assert_eq!((ok, payment, other), (100, 0, 0));
     assert_eq!(
         backend.ensure_calls(),
@@ -54,9 +30,9 @@ async fn concurrent_first_requests_share_one_ensure_and_one_limits_call() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_five_units_left_exactly_five_of_two_hundred_are_admitted() {
-    let backend = TestBackend::with_allowance(5);
+    let backend = MemoryBackend::with_allowance(5);
     let paywall = test_paywall(&backend);
-    let (ok, payment, other) = run_concurrently(&paywall, "alice", 200).await;
+    let (ok, payment, other) = storm(&[paywall.clone()], "alice", 200).await;
     assert_eq!((ok, payment, other), (5, 195, 0));
     let report = paywall.flush().await;
     assert_eq!(report.recorded, 5);
@@ -66,9 +42,9 @@ async fn with_five_units_left_exactly_five_of_two_hundred_are_admitted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exact_admission_holds_when_the_cold_path_is_slow() {
     // The budget is created while all 200 requests wait on the same slow backend call.
-    let backend = TestBackend::with_allowance(5).delay(Duration::from_millis(30));
+    let backend = MemoryBackend::with_allowance(5).delay(Duration::from_millis(30));
     let paywall = test_paywall(&backend);
-    let (ok, payment, other) = run_concurrently(&paywall, "bob", 200).await;
+    let (ok, payment, other) = storm(&[paywall.clone()], "bob", 200).await;
     assert_eq!((ok, payment, other), (5, 195, 0));
     assert_eq!(backend.limits_calls(), 1);
 }
@@ -77,11 +53,8 @@ async fn exact_admission_holds_when_the_cold_path_is_slow() {
 async fn a_refresh_does_not_regrant_units_the_backend_has_not_recorded_yet() {
     // Usage cannot be recorded (the endpoint fails), so the backend keeps answering
     // "5 left" on every refresh. The paywall must still admit only 5 in total.
-    let backend = TestBackend::with_allowance(5);
-    backend
-        .state
-        .usage_failures
-        .store(usize::MAX, Ordering::SeqCst);
+    let backend = MemoryBackend::with_allowance(5);
+    backend.fail_next_usage_calls(usize::MAX);
     let paywall = builder(&backend)
         .limits_ttl(Duration::from_millis(20))
         .build()
@@ -89,14 +62,7 @@ async fn a_refresh_does_not_regrant_units_the_backend_has_not_recorded_yet() {
     let service = protected(&paywall);
     let mut admitted = 0;
     for _ in 0..12 {
-        if service
-            .clone()
-            .oneshot(request("carol"))
-            .await
-            .expect("ok")
-            .status()
-            == StatusCode::OK
-        {
+        if status_of(&service, "carol").await == StatusCode::OK {
             admitted += 1;
         }
         tokio::time::sleep(Duration::from_millis(25)).await; // past the TTL: a refresh each time
@@ -107,23 +73,18 @@ async fn a_refresh_does_not_regrant_units_the_backend_has_not_recorded_yet() {
     );
     assert_eq!(admitted, 5);
     // The endpoint recovers: usage lands once, and the next refreshes stay exact.
-    backend.state.usage_failures.store(0, Ordering::SeqCst);
+    backend.fail_next_usage_calls(0);
     let report = paywall.flush().await;
     assert_eq!(report.pending, 0);
     assert_eq!(backend.recorded_units(), 5);
     tokio::time::sleep(Duration::from_millis(25)).await;
-    let status = service
-        .clone()
-        .oneshot(request("carol"))
-        .await
-        .expect("ok")
-        .status();
+    let status = status_of(&service, "carol").await;
     assert_eq!(status, StatusCode::PAYMENT_REQUIRED);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_users_each_get_exactly_their_allowance() {
-    let backend = TestBackend::with_allowance(3);
+    let backend = MemoryBackend::with_allowance(3);
     let paywall = test_paywall(&backend);
     let service = protected(&paywall);
     let mut tasks = Vec::new();

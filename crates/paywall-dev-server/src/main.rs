@@ -11,7 +11,7 @@
 
 use std::process::ExitCode;
 
-use paywall_local::dev_server::{self, DevServerConfig, WebhookTarget};
+use paywall_dev_server::{DevServerConfig, WebhookTarget};
 use paywall_local::{LocalBackend, Product};
 use tracing_subscriber::EnvFilter;
 
@@ -87,7 +87,7 @@ async fn main() -> ExitCode {
     }
     println!("paywall-dev-server listening on {base}");
     println!("  product {product}, {free_units} free units; clients: SOLVAPAY_API_BASE_URL={base}");
-    let served = axum::serve(listener, dev_server::router(ledger, config))
+    let served = axum::serve(listener, paywall_dev_server::router(ledger, config))
         .with_graceful_shutdown(paywall_axum::shutdown_signal())
         .await;
     match served {

@@ -1,0 +1,160 @@
+//! A SolvaPay-compatible dev server over the embedded ledger: the subset of
+//! `/v1/sdk` the paywall uses, a local checkout, and signed webhook delivery, so the
+//! SolvaPay backend can be run and tested with no SolvaPay account.
+//!
+//! | route | answers |
+//! |---|---|
+//! | `GET /v1/sdk/customers?externalRef=\|email=\|reference=` | 200 customer, 404, 400 unless exactly one query |
+//! | `GET /v1/sdk/customers/{reference}` | 200, 404 |
+//! | `POST /v1/sdk/customers` | 201, 400, 409 when the email or externalRef is taken |
+//! | `PATCH /v1/sdk/customers/{reference}` | 200, 400, 404, 409 |
+//! | `POST /v1/sdk/limits` | 200 `LimitResponse` (with a checkout session when asked), 400, 404 |
+//! | `POST /v1/sdk/usages`, `POST /v1/sdk/usages/bulk` | 200, idempotent on `idempotencyKey`; 400, 404 |
+//! | `POST /v1/sdk/checkout-sessions` | 201 `{sessionId, checkoutUrl}`, 400, 404 |
+//! | `GET /checkout/{sessionId}`, `POST /checkout/{sessionId}` | the checkout page; paying buys the plan and sends `purchase.created` |
+//!
+//! Every `/v1/sdk` route requires `Authorization: Bearer <secret key>` (401 otherwise);
+//! errors are `{statusCode, error, message}` like the real API's.
+//!
+//! ```
+//! use paywall_dev_server::DevServerConfig;
+//! use paywall_local::{LocalBackend, Product};
+//!
+//! # fn main() -> Result<(), paywall_local::LocalError> {
+//! let ledger = LocalBackend::builder().product(Product::new("prd_quickstart")).open()?;
+//! let config = DevServerConfig::new("sk_dev_local", "http://127.0.0.1:4000");
+//! let app: axum::Router = paywall_dev_server::router(ledger, config);
+//! # let _ = app;
+//! # Ok(())
+//! # }
+//! ```
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod checkout;
+mod customers;
+mod error;
+mod guard;
+mod limits;
+mod usage;
+mod webhooks;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use axum::middleware;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use paywall_local::LocalBackend;
+use serde_json::json;
+
+use crate::error::api_error;
+pub use crate::guard::MAX_BODY_BYTES;
+
+/// Where webhooks go and the secret they are signed with.
+#[derive(Clone)]
+pub struct WebhookTarget {
+    /// The receiver's URL.
+    pub url: String,
+    /// The signing secret (`whsec_...`).
+    pub secret: String,
+}
+
+impl fmt::Debug for WebhookTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebhookTarget")
+            .field("url", &self.url)
+            .field("secret", &"[redacted]")
+            .finish()
+    }
+}
+
+/// The dev server's settings.
+#[derive(Clone)]
+pub struct DevServerConfig {
+    pub(crate) secret_key: String,
+    pub(crate) public_url: String,
+    pub(crate) webhook: Option<WebhookTarget>,
+}
+
+impl fmt::Debug for DevServerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DevServerConfig")
+            .field("secret_key", &"[redacted]")
+            .field("public_url", &self.public_url)
+            .field("webhook", &self.webhook)
+            .finish()
+    }
+}
+
+impl DevServerConfig {
+    /// Requests must carry `secret_key`; checkout links start with `public_url`.
+    pub fn new(secret_key: impl Into<String>, public_url: impl Into<String>) -> Self {
+        Self {
+            secret_key: secret_key.into(),
+            public_url: public_url.into().trim_end_matches('/').to_owned(),
+            webhook: None,
+        }
+    }
+
+    /// Deliver signed webhooks to `target`.
+    pub fn webhook(mut self, target: WebhookTarget) -> Self {
+        self.webhook = Some(target);
+        self
+    }
+}
+
+pub(crate) struct Dev {
+    pub(crate) ledger: LocalBackend,
+    pub(crate) config: DevServerConfig,
+    pub(crate) http: reqwest::Client,
+}
+
+pub(crate) type Shared = Arc<Dev>;
+
+/// The dev server's routes.
+pub fn router(ledger: LocalBackend, config: DevServerConfig) -> Router {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap_or_default();
+    let state: Shared = Arc::new(Dev {
+        ledger,
+        config,
+        http,
+    });
+    Router::new()
+        .route(
+            "/v1/sdk/customers",
+            get(customers::find).post(customers::create),
+        )
+        .route(
+            "/v1/sdk/customers/{reference}",
+            get(customers::get).patch(customers::update),
+        )
+        .route("/v1/sdk/limits", post(limits::limits))
+        .route("/v1/sdk/usages", post(usage::single))
+        .route("/v1/sdk/usages/bulk", post(usage::bulk))
+        .route("/v1/sdk/checkout-sessions", post(limits::create_session))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            guard::require_key,
+        ))
+        .route_layer(middleware::from_fn(guard::limit_body))
+        .route(
+            "/checkout/{session}",
+            get(checkout::page).post(checkout::pay),
+        )
+        .route("/health", get(|| async { Json(json!({ "status": "ok" })) }))
+        .fallback(|| async { api_error(StatusCode::NOT_FOUND, "No route for this path") })
+        .method_not_allowed_fallback(|| async {
+            api_error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "This path does not accept this method",
+            )
+        })
+        .with_state(state)
+}

@@ -1,0 +1,66 @@
+//! The steps every HTTP adapter takes around the engine, written once: strip the
+//! client's `x-customer-ref`, decide, and mark the admitted request with the customer.
+//! The tower layer and `paywall-actix` both call [`Paywall::admit_head`]; a new adapter
+//! should too, so that none can forget the security step.
+
+use bytes::Bytes;
+use http::request::Parts;
+use http::Response;
+
+use crate::customer::X_CUSTOMER_REF;
+use crate::engine::{Admission, Paywall, Route};
+
+impl Paywall {
+    /// The adapter steps on an `http` 1 request head:
+    ///
+    /// 1. removes every `x-customer-ref` the client sent (the header is the paywall's: a
+    ///    client that sets it is trying to bill someone else);
+    /// 2. decides, as [`admit`](Self::admit);
+    /// 3. on admission, sets `x-customer-ref` and the [`Customer`](crate::Customer)
+    ///    extension on `parts` and returns the [`Admission`] to
+    ///    [`finish`](Admission::finish) with the handler's status;
+    /// 4. on refusal, returns the response to send (the
+    ///    [`on_rejection`](crate::PaywallBuilder::on_rejection) hook's, or the default).
+    ///
+    /// ```
+    /// use paywall::{Charge, Paywall, X_CUSTOMER_REF};
+    /// use paywall::test_util::{HeaderResolver, MemoryBackend};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let paywall = Paywall::builder(HeaderResolver::new(), MemoryBackend::with_allowance(1)).build()?;
+    /// let route = paywall.route(Charge::new("prd_demo"))?;
+    /// let request = http::Request::builder()
+    ///     .header("x-user", "ada")
+    ///     .header(X_CUSTOMER_REF, "cus_somebody_else")
+    ///     .body(())?;
+    /// let (mut parts, ()) = request.into_parts();
+    /// let admission = paywall.admit_head(&mut parts, &route).await.expect("admitted");
+    /// assert_eq!(parts.headers[X_CUSTOMER_REF], "cus_ada");
+    /// admission.finish(http::StatusCode::OK).await;
+    ///
+    /// let refused = paywall.admit_head(&mut parts, &route).await.expect_err("402");
+    /// assert_eq!(refused.status(), http::StatusCode::PAYMENT_REQUIRED);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn admit_head(
+        &self,
+        parts: &mut Parts,
+        route: &Route,
+    ) -> Result<Admission, Response<Bytes>> {
+        parts.headers.remove(X_CUSTOMER_REF);
+        match self.admit(parts, route).await {
+            Ok(admission) => {
+                if let Some(customer) = admission.customer() {
+                    parts
+                        .headers
+                        .insert(X_CUSTOMER_REF, customer.header_value());
+                    parts.extensions.insert(customer.clone());
+                }
+                Ok(admission)
+            }
+            Err(rejection) => Err(self.rejection_response(&rejection)),
+        }
+    }
+}

@@ -1,0 +1,250 @@
+//! The request flow, top to bottom: who is calling ([`Engine::admit`]), which customer
+//! that is, which budget the route draws from, whether it must be refreshed, and the
+//! reservation that admits the request, or the rejection that refuses it.
+//!
+//! With a shared store the budget step goes through `lease.rs` instead; when the store
+//! is unreachable it comes back here, to this instance's own budget.
+
+use std::time::{Duration, SystemTime};
+
+use http::request::Parts;
+use tracing::{debug, warn};
+
+use super::admission::Reservation;
+use super::{Budget, Engine};
+use crate::backend::BackendError;
+use crate::charge::RouteCharge;
+use crate::customer::Customer;
+use crate::identity::{Identity, IdentityError};
+use crate::policy::FailPolicy;
+use crate::rejection::{PaymentRequired, Rejection, Unauthenticated};
+
+/// What admission decided, before it is tied to a request.
+pub(crate) struct Grant {
+    pub(crate) customer: Option<Customer>,
+    pub(crate) reservation: Option<Reservation>,
+}
+
+impl Grant {
+    /// Admitted with `units` held in `budget`.
+    pub(super) fn reserved(customer: &Customer, reservation: Reservation) -> Self {
+        Self {
+            customer: Some(customer.clone()),
+            reservation: Some(reservation),
+        }
+    }
+
+    /// Admitted without holding units (fail-open with nothing to count against).
+    fn unmetered(customer: Option<Customer>) -> Self {
+        Self {
+            customer,
+            reservation: None,
+        }
+    }
+}
+
+impl Engine {
+    /// Step 1: who is calling. No identity → 401; the resolver cannot decide → 503.
+    pub(super) async fn admit(
+        &self,
+        parts: &Parts,
+        route: &RouteCharge,
+    ) -> Result<Grant, Rejection> {
+        let identity = match self.resolver.resolve_boxed(parts).await {
+            Ok(Some(identity)) if !identity.external_ref.is_empty() => identity,
+            Ok(Some(_)) => {
+                debug!("identity with an empty external reference");
+                return Err(Rejection::Unauthenticated(
+                    Unauthenticated::InvalidCredentials,
+                ));
+            }
+            Ok(None) => {
+                return Err(Rejection::Unauthenticated(
+                    Unauthenticated::MissingCredentials,
+                ))
+            }
+            Err(IdentityError::Invalid(reason)) => {
+                debug!(%reason, "credentials rejected");
+                return Err(Rejection::Unauthenticated(
+                    Unauthenticated::InvalidCredentials,
+                ));
+            }
+            Err(IdentityError::Unavailable(reason)) => {
+                warn!(%reason, "identity provider unavailable");
+                return Err(Rejection::IdentityUnavailable {
+                    retry_after: self.failure_backoff,
+                });
+            }
+        };
+        self.admit_identity(&identity, route).await
+    }
+
+    /// Steps 2 to 4 for a resolved caller: customer, budget, reservation.
+    pub(super) async fn admit_identity(
+        &self,
+        identity: &Identity,
+        route: &RouteCharge,
+    ) -> Result<Grant, Rejection> {
+        let policy = route.fail_policy;
+
+        // Step 2: the billing customer (cached; find-or-create at the backend).
+        let entry = match self.customer(identity).await {
+            Ok(entry) => entry,
+            Err(err) => {
+                warn!(error = %err, external_ref = %identity.external_ref, "ensure-customer failed");
+                return match policy {
+                    FailPolicy::Open => Ok(Grant::unmetered(None)),
+                    _ => Err(self.unavailable(&err)),
+                };
+            }
+        };
+        let customer = &entry.customer;
+
+        // Step 3a: budgets shared with other instances, when a store is configured.
+        if let Some(shared) = &self.shared {
+            if let Some(decision) = self.admit_shared(shared, &entry, route).await {
+                return decision;
+            }
+            // The store is unreachable: fall back to this instance's own budget.
+        }
+
+        // Step 3b: this instance's budget for the route (cached with the customer).
+        let found = match entry.budget(route.meter_id) {
+            Some(budget) => Ok(budget),
+            None => self.budget(customer, route).await.inspect(|budget| {
+                entry.remember(route.meter_id, budget);
+            }),
+        };
+        let budget = match found {
+            Ok(budget) => budget,
+            Err(err) => {
+                warn!(error = %err, customer = %customer.reference(), "limits check failed");
+                if let BackendError::NotFound(_) = &*err {
+                    self.customers.invalidate(customer.external_ref()).await;
+                }
+                return match policy {
+                    FailPolicy::Open => Ok(Grant::unmetered(Some(customer.clone()))),
+                    _ => Err(self.unavailable(&err)),
+                };
+            }
+        };
+
+        // Step 3c: refresh the budget when it is due, or honour the back-off of a
+        // failed refresh, per the route's fail policy.
+        if let Some(err) = self.refresh_if_due(customer, route, &budget).await {
+            match policy {
+                FailPolicy::Closed => return Err(self.unavailable(&err)),
+                FailPolicy::Open => {
+                    budget.force_reserve(route.units);
+                    let reservation = Reservation::local(budget, route.units);
+                    return Ok(Grant::reserved(customer, reservation));
+                }
+                FailPolicy::ServeStale => {}
+            }
+        }
+
+        // Step 4: reserve the route's units, exactly, or answer 402.
+        if budget.try_reserve(route.units) {
+            let reservation = Reservation::local(budget, route.units);
+            Ok(Grant::reserved(customer, reservation))
+        } else {
+            Err(Rejection::PaymentRequired(
+                self.payment_required(&budget, route),
+            ))
+        }
+    }
+
+    /// Refreshes `budget` when its TTL has passed. Returns the failure to act on: the
+    /// refresh's, or the back-off still running after an earlier failed one.
+    async fn refresh_if_due(
+        &self,
+        customer: &Customer,
+        route: &RouteCharge,
+        budget: &Budget,
+    ) -> Option<BackendError> {
+        if budget.needs_refresh(self.now_ms()) {
+            let err = self.refresh(customer, route, budget).await.err()?;
+            warn!(error = %err, customer = %customer.reference(), "limits refresh failed");
+            Some(err)
+        } else if !budget.is_healthy() {
+            Some(BackendError::Unavailable {
+                message: "backing off after a failed refresh".into(),
+                retry_after: Some(Duration::from_millis(
+                    budget.refresh_at().saturating_sub(self.now_ms()),
+                )),
+            })
+        } else {
+            None
+        }
+    }
+
+    /// Refreshes `budget` from the backend; concurrent callers share one call.
+    async fn refresh(
+        &self,
+        customer: &Customer,
+        route: &RouteCharge,
+        budget: &Budget,
+    ) -> Result<(), BackendError> {
+        let seen = budget.attempts();
+        let _gate = budget.gate().lock().await;
+        if budget.attempts() != seen {
+            // Someone refreshed while we waited; use their outcome.
+            return if budget.is_healthy() {
+                Ok(())
+            } else {
+                Err(BackendError::unavailable("the concurrent refresh failed"))
+            };
+        }
+        let acked_before = budget.acked();
+        let result = self
+            .backend
+            .check_limits_boxed(customer.reference(), &route.product, &route.meter)
+            .await;
+        match &result {
+            Ok(limits) => {
+                budget.apply(limits.clone(), acked_before, self.refresh_deadline());
+                debug!(customer = %customer.reference(), remaining = budget.remaining(), "budget refreshed");
+            }
+            Err(err) => {
+                let wait = err.retry_after().unwrap_or(self.failure_backoff);
+                budget.mark_failed(self.now_ms().saturating_add(millis(wait)));
+            }
+        }
+        budget.bump_attempts();
+        result.map(drop)
+    }
+
+    /// When a budget fetched now must be refreshed.
+    pub(super) fn refresh_deadline(&self) -> u64 {
+        self.now_ms().saturating_add(millis(self.limits_ttl))
+    }
+
+    /// The 503 for a backend failure, with the backend's `Retry-After` when it gave one.
+    pub(super) fn unavailable(&self, err: &BackendError) -> Rejection {
+        Rejection::BillingUnavailable {
+            retry_after: err.retry_after().unwrap_or(self.failure_backoff),
+        }
+    }
+
+    /// The 402 for `route` from what `budget` knows.
+    pub(super) fn payment_required(&self, budget: &Budget, route: &RouteCharge) -> PaymentRequired {
+        let info = budget.info();
+        PaymentRequired {
+            activation_required: info.activation_required,
+            product: route.product.to_string(),
+            checkout_url: info.checkout_url.clone().unwrap_or_default(),
+            confirmation_url: info.confirmation_url.clone(),
+            plan: info.plan.clone(),
+            remaining: budget.remaining(),
+            units: route.units,
+            retry_after: info
+                .resets_at
+                .and_then(|at| at.duration_since(SystemTime::now()).ok()),
+        }
+    }
+}
+
+/// A duration in whole milliseconds, saturating.
+pub(super) fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}

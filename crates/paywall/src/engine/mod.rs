@@ -1,0 +1,272 @@
+//! The engine every adapter drives: the [`Paywall`] handle and its [`Route`]s.
+//!
+//! One decision per protected request, made here and nowhere else. The engine is split
+//! along its seams:
+//!
+//! | file | owns |
+//! |---|---|
+//! | `mod.rs` | the [`Paywall`] handle, [`Route`], and the `Engine` state behind the `Arc` |
+//! | `builder.rs` | [`PaywallBuilder`]: settings, their validation, start-up |
+//! | `admit.rs` | **the request flow**, top to bottom: identity → customer → budget → refresh → reserve |
+//! | `cache.rs` | the cached customer entries and budgets, and their single-flight loading |
+//! | `lease.rs` | admission through a shared store: leases, refills, giving back |
+//! | `budget.rs` | the exact local countdown of one (customer, product, meter) |
+//! | `admission.rs` | [`Admission`]: the units held for a request, committed or given back |
+
+mod admission;
+mod admit;
+mod budget;
+mod builder;
+mod cache;
+mod lease;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use http::request::Parts;
+use http::{Response, StatusCode};
+use moka::future::Cache;
+use tracing::{debug, info};
+
+use crate::backend::{CustomerRef, DynBackend};
+use crate::charge::{Charge, RouteCharge};
+use crate::error::ConfigError;
+use crate::identity::{DynResolver, Identity};
+use crate::recorder::{FlushReport, UsageRecorder};
+use crate::rejection::Rejection;
+
+pub use admission::Admission;
+pub(crate) use budget::Budget;
+pub use builder::PaywallBuilder;
+
+use admit::Grant;
+use cache::{BudgetKey, CustomerEntry, Revivable};
+use lease::SharedState;
+
+/// Interned (product, meter) pairs of the routes.
+type MeterIds = HashMap<(Arc<str>, Arc<str>), u32>;
+type SuccessFn = dyn Fn(StatusCode) -> bool + Send + Sync;
+type RejectionFn = dyn Fn(&Rejection) -> Response<Bytes> + Send + Sync;
+
+/// The paywall engine: identity resolver, billing backend, caches, usage recorder and
+/// policy. Cheap to clone (an `Arc`); every layer and adapter shares one.
+///
+/// ```
+/// use paywall::{Charge, Paywall};
+/// use paywall::test_util::{HeaderResolver, MemoryBackend};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), paywall::ConfigError> {
+/// let paywall = Paywall::builder(HeaderResolver::new(), MemoryBackend::with_allowance(5))
+///     .limits_ttl(std::time::Duration::from_secs(10))
+///     .build()?;
+/// let layer = paywall.layer(Charge::new("prd_quickstart"))?;
+/// # let _ = layer;
+/// let report = paywall.shutdown(std::time::Duration::from_secs(5)).await;
+/// assert!(report.is_complete());
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Paywall {
+    pub(crate) engine: Arc<Engine>,
+}
+
+impl fmt::Debug for Paywall {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Paywall")
+            .field("fail_policy", &self.engine.fail_policy)
+            .field("limits_ttl", &self.engine.limits_ttl)
+            .field("cached_customers", &self.engine.customers.entry_count())
+            .field("cached_budgets", &self.engine.budgets.entry_count())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A validated [`Charge`], bound to one paywall. Obtained from [`Paywall::route`].
+#[derive(Clone, Debug)]
+pub struct Route {
+    pub(crate) charge: Arc<RouteCharge>,
+}
+
+impl Route {
+    /// The product this route charges.
+    pub fn product(&self) -> &str {
+        &self.charge.product
+    }
+
+    /// Units per admitted request.
+    pub fn units(&self) -> u64 {
+        self.charge.units
+    }
+}
+
+/// What the `Arc` behind a [`Paywall`] holds. Its methods live with the step they
+/// implement (`admit.rs`, `cache.rs`, `lease.rs`).
+pub(crate) struct Engine {
+    resolver: Box<dyn DynResolver>,
+    backend: Arc<dyn DynBackend>,
+    customers: Cache<String, Arc<CustomerEntry>>,
+    budgets: Cache<BudgetKey, Arc<Budget>>,
+    revivable: Mutex<Revivable>,
+    meters: Mutex<MeterIds>,
+    recorder: UsageRecorder,
+    limits_ttl: Duration,
+    fail_policy: crate::FailPolicy,
+    failure_backoff: Duration,
+    success: Arc<SuccessFn>,
+    on_rejection: Option<Arc<RejectionFn>>,
+    origin: Instant,
+    shared: Option<SharedState>,
+}
+
+impl Engine {
+    /// Milliseconds since the engine started: the clock budgets are timed with.
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Every (product, meter) pair of the routes.
+    fn meter_names(&self) -> Vec<(Arc<str>, Arc<str>)> {
+        self.meters
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .keys()
+            .cloned()
+            .collect()
+    }
+}
+
+impl Paywall {
+    /// Starts configuring a paywall that identifies callers with `resolver` and bills
+    /// them through `backend`.
+    pub fn builder(
+        resolver: impl crate::IdentityResolver,
+        backend: impl crate::BillingBackend,
+    ) -> PaywallBuilder {
+        PaywallBuilder::new(Box::new(resolver), Arc::new(backend))
+    }
+
+    /// Validates `charge` and binds it to this paywall.
+    pub fn route(&self, charge: Charge) -> Result<Route, ConfigError> {
+        charge.validate()?;
+        let product: Arc<str> = Arc::from(charge.product);
+        let meter: Arc<str> = Arc::from(charge.meter);
+        let meter_id = {
+            let mut meters = self
+                .engine
+                .meters
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let next = u32::try_from(meters.len()).map_err(|_| ConfigError::InvalidSetting {
+                name: "route",
+                reason: "too many distinct (product, meter) pairs",
+            })?;
+            *meters
+                .entry((Arc::clone(&product), Arc::clone(&meter)))
+                .or_insert(next)
+        };
+        Ok(Route {
+            charge: Arc::new(RouteCharge {
+                product,
+                meter,
+                units: charge.units,
+                fail_policy: charge.fail_policy.unwrap_or(self.engine.fail_policy),
+                meter_id,
+            }),
+        })
+    }
+
+    /// Decides on a request from its head: resolves the caller, ensures the customer and
+    /// reserves the route's units. The head is not modified; adapters use
+    /// [`admit_head`](Self::admit_head), which also strips a client-sent
+    /// `x-customer-ref` and inserts the admitted customer.
+    pub async fn admit(&self, parts: &Parts, route: &Route) -> Result<Admission, Rejection> {
+        let result = self.engine.admit(parts, &route.charge).await;
+        match &result {
+            Ok(grant) => debug!(
+                product = %route.charge.product,
+                customer = grant.customer.as_ref().map(|c| c.reference().as_str()),
+                "admitted"
+            ),
+            Err(rejection) => debug!(
+                product = %route.charge.product,
+                kind = rejection.kind(),
+                "rejected"
+            ),
+        }
+        result.map(|grant| self.admission(grant, route))
+    }
+
+    /// Decides for a caller whose identity is already resolved (by an adapter or an
+    /// application that authenticates some other way): ensures the customer and reserves
+    /// the route's units. Finish the admission as with [`admit`](Self::admit).
+    pub async fn admit_identity(
+        &self,
+        identity: &Identity,
+        route: &Route,
+    ) -> Result<Admission, Rejection> {
+        let result = self.engine.admit_identity(identity, &route.charge).await;
+        result.map(|grant| self.admission(grant, route))
+    }
+
+    fn admission(&self, grant: Grant, route: &Route) -> Admission {
+        Admission::new(
+            grant,
+            Arc::clone(&route.charge),
+            Arc::clone(&self.engine),
+            SystemTime::now(),
+        )
+    }
+
+    /// The response for `rejection`: the `on_rejection` hook's, or the default.
+    pub fn rejection_response(&self, rejection: &Rejection) -> Response<Bytes> {
+        match &self.engine.on_rejection {
+            Some(hook) => hook(rejection),
+            None => rejection.to_response(),
+        }
+    }
+
+    /// Forces the budgets of `customer` to be refreshed on their next use: call it when
+    /// the customer buys or changes a plan.
+    ///
+    /// With a shared store the budgets are marked stale there too, for every instance;
+    /// a store failure is logged (the budgets refresh within the limits TTL anyway).
+    pub async fn invalidate_customer(&self, customer: &CustomerRef) {
+        let count = self.engine.mark_customer_stale(customer);
+        self.engine.mark_shared_stale(customer).await;
+        info!(customer = %customer, budgets = count, "customer budgets invalidated");
+    }
+
+    /// Forgets the cached customer of `external_ref` (it is ensured again on next use).
+    pub async fn forget_external_ref(&self, external_ref: &str) {
+        self.engine.customers.invalidate(external_ref).await;
+    }
+
+    /// The usage recorder, for flushing or reading its counts.
+    pub fn recorder(&self) -> &UsageRecorder {
+        &self.engine.recorder
+    }
+
+    /// Waits until every usage event accepted so far is recorded.
+    pub async fn flush(&self) -> FlushReport {
+        self.engine.recorder.flush().await
+    }
+
+    /// Stops accepting usage and flushes, waiting at most `deadline`. Call it after the
+    /// server has stopped taking requests.
+    pub async fn shutdown(&self, deadline: Duration) -> FlushReport {
+        let report = self.engine.recorder.shutdown(deadline).await;
+        self.engine.give_back_leases().await;
+        info!(
+            recorded = report.recorded,
+            rejected = report.rejected,
+            pending = report.pending,
+            "paywall shut down"
+        );
+        report
+    }
+}

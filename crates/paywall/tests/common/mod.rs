@@ -1,0 +1,75 @@
+//! What the core's tests share: requests that name their caller in `x-user`, and a
+//! paywall over a test backend with fast retries. The counterparts themselves are in
+//! `paywall::test_util`.
+
+#![allow(dead_code, unused_imports)]
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::Full;
+use paywall::{BillingBackend, Paywall, PaywallBuilder};
+use tower::ServiceExt;
+
+pub use paywall::test_util::{
+    call, fast_recorder, protected, read_json, status, EchoService, HeaderResolver, MemoryBackend,
+    MemoryShared, TEST_PRODUCT as PRODUCT,
+};
+
+/// A request of `user` to the protected service.
+pub fn request(user: &str) -> Request<Full<Bytes>> {
+    Request::builder()
+        .uri("/api/echo")
+        .header("x-user", user)
+        .body(Full::default())
+        .expect("request")
+}
+
+/// A paywall builder over `backend`, identifying callers by `x-user`, with fast
+/// retries.
+pub fn builder<B: BillingBackend + Clone>(backend: &B) -> PaywallBuilder {
+    Paywall::builder(HeaderResolver::new(), backend.clone()).recorder(fast_recorder())
+}
+
+/// A paywall over `backend` with the defaults of [`builder`].
+pub fn test_paywall<B: BillingBackend + Clone>(backend: &B) -> Paywall {
+    builder(backend).build().expect("paywall")
+}
+
+/// The status the protected `service` answers `user` with.
+pub async fn status_of<S>(service: &S, user: &str) -> StatusCode
+where
+    S: tower::Service<
+            Request<Full<Bytes>>,
+            Response = http::Response<Full<Bytes>>,
+            Error = std::convert::Infallible,
+        > + Clone,
+{
+    status(service, request(user)).await
+}
+
+/// `per_engine` concurrent requests of `user` on each engine; (admitted, 402, other).
+pub async fn storm(paywalls: &[Paywall], user: &str, per_engine: usize) -> (usize, usize, usize) {
+    let barrier = Arc::new(tokio::sync::Barrier::new(paywalls.len() * per_engine));
+    let mut tasks = Vec::new();
+    for paywall in paywalls {
+        let service = protected(paywall);
+        for _ in 0..per_engine {
+            let (service, barrier, request) = (service.clone(), barrier.clone(), request(user));
+            tasks.push(tokio::spawn(async move {
+                barrier.wait().await;
+                service.oneshot(request).await.map(|r| r.status())
+            }));
+        }
+    }
+    let (mut ok, mut payment, mut other) = (0, 0, 0);
+    for task in tasks {
+        match task.await.expect("join").expect("infallible") {
+            StatusCode::OK => ok += 1,
+            StatusCode::PAYMENT_REQUIRED => payment += 1,
+            _ => other += 1,
+        }
+    }
+    (ok, payment, other)
+}

@@ -1,0 +1,95 @@
+//! The usage recorder: retries with the same idempotency keys, a shutdown that reports
+//! what it could not record, and backpressure instead of drops.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use http::StatusCode;
+use paywall::Paywall;
+use tower::ServiceExt;
+
+mod common;
+use common::*;
+
+#[tokio::test]
+async fn transient_failures_are_retried_with_the_same_idempotency_keys() {
+    let backend = MemoryBackend::with_allowance(10);
+    backend.fail_next_usage_calls(3);
+    let paywall = Paywall::builder(HeaderResolver::new(), backend.clone())
+        .recorder(paywall::RecorderConfig {
+            max_batch: 100,
+            flush_interval: Duration::from_secs(3600),
+            ..fast_recorder()
+        })
+        .build()
+        .expect("paywall");
+    let service = protected(&paywall);
+    for _ in 0..3 {
+        assert_eq!(status_of(&service, "alice").await, StatusCode::OK);
+    }
+    let report = paywall.flush().await;
+    assert_eq!(report.recorded, 3);
+    assert_eq!(report.pending, 0);
+    let attempts = backend.usage_attempts();
+    assert_eq!(attempts.len(), 4, "three failures, then success");
+    assert!(
+        attempts.iter().all(|keys| keys == &attempts[0]),
+        "every retry carries the same keys"
+    );
+    assert_eq!(
+        attempts[0].iter().collect::<HashSet<_>>().len(),
+        3,
+        "one distinct key per event"
+    );
+    assert_eq!(backend.recorded_units(), 3);
+}
+
+#[tokio::test]
+async fn shutdown_reports_what_it_could_not_record_before_the_deadline() {
+    let backend = MemoryBackend::with_allowance(10);
+    backend.fail_next_usage_calls(usize::MAX);
+    let paywall = test_paywall(&backend);
+    let service = protected(&paywall);
+    for _ in 0..4 {
+        assert_eq!(status_of(&service, "alice").await, StatusCode::OK);
+    }
+    let report = paywall.shutdown(Duration::from_millis(200)).await;
+    assert_eq!(report.pending, 4);
+    assert_eq!(report.recorded, 0);
+    assert!(!report.is_complete());
+}
+
+#[tokio::test]
+async fn a_full_queue_applies_backpressure_instead_of_dropping() {
+    let backend = MemoryBackend::with_allowance(100);
+    backend.fail_next_usage_calls(usize::MAX);
+    let paywall = Paywall::builder(HeaderResolver::new(), backend.clone())
+        .recorder(paywall::RecorderConfig {
+            capacity: 2,
+            max_batch: 1,
+            ..fast_recorder()
+        })
+        .build()
+        .expect("paywall");
+    let service = protected(&paywall);
+    // The worker holds one event in its retry loop and the queue holds two more.
+    for _ in 0..3 {
+        assert_eq!(status_of(&service, "alice").await, StatusCode::OK);
+    }
+    let blocked = tokio::time::timeout(
+        Duration::from_millis(200),
+        service.clone().oneshot(request("alice")),
+    )
+    .await;
+    assert!(
+        blocked.is_err(),
+        "the fourth response waits for room in the usage queue"
+    );
+    backend.fail_next_usage_calls(0);
+    let response = service.clone().oneshot(request("alice")).await.expect("ok");
+    assert_eq!(response.status(), StatusCode::OK);
+    let report = paywall.flush().await;
+    assert_eq!(report.pending, 0);
+    // The abandoned fourth request was cancelled before its event was queued: 4 recorded.
+    assert_eq!(backend.recorded_units(), 4);
+}

@@ -1,0 +1,102 @@
+//! The paywall wiring every quickstart shares: who the callers are ([`identity`]) and
+//! where they are billed ([`billing`]: the embedded backend, or SolvaPay), with the
+//! optional outbox and Redis-shared budgets.
+
+use std::time::Duration;
+
+use paywall_axum::{IdentityResolver, Paywall};
+use paywall_jwt::{Algorithm, Hs256Signer, JwtResolver};
+use paywall_local::{checkout, LocalBackend, Product, SqliteOutbox};
+use paywall_redis::RedisBudgets;
+use paywall_solvapay::SolvaPayBackend;
+use rand::RngCore;
+
+use crate::config::{QuickstartConfig, QuickstartError};
+
+/// The paywall and backend of the quickstarts (axum and actix alike): the embedded
+/// backend with its local checkout, or SolvaPay when `SOLVAPAY_SECRET_KEY` is set.
+#[derive(Debug)]
+pub struct Billing {
+    /// The engine.
+    pub paywall: Paywall,
+    /// The embedded backend, unless billing goes through SolvaPay.
+    pub local: Option<LocalBackend>,
+}
+
+/// Builds the paywall for `config` with `resolver`. Must be called inside a Tokio runtime.
+pub fn billing(
+    config: &QuickstartConfig,
+    base_url: &str,
+    resolver: impl IdentityResolver,
+) -> Result<Billing, QuickstartError> {
+    let (builder, local) = match &config.solvapay {
+        Some(solvapay) => (
+            Paywall::builder(resolver, SolvaPayBackend::new(solvapay.clone())?),
+            None,
+        ),
+        None => {
+            let mut local = LocalBackend::builder()
+                .product(Product::new(&config.product).free_units(config.free_units))
+                .checkout_url(format!(
+                    "{}{}",
+                    base_url.trim_end_matches('/'),
+                    checkout::PATH
+                ));
+            if let Some(path) = &config.db {
+                local = local.path(path);
+            }
+            let local = local.open()?;
+            (Paywall::builder(resolver, local.clone()), Some(local))
+        }
+    };
+    let builder = match &config.outbox {
+        Some(path) => builder.outbox(SqliteOutbox::open(path)?),
+        None => builder,
+    };
+    let builder = match &config.redis_url {
+        Some(url) => builder.shared_budgets(RedisBudgets::builder(url.as_str()).build()?),
+        None => builder,
+    };
+    let paywall = builder
+        .limits_ttl(if config.limits_ttl.is_zero() {
+            Duration::from_secs(30)
+        } else {
+            config.limits_ttl
+        })
+        .build()?;
+    Ok(Billing { paywall, local })
+}
+
+/// The JWT resolver: a JWKS when `PAYWALL_JWKS_URL` is set, HS256 otherwise; with the
+/// sample token (HS256 only) and whether the secret was generated.
+pub fn identity(
+    config: &QuickstartConfig,
+) -> Result<(JwtResolver, Option<String>, bool), QuickstartError> {
+    if let Some(url) = &config.jwks_url {
+        let mut resolver =
+            JwtResolver::jwks(url.as_str()).algorithms([Algorithm::RS256, Algorithm::ES256]);
+        if let Some(issuer) = &config.jwt_issuer {
+            resolver = resolver.issuer(issuer.as_str());
+        }
+        if let Some(audience) = &config.jwt_audience {
+            resolver = resolver.audience(audience.as_str());
+        }
+        return Ok((resolver.build()?, None, false));
+    }
+    let (secret, generated) = match &config.jwt_secret {
+        Some(secret) => (secret.clone(), false),
+        None => {
+            let mut bytes = [0u8; 32];
+            rand::rng().fill_bytes(&mut bytes);
+            (bytes.iter().map(|b| format!("{b:02x}")).collect(), true)
+        }
+    };
+    let resolver = JwtResolver::hs256(&secret).build()?;
+    let token = Hs256Signer::new(&secret)
+        .token_for("demo-user", Duration::from_secs(24 * 3600))
+        .map_err(|err| QuickstartError::Env {
+            var: "PAYWALL_JWT_SECRET",
+            reason: format!("cannot sign a sample token: {err}"),
+        })?;
+    Ok((resolver, Some(token), generated))
+}

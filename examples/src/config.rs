@@ -1,0 +1,195 @@
+//! The quickstarts' environment, parsed in one place: [`QuickstartConfig`] and what
+//! can be wrong with it.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use paywall_axum::ConfigError;
+use paywall_jwt::JwtConfigError;
+use paywall_local::LocalError;
+use paywall_redis::{RedisBudgetsError, REDIS_URL_ENV};
+use paywall_solvapay::SolvaPayConfig;
+
+/// The quickstart's settings, normally read from the environment.
+#[derive(Clone, Default)]
+pub struct QuickstartConfig {
+    /// `PORT` (default 3000); the server listens on 127.0.0.1.
+    pub port: u16,
+    /// `PAYWALL_JWT_SECRET`; a random one is generated when unset.
+    pub jwt_secret: Option<String>,
+    /// `PAYWALL_JWKS_URL`: verify RS256/ES256 tokens with this JWKS instead of HS256.
+    pub jwks_url: Option<String>,
+    /// `PAYWALL_JWT_ISSUER`: the required `iss` (with a JWKS).
+    pub jwt_issuer: Option<String>,
+    /// `PAYWALL_JWT_AUDIENCE`: the required `aud` (with a JWKS).
+    pub jwt_audience: Option<String>,
+    /// `PAYWALL_PRODUCT` (default `prd_quickstart`).
+    pub product: String,
+    /// `PAYWALL_FREE_UNITS` (default 5).
+    pub free_units: u64,
+    /// `PAYWALL_DB`: the SQLite file of the embedded backend (default in memory).
+    pub db: Option<PathBuf>,
+    /// How long budgets are trusted before the backend is asked again.
+    pub limits_ttl: Duration,
+    /// `SOLVAPAY_SECRET_KEY` (+ `SOLVAPAY_API_BASE_URL`): bill through SolvaPay instead
+    /// of the embedded backend.
+    pub solvapay: Option<SolvaPayConfig>,
+    /// `SOLVAPAY_WEBHOOK_SECRET`: verify and act on SolvaPay webhooks.
+    pub webhook_secret: Option<String>,
+    /// `PAYWALL_OUTBOX`: a SQLite file where usage waits for the backend's
+    /// acknowledgement, so a crash loses none (off when unset).
+    pub outbox: Option<PathBuf>,
+    /// `PAYWALL_REDIS_URL`: share budgets with other instances through this Redis
+    /// (off when unset: each instance has its own budgets).
+    pub redis_url: Option<String>,
+}
+
+impl std::fmt::Debug for QuickstartConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QuickstartConfig")
+            .field("port", &self.port)
+            .field("jwks_url", &self.jwks_url)
+            .field("jwt_issuer", &self.jwt_issuer)
+            .field("jwt_audience", &self.jwt_audience)
+            .field(
+                "jwt_secret",
+                &self.jwt_secret.as_ref().map(|_| "[redacted]"),
+            )
+            .field("product", &self.product)
+            .field("free_units", &self.free_units)
+            .field("db", &self.db)
+            .field("solvapay", &self.solvapay)
+            .field(
+                "webhook_secret",
+                &self.webhook_secret.as_ref().map(|_| "[redacted]"),
+            )
+            .field("outbox", &self.outbox)
+            .field("redis_url", &self.redis_url.as_ref().map(|_| "[redacted]"))
+            .finish()
+    }
+}
+
+/// The quickstart could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum QuickstartError {
+    /// An environment variable has an unusable value.
+    #[error("{var}: {reason}")]
+    Env {
+        /// The variable.
+        var: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The JWT resolver could not be configured.
+    #[error("JWT settings (PAYWALL_JWT_SECRET / PAYWALL_JWKS_URL): {0}")]
+    Jwt(#[from] JwtConfigError),
+    /// The embedded backend could not open its ledger (or the outbox its file).
+    #[error("PAYWALL_DB / PAYWALL_OUTBOX: {0}")]
+    Ledger(#[from] LocalError),
+    /// The paywall rejected its configuration.
+    #[error("paywall: {0}")]
+    Paywall(#[from] ConfigError),
+    /// The SolvaPay backend could not be configured.
+    #[error("SolvaPay: {0}")]
+    SolvaPay(#[from] paywall_solvapay::ConfigError),
+    /// The shared budget store could not be configured.
+    #[error("PAYWALL_REDIS_URL: {0}")]
+    Redis(#[from] RedisBudgetsError),
+}
+
+impl QuickstartConfig {
+    /// Reads `PORT`, `PAYWALL_JWT_SECRET` (or `PAYWALL_JWKS_URL`, `PAYWALL_JWT_ISSUER`,
+    /// `PAYWALL_JWT_AUDIENCE`), `PAYWALL_PRODUCT`, `PAYWALL_FREE_UNITS`,
+    /// `PAYWALL_DB`, `PAYWALL_OUTBOX`, `PAYWALL_REDIS_URL`, `SOLVAPAY_SECRET_KEY`,
+    /// `SOLVAPAY_API_BASE_URL` and `SOLVAPAY_WEBHOOK_SECRET`.
+    pub fn from_env() -> Result<Self, QuickstartError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Like [`from_env`](Self::from_env), reading variables through `lookup`.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, QuickstartError> {
+        let set = |name: &str| lookup(name).filter(|value| !value.is_empty());
+        let port = match set("PORT") {
+            Some(value) => value.parse().map_err(|_| QuickstartError::Env {
+                var: "PORT",
+                reason: format!("{value:?} is not a port number (0-65535)"),
+            })?,
+            None => 3000,
+        };
+        let free_units = match set("PAYWALL_FREE_UNITS") {
+            Some(value) => value.parse().map_err(|_| QuickstartError::Env {
+                var: "PAYWALL_FREE_UNITS",
+                reason: format!("{value:?} is not a whole number"),
+            })?,
+            None => 5,
+        };
+        let solvapay = match set("SOLVAPAY_SECRET_KEY") {
+            Some(_) => Some(SolvaPayConfig::from_lookup(set)?),
+            None => None,
+        };
+        Ok(Self {
+            solvapay,
+            webhook_secret: set("SOLVAPAY_WEBHOOK_SECRET"),
+            outbox: set("PAYWALL_OUTBOX").map(PathBuf::from),
+            redis_url: set(REDIS_URL_ENV),
+            jwks_url: set("PAYWALL_JWKS_URL"),
+            jwt_issuer: set("PAYWALL_JWT_ISSUER"),
+            jwt_audience: set("PAYWALL_JWT_AUDIENCE"),
+            port,
+            jwt_secret: set("PAYWALL_JWT_SECRET"),
+            product: set("PAYWALL_PRODUCT").unwrap_or_else(|| "prd_quickstart".into()),
+            free_units,
+            db: set("PAYWALL_DB").map(PathBuf::from),
+            limits_ttl: Duration::from_secs(30),
+        })
+    }
+}
+
+/// Reads the configuration from the environment, or prints why it cannot and returns
+/// the exit code (2) to stop with.
+pub fn load(name: &str) -> Result<QuickstartConfig, std::process::ExitCode> {
+    QuickstartConfig::from_env().map_err(|err| {
+        eprintln!("{name}: {err}");
+        std::process::ExitCode::from(2)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_defaults_and_errors() {
+        let config = QuickstartConfig::from_lookup(|_| None).expect("defaults");
+        assert_eq!(config.port, 3000);
+        assert_eq!(config.product, "prd_quickstart");
+        assert_eq!(config.free_units, 5);
+        assert!(config.jwt_secret.is_none() && config.db.is_none());
+
+        let bad_port =
+            QuickstartConfig::from_lookup(|name| (name == "PORT").then(|| "http".into()));
+        assert!(matches!(
+            bad_port,
+            Err(QuickstartError::Env { var: "PORT", .. })
+        ));
+        let bad_units = QuickstartConfig::from_lookup(|name| {
+            (name == "PAYWALL_FREE_UNITS").then(|| "-1".into())
+        });
+        assert!(matches!(
+            bad_units,
+            Err(QuickstartError::Env {
+                var: "PAYWALL_FREE_UNITS",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn debug_never_shows_the_secret() {
+        let config = QuickstartConfig {
+            jwt_secret: Some("super-secret-value-that-must-not-leak".into()),
+            ..QuickstartConfig::default()
+        };
+        assert!(!format!("{config:?}").contains("super-secret"));
+    }
+}

@@ -1,0 +1,81 @@
+//! What the quickstart binaries do before serving: logging, binding 127.0.0.1, and
+//! telling the user how to call them.
+
+use paywall_local::LocalBackend;
+use paywall_redis::REDIS_URL_ENV;
+
+use crate::config::QuickstartConfig;
+
+/// Prints which billing backend the app uses (`local`: the embedded one, if any).
+pub fn print_backend(config: &QuickstartConfig, local: Option<&LocalBackend>, base_url: &str) {
+    match local {
+        Some(_) => println!(
+            "  backend: embedded SQLite ({}), product {}, {} free units",
+            config
+                .db
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "in memory".into()),
+            config.product,
+            config.free_units
+        ),
+        None => println!("  backend: SolvaPay, product {}", config.product),
+    }
+    if config.redis_url.is_some() {
+        println!("  budgets: shared with other instances through Redis ({REDIS_URL_ENV})");
+    }
+    if config.webhook_secret.is_some() {
+        println!("  webhooks: POST {base_url}/webhooks/solvapay (SV-Signature verified)");
+    }
+}
+
+/// Prints how callers identify: the sample token and a `curl` line (HS256), or the
+/// JWKS tokens are checked against.
+pub fn print_identity(
+    config: &QuickstartConfig,
+    sample_token: Option<&str>,
+    generated_secret: bool,
+    base_url: &str,
+) {
+    if generated_secret {
+        println!("  PAYWALL_JWT_SECRET is unset: generated a random secret for this run");
+    }
+    match sample_token {
+        Some(token) => {
+            println!("  sample token (sub=demo-user, valid 24 h):\n    {token}");
+            println!("  try: curl -i -H 'Authorization: Bearer {token}' {base_url}/api/hello");
+        }
+        None => println!(
+            "  tokens: verified with the JWKS at {}; try: curl -i -H 'Authorization: Bearer <token>' {base_url}/api/hello",
+            config.jwks_url.as_deref().unwrap_or_default()
+        ),
+    }
+}
+
+/// Binds 127.0.0.1:`port`, printing a clear message on failure.
+pub async fn listen(
+    name: &str,
+    port: u16,
+) -> Result<(tokio::net::TcpListener, String), std::process::ExitCode> {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .map_err(|err| {
+            eprintln!("{name}: cannot listen on 127.0.0.1:{port}: {err}");
+            std::process::ExitCode::from(1)
+        })?;
+    let addr = listener.local_addr().map_err(|err| {
+        eprintln!("{name}: {err}");
+        std::process::ExitCode::from(1)
+    })?;
+    Ok((listener, format!("http://{addr}")))
+}
+
+/// Installs the log subscriber (`RUST_LOG`, default `info`).
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+}

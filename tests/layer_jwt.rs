@@ -1,0 +1,95 @@
+//! The JWT resolver behind the tower layer: every malformed, forged or ambiguous token
+//! is a 401 that costs no backend call.
+
+use std::time::Duration;
+
+use http::header::{CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::{Request, StatusCode};
+use http_body_util::Full;
+use paywall_jwt::Hs256Signer;
+use paywall_tests::*;
+use serde_json::json;
+use tower::ServiceExt;
+
+fn with_auth(value: &str) -> Request<Full<bytes::Bytes>> {
+    Request::builder()
+        .header("authorization", value)
+        .body(Full::default())
+        .expect("request")
+}
+
+async fn assert_401(request: Request<Full<bytes::Bytes>>) {
+    let backend = MemoryBackend::with_allowance(5);
+    let paywall = test_paywall(&backend);
+    let response = protected(&paywall)
+        .oneshot(request)
+        .await
+        .expect("infallible");
+    let (status, headers, body) = read_json(response).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(headers[WWW_AUTHENTICATE], "Bearer error=\"invalid_token\"");
+    assert_eq!(headers[CONTENT_TYPE], "application/problem+json");
+    assert_eq!(body["kind"], "unauthenticated");
+    assert_eq!(body["status"], 401);
+    assert_eq!(body["success"], false);
+    assert_eq!(
+        backend.ensure_calls(),
+        0,
+        "no backend call for an unauthenticated caller"
+    );
+}
+
+#[tokio::test]
+async fn missing_token_is_401() {
+    assert_401(Request::new(Full::default())).await;
+}
+
+#[tokio::test]
+async fn malformed_token_is_401() {
+    assert_401(with_auth("Bearer not.a.jwt")).await;
+    assert_401(with_auth("Bearer abc")).await;
+    assert_401(with_auth("Basic dXNlcjpwYXNz")).await;
+    assert_401(with_auth("Bearer ")).await;
+}
+
+#[tokio::test]
+async fn expired_token_is_401() {
+    let now = paywall_jwt::unix_now();
+    let token = Hs256Signer::new(SECRET)
+        .sign(&json!({ "sub": "alice", "exp": now - 3600 }))
+        .expect("sign");
+    assert_401(with_auth(&format!("Bearer {token}"))).await;
+}
+
+#[tokio::test]
+async fn token_signed_with_another_secret_is_401() {
+    let token = Hs256Signer::new("another-secret-another-secret-another-secret")
+        .token_for("alice", Duration::from_secs(60))
+        .expect("sign");
+    assert_401(with_auth(&format!("Bearer {token}"))).await;
+}
+
+#[tokio::test]
+async fn token_without_sub_or_exp_is_401() {
+    let signer = Hs256Signer::new(SECRET);
+    let exp = paywall_jwt::unix_now() + 600;
+    for claims in [
+        json!({ "exp": exp }),
+        json!({ "sub": "", "exp": exp }),
+        json!({ "sub": 7, "exp": exp }),
+        json!({ "sub": "alice" }),
+    ] {
+        let token = signer.sign(&claims).expect("sign");
+        assert_401(with_auth(&format!("Bearer {token}"))).await;
+    }
+}
+
+#[tokio::test]
+async fn two_authorization_headers_are_401() {
+    let request = Request::builder()
+        .header("authorization", bearer("alice"))
+        .header("authorization", bearer("bob"))
+        .body(Full::default())
+        .expect("request");
+    assert_401(request).await;
+}

@@ -1,0 +1,50 @@
+//! Fault shapes around a real backend.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use paywall::{BackendError, BillingBackend, CustomerRef, Identity, Limits, UsageEvent};
+
+/// Wraps a backend so that usage calls fail in two ways: before writing (the request
+/// never arrived) and after writing (the acknowledgement was lost), per a schedule.
+#[derive(Clone)]
+pub struct LossyAcks<B> {
+    pub inner: B,
+    pub calls: Arc<AtomicUsize>,
+    /// Call numbers (0-based) modulo `period` that fail before writing.
+    pub fail_before: Vec<usize>,
+    /// Call numbers modulo `period` that write, then report a failure.
+    pub fail_after: Vec<usize>,
+    pub period: usize,
+}
+
+impl<B: BillingBackend> BillingBackend for LossyAcks<B> {
+    async fn ensure_customer(&self, identity: &Identity) -> Result<CustomerRef, BackendError> {
+        self.inner.ensure_customer(identity).await
+    }
+
+    async fn check_limits(
+        &self,
+        c: &CustomerRef,
+        p: &str,
+        m: &str,
+    ) -> Result<Limits, BackendError> {
+        self.inner.check_limits(c, p, m).await
+    }
+
+    async fn record_usage(&self, events: &[UsageEvent]) -> Result<(), BackendError> {
+        let call = self.calls.fetch_add(1, Ordering::SeqCst) % self.period.max(1);
+        if self.fail_before.contains(&call) {
+            return Err(BackendError::Unavailable {
+                message: "429".into(),
+                retry_after: Some(Duration::from_millis(5)),
+            });
+        }
+        self.inner.record_usage(events).await?;
+        if self.fail_after.contains(&call) {
+            return Err(BackendError::unavailable("connection reset after write"));
+        }
+        Ok(())
+    }
+}
