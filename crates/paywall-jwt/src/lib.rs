@@ -35,6 +35,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod builder;
 mod claims;
 mod jwks;
 mod keys;
@@ -43,13 +44,13 @@ mod signer;
 mod source;
 mod token_cache;
 
+pub use builder::JwtResolverBuilder;
 pub use claims::ClaimMapping;
 pub use jsonwebtoken::Algorithm;
 pub use jwks::JwksCache;
 pub use keys::{Key, KeyError};
 pub use resolver::{
-    JwtConfigError, JwtResolver, JwtResolverBuilder, DEFAULT_TOKEN_CACHE_CAPACITY,
-    MIN_HMAC_SECRET_LEN,
+    JwtConfigError, JwtResolver, DEFAULT_TOKEN_CACHE_CAPACITY, MIN_HMAC_SECRET_LEN,
 };
 pub use signer::{unix_now, Hs256Signer};
 pub use source::{TokenSource, DEFAULT_MAX_TOKEN_LEN};

@@ -33,225 +33,42 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod builder;
+mod catalog;
 #[cfg(feature = "checkout")]
 pub mod checkout;
 pub mod directory;
+mod error;
 mod ledger;
 mod outbox;
 mod schema;
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
 use paywall::{BackendError, BillingBackend, CustomerRef, Identity, Limits, UsageEvent};
 use rusqlite::Connection;
 
+pub use builder::LocalBackendBuilder;
+pub use catalog::{Allowance, Plan, Product};
 pub use directory::{CustomerPatch, CustomerRecord, Lookup, PurchaseRecord, SessionRecord};
+pub use error::LocalError;
 pub use ledger::LedgerRow;
 pub use outbox::SqliteOutbox;
 pub use schema::SCHEMA_VERSION;
 
-/// An embedded backend failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum LocalError {
-    /// SQLite reported an error.
-    #[error("sqlite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    /// A customer, product or plan does not exist.
-    #[error("not found: {0}")]
-    NotFound(String),
-    /// The database was written by a newer version of this crate.
-    #[error("the ledger's schema version {found} is newer than this build supports ({supported})")]
-    SchemaTooNew {
-        /// The version found in the file.
-        found: u32,
-        /// The newest version this build knows.
-        supported: u32,
-    },
-    /// A customer with that email or external reference already exists.
-    #[error("conflict: {0}")]
-    Conflict(String),
-    /// The blocking task running the query did not complete (runtime shutting down).
-    #[error("the ledger task did not complete")]
-    TaskFailed,
-}
-
-impl From<LocalError> for BackendError {
-    fn from(err: LocalError) -> Self {
-        match err {
-            LocalError::NotFound(what) => BackendError::NotFound(what),
-            LocalError::Conflict(what) => BackendError::Rejected(what),
-            other => BackendError::unavailable(other.to_string()),
-        }
-    }
-}
-
-/// A plan of a product: units per period at a price.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Plan {
-    /// The plan reference (`pln_...`).
-    pub reference: String,
-    /// Display name.
-    pub name: String,
-    /// Units per period.
-    pub units: u64,
-    /// Length of a period.
-    pub period: Duration,
-    /// Price per period in cents (0 for the free plan).
-    pub price_cents: u64,
-}
-
-/// A product with its free plan (every customer's default) and one paid plan.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Product {
-    pub(crate) reference: String,
-    pub(crate) name: String,
-    pub(crate) free_plan: Plan,
-    pub(crate) paid_plan: Plan,
-}
-
-const MONTH: Duration = Duration::from_secs(30 * 24 * 3600);
-
-impl Product {
-    /// A product with 5 free units and a paid plan of 1,000 units (9.00 per period),
-    /// periods of 30 days.
-    pub fn new(reference: impl Into<String>) -> Self {
-        let reference = reference.into();
-        Self {
-            name: reference.clone(),
-            free_plan: Plan {
-                reference: format!("pln_{reference}_free"),
-                name: "Free".into(),
-                units: 5,
-                period: MONTH,
-                price_cents: 0,
-            },
-            paid_plan: Plan {
-                reference: format!("pln_{reference}_pro"),
-                name: "Pro".into(),
-                units: 1000,
-                period: MONTH,
-                price_cents: 900,
-            },
-            reference,
-        }
-    }
-
-    /// Display name.
-    pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.name = name.into();
-        self
-    }
-
-    /// Units per period on the free plan.
-    pub fn free_units(mut self, units: u64) -> Self {
-        self.free_plan.units = units;
-        self
-    }
-
-    /// Units per period on the paid plan.
-    pub fn paid_units(mut self, units: u64) -> Self {
-        self.paid_plan.units = units;
-        self
-    }
-
-    /// Price of the paid plan, in cents per period (at least 1).
-    pub fn price_cents(mut self, cents: u64) -> Self {
-        self.paid_plan.price_cents = cents.max(1);
-        self
-    }
-
-    /// Length of a period, for both plans.
-    pub fn period(mut self, period: Duration) -> Self {
-        self.free_plan.period = period;
-        self.paid_plan.period = period;
-        self
-    }
-}
-
-/// A customer's allowance for one product and meter.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Allowance {
-    /// What a limits check answers (no checkout URL: the caller adds its own).
-    pub limits: Limits,
-    /// Whether the customer is on the product's free plan (has bought nothing).
-    pub on_free_plan: bool,
-}
-
-impl Allowance {
-    /// Whether a limits answer should point to a checkout: the customer is on the free
-    /// plan, or has used up the paid one.
-    pub fn offers_checkout(&self) -> bool {
-        self.on_free_plan || self.limits.remaining == 0
-    }
-}
-
-/// Configures and opens a [`LocalBackend`].
-#[derive(Debug, Default)]
-pub struct LocalBackendBuilder {
-    path: Option<PathBuf>,
-    products: Vec<Product>,
-    checkout_url: Option<String>,
-}
-
-impl LocalBackendBuilder {
-    /// Keep the ledger in this SQLite file (created if missing). Default: in memory.
-    pub fn path(mut self, path: impl AsRef<Path>) -> Self {
-        self.path = Some(path.as_ref().to_path_buf());
-        self
-    }
-
-    /// Create or update this product and its plans on open.
-    pub fn product(mut self, product: Product) -> Self {
-        self.products.push(product);
-        self
-    }
-
-    /// The local checkout page (see [`checkout`]) put in 402 answers, as
-    /// `<url>?customer=cus_...&product=prd_...`.
-    pub fn checkout_url(mut self, url: impl Into<String>) -> Self {
-        self.checkout_url = Some(url.into());
-        self
-    }
-
-    /// Opens the ledger, creating or migrating its schema. Blocking: call it at start-up.
-    pub fn open(self) -> Result<LocalBackend, LocalError> {
-        let mut conn = match &self.path {
-            Some(path) => {
-                let conn = Connection::open(path)?;
-                conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
-                conn
-            }
-            None => Connection::open_in_memory()?,
-        };
-        conn.busy_timeout(Duration::from_secs(5))?;
-        schema::migrate(&mut conn)?;
-        for product in &self.products {
-            ledger::upsert_product(&mut conn, product)?;
-        }
-        Ok(LocalBackend {
-            inner: Arc::new(Inner {
-                conn: Mutex::new(conn),
-                checkout_url: self.checkout_url,
-                path: self.path,
-            }),
-        })
-    }
-}
-
-struct Inner {
-    conn: Mutex<Connection>,
-    checkout_url: Option<String>,
-    path: Option<PathBuf>,
+pub(crate) struct Inner {
+    pub(crate) conn: Mutex<Connection>,
+    pub(crate) checkout_url: Option<String>,
+    pub(crate) path: Option<PathBuf>,
 }
 
 /// The embedded billing backend. Cheap to clone; clones share one ledger.
 #[derive(Clone)]
 pub struct LocalBackend {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 impl fmt::Debug for LocalBackend {

@@ -68,8 +68,10 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod builder;
 mod info;
 mod scripts;
 mod store;
 
-pub use store::{RedisBudgets, RedisBudgetsBuilder, RedisBudgetsError, REDIS_URL_ENV};
+pub use builder::RedisBudgetsBuilder;
+pub use store::{RedisBudgets, RedisBudgetsError, REDIS_URL_ENV};

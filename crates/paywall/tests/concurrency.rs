@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use http::StatusCode;
-use paywall::Paywall;
 mod common;
 use common::*;
 use tower::ServiceExt;
@@ -12,7 +11,7 @@ use tower::ServiceExt;
 async fn concurrent_first_requests_share_one_ensure_and_one_limits_call() {
     let backend = MemoryBackend::with_allowance(1000).delay(Duration::from_millis(50));
     let paywall = test_paywall(&backend);
-    let (ok, payment, other) = storm(&[paywall.clone()], "new-user", 100).await;
+    let (ok, payment, other) = storm(std::slice::from_ref(&paywall), "new-user", 100).await;
     assert_eq!((ok, payment, other), (100, 0, 0));
     assert_eq!(
         backend.ensure_calls(),
@@ -32,7 +31,7 @@ async fn concurrent_first_requests_share_one_ensure_and_one_limits_call() {
 async fn with_five_units_left_exactly_five_of_two_hundred_are_admitted() {
     let backend = MemoryBackend::with_allowance(5);
     let paywall = test_paywall(&backend);
-    let (ok, payment, other) = storm(&[paywall.clone()], "alice", 200).await;
+    let (ok, payment, other) = storm(std::slice::from_ref(&paywall), "alice", 200).await;
     assert_eq!((ok, payment, other), (5, 195, 0));
     let report = paywall.flush().await;
     assert_eq!(report.recorded, 5);
@@ -44,7 +43,7 @@ async fn exact_admission_holds_when_the_cold_path_is_slow() {
     // The budget is created while all 200 requests wait on the same slow backend call.
     let backend = MemoryBackend::with_allowance(5).delay(Duration::from_millis(30));
     let paywall = test_paywall(&backend);
-    let (ok, payment, other) = storm(&[paywall.clone()], "bob", 200).await;
+    let (ok, payment, other) = storm(std::slice::from_ref(&paywall), "bob", 200).await;
     assert_eq!((ok, payment, other), (5, 195, 0));
     assert_eq!(backend.limits_calls(), 1);
 }

@@ -10,7 +10,6 @@ use http::StatusCode;
 use paywall::shared::{LeaseConfig, SharedFallback};
 use paywall::test_util::MemorySharedInstance;
 use paywall::{CustomerRef, Paywall, PaywallBuilder};
-use tower::ServiceExt;
 
 mod common;
 use common::*;
