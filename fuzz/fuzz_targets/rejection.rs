@@ -13,7 +13,7 @@ struct Input {
     kind: u8,
     activation_required: bool,
     product: String,
-    checkout_url: String,
+    checkout_url: Option<String>,
     confirmation_url: Option<String>,
     plan: Option<String>,
     remaining: u64,
@@ -24,7 +24,7 @@ struct Input {
 
 fuzz_target!(|input: Input| {
     let wait = |secs: u64| Duration::new(secs, input.retry_after_nanos % 1_000_000_000);
-    let rejection = match input.kind % 4 {
+    let rejection = match input.kind % 6 {
         0 => Rejection::PaymentRequired(PaymentRequired {
             activation_required: input.activation_required,
             product: input.product,
@@ -40,6 +40,8 @@ fuzz_target!(|input: Input| {
         } else {
             Unauthenticated::InvalidCredentials
         }),
+        4 => Rejection::CustomerRejected,
+        5 => Rejection::CustomerConflict,
         2 => Rejection::BillingUnavailable {
             retry_after: wait(input.retry_after_secs.unwrap_or(0)),
         },
@@ -52,6 +54,7 @@ fuzz_target!(|input: Input| {
     let body: serde_json::Value = serde_json::from_slice(response.body()).expect("JSON body");
     assert_eq!(body["status"], rejection.status().as_u16());
     assert_eq!(body["kind"], rejection.kind());
+    assert_ne!(body.get("checkoutUrl"), Some(&serde_json::json!("")), "never an empty link");
     if let Some(retry) = response.headers().get(http::header::RETRY_AFTER) {
         let secs: u64 = retry.to_str().expect("ascii").parse().expect("seconds");
         assert!(secs >= 1);

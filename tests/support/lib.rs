@@ -1,5 +1,7 @@
 //! Shared pieces of the end-to-end tests, by concern: tokens ([`jwt`]), requests and
 //! servers on loopback ([`net`]), fault shapes around a backend ([`backend`]), a
+//! SolvaPay-compatible server written from the OpenAPI file whose answers tests bend
+//! ([`contract`]), a
 //! scriptable identity provider ([`idp`]), and the real servers the tests start
 //! ([`servers`]). The test doubles themselves (in-memory backend, echo handler) are the
 //! core's, from `paywall::test_util`.
@@ -21,12 +23,14 @@
 #![allow(missing_docs)]
 
 pub mod backend;
+pub mod contract;
 pub mod idp;
 pub mod jwt;
 pub mod net;
 pub mod servers;
 
 pub use backend::LossyAcks;
+pub use contract::{openapi, Answer, Bend, ContractServer};
 pub use idp::Idp;
 pub use jwt::{bearer, claims_for, keys, resolver, sign_jwt, token, SECRET};
 pub use net::{builder, loopback, request, status_of, std_loopback, test_paywall, Served};

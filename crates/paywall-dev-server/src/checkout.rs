@@ -10,7 +10,7 @@ use tracing::info;
 use crate::error::{api_error, ledger_error};
 use crate::Shared;
 
-fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -74,6 +74,7 @@ pub(crate) async fn pay(State(dev): State<Shared>, Path(id): Path<String>) -> Re
     let back = session
         .return_url
         .as_deref()
+        .filter(|url| crate::limits::is_web_url(url))
         .map(|url| format!("<p><a href=\"{}\">Return</a></p>", escape(url)))
         .unwrap_or_default();
     Html(format!(

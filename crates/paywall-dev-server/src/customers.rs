@@ -14,10 +14,10 @@ use paywall_solvapay::wire;
 use crate::error::{api_error, bad_json, ledger_error};
 use crate::Shared;
 
-fn customer_json(record: CustomerRecord) -> wire::Customer {
+pub(crate) fn customer_json(record: CustomerRecord) -> wire::Customer {
     wire::Customer {
-        name: record.name.unwrap_or_default(),
-        email: record.email.unwrap_or_default(),
+        name: Some(record.name.unwrap_or_default()),
+        email: Some(record.email.unwrap_or_default()),
         external_ref: record.external_ref,
         purchases: Some(
             record

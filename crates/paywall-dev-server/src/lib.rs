@@ -9,8 +9,11 @@
 //! | `POST /v1/sdk/customers` | 201, 400, 409 when the email or externalRef is taken |
 //! | `PATCH /v1/sdk/customers/{reference}` | 200, 400, 404, 409 |
 //! | `POST /v1/sdk/limits` | 200 `LimitResponse` (with a checkout session when asked), 400, 404 |
-//! | `POST /v1/sdk/usages`, `POST /v1/sdk/usages/bulk` | 200, idempotent on `idempotencyKey`; 400, 404 |
-//! | `POST /v1/sdk/checkout-sessions` | 201 `{sessionId, checkoutUrl}`, 400, 404 |
+//! | `POST /v1/sdk/usages`, `POST /v1/sdk/usages/bulk` | 200, idempotent on `idempotencyKey` (`timestamp` defaults to now; `units`, `duration` any number); 400, 404 |
+//! | `POST /v1/sdk/checkout-sessions` | 201 `{sessionId, checkoutUrl}` (`productRef` defaults to the first product; `returnUrl` http(s) only), 400, 404 |
+//! | `POST /v1/sdk/customers/customer-sessions`, `GET .../customer-sessions/{sessionId}` | 201 `{sessionId, customerUrl}`, 200, 404 |
+//! | `GET /v1/sdk/customers/{reference}/balance` | 200 (no credits are sold), 404 |
+//! | `GET /portal/{sessionId}` | the customer's purchases, while the session lasts |
 //! | `GET /checkout/{sessionId}`, `POST /checkout/{sessionId}` | the checkout page; paying buys the plan and sends `purchase.created` |
 //!
 //! Every `/v1/sdk` route requires `Authorization: Bearer <secret key>` (401 otherwise);
@@ -37,11 +40,13 @@ mod customers;
 mod error;
 mod guard;
 mod limits;
+mod portal;
 mod usage;
 mod webhooks;
 
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use axum::http::StatusCode;
@@ -111,6 +116,16 @@ pub(crate) struct Dev {
     pub(crate) ledger: LocalBackend,
     pub(crate) config: DevServerConfig,
     pub(crate) http: reqwest::Client,
+    customer_sessions: Mutex<HashMap<String, portal::CustomerSession>>,
+}
+
+impl Dev {
+    /// The customer sessions handed out so far.
+    pub(crate) fn sessions(&self) -> MutexGuard<'_, HashMap<String, portal::CustomerSession>> {
+        self.customer_sessions
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 pub(crate) type Shared = Arc<Dev>;
@@ -125,6 +140,7 @@ pub fn router(ledger: LocalBackend, config: DevServerConfig) -> Router {
         ledger,
         config,
         http,
+        customer_sessions: Mutex::new(HashMap::new()),
     });
     Router::new()
         .route(
@@ -134,6 +150,15 @@ pub fn router(ledger: LocalBackend, config: DevServerConfig) -> Router {
         .route(
             "/v1/sdk/customers/{reference}",
             get(customers::get).patch(customers::update),
+        )
+        .route("/v1/sdk/customers/customer-sessions", post(portal::create))
+        .route(
+            "/v1/sdk/customers/customer-sessions/{session}",
+            get(portal::get),
+        )
+        .route(
+            "/v1/sdk/customers/{reference}/balance",
+            get(portal::balance),
         )
         .route("/v1/sdk/limits", post(limits::limits))
         .route("/v1/sdk/usages", post(usage::single))
@@ -148,6 +173,7 @@ pub fn router(ledger: LocalBackend, config: DevServerConfig) -> Router {
             "/checkout/{session}",
             get(checkout::page).post(checkout::pay),
         )
+        .route("/portal/{session}", get(portal::page))
         .route("/health", get(|| async { Json(json!({ "status": "ok" })) }))
         .fallback(|| async { api_error(StatusCode::NOT_FOUND, "No route for this path") })
         .method_not_allowed_fallback(|| async {

@@ -79,17 +79,30 @@ pub(crate) async fn create_session(
         Ok(body) => body,
         Err(rejection) => return bad_json(rejection),
     };
-    let Some(product) = request.product_ref.as_deref().filter(|p| !p.is_empty()) else {
-        return api_error(StatusCode::BAD_REQUEST, "Missing customerRef or productRef");
-    };
     if request.customer_ref.is_empty() {
-        return api_error(StatusCode::BAD_REQUEST, "Missing customerRef or productRef");
+        return api_error(StatusCode::BAD_REQUEST, "Missing customerRef");
     }
+    if let Some(url) = &request.return_url {
+        if !is_web_url(url) {
+            return api_error(StatusCode::BAD_REQUEST, "returnUrl must be an http(s) URL");
+        }
+    }
+    // Only customerRef is required: without productRef, the ledger's first product.
+    let product = match request.product_ref.filter(|p| !p.is_empty()) {
+        Some(product) => product,
+        None => match dev.ledger.products().await {
+            Ok(products) => match products.into_iter().next() {
+                Some(product) => product,
+                None => return api_error(StatusCode::NOT_FOUND, "No product to check out"),
+            },
+            Err(err) => return ledger_error(err),
+        },
+    };
     match dev
         .ledger
         .open_checkout_session(
             &request.customer_ref,
-            product,
+            &product,
             request.plan_ref.as_deref(),
             request.return_url.as_deref(),
         )
@@ -104,5 +117,36 @@ pub(crate) async fn create_session(
         )
             .into_response(),
         Err(err) => ledger_error(err),
+    }
+}
+
+/// Whether `url` is an absolute http(s) URL: the only links the checkout renders.
+pub(crate) fn is_web_url(url: &str) -> bool {
+    let lower = url.trim_start().to_ascii_lowercase();
+    (lower.starts_with("https://") || lower.starts_with("http://"))
+        && !url.chars().any(|c| c.is_control() || c.is_whitespace())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_web_url;
+
+    #[test]
+    fn only_http_links_are_web_urls() {
+        for ok in ["https://shop.example/done", "http://127.0.0.1:3000/x?y=1"] {
+            assert!(is_web_url(ok), "{ok}");
+        }
+        for bad in [
+            "javascript:alert(1)",
+            "JavaScript:alert(1)",
+            " javascript:alert(1)",
+            "data:text/html,<script>",
+            "//evil.example",
+            "/relative",
+            "https://x.example/\njavascript:",
+            "http://a b",
+        ] {
+            assert!(!is_web_url(bad), "{bad}");
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! `POST /v1/sdk/usages` and `/v1/sdk/usages/bulk`: idempotent on `idempotencyKey`.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
@@ -10,20 +10,54 @@ use axum::Json;
 use paywall::{CustomerRef, Outcome, UsageEvent};
 use paywall_local::directory::Lookup;
 use paywall_solvapay::wire;
-use serde_json::{json, Value};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
 
 use crate::error::{api_error, bad_json, ApiError};
 use crate::{Dev, Shared};
 
-/// Validates a wire usage event and turns it into a ledger event.
-fn usage_event(usage: wire::Usage) -> Result<UsageEvent, ApiError> {
+/// A usage event as clients send it, read as liberally as the schema allows: every
+/// field but `customerRef` has a default (`timestamp`: now, as SolvaPay's own SDK
+/// omits it), and `units` and `duration` may be any JSON number.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct UsageIn {
+    customer_ref: String,
+    #[serde(default)]
+    action_type: Option<String>,
+    #[serde(default)]
+    units: Option<f64>,
+    #[serde(default)]
+    outcome: Option<String>,
+    #[serde(default)]
+    product_ref: Option<String>,
+    #[serde(default)]
+    duration: Option<f64>,
+    #[serde(default)]
+    metadata: Option<Map<String, Value>>,
+    #[serde(default)]
+    timestamp: Option<String>,
+    #[serde(default)]
+    idempotency_key: Option<String>,
+}
+
+/// `{"events": [...]}`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct BulkIn {
+    events: Vec<UsageIn>,
+}
+
+/// Validates a usage event and turns it into a ledger event.
+fn usage_event(usage: UsageIn) -> Result<UsageEvent, ApiError> {
     let bad = |message: &str| Err(ApiError::bad_request(message));
     if usage.customer_ref.is_empty() {
         return bad("customerRef must not be empty");
     }
-    if usage.units > 100_000 {
+    let units = usage.units.unwrap_or(1.0);
+    if !(0.0..=100_000.0).contains(&units) {
         return bad("units must be between 0 and 100000");
     }
+    let action = usage.action_type.as_deref().unwrap_or("api_call");
     if ![
         "transaction",
         "api_call",
@@ -32,20 +66,29 @@ fn usage_event(usage: wire::Usage) -> Result<UsageEvent, ApiError> {
         "storage",
         "custom",
     ]
-    .contains(&usage.action_type.as_str())
+    .contains(&action)
     {
         return bad(
             "actionType must be one of transaction, api_call, hour, email, storage, custom",
         );
     }
-    let outcome = match usage.outcome.as_str() {
+    let outcome = match usage.outcome.as_deref().unwrap_or("success") {
         "success" => Outcome::Success,
         "paywall" => Outcome::Paywall,
         "fail" => Outcome::Fail,
         _ => return bad("outcome must be one of success, paywall, fail"),
     };
-    let Ok(timestamp) = humantime::parse_rfc3339_weak(&usage.timestamp) else {
-        return bad("timestamp must be an RFC 3339 date-time");
+    let timestamp = match usage.timestamp.as_deref() {
+        None | Some("") => SystemTime::now(),
+        Some(text) => match humantime::parse_rfc3339_weak(text) {
+            Ok(at) => at,
+            Err(_) => return bad("timestamp must be an RFC 3339 date-time"),
+        },
+    };
+    let duration = match usage.duration {
+        None => None,
+        Some(ms) if ms.is_finite() && ms >= 0.0 => Some(Duration::from_secs_f64(ms / 1000.0)),
+        Some(_) => return bad("duration must be a number of milliseconds, at least 0"),
     };
     let key = match usage.idempotency_key {
         Some(key) if key.len() > 256 => {
@@ -56,7 +99,8 @@ fn usage_event(usage: wire::Usage) -> Result<UsageEvent, ApiError> {
     };
     let meter = usage
         .metadata
-        .get("meterName")
+        .as_ref()
+        .and_then(|metadata| metadata.get("meterName"))
         .and_then(Value::as_str)
         .unwrap_or("requests");
     Ok(UsageEvent {
@@ -64,17 +108,19 @@ fn usage_event(usage: wire::Usage) -> Result<UsageEvent, ApiError> {
         customer: CustomerRef::new(usage.customer_ref.as_str()),
         product: usage.product_ref.as_deref().unwrap_or("").into(),
         meter: meter.into(),
-        units: usage.units,
+        // The ledger counts whole units: fractions round to the nearest.
+        units: units.round() as u64,
         outcome,
         timestamp,
-        duration: usage.duration.map(Duration::from_millis),
+        duration,
     })
 }
 
-async fn record(
-    dev: &Dev,
-    usages: Vec<wire::Usage>,
-) -> Result<(Vec<UsageEvent>, Vec<bool>), ApiError> {
+fn usage_reference(event: &UsageEvent) -> String {
+    format!("usage_{}", event.idempotency_key)
+}
+
+async fn record(dev: &Dev, usages: Vec<UsageIn>) -> Result<(Vec<UsageEvent>, Vec<bool>), ApiError> {
     let events = usages
         .into_iter()
         .map(usage_event)
@@ -101,7 +147,7 @@ async fn record(
 
 pub(crate) async fn single(
     State(dev): State<Shared>,
-    body: Result<Json<wire::Usage>, JsonRejection>,
+    body: Result<Json<UsageIn>, JsonRejection>,
 ) -> Response {
     let Json(usage) = match body {
         Ok(body) => body,
@@ -110,7 +156,7 @@ pub(crate) async fn single(
     match record(&dev, vec![usage]).await {
         Ok((events, _)) => Json(json!({
             "success": true,
-            "reference": events.first().map(|e| format!("usage_{}", e.idempotency_key)),
+            "reference": events.first().map(usage_reference),
         }))
         .into_response(),
         Err(err) => err.into_response(),
@@ -119,7 +165,7 @@ pub(crate) async fn single(
 
 pub(crate) async fn bulk(
     State(dev): State<Shared>,
-    body: Result<Json<wire::BulkUsage>, JsonRejection>,
+    body: Result<Json<BulkIn>, JsonRejection>,
 ) -> Response {
     let Json(bulk) = match body {
         Ok(body) => body,
@@ -135,15 +181,16 @@ pub(crate) async fn bulk(
                 .zip(&inserted)
                 .map(|(event, new)| {
                     json!({
+                        "reference": usage_reference(event),
                         "idempotencyKey": event.idempotency_key,
                         "status": if *new { "inserted" } else { "duplicate" },
                     })
                 })
                 .collect();
             Json(wire::BulkUsageResponse {
-                success: true,
-                inserted: inserted.iter().filter(|new| **new).count() as u64,
-                results,
+                success: Some(true),
+                inserted: Some(inserted.iter().filter(|new| **new).count() as u64),
+                results: Some(results),
             })
             .into_response()
         }

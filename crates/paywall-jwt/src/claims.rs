@@ -9,7 +9,8 @@ use serde_json::{Map, Value};
 type MapFn = dyn Fn(&Map<String, Value>) -> Result<Identity, String> + Send + Sync;
 
 /// Which claims become the identity. By default `sub` → external reference, `email`
-/// and `name` passed on.
+/// and `name` passed on, and the email counted as verified only when the token says
+/// `email_verified: true` (the boolean, or the string `"true"` some IdPs send).
 ///
 /// Any top-level string claim can be the external reference, including namespaced
 /// custom claims (`https://example.com/user_id`) or an organisation claim (`org_id`) to
@@ -101,9 +102,12 @@ impl ClaimMapping {
             Some(Value::String(text)) if !text.is_empty() => Some(text.clone()),
             _ => None,
         };
+        let email_verified = matches!(claims.get("email_verified"), Some(Value::Bool(true)))
+            || matches!(claims.get("email_verified"), Some(Value::String(v)) if v == "true");
         Ok(Identity {
             external_ref,
             email: text(&self.email),
+            email_verified,
             name: text(&self.name),
         })
     }
@@ -128,6 +132,24 @@ mod tests {
             .identity(&claims(json!({"sub": "u1", "email": "u@x.io", "name": 3})))
             .expect("identity");
         assert_eq!(identity, Identity::new("u1").with_email("u@x.io"));
+        assert!(
+            !identity.email_verified,
+            "no email_verified claim: unverified"
+        );
+        for (claim, verified) in [
+            (json!(true), true),
+            (json!("true"), true),
+            (json!(false), false),
+            (json!("yes"), false),
+            (json!(1), false),
+        ] {
+            let identity = ClaimMapping::default()
+                .identity(&claims(
+                    json!({"sub": "u1", "email": "u@x.io", "email_verified": claim}),
+                ))
+                .expect("identity");
+            assert_eq!(identity.email_verified, verified, "{claim}");
+        }
         let namespaced = ClaimMapping {
             external_ref: "https://example.com/user_id".into(),
             ..ClaimMapping::default()

@@ -2,6 +2,7 @@
 //! where it must be atomic; [`LocalBackend`](crate::LocalBackend) runs them on Tokio's
 //! blocking pool.
 
+use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use paywall::{Identity, UsageEvent};
@@ -119,14 +120,22 @@ pub(crate) struct Allowance {
     pub(crate) is_free: bool,
 }
 
-pub(crate) fn allowance(
+/// The allowance period `customer` is in for `product` at `now`: its plan, the
+/// plan's units, and the period's bounds.
+struct Period {
+    plan: String,
+    units: i64,
+    start: i64,
+    end: i64,
+    is_free: bool,
+}
+
+fn period(
     conn: &Connection,
     customer: &str,
     product: &str,
-    meter: &str,
     now: i64,
-) -> Result<Allowance, LocalError> {
-    require_customer(conn, customer)?;
+) -> Result<Period, LocalError> {
     let purchased: Option<(String, i64, i64, i64)> = conn
         .query_row(
             "SELECT p.reference, p.units, p.period_secs, u.started_at
@@ -157,21 +166,70 @@ pub(crate) fn allowance(
     let period_ms = period_secs.max(1).saturating_mul(1000);
     let elapsed = now.saturating_sub(anchor).max(0);
     let period_start = anchor + (elapsed / period_ms) * period_ms;
-    let used: i64 = conn.query_row(
-        "SELECT COALESCE(SUM(units), 0) FROM usage_events
-         WHERE customer_ref = ?1 AND product_ref = ?2 AND meter = ?3
-           AND outcome = 'success' AND occurred_at >= ?4",
-        params![customer, product, meter, period_start],
-        |row| row.get(0),
-    )?;
-    Ok(Allowance {
+    Ok(Period {
         plan,
-        units: u64::try_from(units).unwrap_or(0),
-        used: u64::try_from(used).unwrap_or(0),
-        period_end_ms: period_start.saturating_add(period_ms),
+        units,
+        start: period_start,
+        end: period_start.saturating_add(period_ms),
         is_free,
     })
 }
+
+/// Units used in the period starting at `start`: one row of `usage_totals`, filled
+/// from the events the first time the period is asked about.
+fn used(
+    conn: &Connection,
+    customer: &str,
+    product: &str,
+    meter: &str,
+    start: i64,
+) -> Result<i64, LocalError> {
+    let total: Option<i64> = conn
+        .prepare_cached(
+            "SELECT units FROM usage_totals
+             WHERE customer_ref = ?1 AND product_ref = ?2 AND meter = ?3 AND period_start = ?4",
+        )?
+        .query_row(params![customer, product, meter, start], |row| row.get(0))
+        .optional()?;
+    if let Some(total) = total {
+        return Ok(total);
+    }
+    let total: i64 = conn.query_row(
+        "SELECT COALESCE(SUM(units), 0) FROM usage_events
+         WHERE customer_ref = ?1 AND product_ref = ?2 AND meter = ?3
+           AND outcome = 'success' AND occurred_at >= ?4",
+        params![customer, product, meter, start],
+        |row| row.get(0),
+    )?;
+    conn.execute(
+        "INSERT INTO usage_totals(customer_ref, product_ref, meter, period_start, units)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![customer, product, meter, start, total],
+    )?;
+    Ok(total)
+}
+
+pub(crate) fn allowance(
+    conn: &Connection,
+    customer: &str,
+    product: &str,
+    meter: &str,
+    now: i64,
+) -> Result<Allowance, LocalError> {
+    require_customer(conn, customer)?;
+    let period = period(conn, customer, product, now)?;
+    let used = used(conn, customer, product, meter, period.start)?;
+    Ok(Allowance {
+        plan: period.plan,
+        units: u64::try_from(period.units).unwrap_or(0),
+        used: u64::try_from(used).unwrap_or(0),
+        period_end_ms: period.end,
+        is_free: period.is_free,
+    })
+}
+
+/// (customer, product, meter) of a usage event.
+type MeterKey<'a> = (&'a str, &'a str, &'a str);
 
 /// Inserts events, ignoring those whose idempotency key is already recorded.
 /// Returns, per event, whether it was new.
@@ -181,27 +239,58 @@ pub(crate) fn record_usage(
 ) -> Result<Vec<bool>, LocalError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut inserted = Vec::with_capacity(events.len());
+    // The current period of each (customer, product, meter) of the batch, its total
+    // row made to exist before the events land (so it is not counted twice).
+    let now = now_ms();
+    let mut periods: HashMap<MeterKey<'_>, Option<i64>> = HashMap::new();
+    for event in events {
+        let key = (event.customer.as_str(), &*event.product, &*event.meter);
+        if periods.contains_key(&key) {
+            continue;
+        }
+        let current = match period(&tx, key.0, key.1, now) {
+            Ok(period) => {
+                used(&tx, key.0, key.1, key.2, period.start)?;
+                Some(period.start)
+            }
+            // An unknown product has no allowance to count against.
+            Err(LocalError::NotFound(_)) => None,
+            Err(err) => return Err(err),
+        };
+        periods.insert(key, current);
+    }
     {
+        let mut add = tx.prepare_cached(
+            "UPDATE usage_totals SET units = units + ?5
+             WHERE customer_ref = ?1 AND product_ref = ?2 AND meter = ?3 AND period_start = ?4",
+        )?;
         let mut insert = tx.prepare_cached(
             "INSERT INTO usage_events(idempotency_key, customer_ref, product_ref, meter, units,
                                       outcome, occurred_at, recorded_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
              ON CONFLICT(idempotency_key) DO NOTHING",
         )?;
-        let recorded_at = now_ms();
+        let recorded_at = now;
         for event in events {
-            inserted.push(
-                1 == insert.execute(params![
+            let occurred = millis(event.timestamp);
+            let new = 1
+                == insert.execute(params![
                     event.idempotency_key,
                     event.customer.as_str(),
                     &*event.product,
                     &*event.meter,
                     to_i64(event.units),
                     event.outcome.as_str(),
-                    millis(event.timestamp),
+                    occurred,
                     recorded_at,
-                ])?,
-            );
+                ])?;
+            let key = (event.customer.as_str(), &*event.product, &*event.meter);
+            if let Some(Some(start)) = periods.get(&key) {
+                if new && event.outcome == paywall::Outcome::Success && occurred >= *start {
+                    add.execute(params![key.0, key.1, key.2, start, to_i64(event.units)])?;
+                }
+            }
+            inserted.push(new);
         }
     }
     tx.commit()?;

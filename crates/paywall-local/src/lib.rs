@@ -123,6 +123,16 @@ impl LocalBackend {
             .map(|(plan, _)| plan)
     }
 
+    /// The references of the products the ledger sells, in order of creation.
+    pub async fn products(&self) -> Result<Vec<String>, LocalError> {
+        self.run(|conn| {
+            let mut query = conn.prepare_cached("SELECT reference FROM products ORDER BY rowid")?;
+            let rows = query.query_map([], |row| row.get::<_, String>(0))?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
     /// The paid plan a checkout for `product` would buy.
     pub async fn paid_plan(&self, product: &str) -> Result<Plan, LocalError> {
         let product = product.to_owned();

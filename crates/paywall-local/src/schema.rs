@@ -59,6 +59,16 @@ const MIGRATIONS: &[&str] = &[
         created_at   INTEGER NOT NULL
     );
     CREATE INDEX open_sessions ON checkout_sessions(customer_ref, product_ref, status);",
+    // 3: units used per allowance period, so a limits check reads one row whatever the
+    // history (a period's row is filled from usage_events the first time it is needed).
+    "CREATE TABLE usage_totals (
+        customer_ref TEXT NOT NULL,
+        product_ref  TEXT NOT NULL,
+        meter        TEXT NOT NULL,
+        period_start INTEGER NOT NULL,
+        units        INTEGER NOT NULL,
+        PRIMARY KEY (customer_ref, product_ref, meter, period_start)
+    ) WITHOUT ROWID;",
 ];
 
 /// The schema version this build writes.

@@ -4,7 +4,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use paywall::{BackendError, BillingBackend, CustomerRef, Identity, Limits, UsageEvent};
 use serde_json::{Map, Value};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::client::{CustomerLookup, SolvaPayClient};
 use crate::config::{ConfigError, SolvaPayConfig};
@@ -14,10 +14,15 @@ use crate::wire;
 /// The SolvaPay billing backend.
 ///
 /// * `ensure_customer`: find by `externalRef`; else create with the identity's
-///   externalRef, email and name; on 409 find by `externalRef` again (a concurrent
-///   create won), then by email, and link the externalRef to that customer with PATCH.
-///   An identity without email gets `<externalRef>-<millis>@auto-created.local`, as
-///   SolvaPay's SDK does. A failed ensure is an error and is simply retried later.
+///   externalRef, name and **verified** email (an identity without one gets
+///   `<externalRef>-<millis>@auto-created.local`, as SolvaPay's SDK does); on 409 find
+///   by `externalRef` again (a concurrent create won), then, for a verified email only,
+///   adopt the customer owning it **when that customer has no externalRef** (PATCH). A
+///   customer linked to another externalRef is never re-linked: the caller gets 403
+///   `customer_conflict`. SolvaPay refusing the customer (another 4xx) is a 403
+///   `customer_rejected`. A transient failure is simply retried later.
+/// * `checkout_url` (for 402s whose limits answer had no link):
+///   `POST /v1/sdk/checkout-sessions`.
 /// * `check_limits`: `POST /v1/sdk/limits` with `includeCheckoutSession: true`.
 /// * `record_usage`: `POST /v1/sdk/usages/bulk`, each event with its idempotency key
 ///   and the meter in `metadata.meterName`.
@@ -53,21 +58,19 @@ impl SolvaPayBackend {
         &self.client
     }
 
-    async fn ensure(&self, identity: &Identity) -> Result<String, SolvaPayError> {
+    async fn ensure(&self, identity: &Identity) -> Result<String, BackendError> {
         let external_ref = identity.external_ref.as_str();
-        if let Some(found) = self
-            .client
-            .find_customer(CustomerLookup::ExternalRef(external_ref))
-            .await?
-        {
+        let by_ref = CustomerLookup::ExternalRef(external_ref);
+        if let Some(found) = self.client.find_customer(by_ref).await? {
             return Ok(found.reference);
         }
-        let email = identity
-            .email
-            .clone()
-            .unwrap_or_else(|| placeholder_email(external_ref));
+        // Only an email the IdP verified reaches SolvaPay: it may link customers by
+        // email on create, and an unverified email is whatever the caller typed.
+        let verified = identity.verified_email();
         let create = wire::CreateCustomer {
-            email: email.clone(),
+            email: verified
+                .map(str::to_owned)
+                .unwrap_or_else(|| placeholder_email(external_ref)),
             metadata: Map::new(),
             name: identity.name.clone(),
             external_ref: Some(external_ref.to_owned()),
@@ -78,21 +81,50 @@ impl SolvaPayBackend {
                 Ok(created.reference)
             }
             Err(SolvaPayError::Conflict { body }) => {
-                debug!(%body, "customer creation conflicted; adopting the existing customer");
-                if let Some(found) = self
-                    .client
-                    .find_customer(CustomerLookup::ExternalRef(external_ref))
-                    .await?
-                {
+                debug!(%body, "customer creation conflicted");
+                // A concurrent create for the same externalRef won.
+                if let Some(found) = self.client.find_customer(by_ref).await? {
                     return Ok(found.reference);
                 }
-                let Some(owner) = self
-                    .client
-                    .find_customer(CustomerLookup::Email(&email))
-                    .await?
-                else {
-                    return Err(SolvaPayError::Conflict { body });
-                };
+                self.adopt(external_ref, verified).await
+            }
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// The email is taken: adopt its customer only when the email is verified and the
+    /// customer has no externalRef yet (one created before the paywall, the case
+    /// SolvaPay's docs describe). A customer linked to someone else is never re-linked.
+    async fn adopt(
+        &self,
+        external_ref: &str,
+        verified: Option<&str>,
+    ) -> Result<String, BackendError> {
+        let conflict = |why: &str| BackendError::CustomerConflict(why.to_owned());
+        let Some(email) = verified else {
+            return Err(conflict("the customer's placeholder email is taken"));
+        };
+        let Some(owner) = self
+            .client
+            .find_customer(CustomerLookup::Email(email))
+            .await?
+        else {
+            return Err(conflict("the email is taken, but no customer has it"));
+        };
+        match owner
+            .external_ref
+            .as_deref()
+            .filter(|linked| !linked.is_empty())
+        {
+            Some(linked) if linked == external_ref => Ok(owner.reference),
+            Some(_) => {
+                warn!(customer = %owner.reference,
+                      "a caller's verified email belongs to a customer linked to another externalRef; not re-linked");
+                Err(conflict(
+                    "the email belongs to a customer linked to another externalRef",
+                ))
+            }
+            None => {
                 let patch = wire::UpdateCustomer {
                     external_ref: Some(external_ref.to_owned()),
                     ..wire::UpdateCustomer::default()
@@ -101,10 +133,9 @@ impl SolvaPayBackend {
                     .client
                     .update_customer(&owner.reference, &patch)
                     .await?;
-                info!(customer = %linked.reference, "linked externalRef to the customer owning the email");
+                info!(customer = %linked.reference, "linked externalRef to the existing customer with the verified email");
                 Ok(linked.reference)
             }
-            Err(err) => Err(err),
         }
     }
 }
@@ -146,6 +177,22 @@ fn plan_name(plan: Option<&Value>) -> Option<String> {
 impl BillingBackend for SolvaPayBackend {
     async fn ensure_customer(&self, identity: &Identity) -> Result<CustomerRef, BackendError> {
         Ok(CustomerRef::new(self.ensure(identity).await?))
+    }
+
+    async fn checkout_url(
+        &self,
+        customer: &CustomerRef,
+        product: &str,
+    ) -> Result<Option<String>, BackendError> {
+        let session = self
+            .client
+            .create_checkout_session(&wire::CreateCheckoutSession {
+                customer_ref: customer.to_string(),
+                product_ref: Some(product.to_owned()),
+                ..wire::CreateCheckoutSession::default()
+            })
+            .await?;
+        Ok(Some(session.checkout_url).filter(|url| !url.is_empty()))
     }
 
     async fn check_limits(

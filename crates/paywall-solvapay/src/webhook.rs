@@ -67,13 +67,14 @@ fn mac(secret: &str, timestamp: u64, body: &[u8]) -> HmacSha256 {
 /// A SolvaPay webhook event envelope.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 pub struct WebhookEvent {
-    /// `evt_...`.
+    /// `evt_...` (empty when the event has none).
+    #[serde(default, deserialize_with = "crate::wire::lenient::string")]
     pub id: String,
     /// For example `purchase.created`, `customer.updated`.
     #[serde(rename = "type")]
     pub kind: String,
     /// Unix seconds, when sent.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::wire::lenient::option")]
     pub created: Option<i64>,
     /// The event's object.
     #[serde(default)]

@@ -1,26 +1,84 @@
 //! SolvaPay's JSON shapes (`/v1/sdk/...`), as the published OpenAPI file describes them.
-//! Shared by the client and by `paywall-local`'s SolvaPay-compatible dev server.
+//! Shared by the client and by the SolvaPay-compatible dev server (`paywall-dev-server`).
+//!
+//! Answers are read liberally: the client needs only the fields it acts on (a
+//! customer's `reference`, a limits answer's `withinLimits` and `remaining`, a checkout
+//! session's `checkoutUrl`). Every other field is tolerated absent, `null`, of an
+//! unexpected type (read as absent) or unknown, whatever the schema says is required.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+
+/// Readers that never fail on a field the client does not need.
+pub mod lenient {
+    use serde::de::DeserializeOwned;
+    use serde::{Deserialize, Deserializer};
+    use serde_json::Value;
+
+    /// The value when it has the expected type; `None` when it is `null` or of
+    /// another type.
+    pub fn option<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: DeserializeOwned,
+    {
+        let value = Value::deserialize(deserializer)?;
+        Ok(serde_json::from_value(value).ok())
+    }
+
+    /// The items of an array that have the expected shape; `None` when the value is
+    /// not an array.
+    pub fn list<'de, D, T>(deserializer: D) -> Result<Option<Vec<T>>, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: DeserializeOwned,
+    {
+        Ok(match Value::deserialize(deserializer)? {
+            Value::Array(items) => Some(
+                items
+                    .into_iter()
+                    .filter_map(|item| serde_json::from_value(item).ok())
+                    .collect(),
+            ),
+            _ => None,
+        })
+    }
+
+    /// A string, or the empty string when the value is missing, `null` or not one.
+    pub fn string<'de, D>(deserializer: D) -> Result<String, D::Error>
+    where
+        D: Deserializer<'de>,
+    {
+        Ok(option(deserializer)?.unwrap_or_default())
+    }
+}
 
 /// `CustomerResponse`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Customer {
-    /// `cus_...`.
+    /// `cus_...`: the one field the client needs.
     pub reference: String,
-    /// Display name (required by the schema; may be empty).
-    #[serde(default)]
-    pub name: String,
+    /// Display name (required by the schema, yet `null` for customers created without
+    /// one).
+    #[serde(default, deserialize_with = "lenient::option")]
+    pub name: Option<String>,
     /// Email address (required by the schema).
-    #[serde(default)]
-    pub email: String,
+    #[serde(default, deserialize_with = "lenient::option")]
+    pub email: Option<String>,
     /// The application's id for the customer.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub external_ref: Option<String>,
-    /// The customer's purchases.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The customer's purchases (malformed items are skipped).
+    #[serde(
+        default,
+        deserialize_with = "lenient::list",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub purchases: Option<Vec<PurchaseInfo>>,
 }
 
@@ -31,22 +89,42 @@ pub struct PurchaseInfo {
     /// `pur_...`.
     pub reference: String,
     /// The product bought.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub product_ref: Option<String>,
     /// The product's name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub product_name: Option<String>,
     /// `active`, `cancelled`, ...
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::string")]
     pub status: String,
     /// Start of the purchase (RFC 3339).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub start_date: Option<String>,
     /// Amount in minor units.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub amount: Option<u64>,
     /// ISO currency.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub currency: Option<String>,
 }
 
@@ -110,25 +188,53 @@ pub struct LimitResponse {
     /// Units left before this request.
     pub remaining: f64,
     /// Where to buy more.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub checkout_url: Option<String>,
     /// The session behind `checkoutUrl`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub checkout_session_id: Option<String>,
     /// The meter the answer is for.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub meter_name: Option<String>,
     /// The customer must activate a plan.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub activation_required: Option<bool>,
     /// Where to confirm an activation.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub confirmation_url: Option<String>,
     /// The product.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub product: Option<ProductSummary>,
     /// The current plan (a reference or an object, depending on the API version).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub plan: Option<Value>,
 }
 
@@ -137,9 +243,14 @@ pub struct LimitResponse {
 #[serde(rename_all = "camelCase")]
 pub struct ProductSummary {
     /// `prd_...`.
+    #[serde(default, deserialize_with = "lenient::string")]
     pub reference: String,
     /// Display name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub name: Option<String>,
 }
 
@@ -200,14 +311,14 @@ pub struct BulkUsage {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct BulkUsageResponse {
     /// Whether the call succeeded.
-    #[serde(default)]
-    pub success: bool,
+    #[serde(default, deserialize_with = "lenient::option")]
+    pub success: Option<bool>,
     /// Events newly recorded (replays are not counted).
-    #[serde(default)]
-    pub inserted: u64,
+    #[serde(default, deserialize_with = "lenient::option")]
+    pub inserted: Option<u64>,
     /// One entry per event.
-    #[serde(default)]
-    pub results: Vec<Value>,
+    #[serde(default, deserialize_with = "lenient::list")]
+    pub results: Option<Vec<Value>>,
 }
 
 /// `CreateCheckoutSessionRequest`.
@@ -232,8 +343,9 @@ pub struct CreateCheckoutSession {
 #[serde(rename_all = "camelCase")]
 pub struct CheckoutSession {
     /// The session.
+    #[serde(default, deserialize_with = "lenient::string")]
     pub session_id: String,
-    /// Where to send the customer.
+    /// Where to send the customer: the one field the client needs.
     pub checkout_url: String,
 }
 

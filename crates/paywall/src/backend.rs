@@ -148,9 +148,15 @@ pub enum BackendError {
     #[error("not found at the billing backend: {0}")]
     NotFound(String),
     /// The backend refused the request for good (bad input, bad credentials).
-    /// Retrying the same request will not help.
+    /// Retrying the same request will not help. From `ensure_customer`, the paywall
+    /// answers 403 `customer_rejected` and remembers the refusal for a while.
     #[error("rejected by the billing backend: {0}")]
     Rejected(String),
+    /// The caller's identity conflicts with a customer that belongs to someone else
+    /// (for example, its email is another customer's). Answered 403
+    /// `customer_conflict`; never resolved by re-linking that customer.
+    #[error("customer conflict at the billing backend: {0}")]
+    CustomerConflict(String),
 }
 
 impl BackendError {
@@ -160,6 +166,14 @@ impl BackendError {
             message: message.into(),
             retry_after: None,
         }
+    }
+
+    /// Whether the backend refused the caller for good (answered 403, remembered).
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            BackendError::Rejected(_) | BackendError::CustomerConflict(_)
+        )
     }
 
     /// Whether retrying the same call later may succeed.
@@ -224,6 +238,19 @@ pub trait BillingBackend: Send + Sync + 'static {
         &self,
         events: &[UsageEvent],
     ) -> impl Future<Output = Result<(), BackendError>> + Send;
+
+    /// Where `customer` can pay for `product`, for a 402 whose limits answer carried
+    /// no link (answers given while units were left usually carry none). `Ok(None)`
+    /// when the backend has no checkout: the 402 then omits `checkoutUrl`. The
+    /// default has none.
+    fn checkout_url(
+        &self,
+        customer: &CustomerRef,
+        product: &str,
+    ) -> impl Future<Output = Result<Option<String>, BackendError>> + Send {
+        let _ = (customer, product);
+        async { Ok(None) }
+    }
 }
 
 impl<T: BillingBackend> BillingBackend for Arc<T> {
@@ -249,6 +276,14 @@ impl<T: BillingBackend> BillingBackend for Arc<T> {
     ) -> impl Future<Output = Result<(), BackendError>> + Send {
         T::record_usage(self, events)
     }
+
+    fn checkout_url(
+        &self,
+        customer: &CustomerRef,
+        product: &str,
+    ) -> impl Future<Output = Result<Option<String>, BackendError>> + Send {
+        T::checkout_url(self, customer, product)
+    }
 }
 
 /// The object-safe form of [`BillingBackend`] the engine stores.
@@ -267,6 +302,11 @@ pub(crate) trait DynBackend: Send + Sync {
         &'a self,
         events: &'a [UsageEvent],
     ) -> BoxFuture<'a, Result<(), BackendError>>;
+    fn checkout_url_boxed<'a>(
+        &'a self,
+        customer: &'a CustomerRef,
+        product: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, BackendError>>;
 }
 
 impl<T: BillingBackend> DynBackend for T {
@@ -291,5 +331,13 @@ impl<T: BillingBackend> DynBackend for T {
         events: &'a [UsageEvent],
     ) -> BoxFuture<'a, Result<(), BackendError>> {
         Box::pin(self.record_usage(events))
+    }
+
+    fn checkout_url_boxed<'a>(
+        &'a self,
+        customer: &'a CustomerRef,
+        product: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, BackendError>> {
+        Box::pin(self.checkout_url(customer, product))
     }
 }

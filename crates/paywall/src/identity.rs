@@ -12,14 +12,20 @@ pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// The caller of a protected request, as the application knows them.
 ///
 /// `external_ref` is the stable identifier the billing customer is keyed by (a JWT `sub`,
-/// an organisation id, an API-key owner). `email` and `name` are passed to the billing
-/// backend when it creates the customer.
+/// an organisation id, an API-key owner). `name` is passed to the billing backend when
+/// it creates the customer; `email` is passed only when `email_verified` says the
+/// identity provider verified it. An email is an attribute many IdPs let users assert
+/// freely: an unverified one must never decide which customer a caller is billed as.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Identity {
     /// The stable, application-owned id of the caller.
     pub external_ref: String,
     /// The caller's email address, when known.
     pub email: Option<String>,
+    /// Whether the identity provider verified `email` (a JWT's `email_verified: true`;
+    /// a custom resolver says so explicitly). Unverified emails never reach the
+    /// billing backend.
+    pub email_verified: bool,
     /// The caller's display name, when known.
     pub name: Option<String>,
 }
@@ -30,14 +36,31 @@ impl Identity {
         Self {
             external_ref: external_ref.into(),
             email: None,
+            email_verified: false,
             name: None,
         }
     }
 
-    /// Sets the email address.
+    /// Sets an email address the identity provider has not verified: kept for the
+    /// application, never sent to the billing backend.
     pub fn with_email(mut self, email: impl Into<String>) -> Self {
         self.email = Some(email.into());
+        self.email_verified = false;
         self
+    }
+
+    /// Sets an email address the identity provider has verified: the billing backend
+    /// may use it to create the customer, or to adopt a customer that has it and no
+    /// external reference yet.
+    pub fn with_verified_email(mut self, email: impl Into<String>) -> Self {
+        self.email = Some(email.into());
+        self.email_verified = true;
+        self
+    }
+
+    /// The email the billing backend may use: `Some` only when verified.
+    pub fn verified_email(&self) -> Option<&str> {
+        self.email.as_deref().filter(|_| self.email_verified)
     }
 
     /// Sets the display name.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 
-use crate::backend::{DynBackend, UsageEvent};
+use crate::backend::{BackendError, DynBackend, UsageEvent};
 use crate::backoff::Backoff;
 use crate::engine::Budget;
 use crate::outbox::DynOutbox;
@@ -25,6 +25,13 @@ pub struct RecorderConfig {
     pub initial_backoff: Duration,
     /// Longest retry delay (default 30 s).
     pub max_backoff: Duration,
+    /// The longest `Retry-After` honoured (default 60 s): a proxy's `Retry-After:
+    /// 3600` must not stop metering for an hour.
+    pub max_retry_after: Duration,
+    /// How long a response waits for room in a full queue (default 5 s). After that
+    /// its event is not queued: with an outbox it stays stored there and is sent at the
+    /// next start; without one it is logged with its key and reported as pending.
+    pub enqueue_timeout: Duration,
 }
 
 impl Default for RecorderConfig {
@@ -35,6 +42,8 @@ impl Default for RecorderConfig {
             flush_interval: Duration::from_millis(100),
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(30),
+            max_retry_after: Duration::from_secs(60),
+            enqueue_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -88,6 +97,7 @@ struct Counters {
 #[derive(Clone)]
 pub struct UsageRecorder {
     tx: mpsc::Sender<Message>,
+    enqueue_timeout: Duration,
     counters: Arc<Counters>,
     closed: Arc<AtomicBool>,
     outbox: Option<Arc<dyn DynOutbox>>,
@@ -101,10 +111,16 @@ impl std::fmt::Debug for UsageRecorder {
     }
 }
 
-/// The recorder no longer accepts events: the paywall is shutting down.
+/// Why an event could not be queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("the usage recorder is shut down")]
-pub(crate) struct RecorderClosed;
+pub(crate) enum NoSlot {
+    /// The paywall is shutting down.
+    #[error("the usage recorder is shut down")]
+    Closed,
+    /// The queue stayed full for the whole enqueue timeout.
+    #[error("the usage queue stayed full")]
+    Full,
+}
 
 impl UsageRecorder {
     pub(crate) fn spawn(
@@ -114,6 +130,7 @@ impl UsageRecorder {
         runtime: &tokio::runtime::Handle,
     ) -> Self {
         let (tx, rx) = mpsc::channel(config.capacity.max(1));
+        let enqueue_timeout = config.enqueue_timeout;
         let counters = Arc::new(Counters::default());
         let worker = Worker {
             backend,
@@ -124,6 +141,7 @@ impl UsageRecorder {
         runtime.spawn(worker.run(rx));
         let recorder = Self {
             tx,
+            enqueue_timeout,
             counters,
             closed: Arc::new(AtomicBool::new(false)),
             outbox,
@@ -164,20 +182,24 @@ impl UsageRecorder {
         self.outbox.as_ref()
     }
 
-    /// Waits for room in the queue (backpressure). Cancel-safe: dropping the future
-    /// while it waits takes nothing from the queue and records nothing. The slot is
-    /// owned, so it can travel into a task.
-    pub(crate) async fn slot(&self) -> Result<Slot, RecorderClosed> {
+    /// Waits for room in the queue (backpressure), at most the enqueue timeout.
+    /// Cancel-safe: dropping the future while it waits takes nothing from the queue and
+    /// records nothing. The slot is owned, so it can travel into a task.
+    pub(crate) async fn slot(&self) -> Result<Slot, NoSlot> {
         if self.closed.load(Ordering::Acquire) {
-            return Err(RecorderClosed);
+            return Err(NoSlot::Closed);
         }
         let permit = match self.tx.clone().try_reserve_owned() {
             Ok(permit) => permit,
             Err(mpsc::error::TrySendError::Full(tx)) => {
                 debug!("usage queue full; the response waits for room");
-                tx.reserve_owned().await.map_err(|_| RecorderClosed)?
+                match tokio::time::timeout(self.enqueue_timeout, tx.reserve_owned()).await {
+                    Ok(Ok(permit)) => permit,
+                    Ok(Err(_)) => return Err(NoSlot::Closed),
+                    Err(_) => return Err(NoSlot::Full),
+                }
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => return Err(RecorderClosed),
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(NoSlot::Closed),
         };
         Ok(Slot {
             permit,
@@ -185,14 +207,20 @@ impl UsageRecorder {
         })
     }
 
-    /// Logs and counts an event that could not be queued.
-    pub(crate) fn refuse(&self, event: &UsageEvent) {
+    /// Logs and counts an event that could not be queued (reported as pending).
+    pub(crate) fn refuse(&self, event: &UsageEvent, why: NoSlot) {
         self.counters.refused.fetch_add(1, Ordering::AcqRel);
+        let stored = if self.outbox.is_some() {
+            "kept in the outbox for the next start"
+        } else {
+            "not recorded"
+        };
         error!(
             idempotency_key = %event.idempotency_key,
             customer = %event.customer,
             units = event.units,
-            "usage event refused: the recorder is shut down"
+            reason = %why,
+            "usage event not queued; {stored}"
         );
     }
 
@@ -307,24 +335,58 @@ impl Worker {
         }
     }
 
-    /// Sends `batch` until the backend acknowledges or refuses it for good.
+    /// Sends `batch` until the backend acknowledges or refuses it for good. A refused
+    /// batch is split in halves and each sent again, so that only the events the
+    /// backend refuses are dropped (and logged with their keys), not their neighbours.
     async fn send(&self, batch: &mut Vec<Pending>) {
-        if batch.is_empty() {
-            return;
-        }
-        let events: Vec<UsageEvent> = batch.iter().map(|p| p.event.clone()).collect();
-        let mut attempt: u32 = 0;
-        loop {
-            match self.backend.record_usage_boxed(&events).await {
+        let mut parts = vec![std::mem::take(batch)];
+        while let Some(mut part) = parts.pop() {
+            if part.is_empty() {
+                continue;
+            }
+            let events: Vec<UsageEvent> = part.iter().map(|p| p.event.clone()).collect();
+            match self.deliver(&events).await {
                 Ok(()) => {
                     debug!(events = events.len(), "usage recorded");
                     self.forget(&events).await;
-                    self.settle(batch, true);
-                    return;
+                    self.settle(&mut part, true);
                 }
+                Err(err) if part.len() > 1 => {
+                    debug!(events = part.len(), error = %err, "batch refused; sending its halves apart");
+                    let second = part.split_off(part.len() / 2);
+                    parts.push(second);
+                    parts.push(part);
+                }
+                Err(err) => {
+                    for pending in &part {
+                        error!(
+                            idempotency_key = %pending.event.idempotency_key,
+                            customer = %pending.event.customer,
+                            units = pending.event.units,
+                            error = %err,
+                            "usage event refused by the billing backend"
+                        );
+                    }
+                    self.forget(&events).await;
+                    self.settle(&mut part, false);
+                }
+            }
+        }
+    }
+
+    /// One batch, retried with the same keys while the failure is transient; the
+    /// backend's `Retry-After` is honoured up to `max_retry_after`.
+    async fn deliver(&self, events: &[UsageEvent]) -> Result<(), BackendError> {
+        let backoff = Backoff::new(self.config.initial_backoff, self.config.max_backoff);
+        let mut attempt: u32 = 0;
+        loop {
+            match self.backend.record_usage_boxed(events).await {
+                Ok(()) => return Ok(()),
                 Err(err) if err.is_transient() => {
-                    let wait = Backoff::new(self.config.initial_backoff, self.config.max_backoff)
-                        .delay(attempt, err.retry_after());
+                    let asked = err
+                        .retry_after()
+                        .map(|wait| wait.min(self.config.max_retry_after));
+                    let wait = backoff.delay(attempt, asked);
                     attempt = attempt.saturating_add(1);
                     warn!(
                         events = events.len(),
@@ -335,20 +397,7 @@ impl Worker {
                     );
                     tokio::time::sleep(wait).await;
                 }
-                Err(err) => {
-                    for pending in batch.iter() {
-                        error!(
-                            idempotency_key = %pending.event.idempotency_key,
-                            customer = %pending.event.customer,
-                            units = pending.event.units,
-                            error = %err,
-                            "usage event refused by the billing backend"
-                        );
-                    }
-                    self.forget(&events).await;
-                    self.settle(batch, false);
-                    return;
-                }
+                Err(err) => return Err(err),
             }
         }
     }

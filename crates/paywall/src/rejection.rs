@@ -17,6 +17,8 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
 /// | rejection | status | body `kind` | headers |
 /// |---|---|---|---|
 /// | [`Rejection::Unauthenticated`] | 401 | `unauthenticated` | `WWW-Authenticate: Bearer error="invalid_token"` |
+/// | [`Rejection::CustomerRejected`] | 403 | `customer_rejected` | |
+/// | [`Rejection::CustomerConflict`] | 403 | `customer_conflict` | |
 /// | [`Rejection::PaymentRequired`] | 402 | `payment_required` / `activation_required` | `Retry-After` when the reset time is known |
 /// | [`Rejection::BillingUnavailable`] | 503 | `billing_unavailable` | `Retry-After` |
 /// | [`Rejection::IdentityUnavailable`] | 503 | `identity_unavailable` | `Retry-After` |
@@ -31,6 +33,12 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
 pub enum Rejection {
     /// No credentials, or credentials that are not acceptable.
     Unauthenticated(Unauthenticated),
+    /// The billing backend refused the caller's customer for good (its claims are not
+    /// acceptable there). Answered the same under every fail policy.
+    CustomerRejected,
+    /// The caller's identity conflicts with another customer (an email that belongs
+    /// to a customer linked to someone else).
+    CustomerConflict,
     /// The customer has no allowance left for the route's product (or must activate a plan).
     PaymentRequired(PaymentRequired),
     /// The billing backend is unreachable and the fail policy is closed.
@@ -62,8 +70,9 @@ pub struct PaymentRequired {
     pub activation_required: bool,
     /// The product whose allowance is exhausted.
     pub product: String,
-    /// Where to buy more; empty when the backend gave none.
-    pub checkout_url: String,
+    /// Where to buy more (or confirm an activation); `None` when the backend has no
+    /// link, and then the body has no `checkoutUrl`.
+    pub checkout_url: Option<String>,
     /// Where to confirm an activation, when the backend gave one.
     pub confirmation_url: Option<String>,
     /// The customer's current plan, when known.
@@ -139,6 +148,7 @@ impl Rejection {
     pub fn status(&self) -> StatusCode {
         match self {
             Rejection::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            Rejection::CustomerRejected | Rejection::CustomerConflict => StatusCode::FORBIDDEN,
             Rejection::PaymentRequired(_) => StatusCode::PAYMENT_REQUIRED,
             Rejection::BillingUnavailable { .. } | Rejection::IdentityUnavailable { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -150,6 +160,8 @@ impl Rejection {
     pub fn kind(&self) -> &'static str {
         match self {
             Rejection::Unauthenticated(_) => "unauthenticated",
+            Rejection::CustomerRejected => "customer_rejected",
+            Rejection::CustomerConflict => "customer_conflict",
             Rejection::PaymentRequired(payment) => payment.kind(),
             Rejection::BillingUnavailable { .. } => "billing_unavailable",
             Rejection::IdentityUnavailable { .. } => "identity_unavailable",
@@ -166,6 +178,16 @@ impl Rejection {
             Rejection::Unauthenticated(_) => (
                 "Unauthorized",
                 "The credentials are invalid or expired.".to_owned(),
+            ),
+            Rejection::CustomerRejected => (
+                "Forbidden",
+                "The billing provider does not accept this account. Contact the service's support."
+                    .to_owned(),
+            ),
+            Rejection::CustomerConflict => (
+                "Forbidden",
+                "This account conflicts with another billing customer. Contact the service's support."
+                    .to_owned(),
             ),
             Rejection::PaymentRequired(payment) => (payment.error(), payment.message()),
             Rejection::BillingUnavailable { .. } => (
@@ -184,7 +206,9 @@ impl Rejection {
         body.insert("detail".into(), json!(message));
         if let Rejection::PaymentRequired(payment) = self {
             body.insert("product".into(), json!(payment.product));
-            body.insert("checkoutUrl".into(), json!(payment.checkout_url));
+            if let Some(url) = payment.checkout_url.as_deref().filter(|u| !u.is_empty()) {
+                body.insert("checkoutUrl".into(), json!(url));
+            }
             body.insert("remaining".into(), json!(payment.remaining));
             if let Some(url) = &payment.confirmation_url {
                 body.insert("confirmationUrl".into(), json!(url));
@@ -199,7 +223,9 @@ impl Rejection {
     /// The `Retry-After` to send, if any.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            Rejection::Unauthenticated(_) => None,
+            Rejection::Unauthenticated(_)
+            | Rejection::CustomerRejected
+            | Rejection::CustomerConflict => None,
             Rejection::PaymentRequired(payment) => payment.retry_after,
             Rejection::BillingUnavailable { retry_after }
             | Rejection::IdentityUnavailable { retry_after } => Some(*retry_after),
@@ -238,7 +264,7 @@ mod tests {
         PaymentRequired {
             activation_required: false,
             product: "prd_x".into(),
-            checkout_url: "http://127.0.0.1/checkout".into(),
+            checkout_url: Some("http://127.0.0.1/checkout".into()),
             confirmation_url: None,
             plan: Some("pln_free".into()),
             remaining: 0,
@@ -264,6 +290,32 @@ mod tests {
         assert_eq!(body["type"], "urn:paywall:payment_required");
         assert_eq!(body["detail"], body["message"]);
         assert_eq!(body["plan"], "pln_free");
+    }
+
+    #[test]
+    fn a_402_without_a_link_omits_checkout_url_rather_than_sending_an_empty_one() {
+        for url in [None, Some(String::new())] {
+            let mut payment = payment();
+            payment.checkout_url = url;
+            let body = Rejection::PaymentRequired(payment).body();
+            assert!(body.get("checkoutUrl").is_none(), "{body}");
+        }
+    }
+
+    #[test]
+    fn customer_refusals_are_403_without_provider_text() {
+        for (rejection, kind) in [
+            (Rejection::CustomerRejected, "customer_rejected"),
+            (Rejection::CustomerConflict, "customer_conflict"),
+        ] {
+            let response = rejection.to_response();
+            assert_eq!(response.status(), StatusCode::FORBIDDEN);
+            assert!(response.headers().get(RETRY_AFTER).is_none());
+            let body: Value = serde_json::from_slice(response.body()).expect("json body");
+            assert_eq!(body["kind"], kind);
+            assert_eq!(body["status"], 403);
+            assert_eq!(body["success"], false);
+        }
     }
 
     #[test]

@@ -93,3 +93,34 @@ async fn a_full_queue_applies_backpressure_instead_of_dropping() {
     // The abandoned fourth request was cancelled before its event was queued: 4 recorded.
     assert_eq!(backend.recorded_units(), 4);
 }
+
+#[tokio::test]
+async fn a_full_queue_holds_a_response_at_most_the_enqueue_timeout() {
+    let backend = MemoryBackend::with_allowance(100);
+    backend.fail_next_usage_calls(usize::MAX);
+    let paywall = Paywall::builder(HeaderResolver::new(), backend.clone())
+        .recorder(paywall::RecorderConfig {
+            capacity: 2,
+            max_batch: 1,
+            enqueue_timeout: Duration::from_millis(100),
+            ..fast_recorder()
+        })
+        .build()
+        .expect("paywall");
+    let service = protected(&paywall);
+    for _ in 0..3 {
+        assert_eq!(status_of(&service, "alice").await, StatusCode::OK);
+    }
+    // The usage endpoint is down and the queue is full: the response still goes out.
+    let started = std::time::Instant::now();
+    let status = tokio::time::timeout(Duration::from_secs(5), status_of(&service, "alice"))
+        .await
+        .expect("answered after the enqueue timeout, not blocked");
+    assert_eq!(status, StatusCode::OK);
+    assert!(started.elapsed() >= Duration::from_millis(100));
+    assert_eq!(
+        paywall.recorder().report().pending,
+        4,
+        "the unqueued event is reported, not lost silently"
+    );
+}

@@ -108,7 +108,8 @@ impl Admission {
 
     /// Settles the admission with the handler's status: a success (2xx unless
     /// configured otherwise) commits the units and queues a usage event; anything else
-    /// gives the units back. Waits only if the usage queue is full.
+    /// gives the units back. Waits only if the usage queue is full, and at most the
+    /// recorder's `enqueue_timeout`.
     pub async fn finish(mut self, status: StatusCode) {
         if !(self.engine.success)(status) {
             debug!(%status, "handler did not succeed; units given back");
@@ -129,8 +130,9 @@ impl Admission {
         };
         match slot {
             Ok(slot) => slot.send(Pending { event, budget }),
-            // Shutting down: the event is logged with its key and counted as pending.
-            Err(_) => engine.recorder.refuse(&event),
+            // Shutting down, or the queue stayed full: the event is logged with its key
+            // and counted as pending.
+            Err(why) => engine.recorder.refuse(&event, why),
         }
     }
 
@@ -166,7 +168,7 @@ impl Admission {
             }
             match slot {
                 Ok(slot) => slot.send(Pending { event, budget }),
-                Err(_) => recorder.refuse(&event),
+                Err(why) => recorder.refuse(&event, why),
             }
         });
         let _ = task.await;

@@ -87,9 +87,16 @@ impl Engine {
     ) -> Result<Grant, Rejection> {
         let policy = route.fail_policy;
 
-        // Step 2: the billing customer (cached; find-or-create at the backend).
+        // Step 2: the billing customer (cached; find-or-create at the backend). A
+        // refusal is the caller's problem, not an outage: 403 under every policy.
         let entry = match self.customer(identity).await {
             Ok(entry) => entry,
+            Err(err) if err.is_refusal() => {
+                return Err(match &*err {
+                    BackendError::CustomerConflict(_) => Rejection::CustomerConflict,
+                    _ => Rejection::CustomerRejected,
+                });
+            }
             Err(err) => {
                 warn!(error = %err, external_ref = %identity.external_ref, "ensure-customer failed");
                 return match policy {
@@ -149,7 +156,7 @@ impl Engine {
             Ok(Grant::reserved(customer, reservation))
         } else {
             Err(Rejection::PaymentRequired(
-                self.payment_required(&budget, route),
+                self.payment_required(customer, &budget, route).await,
             ))
         }
     }
@@ -226,13 +233,32 @@ impl Engine {
         }
     }
 
-    /// The 402 for `route` from what `budget` knows.
-    pub(super) fn payment_required(&self, budget: &Budget, route: &RouteCharge) -> PaymentRequired {
+    /// The 402 for `route` from what `budget` knows, with a link to pay (or to
+    /// confirm an activation): the limits answer's, else one asked of the backend.
+    pub(super) async fn payment_required(
+        &self,
+        customer: &Customer,
+        budget: &Budget,
+        route: &RouteCharge,
+    ) -> PaymentRequired {
         let info = budget.info();
+        let known = info
+            .checkout_url
+            .clone()
+            .or_else(|| {
+                info.confirmation_url
+                    .clone()
+                    .filter(|_| info.activation_required)
+            })
+            .filter(|url| !url.is_empty());
+        let checkout_url = match known {
+            Some(url) => Some(url),
+            None => self.checkout_link(customer, route).await,
+        };
         PaymentRequired {
             activation_required: info.activation_required,
             product: route.product.to_string(),
-            checkout_url: info.checkout_url.clone().unwrap_or_default(),
+            checkout_url,
             confirmation_url: info.confirmation_url.clone(),
             plan: info.plan.clone(),
             remaining: budget.remaining(),

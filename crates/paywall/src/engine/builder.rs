@@ -27,6 +27,7 @@ pub struct PaywallBuilder {
     resolver: Box<dyn DynResolver>,
     backend: Arc<dyn DynBackend>,
     customer_ttl: Duration,
+    refusal_backoff: Duration,
     limits_ttl: Duration,
     idle_timeout: Duration,
     max_customers: u64,
@@ -60,6 +61,7 @@ impl PaywallBuilder {
             resolver,
             backend,
             customer_ttl: Duration::from_secs(3600),
+            refusal_backoff: Duration::from_secs(5),
             limits_ttl: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(3600),
             max_customers: 100_000,
@@ -78,6 +80,14 @@ impl PaywallBuilder {
     /// How long an externalRef → customer mapping is cached (default 1 hour).
     pub fn customer_ttl(mut self, ttl: Duration) -> Self {
         self.customer_ttl = ttl;
+        self
+    }
+
+    /// After the billing backend refuses a caller's customer (answered 403), how long
+    /// before it is asked again for that externalRef (default 5 s, doubling with each
+    /// refusal up to 10 minutes). Requests in between cost no backend call.
+    pub fn refusal_backoff(mut self, first: Duration) -> Self {
+        self.refusal_backoff = first;
         self
     }
 
@@ -195,9 +205,18 @@ impl PaywallBuilder {
                 .max_capacity(self.max_customers)
                 .time_to_live(self.customer_ttl)
                 .build(),
+            refusals: Cache::builder()
+                .max_capacity(self.max_customers)
+                .time_to_live(super::cache::MAX_REFUSAL_BACKOFF)
+                .build(),
+            refusal_backoff: self.refusal_backoff,
             budgets: Cache::builder()
                 .max_capacity(self.max_budgets)
                 .time_to_idle(self.idle_timeout)
+                .build(),
+            checkout_links: Cache::builder()
+                .max_capacity(self.max_customers)
+                .time_to_live(Duration::from_secs(60))
                 .build(),
             revivable: Mutex::new(Revivable::default()),
             meters: Mutex::new(HashMap::new()),
@@ -229,9 +248,11 @@ impl PaywallBuilder {
             }
         };
         positive("customer_ttl", self.customer_ttl)?;
+        positive("refusal_backoff", self.refusal_backoff)?;
         positive("limits_ttl", self.limits_ttl)?;
         positive("idle_timeout", self.idle_timeout)?;
         positive("recorder.flush_interval", self.recorder.flush_interval)?;
+        positive("recorder.enqueue_timeout", self.recorder.enqueue_timeout)?;
         positive("leases.idle", self.leases.idle)?;
         positive("leases.retry", self.leases.retry)?;
         if self.leases.units == 0 {

@@ -1,13 +1,18 @@
 //! What the engine caches and how a miss is filled: customer entries (with the budgets
-//! their routes used, so the warm path is one lookup) and budgets. Concurrent misses
-//! for one key share one backend call; errors are not cached. A budget evicted while
-//! usage is still in flight is revived on the next miss, so its counters are not lost.
+//! their routes used, so the warm path is one lookup), budgets, and checkout links for
+//! 402s. Concurrent misses for one key share one backend call. Transient errors are not
+//! cached; a backend's refusal of a caller's customer is remembered per externalRef,
+//! with a doubling back-off, so a hostile caller cannot turn requests into backend
+//! calls. A budget evicted while usage is still in flight is revived on the next miss,
+//! so its counters are not lost.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 
+use std::time::Duration;
+
 use arc_swap::ArcSwap;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::{Budget, Engine};
 use crate::backend::{BackendError, CustomerRef};
@@ -90,16 +95,60 @@ impl Revivable {
     }
 }
 
+/// A backend's refusal of an externalRef's customer, remembered until `until_ms`.
+#[derive(Clone)]
+pub(super) struct Refusal {
+    until_ms: u64,
+    strikes: u32,
+    error: Arc<BackendError>,
+}
+
+/// The longest a refusal is remembered before the backend is asked again.
+pub(super) const MAX_REFUSAL_BACKOFF: Duration = Duration::from_secs(600);
+
+/// How long a 402 waits for a checkout link before it is answered without one.
+const CHECKOUT_LINK_TIMEOUT: Duration = Duration::from_secs(3);
+
 impl Engine {
     /// The caller's customer entry: cached, or ensured at the backend (one call for
-    /// concurrent first requests).
+    /// concurrent first requests). A refusal is answered from memory while its
+    /// back-off runs.
     pub(super) async fn customer(
         &self,
         identity: &Identity,
     ) -> Result<Arc<CustomerEntry>, Arc<BackendError>> {
-        if let Some(entry) = self.customers.get(identity.external_ref.as_str()).await {
+        let external_ref = identity.external_ref.as_str();
+        if let Some(entry) = self.customers.get(external_ref).await {
             return Ok(entry);
         }
+        let refused = self.refusals.get(external_ref).await;
+        if let Some(refusal) = &refused {
+            if self.now_ms() < refusal.until_ms {
+                return Err(Arc::clone(&refusal.error));
+            }
+        }
+        let result = self.ensure(identity).await;
+        if let Err(err) = &result {
+            if err.is_refusal() {
+                let strikes = refused.map_or(0, |r| r.strikes.saturating_add(1));
+                let wait = self
+                    .refusal_backoff
+                    .saturating_mul(2u32.saturating_pow(strikes.min(16)))
+                    .min(MAX_REFUSAL_BACKOFF);
+                warn!(error = %err, retry_in_s = wait.as_secs(), "the billing backend refused a caller's customer");
+                let refusal = Refusal {
+                    until_ms: self.now_ms().saturating_add(super::admit::millis(wait)),
+                    strikes,
+                    error: Arc::clone(err),
+                };
+                self.refusals.insert(external_ref.to_owned(), refusal).await;
+            }
+        }
+        result
+    }
+
+    /// Ensure-customer at the backend, one call for concurrent misses.
+    async fn ensure(&self, identity: &Identity) -> Result<Arc<CustomerEntry>, Arc<BackendError>> {
         self.customers
             .try_get_with(identity.external_ref.clone(), async {
                 let reference = self.backend.ensure_customer_boxed(identity).await?;
@@ -162,6 +211,38 @@ impl Engine {
                 budget
             })
             .await
+    }
+
+    /// Where `customer` can pay for the route's product, for a 402 that has no link:
+    /// asked of the backend once for concurrent 402s, kept briefly, and given up on
+    /// (the 402 omits the link) when the backend has none, fails or is slow.
+    pub(super) async fn checkout_link(
+        &self,
+        customer: &Customer,
+        route: &RouteCharge,
+    ) -> Option<String> {
+        let key = (customer.reference().clone(), Arc::clone(&route.product));
+        let link = self
+            .checkout_links
+            .try_get_with(key, async {
+                let asked = self
+                    .backend
+                    .checkout_url_boxed(customer.reference(), &route.product);
+                match tokio::time::timeout(CHECKOUT_LINK_TIMEOUT, asked).await {
+                    Ok(Ok(Some(url))) if !url.is_empty() => Ok(Arc::<str>::from(url)),
+                    Ok(Ok(_)) => Err(()),
+                    Ok(Err(err)) => {
+                        warn!(error = %err, customer = %customer.reference(), "no checkout link for a 402");
+                        Err(())
+                    }
+                    Err(_) => {
+                        warn!(customer = %customer.reference(), "checkout link timed out; the 402 has none");
+                        Err(())
+                    }
+                }
+            })
+            .await;
+        link.ok().map(|url| url.to_string())
     }
 
     fn revive(&self, key: &BudgetKey) -> Option<Arc<Budget>> {

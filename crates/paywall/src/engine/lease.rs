@@ -267,7 +267,7 @@ impl Engine {
                 },
             }
         }
-        let mut required = self.payment_required(budget, route);
+        let mut required = self.payment_required(customer, budget, route).await;
         required.remaining = remaining;
         Ok(Err(Rejection::PaymentRequired(required)))
     }

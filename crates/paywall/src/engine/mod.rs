@@ -43,7 +43,7 @@ pub(crate) use budget::Budget;
 pub use builder::PaywallBuilder;
 
 use admit::Grant;
-use cache::{BudgetKey, CustomerEntry, Revivable};
+use cache::{BudgetKey, CustomerEntry, Refusal, Revivable};
 use lease::SharedState;
 
 /// Interned (product, meter) pairs of the routes.
@@ -110,7 +110,10 @@ pub(crate) struct Engine {
     resolver: Box<dyn DynResolver>,
     backend: Arc<dyn DynBackend>,
     customers: Cache<String, Arc<CustomerEntry>>,
+    refusals: Cache<String, Refusal>,
+    refusal_backoff: Duration,
     budgets: Cache<BudgetKey, Arc<Budget>>,
+    checkout_links: Cache<(CustomerRef, Arc<str>), Arc<str>>,
     revivable: Mutex<Revivable>,
     meters: Mutex<MeterIds>,
     recorder: UsageRecorder,
