@@ -31,9 +31,9 @@ pub fn test_paywall<B: BillingBackend + Clone>(backend: &B) -> paywall::Paywall 
 }
 
 /// The status `service` answers a request of `sub` with.
-pub async fn status_of<S>(service: &S, sub: &str) -> StatusCode
+pub async fn status_of<S, R>(service: &S, sub: &str) -> StatusCode
 where
-    S: Service<Request<Full<Bytes>>, Response = Response<Full<Bytes>>, Error = Infallible> + Clone,
+    S: Service<Request<Full<Bytes>>, Response = Response<R>, Error = Infallible> + Clone,
 {
     status(service, request(sub)).await
 }

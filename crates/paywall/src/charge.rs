@@ -24,6 +24,7 @@ pub struct Charge {
     pub(crate) meter: String,
     pub(crate) units: u64,
     pub(crate) fail_policy: Option<FailPolicy>,
+    pub(crate) by_consumption: bool,
 }
 
 impl Charge {
@@ -34,6 +35,7 @@ impl Charge {
             meter: "requests".to_owned(),
             units: 1,
             fail_policy: None,
+            by_consumption: false,
         }
     }
 
@@ -46,6 +48,22 @@ impl Charge {
     /// Units per admitted request (default 1, at most [`MAX_UNITS`]).
     pub fn units(mut self, units: u64) -> Self {
         self.units = units;
+        self
+    }
+
+    /// Prices the route by what each request consumed instead of a fixed number of
+    /// units: admission holds nothing, the handler reserves an upper bound and reports
+    /// what it used through the request's [`Usage`](crate::Usage), and the amount is
+    /// settled when the response body ends.
+    ///
+    /// ```
+    /// use paywall::Charge;
+    ///
+    /// let completions = Charge::new("prd_llm").meter("tokens").by_consumption();
+    /// # let _ = completions;
+    /// ```
+    pub fn by_consumption(mut self) -> Self {
+        self.by_consumption = true;
         self
     }
 
@@ -67,7 +85,7 @@ impl Charge {
         if !is_reference(&self.meter) {
             return Err(ConfigError::InvalidMeter(self.meter.clone()));
         }
-        if self.units == 0 || self.units > MAX_UNITS {
+        if !self.by_consumption && (self.units == 0 || self.units > MAX_UNITS) {
             return Err(ConfigError::InvalidUnits(self.units));
         }
         Ok(())
@@ -87,6 +105,7 @@ fn is_reference(value: &str) -> bool {
 pub(crate) struct RouteCharge {
     pub(crate) product: Arc<str>,
     pub(crate) meter: Arc<str>,
+    /// Units per admitted request; 0 for a route priced by consumption.
     pub(crate) units: u64,
     pub(crate) fail_policy: FailPolicy,
     /// Interned (product, meter) pair: the budget key's second half.

@@ -5,12 +5,12 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
 use http::{Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 use tracing::Instrument;
 
+use crate::body::PaywallBody;
 use crate::charge::Charge;
 use crate::engine::{Paywall, Route};
 use crate::error::ConfigError;
@@ -31,8 +31,10 @@ impl Paywall {
 /// extension set. After the inner service answers, the units are committed and metered
 /// (success) or given back (any other status, an error, or a dropped future).
 ///
-/// Usage is committed when the response head is produced: a streaming body that fails
-/// afterwards still counts.
+/// On a fixed-price route, usage is committed when the response head is produced: a
+/// streaming body that fails afterwards still counts. On a route priced by consumption
+/// ([`Charge::by_consumption`]) the request carries a [`Usage`](crate::Usage) and is
+/// settled when the response body ([`PaywallBody`]) ends or is dropped.
 #[derive(Clone)]
 pub struct PaywallLayer {
     paywall: Paywall,
@@ -88,11 +90,11 @@ where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     ReqBody: Send + 'static,
-    ResBody: From<Bytes> + Send + 'static,
+    ResBody: Send + 'static,
 {
-    type Response = Response<ResBody>;
+    type Response = Response<PaywallBody<ResBody>>;
     type Error = S::Error;
-    type Future = ResponseFuture<ResBody, S::Error>;
+    type Future = ResponseFuture<PaywallBody<ResBody>, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -109,12 +111,15 @@ where
             let (mut parts, body) = request.into_parts();
             let admission = match paywall.admit_head(&mut parts, &route).await {
                 Ok(admission) => admission,
-                Err(rejection) => return Ok(rejection.map(ResBody::from)),
+                Err(rejection) => return Ok(rejection.map(PaywallBody::full)),
             };
+            if let Some(usage) = admission.usage() {
+                parts.extensions.insert(usage.clone());
+            }
             // On error or cancellation the admission is dropped and its units given back.
             let response = inner.call(Request::from_parts(parts, body)).await?;
-            admission.finish(response.status()).await;
-            Ok(response)
+            let settlement = admission.finish_head(response.status()).await;
+            Ok(response.map(|body| PaywallBody::new(body, settlement)))
         };
         ResponseFuture {
             inner: Box::pin(future.instrument(span)),

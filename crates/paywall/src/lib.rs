@@ -88,6 +88,7 @@
 mod adapter;
 mod backend;
 mod backoff;
+mod body;
 mod charge;
 mod customer;
 mod engine;
@@ -103,9 +104,10 @@ pub mod shared;
 pub mod test_util;
 
 pub use backend::{BackendError, BillingBackend, CustomerRef, Limits, Outcome, UsageEvent};
+pub use body::PaywallBody;
 pub use charge::{Charge, MAX_UNITS};
 pub use customer::{missing_customer_body, Customer, X_CUSTOMER_REF};
-pub use engine::{Admission, Paywall, PaywallBuilder, Route};
+pub use engine::{Admission, Paywall, PaywallBuilder, Route, Settlement, Usage};
 pub use error::ConfigError;
 pub use identity::{Identity, IdentityError, IdentityResolver};
 pub use layer::{PaywallLayer, PaywallService, ResponseFuture};

@@ -207,6 +207,18 @@ impl UsageRecorder {
         })
     }
 
+    /// Room in the queue right now, without waiting; `None` when it is full or closed.
+    pub(crate) fn try_slot(&self) -> Option<Slot> {
+        if self.closed.load(Ordering::Acquire) {
+            return None;
+        }
+        let permit = self.tx.clone().try_reserve_owned().ok()?;
+        Some(Slot {
+            permit,
+            counters: Arc::clone(&self.counters),
+        })
+    }
+
     /// Logs and counts an event that could not be queued (reported as pending).
     pub(crate) fn refuse(&self, event: &UsageEvent, why: NoSlot) {
         self.counters.refused.fetch_add(1, Ordering::AcqRel);

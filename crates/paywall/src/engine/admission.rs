@@ -1,5 +1,6 @@
 //! [`Admission`]: an admitted request's customer and the units held for it, until the
-//! handler's answer commits them (and queues the usage event) or gives them back.
+//! handler's answer commits them (and queues the usage event) or gives them back; and
+//! the [`Settlement`] that does so when a response priced by consumption ends.
 
 use std::fmt;
 use std::sync::Arc;
@@ -9,56 +10,14 @@ use http::StatusCode;
 use tracing::{debug, error};
 
 use super::admit::Grant;
+use super::reservation::Reservation;
+use super::usage::Usage;
 use super::{Budget, Engine};
 use crate::backend::{Outcome, UsageEvent};
 use crate::charge::RouteCharge;
 use crate::customer::Customer;
 use crate::outbox::DynOutbox;
 use crate::recorder::Pending;
-
-/// Units held for an admitted request; given back on drop unless committed.
-pub(crate) struct Reservation {
-    budget: Arc<Budget>,
-    units: u64,
-    /// Taken from units leased from the shared store (given back to the lease).
-    leased: bool,
-}
-
-impl Reservation {
-    pub(super) fn local(budget: Arc<Budget>, units: u64) -> Self {
-        Self {
-            budget,
-            units,
-            leased: false,
-        }
-    }
-
-    pub(super) fn leased(budget: Arc<Budget>, units: u64) -> Self {
-        Self {
-            budget,
-            units,
-            leased: true,
-        }
-    }
-
-    /// Keeps the units consumed and hands the budget on, to be acknowledged later.
-    pub(super) fn commit(mut self) -> Arc<Budget> {
-        self.units = 0; // nothing to give back on drop
-        Arc::clone(&self.budget)
-    }
-}
-
-impl Drop for Reservation {
-    fn drop(&mut self) {
-        if self.units > 0 {
-            if self.leased {
-                self.budget.release_leased(self.units);
-            } else {
-                self.budget.release(self.units);
-            }
-        }
-    }
-}
 
 /// An admitted request: its customer and the units held for it.
 ///
@@ -71,6 +30,7 @@ pub struct Admission {
     engine: Arc<Engine>,
     admitted_at: SystemTime,
     started: Instant,
+    usage: Option<Usage>,
 }
 
 impl fmt::Debug for Admission {
@@ -90,6 +50,9 @@ impl Admission {
         engine: Arc<Engine>,
         admitted_at: SystemTime,
     ) -> Self {
+        let usage = grant
+            .entry
+            .map(|entry| Usage::new(Arc::clone(&engine), entry, Arc::clone(&charge), admitted_at));
         Self {
             customer: grant.customer,
             reservation: grant.reservation,
@@ -97,6 +60,30 @@ impl Admission {
             engine,
             admitted_at,
             started: Instant::now(),
+            usage,
+        }
+    }
+
+    /// The request's [`Usage`], on a route priced by consumption: put it in the
+    /// request for the handler.
+    pub fn usage(&self) -> Option<&Usage> {
+        self.usage.as_ref()
+    }
+
+    /// Finishes what the response head decides: a fixed price is settled now, as
+    /// [`finish`](Self::finish); a route priced by consumption returns the
+    /// [`Settlement`] to keep with the response body, which settles when the body ends
+    /// or is dropped (the client went away, the server shut down).
+    pub async fn finish_head(self, status: StatusCode) -> Option<Settlement> {
+        match &self.usage {
+            Some(usage) => Some(Settlement {
+                usage: usage.clone(),
+                success: (self.engine.success)(status),
+            }),
+            None => {
+                self.finish(status).await;
+                None
+            }
         }
     }
 
@@ -110,7 +97,14 @@ impl Admission {
     /// configured otherwise) commits the units and queues a usage event; anything else
     /// gives the units back. Waits only if the usage queue is full, and at most the
     /// recorder's `enqueue_timeout`.
+    ///
+    /// On a route priced by consumption this settles at once to what the handler
+    /// reported so far; adapters that stream use [`finish_head`](Self::finish_head).
     pub async fn finish(mut self, status: StatusCode) {
+        if let Some(usage) = self.usage.take() {
+            usage.settle_and_record((self.engine.success)(status));
+            return;
+        }
         if !(self.engine.success)(status) {
             debug!(%status, "handler did not succeed; units given back");
             return; // the reservation's drop gives the units back
@@ -172,5 +166,74 @@ impl Admission {
             }
         });
         let _ = task.await;
+    }
+}
+
+/// Settles a response priced by consumption when its body has been sent, or dropped:
+/// what the handler reported is committed and recorded once, the rest given back. A
+/// failure status (per `success_when`) gives everything back unless the handler
+/// reported consumption. Obtained from [`Admission::finish_head`]; keep it with the
+/// body (the tower layer's [`PaywallBody`](crate::PaywallBody) does).
+#[must_use = "dropping the settlement settles at once"]
+pub struct Settlement {
+    usage: Usage,
+    success: bool,
+}
+
+impl Settlement {
+    /// The response body ended: settle now.
+    pub fn complete(self) {
+        drop(self);
+    }
+}
+
+impl fmt::Debug for Settlement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settlement")
+            .field("usage", &self.usage)
+            .field("success", &self.success)
+            .finish()
+    }
+}
+
+impl Drop for Settlement {
+    fn drop(&mut self) {
+        self.usage.settle_and_record(self.success);
+    }
+}
+
+impl Engine {
+    /// Hands a committed event to the recorder without waiting: into the queue now
+    /// when it has room (and no outbox must store it first), otherwise from a task.
+    pub(super) fn record_detached(
+        self: &Arc<Self>,
+        event: UsageEvent,
+        budget: Option<Arc<Budget>>,
+    ) {
+        let outbox = self.recorder.outbox().cloned();
+        if outbox.is_none() {
+            if let Some(slot) = self.recorder.try_slot() {
+                slot.send(Pending { event, budget });
+                return;
+            }
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.recorder
+                .refuse(&event, crate::recorder::NoSlot::Closed);
+            return;
+        };
+        let engine = Arc::clone(self);
+        runtime.spawn(async move {
+            if let Some(outbox) = outbox {
+                if let Err(err) = outbox.store_boxed(&event).await {
+                    error!(idempotency_key = %event.idempotency_key, error = %err,
+                           "usage event not stored in the outbox; kept in memory only");
+                }
+            }
+            match engine.recorder.slot().await {
+                Ok(slot) => slot.send(Pending { event, budget }),
+                Err(why) => engine.recorder.refuse(&event, why),
+            }
+        });
     }
 }

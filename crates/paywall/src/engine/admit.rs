@@ -5,12 +5,14 @@
 //! With a shared store the budget step goes through `lease.rs` instead; when the store
 //! is unreachable it comes back here, to this instance's own budget.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use http::request::Parts;
 use tracing::{debug, warn};
 
-use super::admission::Reservation;
+use super::cache::CustomerEntry;
+use super::reservation::Reservation;
 use super::{Budget, Engine};
 use crate::backend::BackendError;
 use crate::charge::RouteCharge;
@@ -23,22 +25,27 @@ use crate::rejection::{PaymentRequired, Rejection, Unauthenticated};
 pub(crate) struct Grant {
     pub(crate) customer: Option<Customer>,
     pub(crate) reservation: Option<Reservation>,
+    /// The customer's entry, for a route priced by consumption (its `Usage` reserves
+    /// from the entry's budgets later).
+    pub(crate) entry: Option<Arc<CustomerEntry>>,
 }
 
 impl Grant {
-    /// Admitted with `units` held in `budget`.
-    pub(super) fn reserved(customer: &Customer, reservation: Reservation) -> Self {
-        Self {
-            customer: Some(customer.clone()),
-            reservation: Some(reservation),
-        }
-    }
-
-    /// Admitted without holding units (fail-open with nothing to count against).
+    /// Admitted without holding units (fail-open with no customer known).
     fn unmetered(customer: Option<Customer>) -> Self {
         Self {
             customer,
             reservation: None,
+            entry: None,
+        }
+    }
+
+    /// Admitted to a route priced by consumption: nothing held yet.
+    fn metered(entry: Arc<CustomerEntry>) -> Self {
+        Self {
+            customer: Some(entry.customer.clone()),
+            reservation: None,
+            entry: Some(entry),
         }
     }
 }
@@ -105,11 +112,34 @@ impl Engine {
                 };
             }
         };
+        if route.units == 0 {
+            // Priced by consumption: admitted holding nothing; the handler reserves
+            // through the request's `Usage`.
+            return Ok(Grant::metered(entry));
+        }
+        let reservation = self.reserve(&entry, route, route.units).await?;
+        Ok(Grant {
+            customer: Some(entry.customer.clone()),
+            reservation,
+            entry: None,
+        })
+    }
+
+    /// Steps 3 and 4: holds `units` of the route's budget for the entry's customer, or
+    /// says why not. `Ok(None)`: a fail-open policy admits with no budget to count
+    /// against.
+    pub(super) async fn reserve(
+        &self,
+        entry: &CustomerEntry,
+        route: &RouteCharge,
+        units: u64,
+    ) -> Result<Option<Reservation>, Rejection> {
+        let policy = route.fail_policy;
         let customer = &entry.customer;
 
         // Step 3a: budgets shared with other instances, when a store is configured.
         if let Some(shared) = &self.shared {
-            if let Some(decision) = self.admit_shared(shared, &entry, route).await {
+            if let Some(decision) = self.admit_shared(shared, entry, route, units).await {
                 return decision;
             }
             // The store is unreachable: fall back to this instance's own budget.
@@ -130,7 +160,7 @@ impl Engine {
                     self.customers.invalidate(customer.external_ref()).await;
                 }
                 return match policy {
-                    FailPolicy::Open => Ok(Grant::unmetered(Some(customer.clone()))),
+                    FailPolicy::Open => Ok(None),
                     _ => Err(self.unavailable(&err)),
                 };
             }
@@ -142,21 +172,19 @@ impl Engine {
             match policy {
                 FailPolicy::Closed => return Err(self.unavailable(&err)),
                 FailPolicy::Open => {
-                    budget.force_reserve(route.units);
-                    let reservation = Reservation::local(budget, route.units);
-                    return Ok(Grant::reserved(customer, reservation));
+                    budget.force_reserve(units);
+                    return Ok(Some(Reservation::local(budget, units)));
                 }
                 FailPolicy::ServeStale => {}
             }
         }
 
-        // Step 4: reserve the route's units, exactly, or answer 402.
-        if budget.try_reserve(route.units) {
-            let reservation = Reservation::local(budget, route.units);
-            Ok(Grant::reserved(customer, reservation))
+        // Step 4: reserve the units, exactly, or answer 402.
+        if budget.try_reserve(units) {
+            Ok(Some(Reservation::local(budget, units)))
         } else {
             Err(Rejection::PaymentRequired(
-                self.payment_required(customer, &budget, route).await,
+                self.payment_required(customer, &budget, route, units).await,
             ))
         }
     }
@@ -233,13 +261,15 @@ impl Engine {
         }
     }
 
-    /// The 402 for `route` from what `budget` knows, with a link to pay (or to
-    /// confirm an activation): the limits answer's, else one asked of the backend.
+    /// The 402 for `units` of `route` from what `budget` knows, with a link to pay
+    /// (or to confirm an activation): the limits answer's, else one asked of the
+    /// backend.
     pub(super) async fn payment_required(
         &self,
         customer: &Customer,
         budget: &Budget,
         route: &RouteCharge,
+        units: u64,
     ) -> PaymentRequired {
         let info = budget.info();
         let known = info
@@ -262,7 +292,7 @@ impl Engine {
             confirmation_url: info.confirmation_url.clone(),
             plan: info.plan.clone(),
             remaining: budget.remaining(),
-            units: route.units,
+            units,
             retry_after: info
                 .resets_at
                 .and_then(|at| at.duration_since(SystemTime::now()).ok()),

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use tracing::{debug, info, warn};
 
-use super::admission::Reservation;
-use super::admit::{millis, Grant};
+use super::admit::millis;
 use super::cache::CustomerEntry;
+use super::reservation::Reservation;
 use super::{Budget, Engine};
 use crate::backend::{BackendError, CustomerRef};
 use crate::charge::RouteCharge;
@@ -68,6 +68,11 @@ impl SharedState {
 }
 
 impl Engine {
+    /// The shared store's current lease session, if a store is configured.
+    pub(super) fn shared_session(&self) -> Option<u64> {
+        self.shared.as_ref().and_then(|s| s.store.current_session())
+    }
+
     /// Marks the customer's budgets stale in the shared store, for every instance.
     pub(super) async fn mark_shared_stale(&self, customer: &CustomerRef) {
         let Some(shared) = &self.shared else {
@@ -92,7 +97,8 @@ impl Engine {
         shared: &SharedState,
         entry: &CustomerEntry,
         route: &RouteCharge,
-    ) -> Option<Result<Grant, Rejection>> {
+        units: u64,
+    ) -> Option<Result<Option<Reservation>, Rejection>> {
         let customer = &entry.customer;
         let budget = match entry.budget(route.meter_id) {
             Some(budget) => budget,
@@ -103,13 +109,12 @@ impl Engine {
             }
         };
         // Warm path: units already leased to this instance.
-        if budget.try_take_leased(shared.store.current_session(), route.units) {
+        if budget.try_take_leased(shared.store.current_session(), units) {
             // Lease the next units before these run out, off the request's path.
             if budget.spare() < shared.config.units / 2 && budget.start_refill() {
                 self.refill(shared, customer, route, &budget);
             }
-            let reservation = Reservation::leased(budget, route.units);
-            return Some(Ok(Grant::reserved(customer, reservation)));
+            return Some(Ok(Some(Reservation::leased(budget, units))));
         }
         let fallback = |retry_after: Duration| match shared.config.fallback {
             SharedFallback::Closed => Some(Err(Rejection::BillingUnavailable { retry_after })),
@@ -118,7 +123,7 @@ impl Engine {
         if shared.resting(self.now_ms()) {
             return fallback(shared.config.retry);
         }
-        match self.lease(shared, customer, route, &budget).await {
+        match self.lease(shared, customer, route, &budget, units).await {
             Ok(decision) => {
                 shared.recovered();
                 Some(decision)
@@ -138,19 +143,17 @@ impl Engine {
         customer: &Customer,
         route: &RouteCharge,
         budget: &Arc<Budget>,
-    ) -> Result<Result<Grant, Rejection>, SharedError> {
+        units: u64,
+    ) -> Result<Result<Option<Reservation>, Rejection>, SharedError> {
         let id = BudgetId {
             customer: customer.reference(),
             product: &route.product,
             meter: &route.meter,
         };
-        let units = route.units;
-        let admitted = |budget: &Arc<Budget>| {
-            Grant::reserved(customer, Reservation::leased(Arc::clone(budget), units))
-        };
+        let admitted = |budget: &Arc<Budget>| Some(Reservation::leased(Arc::clone(budget), units));
         let forced = |budget: &Arc<Budget>| {
             budget.force_reserve(units);
-            Grant::reserved(customer, Reservation::local(Arc::clone(budget), units))
+            Some(Reservation::local(Arc::clone(budget), units))
         };
         let mut sync = budget.gate().lock().await;
         let mut stale_ok = false;
@@ -267,7 +270,7 @@ impl Engine {
                 },
             }
         }
-        let mut required = self.payment_required(customer, budget, route).await;
+        let mut required = self.payment_required(customer, budget, route, units).await;
         required.remaining = remaining;
         Ok(Err(Rejection::PaymentRequired(required)))
     }

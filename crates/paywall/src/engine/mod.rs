@@ -12,6 +12,8 @@
 //! | `lease.rs` | admission through a shared store: leases, refills, giving back |
 //! | `budget.rs` | the exact local countdown of one (customer, product, meter) |
 //! | `admission.rs` | [`Admission`]: the units held for a request, committed or given back |
+//! | `reservation.rs` | units held in a budget, given back on drop unless committed |
+//! | `usage.rs` | [`Usage`]: reserve, report and settle what a request consumed |
 
 mod admission;
 mod admit;
@@ -19,6 +21,8 @@ mod budget;
 mod builder;
 mod cache;
 mod lease;
+mod reservation;
+mod usage;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -38,9 +42,10 @@ use crate::identity::{DynResolver, Identity};
 use crate::recorder::{FlushReport, UsageRecorder};
 use crate::rejection::Rejection;
 
-pub use admission::Admission;
+pub use admission::{Admission, Settlement};
 pub(crate) use budget::Budget;
 pub use builder::PaywallBuilder;
+pub use usage::Usage;
 
 use admit::Grant;
 use cache::{BudgetKey, CustomerEntry, Refusal, Revivable};
@@ -98,9 +103,14 @@ impl Route {
         &self.charge.product
     }
 
-    /// Units per admitted request.
+    /// Units per admitted request; 0 when the route is priced by consumption.
     pub fn units(&self) -> u64 {
         self.charge.units
+    }
+
+    /// Whether the route is priced by what each request consumed.
+    pub fn by_consumption(&self) -> bool {
+        self.charge.units == 0
     }
 }
 
@@ -127,6 +137,14 @@ pub(crate) struct Engine {
 }
 
 impl Engine {
+    /// The response for `rejection`: the `on_rejection` hook's, or the default.
+    fn rejection_response(&self, rejection: &Rejection) -> Response<Bytes> {
+        match &self.on_rejection {
+            Some(hook) => hook(rejection),
+            None => rejection.to_response(),
+        }
+    }
+
     /// Milliseconds since the engine started: the clock budgets are timed with.
     fn now_ms(&self) -> u64 {
         u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX)
@@ -176,7 +194,11 @@ impl Paywall {
             charge: Arc::new(RouteCharge {
                 product,
                 meter,
-                units: charge.units,
+                units: if charge.by_consumption {
+                    0
+                } else {
+                    charge.units
+                },
                 fail_policy: charge.fail_policy.unwrap_or(self.engine.fail_policy),
                 meter_id,
             }),
@@ -227,10 +249,7 @@ impl Paywall {
 
     /// The response for `rejection`: the `on_rejection` hook's, or the default.
     pub fn rejection_response(&self, rejection: &Rejection) -> Response<Bytes> {
-        match &self.engine.on_rejection {
-            Some(hook) => hook(rejection),
-            None => rejection.to_response(),
-        }
+        self.engine.rejection_response(rejection)
     }
 
     /// Forces the budgets of `customer` to be refreshed on their next use: call it when

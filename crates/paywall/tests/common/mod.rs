@@ -38,11 +38,11 @@ pub fn test_paywall<B: BillingBackend + Clone>(backend: &B) -> Paywall {
 }
 
 /// The status the protected `service` answers `user` with.
-pub async fn status_of<S>(service: &S, user: &str) -> StatusCode
+pub async fn status_of<S, R>(service: &S, user: &str) -> StatusCode
 where
     S: tower::Service<
             Request<Full<Bytes>>,
-            Response = http::Response<Full<Bytes>>,
+            Response = http::Response<R>,
             Error = std::convert::Infallible,
         > + Clone,
 {
