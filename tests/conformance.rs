@@ -4,9 +4,7 @@
 
 use std::time::Duration;
 
-use paywall_examples::actix_quickstart;
 use paywall_examples::config::QuickstartConfig;
-use paywall_examples::quickstart;
 use paywall_jwt::Hs256Signer;
 use paywall_tests::*;
 use reqwest::StatusCode;
@@ -20,52 +18,6 @@ struct Seen {
     www_authenticate: Option<String>,
     retry_after: Option<u64>,
     body: String,
-}
-
-struct Server {
-    name: &'static str,
-    base: String,
-    paywall: paywall::Paywall,
-    local: Option<paywall_local::LocalBackend>,
-    stop:
-        Box<dyn FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send>,
-}
-
-fn config(free_units: u64) -> QuickstartConfig {
-    QuickstartConfig {
-        jwt_secret: Some(SECRET.into()),
-        free_units,
-        limits_ttl: Duration::from_secs(3600),
-        ..QuickstartConfig::from_lookup(|_| None).expect("defaults")
-    }
-}
-
-async fn both(config: QuickstartConfig) -> [Server; 2] {
-    let listener = loopback().await;
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let app = quickstart::build(&config, &base).expect("axum build");
-    let (paywall, local) = (app.paywall.clone(), app.local.clone());
-    let served = Served::start(listener, app.router.clone());
-    let axum = Server {
-        name: "axum",
-        base,
-        paywall,
-        local,
-        stop: Box::new(move || Box::pin(served.stop())),
-    };
-    let listener = std_loopback();
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let app = actix_quickstart::build(&config, &base).expect("actix build");
-    let (paywall, local) = (app.paywall.clone(), app.local.clone());
-    let served = ActixServed::start(listener, app);
-    let actix = Server {
-        name: "actix",
-        base,
-        paywall,
-        local,
-        stop: Box::new(move || Box::pin(served.stop())),
-    };
-    [axum, actix]
 }
 
 /// A request and the status both servers must answer it with.
@@ -103,7 +55,7 @@ fn bearer(sub: &str) -> String {
 }
 
 async fn send(
-    server: &Server,
+    server: &App,
     method: reqwest::Method,
     path: &str,
     headers: &[(&str, String)],
@@ -150,7 +102,7 @@ async fn send(
 }
 
 /// Writes per-instance values as placeholders.
-fn normalize(mut seen: Seen, server: &Server, customers: &[&str]) -> Seen {
+fn normalize(mut seen: Seen, server: &App, customers: &[&str]) -> Seen {
     seen.body = seen.body.replace(&server.base, "{base}");
     for (i, customer) in customers.iter().enumerate() {
         seen.body = seen.body.replace(customer, &format!("{{customer{i}}}"));
@@ -165,7 +117,7 @@ fn assert_same(scenario: &str, seen: &[Seen; 2], status: u16) {
     assert_eq!(seen[0], seen[1], "{scenario}: axum and actix differ");
 }
 
-async fn customer_of(server: &Server, sub: &str) -> String {
+async fn customer_of(server: &App, sub: &str) -> String {
     let (seen, _) = send(
         server,
         reqwest::Method::GET,
@@ -180,7 +132,7 @@ async fn customer_of(server: &Server, sub: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_answers_from_axum_and_actix() {
-    let servers = both(config(3)).await;
+    let servers = both_apps(quickstart_config(3)).await;
     let expired = Hs256Signer::new(SECRET)
         .sign(&json!({ "sub": "x", "exp": paywall_jwt::unix_now() - 3600 }))
         .expect("sign");
@@ -421,7 +373,7 @@ async fn the_same_answers_from_axum_and_actix() {
 
     for server in servers {
         let paywall = server.paywall.clone();
-        (server.stop)().await;
+        server.stop().await;
         assert!(paywall
             .shutdown(Duration::from_secs(10))
             .await
@@ -431,7 +383,7 @@ async fn the_same_answers_from_axum_and_actix() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exact_admission_and_an_exact_ledger_on_both() {
-    let servers = both(config(5)).await;
+    let servers = both_apps(quickstart_config(5)).await;
     for server in servers {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
@@ -458,7 +410,7 @@ async fn exact_admission_and_an_exact_ledger_on_both() {
         let paywall = server.paywall.clone();
         let local = server.local.clone().expect("embedded backend");
         let name = server.name;
-        (server.stop)().await;
+        server.stop().await;
         assert!(paywall
             .shutdown(Duration::from_secs(10))
             .await
@@ -478,9 +430,9 @@ async fn fail_closed_503_when_the_backend_is_down_on_both() {
     drop(dead); // nothing listens there now
     let config = QuickstartConfig {
         solvapay: Some(solvapay_config(&base).max_attempts(1)),
-        ..config(5)
+        ..quickstart_config(5)
     };
-    let servers = both(config).await;
+    let servers = both_apps(config).await;
     let mut seen = Vec::new();
     for server in &servers {
         seen.push(normalize(
@@ -502,6 +454,6 @@ async fn fail_closed_503_when_the_backend_is_down_on_both() {
     assert!(seen[0].retry_after.is_some());
     assert!(seen[0].body.contains("billing_unavailable"));
     for server in servers {
-        (server.stop)().await;
+        server.stop().await;
     }
 }

@@ -2,16 +2,19 @@
 //! responses, local checkout, webhooks, graceful shutdown with flush), on actix-web,
 //! driving the same engine through `paywall-actix`.
 
+use std::time::Duration;
+
 use actix_web::dev::Server;
 use actix_web::http::StatusCode;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use paywall::{Charge, IdentityResolver, Paywall};
-use paywall_actix::{Customer, PaywallMiddleware};
+use paywall_actix::{Customer, PaywallMiddleware, Usage};
 use paywall_local::{checkout, LocalBackend};
 use paywall_solvapay::webhook::{self, WebhookVerifier, SIGNATURE_HEADER};
 
 use crate::billing::{self, Billing};
 use crate::config::{QuickstartConfig, QuickstartError};
+use crate::generate;
 use crate::responses;
 
 /// A built actix quickstart: what every worker's `App` is made from.
@@ -26,6 +29,8 @@ pub struct ActixQuickstart {
     /// Whether the JWT secret was generated.
     pub generated_secret: bool,
     middleware: PaywallMiddleware,
+    metered: PaywallMiddleware,
+    generate_delay: Duration,
     webhooks: Option<WebhookVerifier>,
 }
 
@@ -50,12 +55,20 @@ pub fn build_with(
 ) -> Result<ActixQuickstart, QuickstartError> {
     let Billing { paywall, local } = billing::billing(config, base_url, resolver)?;
     let middleware = PaywallMiddleware::new(&paywall, Charge::new(&config.product))?;
+    let metered = PaywallMiddleware::new(
+        &paywall,
+        Charge::new(&config.product)
+            .meter("tokens")
+            .by_consumption(),
+    )?;
     Ok(ActixQuickstart {
         paywall,
         local,
         sample_token: None,
         generated_secret: false,
         middleware,
+        metered,
+        generate_delay: config.generate_delay,
         webhooks: config
             .webhook_secret
             .as_ref()
@@ -70,6 +83,11 @@ impl ActixQuickstart {
         cfg.service(
             web::resource("/api/hello")
                 .route(web::get().to(hello).wrap(self.middleware.clone()))
+                .default_service(web::to(method_not_allowed)),
+        );
+        cfg.service(
+            web::resource("/api/generate")
+                .route(web::post().to(generate_tokens).wrap(self.metered.clone()))
                 .default_service(web::to(method_not_allowed)),
         );
         cfg.service(
@@ -122,6 +140,46 @@ async fn hello(request: HttpRequest, customer: Customer) -> HttpResponse {
         StatusCode::OK,
         responses::hello_body(seen, customer.external_ref()),
     )
+}
+
+async fn generate_tokens(
+    app: web::Data<ActixQuickstart>,
+    request: HttpRequest,
+    usage: Usage,
+    body: web::Bytes,
+) -> HttpResponse {
+    let declared = request
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > generate::MAX_BODY_BYTES) {
+        return json(StatusCode::PAYLOAD_TOO_LARGE, generate::too_large_body());
+    }
+    let content_type = request
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok());
+    let parsed = match generate::parse(content_type, &body) {
+        Ok(parsed) => parsed,
+        Err(body) => return json(StatusCode::BAD_REQUEST, body),
+    };
+    if let Err(refused) = usage.reserve(parsed.max_tokens).await {
+        return refused;
+    }
+    if parsed.stream {
+        let events = generate::events(usage.0, parsed.tokens, app.generate_delay);
+        HttpResponse::Ok()
+            .content_type("text/event-stream")
+            .insert_header(("cache-control", "no-cache"))
+            .streaming(futures_util::StreamExt::map(
+                events,
+                Ok::<_, actix_web::Error>,
+            ))
+    } else {
+        let answer = generate::complete(&usage.0, parsed.tokens, app.generate_delay).await;
+        json(StatusCode::OK, answer)
+    }
 }
 
 async fn health() -> HttpResponse {

@@ -31,6 +31,9 @@ pub struct QuickstartConfig {
     pub db: Option<PathBuf>,
     /// How long budgets are trusted before the backend is asked again.
     pub limits_ttl: Duration,
+    /// `PAYWALL_GENERATE_DELAY_MS`: the time between two tokens of `/api/generate`
+    /// (default 10 ms).
+    pub generate_delay: Duration,
     /// `SOLVAPAY_SECRET_KEY` (+ `SOLVAPAY_API_BASE_URL`): bill through SolvaPay instead
     /// of the embedded backend.
     pub solvapay: Option<SolvaPayConfig>,
@@ -123,6 +126,15 @@ impl QuickstartConfig {
             })?,
             None => 5,
         };
+        let generate_delay = match set("PAYWALL_GENERATE_DELAY_MS") {
+            Some(value) => {
+                Duration::from_millis(value.parse().map_err(|_| QuickstartError::Env {
+                    var: "PAYWALL_GENERATE_DELAY_MS",
+                    reason: format!("{value:?} is not a whole number of milliseconds"),
+                })?)
+            }
+            None => Duration::from_millis(10),
+        };
         let solvapay = match set("SOLVAPAY_SECRET_KEY") {
             Some(_) => Some(SolvaPayConfig::from_lookup(set)?),
             None => None,
@@ -141,6 +153,7 @@ impl QuickstartConfig {
             free_units,
             db: set("PAYWALL_DB").map(PathBuf::from),
             limits_ttl: Duration::from_secs(30),
+            generate_delay,
         })
     }
 }

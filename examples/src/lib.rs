@@ -9,6 +9,7 @@
 //! | [`billing`] | the paywall wiring: identity and backend (the part to copy) |
 //! | [`quickstart`], [`actix_quickstart`] | the two applications, same routes and answers |
 //! | [`responses`] | the JSON bodies both answer with |
+//! | [`generate`] | `POST /api/generate`, priced by the tokens it streams |
 //! | [`startup`] | logging, binding 127.0.0.1, the start-up banner |
 //!
 //! ```no_run
@@ -30,6 +31,7 @@ pub mod actix_quickstart;
 pub mod billing;
 pub mod config;
 pub mod custom_identity;
+pub mod generate;
 pub mod quickstart;
 pub mod responses;
 pub mod startup;

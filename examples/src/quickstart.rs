@@ -6,16 +6,23 @@
 //! |---|---|
 //! | `GET /health` | public: `{"status": "ok"}` |
 //! | `GET /api/hello` | costs 1 unit of `PAYWALL_PRODUCT`: `{"customerRef", "externalRef"}` |
+//! | `POST /api/generate` | charged per token streamed (meter `tokens`), see [`crate::generate`] |
 //! | `GET/POST /checkout` | the local checkout a 402's `checkoutUrl` points to (embedded backend) |
 //! | `POST /webhooks/solvapay` | SolvaPay webhooks, when `SOLVAPAY_WEBHOOK_SECRET` is set |
 
 use std::time::Duration;
 
+use std::convert::Infallible;
+
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use axum::{Json, Router};
-use paywall_axum::{Charge, Customer, IdentityResolver, Paywall, X_CUSTOMER_REF};
+use paywall_axum::{Charge, Customer, IdentityResolver, Paywall, Usage, X_CUSTOMER_REF};
 use paywall_local::{checkout, LocalBackend};
 use paywall_solvapay::axum_handler;
 use paywall_solvapay::webhook::WebhookVerifier;
@@ -23,6 +30,7 @@ use serde_json::Value;
 
 use crate::billing::{billing, identity, Billing};
 use crate::config::{QuickstartConfig, QuickstartError};
+use crate::generate;
 use crate::responses::{health_body, hello_body, method_not_allowed_body, not_found_body};
 
 /// A built quickstart: its router and the parts a caller may want to reach.
@@ -61,9 +69,19 @@ pub fn build_with(
     let Billing { paywall, local } = billing(config, base_url, resolver)?;
     let paid = paywall.layer(Charge::new(&config.product))?;
 
+    let metered = paywall.layer(
+        Charge::new(&config.product)
+            .meter("tokens")
+            .by_consumption(),
+    )?;
+    let generate = Router::new()
+        .route("/api/generate", post(generate))
+        .route_layer(metered)
+        .with_state(config.generate_delay);
     let mut router = Router::new()
         .route("/api/hello", get(hello))
         .route_layer(paid)
+        .merge(generate)
         .route("/health", get(health));
     if let Some(local) = &local {
         router = router.merge(checkout::router(local.clone(), Some(paywall.clone())));
@@ -125,6 +143,51 @@ async fn hello(headers: HeaderMap, customer: Customer) -> Json<Value> {
         .get(X_CUSTOMER_REF)
         .and_then(|value| value.to_str().ok());
     Json(hello_body(seen, customer.external_ref()))
+}
+
+async fn generate(
+    State(delay): State<Duration>,
+    usage: Usage,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    if paywall_local::checkout::declared_too_large(&headers, generate::MAX_BODY_BYTES) {
+        return (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Json(generate::too_large_body()),
+        )
+            .into_response();
+    }
+    let content_type = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let request = match body {
+        Ok(body) => generate::parse(content_type, &body),
+        Err(rejection) => Err(paywall::error_body(
+            "Bad Request",
+            "bad_request",
+            &rejection.body_text(),
+        )),
+    };
+    let request = match request {
+        Ok(request) => request,
+        Err(body) => return (StatusCode::BAD_REQUEST, Json(body)).into_response(),
+    };
+    if let Err(refused) = usage.reserve(request.max_tokens).await {
+        return refused.into_response();
+    }
+    if request.stream {
+        let events = generate::events(usage.0, request.tokens, delay);
+        let body = Body::from_stream(futures_util::StreamExt::map(events, Ok::<_, Infallible>));
+        (
+            [
+                (CONTENT_TYPE, "text/event-stream"),
+                (CACHE_CONTROL, "no-cache"),
+            ],
+            body,
+        )
+            .into_response()
+    } else {
+        Json(generate::complete(&usage.0, request.tokens, delay).await).into_response()
+    }
 }
 
 async fn not_found() -> impl IntoResponse {

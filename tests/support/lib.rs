@@ -22,6 +22,7 @@
 
 #![allow(missing_docs)]
 
+pub mod apps;
 pub mod backend;
 pub mod contract;
 pub mod idp;
@@ -29,6 +30,7 @@ pub mod jwt;
 pub mod net;
 pub mod servers;
 
+pub use apps::{both_apps, quickstart_config, App};
 pub use backend::LossyAcks;
 pub use contract::{openapi, Answer, Bend, ContractServer};
 pub use idp::Idp;

@@ -52,8 +52,12 @@
 use std::future::{ready, Future, Ready};
 use std::pin::Pin;
 use std::rc::Rc;
+use std::task::{Context, Poll};
 
-use actix_web::body::{BoxBody, EitherBody};
+use bytes::Bytes;
+use pin_project_lite::pin_project;
+
+use actix_web::body::{BodySize, BoxBody, EitherBody, MessageBody};
 use actix_web::dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::http::header::{HeaderName as ActixHeaderName, HeaderValue as ActixHeaderValue};
 use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError};
@@ -83,7 +87,7 @@ where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
     B: 'static,
 {
-    type Response = ServiceResponse<EitherBody<B>>;
+    type Response = ServiceResponse<EitherBody<MeteredBody<B>>>;
     type Error = actix_web::Error;
     type Transform = PaywallService<S>;
     type InitError = ();
@@ -141,6 +145,83 @@ fn mark(request: &mut ServiceRequest, mut parts: http::request::Parts) {
     if let Some(customer) = parts.extensions.remove::<paywall::Customer>() {
         request.extensions_mut().insert(customer);
     }
+    if let Some(usage) = parts.extensions.remove::<paywall::Usage>() {
+        request.extensions_mut().insert(usage);
+    }
+}
+
+pin_project! {
+    /// The handler's body, passed through untouched; on a route priced by consumption
+    /// it settles the request's usage when it ends or is dropped (a client that goes
+    /// away mid-stream pays for what it received).
+    pub struct MeteredBody<B> {
+        #[pin]
+        body: B,
+        settlement: Option<Settlement>,
+    }
+}
+
+impl<B: MessageBody> MessageBody for MeteredBody<B> {
+    type Error = B::Error;
+
+    fn size(&self) -> BodySize {
+        self.body.size()
+    }
+
+    fn poll_next(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, Self::Error>>> {
+        let this = self.project();
+        let next = std::task::ready!(this.body.poll_next(cx));
+        if !matches!(next, Some(Ok(_))) {
+            if let Some(settlement) = this.settlement.take() {
+                settlement.complete();
+            }
+        }
+        Poll::Ready(next)
+    }
+}
+
+/// The request's [`paywall::Usage`], on a route priced by consumption
+/// ([`Charge::by_consumption`]): reserve an upper bound, report what the handler
+/// produced; the middleware settles when the response body ends.
+#[derive(Clone, Debug)]
+pub struct Usage(pub paywall::Usage);
+
+impl std::ops::Deref for Usage {
+    type Target = paywall::Usage;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl Usage {
+    /// Holds `units` for this request, all or nothing; the error is the paywall's
+    /// answer (402 with `remaining` and a checkout link), ready to return.
+    pub async fn reserve(&self, units: u64) -> Result<(), HttpResponse> {
+        self.0
+            .reserve(units)
+            .await
+            .map_err(|rejection| to_actix(self.0.rejection_response(&rejection)))
+    }
+}
+
+impl FromRequest for Usage {
+    type Error = MissingCustomer;
+    type Future = Ready<Result<Self, Self::Error>>;
+
+    fn from_request(request: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        ready(
+            request
+                .extensions()
+                .get::<paywall::Usage>()
+                .cloned()
+                .map(Usage)
+                .ok_or(MissingCustomer),
+        )
+    }
 }
 
 /// An `http` 1 response (the engine's rejections) as an actix response.
@@ -165,7 +246,7 @@ where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
     B: 'static,
 {
-    type Response = ServiceResponse<EitherBody<B>>;
+    type Response = ServiceResponse<EitherBody<MeteredBody<B>>>;
     type Error = actix_web::Error;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>>>>;
 
@@ -191,8 +272,10 @@ where
             let response = service.call(request).await?;
             let status = http::StatusCode::from_u16(response.status().as_u16())
                 .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
-            admission.finish(status).await;
-            Ok(response.map_into_left_body())
+            let settlement = admission.finish_head(status).await;
+            Ok(response
+                .map_body(|_, body| MeteredBody { body, settlement })
+                .map_into_left_body())
         })
     }
 }

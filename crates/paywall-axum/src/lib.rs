@@ -96,6 +96,70 @@ impl<S: Send + Sync> axum::extract::OptionalFromRequestParts<S> for Customer {
     }
 }
 
+/// The request's [`paywall::Usage`], on a route priced by consumption
+/// ([`Charge::by_consumption`]): reserve an upper bound, report what the handler
+/// produced; the paywall settles when the response body ends. A reservation that does
+/// not fit answers the paywall's 402 as this extractor's [`ReserveRejection`].
+///
+/// ```
+/// use axum::response::IntoResponse;
+/// use paywall_axum::Usage;
+///
+/// async fn complete(usage: Usage) -> axum::response::Response {
+///     if let Err(refused) = usage.reserve(256).await {
+///         return refused.into_response(); // 402, with what is left and a checkout link
+///     }
+///     let produced = 42; // tokens actually generated
+///     usage.set(produced);
+///     "done".into_response()
+/// }
+/// # let _ = complete;
+/// ```
+#[derive(Clone, Debug)]
+pub struct Usage(pub paywall::Usage);
+
+impl std::ops::Deref for Usage {
+    type Target = paywall::Usage;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+/// A reservation that did not fit: the paywall's answer (402 with `remaining` and a
+/// checkout link, or 503), through the paywall's `on_rejection` hook.
+#[derive(Debug)]
+pub struct ReserveRejection(axum::http::Response<bytes::Bytes>);
+
+impl IntoResponse for ReserveRejection {
+    fn into_response(self) -> Response {
+        self.0.map(axum::body::Body::from)
+    }
+}
+
+impl Usage {
+    /// Holds `units` for this request, all or nothing (see [`paywall::Usage::reserve`]).
+    pub async fn reserve(&self, units: u64) -> Result<(), ReserveRejection> {
+        self.0
+            .reserve(units)
+            .await
+            .map_err(|rejection| ReserveRejection(self.0.rejection_response(&rejection)))
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Usage {
+    type Rejection = MissingCustomer;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<paywall::Usage>()
+            .cloned()
+            .map(Usage)
+            .ok_or(MissingCustomer)
+    }
+}
+
 /// Completes on Ctrl-C or SIGTERM: pass it to `axum::serve(..).with_graceful_shutdown`,
 /// then call [`Paywall::shutdown`] to flush usage.
 ///

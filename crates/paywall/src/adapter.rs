@@ -17,8 +17,9 @@ impl Paywall {
     ///    client that sets it is trying to bill someone else);
     /// 2. decides, as [`admit`](Self::admit);
     /// 3. on admission, sets `x-customer-ref` and the [`Customer`](crate::Customer)
-    ///    extension on `parts` and returns the [`Admission`] to
-    ///    [`finish`](Admission::finish) with the handler's status;
+    ///    extension on `parts` (and the [`Usage`](crate::Usage) extension on a route
+    ///    priced by consumption) and returns the [`Admission`] to finish with the
+    ///    handler's status ([`finish_head`](Admission::finish_head));
     /// 4. on refusal, returns the response to send (the
     ///    [`on_rejection`](crate::PaywallBuilder::on_rejection) hook's, or the default).
     ///
@@ -57,6 +58,9 @@ impl Paywall {
                         .headers
                         .insert(X_CUSTOMER_REF, customer.header_value());
                     parts.extensions.insert(customer.clone());
+                }
+                if let Some(usage) = admission.usage() {
+                    parts.extensions.insert(usage.clone());
                 }
                 Ok(admission)
             }

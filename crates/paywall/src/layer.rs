@@ -113,9 +113,6 @@ where
                 Ok(admission) => admission,
                 Err(rejection) => return Ok(rejection.map(PaywallBody::full)),
             };
-            if let Some(usage) = admission.usage() {
-                parts.extensions.insert(usage.clone());
-            }
             // On error or cancellation the admission is dropped and its units given back.
             let response = inner.call(Request::from_parts(parts, body)).await?;
             let settlement = admission.finish_head(response.status()).await;
