@@ -1,6 +1,7 @@
 //! The paywall's own cost, in process: the warm decision with the identity already
 //! resolved, the same plus committing usage, the whole tower layer with a header
-//! resolver (no crypto), and the cold path against a backend that answers at once.
+//! resolver (no crypto), a request priced by consumption (reserve, 20 reports,
+//! settle), and the cold path against a backend that answers at once.
 //! Run with `cargo bench -p paywall --bench engine`.
 
 use std::convert::Infallible;
@@ -73,6 +74,25 @@ fn engine(c: &mut Criterion) {
                 .body(Full::new(Bytes::new()))
                 .expect("request");
             service.clone().oneshot(request).await.expect("infallible")
+        })
+    });
+
+    // Priced by consumption: reserve 30, report 20 one by one, settle (10 given back).
+    let metered = paywall
+        .route(Charge::new("prd_bench").meter("tokens").by_consumption())
+        .expect("route");
+    group.bench_function("consumption/reserve+report+settle/warm", |b| {
+        b.to_async(&runtime).iter(|| async {
+            let admission = paywall
+                .admit_identity(&identity, &metered)
+                .await
+                .expect("admitted");
+            let usage = admission.usage().cloned().expect("usage");
+            usage.reserve(30).await.expect("reserved");
+            for _ in 0..20 {
+                usage.add(1);
+            }
+            admission.finish(StatusCode::OK).await
         })
     });
 

@@ -290,3 +290,32 @@ async fn three_engines_sharing_a_store_reserve_exactly() {
     }
     assert_eq!(backend.recorded_units(), 90);
 }
+
+#[tokio::test]
+async fn variable_costs_are_recorded_exactly_once_through_failing_usage_calls() {
+    let backend = MemoryBackend::with_allowance(1_000);
+    backend.fail_next_usage_calls(3);
+    let paywall = test_paywall(&backend);
+    let service = generate(&paywall);
+    let mut produced = 0;
+    for tokens in [3, 17, 1, 29, 8] {
+        assert_eq!(
+            read_all(&service, ask("ada", 30, tokens)).await,
+            (StatusCode::OK, tokens as usize)
+        );
+        produced += tokens;
+    }
+    let report = paywall.flush().await;
+    assert_eq!((report.recorded, report.pending), (5, 0));
+    assert_eq!(
+        backend.recorded_units(),
+        produced,
+        "each stream's tokens, once"
+    );
+    let attempts = backend.usage_attempts();
+    assert!(attempts.len() > 3, "the failures were retried");
+    assert!(
+        attempts.windows(2).take(3).all(|w| w[0] == w[1]),
+        "retries carry the same idempotency keys"
+    );
+}
