@@ -115,7 +115,10 @@ where
             };
             // On error or cancellation the admission is dropped and its units given back.
             let response = inner.call(Request::from_parts(parts, body)).await?;
-            let settlement = admission.finish_head(response.status()).await;
+            let settlement = admission.settlement(response.status());
+            if settlement.is_none() {
+                admission.finish(response.status()).await;
+            }
             Ok(response.map(|body| PaywallBody::new(body, settlement)))
         };
         ResponseFuture {

@@ -191,20 +191,26 @@ impl UsageRecorder {
         }
         let permit = match self.tx.clone().try_reserve_owned() {
             Ok(permit) => permit,
-            Err(mpsc::error::TrySendError::Full(tx)) => {
-                debug!("usage queue full; the response waits for room");
-                match tokio::time::timeout(self.enqueue_timeout, tx.reserve_owned()).await {
-                    Ok(Ok(permit)) => permit,
-                    Ok(Err(_)) => return Err(NoSlot::Closed),
-                    Err(_) => return Err(NoSlot::Full),
-                }
-            }
+            // The slow path is boxed: the usual future stays small.
+            Err(mpsc::error::TrySendError::Full(tx)) => Box::pin(self.wait_for_room(tx)).await?,
             Err(mpsc::error::TrySendError::Closed(_)) => return Err(NoSlot::Closed),
         };
         Ok(Slot {
             permit,
             counters: Arc::clone(&self.counters),
         })
+    }
+
+    async fn wait_for_room(
+        &self,
+        tx: mpsc::Sender<Message>,
+    ) -> Result<mpsc::OwnedPermit<Message>, NoSlot> {
+        debug!("usage queue full; the response waits for room");
+        match tokio::time::timeout(self.enqueue_timeout, tx.reserve_owned()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            Ok(Err(_)) => Err(NoSlot::Closed),
+            Err(_) => Err(NoSlot::Full),
+        }
     }
 
     /// Room in the queue right now, without waiting; `None` when it is full or closed.

@@ -75,16 +75,22 @@ impl Admission {
     /// [`Settlement`] to keep with the response body, which settles when the body ends
     /// or is dropped (the client went away, the server shut down).
     pub async fn finish_head(self, status: StatusCode) -> Option<Settlement> {
-        match &self.usage {
-            Some(usage) => Some(Settlement {
-                usage: usage.clone(),
-                success: (self.engine.success)(status),
-            }),
+        match self.settlement(status) {
+            Some(settlement) => Some(settlement),
             None => {
                 self.finish(status).await;
                 None
             }
         }
+    }
+
+    /// On a route priced by consumption, the [`Settlement`] to keep with the response
+    /// body; `None` on a fixed price (then [`finish`](Self::finish) it).
+    pub fn settlement(&self, status: StatusCode) -> Option<Settlement> {
+        self.usage.as_ref().map(|usage| Settlement {
+            usage: usage.clone(),
+            success: (self.engine.success)(status),
+        })
     }
 
     /// The billed customer; `None` only when a fail-open policy admitted a caller whose

@@ -138,8 +138,9 @@ impl Engine {
         let customer = &entry.customer;
 
         // Step 3a: budgets shared with other instances, when a store is configured.
+        // Cold and rare paths are boxed, so the warm path's future stays small.
         if let Some(shared) = &self.shared {
-            if let Some(decision) = self.admit_shared(shared, entry, route, units).await {
+            if let Some(decision) = Box::pin(self.admit_shared(shared, entry, route, units)).await {
                 return decision;
             }
             // The store is unreachable: fall back to this instance's own budget.
@@ -148,9 +149,11 @@ impl Engine {
         // Step 3b: this instance's budget for the route (cached with the customer).
         let found = match entry.budget(route.meter_id) {
             Some(budget) => Ok(budget),
-            None => self.budget(customer, route).await.inspect(|budget| {
-                entry.remember(route.meter_id, budget);
-            }),
+            None => Box::pin(self.budget(customer, route))
+                .await
+                .inspect(|budget| {
+                    entry.remember(route.meter_id, budget);
+                }),
         };
         let budget = match found {
             Ok(budget) => budget,
@@ -168,7 +171,13 @@ impl Engine {
 
         // Step 3c: refresh the budget when it is due, or honour the back-off of a
         // failed refresh, per the route's fail policy.
-        if let Some(err) = self.refresh_if_due(customer, route, &budget).await {
+        let due = budget.needs_refresh(self.now_ms()) || !budget.is_healthy();
+        let failure = if due {
+            Box::pin(self.refresh_if_due(customer, route, &budget)).await
+        } else {
+            None
+        };
+        if let Some(err) = failure {
             match policy {
                 FailPolicy::Closed => return Err(self.unavailable(&err)),
                 FailPolicy::Open => {
@@ -183,9 +192,8 @@ impl Engine {
         if budget.try_reserve(units) {
             Ok(Some(Reservation::local(budget, units)))
         } else {
-            Err(Rejection::PaymentRequired(
-                self.payment_required(customer, &budget, route, units).await,
-            ))
+            let required = Box::pin(self.payment_required(customer, &budget, route, units));
+            Err(Rejection::PaymentRequired(required.await))
         }
     }
 

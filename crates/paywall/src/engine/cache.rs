@@ -121,6 +121,16 @@ impl Engine {
         if let Some(entry) = self.customers.get(external_ref).await {
             return Ok(entry);
         }
+        Box::pin(self.customer_miss(identity)).await
+    }
+
+    /// The cold path of [`customer`](Self::customer): a remembered refusal, or
+    /// ensure-customer at the backend.
+    async fn customer_miss(
+        &self,
+        identity: &Identity,
+    ) -> Result<Arc<CustomerEntry>, Arc<BackendError>> {
+        let external_ref = identity.external_ref.as_str();
         let refused = self.refusals.get(external_ref).await;
         if let Some(refusal) = &refused {
             if self.now_ms() < refusal.until_ms {
