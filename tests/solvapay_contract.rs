@@ -68,6 +68,25 @@ fn request_schema<'a>(spec: &'a Value, method: &str, path: &str) -> &'a Value {
     &operation(spec, method, path)["requestBody"]["content"]["application/json"]["schema"]
 }
 
+/// One call to the dev server's API with the secret key: status and body text.
+async fn dev_api(
+    client: &reqwest::Client,
+    base: &str,
+    method: reqwest::Method,
+    path: String,
+    body: Option<Value>,
+) -> (u16, String) {
+    let mut request = client
+        .request(method, format!("{base}{path}"))
+        .bearer_auth(DEV_KEY);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.expect("send");
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap_or_default())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dev_servers_answers_match_the_published_schemas() {
     let spec = openapi();
@@ -75,18 +94,12 @@ async fn the_dev_servers_answers_match_the_published_schemas() {
     let client = reqwest::Client::new();
     let base = dev.base.as_str();
     let call = |method: reqwest::Method, path: &str, body: Option<Value>| {
-        let mut request = client
-            .request(method, format!("{base}{path}"))
-            .bearer_auth(DEV_KEY);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
+        let answer = dev_api(&client, base, method, path.to_owned(), body);
         async move {
-            let response = request.send().await.expect("send");
-            let status = response.status().as_u16();
+            let (status, text) = answer.await;
             (
                 status,
-                response.json::<Value>().await.unwrap_or(Value::Null),
+                serde_json::from_str::<Value>(&text).unwrap_or(Value::Null),
             )
         }
     };
@@ -555,17 +568,7 @@ async fn the_dev_server_accepts_what_the_spec_allows_and_the_sdk_sends() {
     let client = reqwest::Client::new();
     let base = dev.base.as_str();
     let call = |method: reqwest::Method, path: &str, body: Option<Value>| {
-        let mut request = client
-            .request(method, format!("{base}{path}"))
-            .bearer_auth(DEV_KEY);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        async move {
-            let response = request.send().await.expect("send");
-            let status = response.status().as_u16();
-            (status, response.text().await.unwrap_or_default())
-        }
+        dev_api(&client, base, method, path.to_owned(), body)
     };
     let json_of = |text: &str| serde_json::from_str::<Value>(text).unwrap_or(Value::Null);
     let (_, created) = call(

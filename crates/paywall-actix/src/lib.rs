@@ -213,14 +213,7 @@ impl FromRequest for Usage {
     type Future = Ready<Result<Self, Self::Error>>;
 
     fn from_request(request: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        ready(
-            request
-                .extensions()
-                .get::<paywall::Usage>()
-                .cloned()
-                .map(Usage)
-                .ok_or(MissingCustomer),
-        )
+        ready(extension(request).map(Usage).ok_or(MissingCustomer))
     }
 }
 
@@ -296,6 +289,11 @@ impl std::ops::Deref for Customer {
     }
 }
 
+/// What the middleware put in the request's extensions.
+fn extension<T: Clone + 'static>(request: &HttpRequest) -> Option<T> {
+    request.extensions().get::<T>().cloned()
+}
+
 /// The [`Customer`] extractor found no customer on the request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MissingCustomer;
@@ -321,14 +319,7 @@ impl FromRequest for Customer {
     type Future = Ready<Result<Self, Self::Error>>;
 
     fn from_request(request: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        ready(
-            request
-                .extensions()
-                .get::<paywall::Customer>()
-                .cloned()
-                .map(Customer)
-                .ok_or(MissingCustomer),
-        )
+        ready(extension(request).map(Customer).ok_or(MissingCustomer))
     }
 }
 

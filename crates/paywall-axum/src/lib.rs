@@ -72,13 +72,13 @@ impl<S: Send + Sync> FromRequestParts<S> for Customer {
     type Rejection = MissingCustomer;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        parts
-            .extensions
-            .get::<paywall::Customer>()
-            .cloned()
-            .map(Customer)
-            .ok_or(MissingCustomer)
+        extension(parts).map(Customer).ok_or(MissingCustomer)
     }
+}
+
+/// What the paywall put in the request's extensions.
+fn extension<T: Clone + Send + Sync + 'static>(parts: &Parts) -> Option<T> {
+    parts.extensions.get::<T>().cloned()
 }
 
 impl<S: Send + Sync> axum::extract::OptionalFromRequestParts<S> for Customer {
@@ -88,11 +88,7 @@ impl<S: Send + Sync> axum::extract::OptionalFromRequestParts<S> for Customer {
         parts: &mut Parts,
         _state: &S,
     ) -> Result<Option<Self>, Self::Rejection> {
-        Ok(parts
-            .extensions
-            .get::<paywall::Customer>()
-            .cloned()
-            .map(Customer))
+        Ok(extension(parts).map(Customer))
     }
 }
 
@@ -151,12 +147,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Usage {
     type Rejection = MissingCustomer;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        parts
-            .extensions
-            .get::<paywall::Usage>()
-            .cloned()
-            .map(Usage)
-            .ok_or(MissingCustomer)
+        extension(parts).map(Usage).ok_or(MissingCustomer)
     }
 }
 
