@@ -91,6 +91,11 @@ impl ActixQuickstart {
                 .default_service(web::to(method_not_allowed)),
         );
         cfg.service(
+            web::resource("/metrics")
+                .route(web::get().to(metrics_page))
+                .default_service(web::to(method_not_allowed)),
+        );
+        cfg.service(
             web::resource("/health")
                 .route(web::get().to(health))
                 .default_service(web::to(method_not_allowed)),
@@ -180,6 +185,12 @@ async fn generate_tokens(
         let answer = generate::complete(&usage.0, parsed.tokens, app.generate_delay).await;
         json(StatusCode::OK, answer)
     }
+}
+
+async fn metrics_page() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(crate::startup::METRICS_CONTENT_TYPE)
+        .body(crate::startup::metrics_text())
 }
 
 async fn health() -> HttpResponse {

@@ -29,6 +29,7 @@ pub fn billing(
     base_url: &str,
     resolver: impl IdentityResolver,
 ) -> Result<Billing, QuickstartError> {
+    crate::startup::prometheus();
     let (builder, local) = match &config.solvapay {
         Some(solvapay) => (
             Paywall::builder(resolver, SolvaPayBackend::new(solvapay.clone())?),

@@ -5,6 +5,7 @@
 //! | route | |
 //! |---|---|
 //! | `GET /health` | public: `{"status": "ok"}` |
+//! | `GET /metrics` | public here (127.0.0.1): Prometheus metrics, see `paywall::telemetry` |
 //! | `GET /api/hello` | costs 1 unit of `PAYWALL_PRODUCT`: `{"customerRef", "externalRef"}` |
 //! | `POST /api/generate` | charged per token streamed (meter `tokens`), see [`crate::generate`] |
 //! | `GET/POST /checkout` | the local checkout a 402's `checkoutUrl` points to (embedded backend) |
@@ -82,7 +83,8 @@ pub fn build_with(
         .route("/api/hello", get(hello))
         .route_layer(paid)
         .merge(generate)
-        .route("/health", get(health));
+        .route("/health", get(health))
+        .route("/metrics", get(metrics));
     if let Some(local) = &local {
         router = router.merge(checkout::router(local.clone(), Some(paywall.clone())));
     }
@@ -188,6 +190,11 @@ async fn generate(
     } else {
         Json(generate::complete(&usage.0, request.tokens, delay).await).into_response()
     }
+}
+
+async fn metrics() -> Response {
+    let page = crate::startup::metrics_text();
+    ([(CONTENT_TYPE, crate::startup::METRICS_CONTENT_TYPE)], page).into_response()
 }
 
 async fn not_found() -> impl IntoResponse {

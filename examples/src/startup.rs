@@ -1,6 +1,9 @@
 //! What the quickstart binaries do before serving: logging, binding 127.0.0.1, and
 //! telling the user how to call them.
 
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use paywall_local::LocalBackend;
 use paywall_redis::REDIS_URL_ENV;
 
@@ -79,3 +82,34 @@ pub fn init_logging() {
         )
         .init();
 }
+
+/// The process's Prometheus recorder, installed on first use (before any paywall is
+/// built: the paywall keeps handles to its counters). `GET /metrics` renders it. The
+/// quickstarts bind 127.0.0.1, so `/metrics` is public there; a real deployment serves
+/// it on an internal port.
+pub fn prometheus() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let buckets = [
+            0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ];
+        let builder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("duration_seconds".into()), &buckets)
+            .unwrap_or_else(|_| PrometheusBuilder::new());
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        // Another recorder may be installed already (an embedding application's).
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
+}
+
+/// The `/metrics` page: Prometheus text format.
+pub fn metrics_text() -> String {
+    let handle = prometheus();
+    handle.run_upkeep();
+    handle.render()
+}
+
+/// The content type of [`metrics_text`].
+pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4";

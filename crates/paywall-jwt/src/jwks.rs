@@ -210,7 +210,15 @@ impl JwksCache {
         }
     }
 
+    /// Fetches the keys, counted in `paywall_identity_key_fetches_total{result}`.
     async fn fetch(&self) -> Result<(), FetchError> {
+        let result = self.fetch_keys().await;
+        let outcome = if result.is_ok() { "ok" } else { "error" };
+        metrics::counter!("paywall_identity_key_fetches_total", "result" => outcome).increment(1);
+        result
+    }
+
+    async fn fetch_keys(&self) -> Result<(), FetchError> {
         let url = self.jwks_url().await?;
         let failed = |reason: String| FetchError::Failed {
             url: url.clone(),

@@ -106,7 +106,12 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let paywall = self.paywall.clone();
         let route = self.route.clone();
-        let span = tracing::debug_span!("paywall", product = %route.product());
+        let span = tracing::debug_span!(
+            "paywall.decision",
+            product = %route.product(),
+            outcome = tracing::field::Empty,
+            customer = tracing::field::Empty,
+        );
         let future = async move {
             let (mut parts, body) = request.into_parts();
             let admission = match paywall.admit_head(&mut parts, &route).await {

@@ -71,6 +71,12 @@
 //!   replaceable with [`PaywallBuilder::on_rejection`]; backend error text never
 //!   reaches clients.
 //!
+//! # Operating it
+//!
+//! Metrics through the `metrics` facade, with names and labels listed in
+//! [`telemetry`]; `tracing` spans `paywall.decision` (one per protected request) and
+//! `paywall.backend` (one per billing call).
+//!
 //! # Testing
 //!
 //! The `test-util` feature adds [`test_util`]: a header identity resolver, an in-memory
@@ -100,6 +106,7 @@ mod policy;
 mod recorder;
 mod rejection;
 pub mod shared;
+pub mod telemetry;
 #[cfg(feature = "test-util")]
 pub mod test_util;
 

@@ -4,6 +4,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use metrics::{counter, gauge, Counter, Gauge};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 
@@ -77,12 +78,29 @@ enum Message {
     Flush(oneshot::Sender<()>),
 }
 
-#[derive(Default)]
 struct Counters {
     accepted: AtomicU64,
     recorded: AtomicU64,
     rejected: AtomicU64,
     refused: AtomicU64,
+    /// `paywall_usage_pending` and `paywall_usage_events_total` (see `telemetry`).
+    pending: Gauge,
+    recorded_total: Counter,
+    dropped_total: Counter,
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Self {
+            accepted: AtomicU64::new(0),
+            recorded: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            pending: gauge!("paywall_usage_pending"),
+            recorded_total: counter!("paywall_usage_events_total", "result" => "recorded"),
+            dropped_total: counter!("paywall_usage_events_total", "result" => "dropped"),
+        }
+    }
 }
 
 /// Sends usage events to the billing backend in batches, off the response path.
@@ -166,12 +184,14 @@ impl UsageRecorder {
         }
         for event in events {
             self.counters.accepted.fetch_add(1, Ordering::AcqRel);
+            self.counters.pending.increment(1.0);
             let pending = Pending {
                 event,
                 budget: None,
             };
             if self.tx.send(Message::Event(pending)).await.is_err() {
                 self.counters.accepted.fetch_sub(1, Ordering::AcqRel);
+                self.counters.pending.decrement(1.0);
                 return;
             }
         }
@@ -228,6 +248,9 @@ impl UsageRecorder {
     /// Logs and counts an event that could not be queued (reported as pending).
     pub(crate) fn refuse(&self, event: &UsageEvent, why: NoSlot) {
         self.counters.refused.fetch_add(1, Ordering::AcqRel);
+        if self.outbox.is_none() {
+            self.counters.dropped_total.increment(1);
+        }
         let stored = if self.outbox.is_some() {
             "kept in the outbox for the next start"
         } else {
@@ -294,6 +317,7 @@ impl Slot {
     /// Queues the event; never waits, never fails.
     pub(crate) fn send(self, pending: Pending) {
         self.counters.accepted.fetch_add(1, Ordering::AcqRel);
+        self.counters.pending.increment(1.0);
         self.permit.send(Message::Event(pending));
     }
 }
@@ -395,6 +419,11 @@ impl Worker {
     /// One batch, retried with the same keys while the failure is transient; the
     /// backend's `Retry-After` is honoured up to `max_retry_after`.
     async fn deliver(&self, events: &[UsageEvent]) -> Result<(), BackendError> {
+        let span = tracing::debug_span!("paywall.usage_batch", events = events.len());
+        tracing::Instrument::instrument(self.deliver_in_span(events), span).await
+    }
+
+    async fn deliver_in_span(&self, events: &[UsageEvent]) -> Result<(), BackendError> {
         let backoff = Backoff::new(self.config.initial_backoff, self.config.max_backoff);
         let mut attempt: u32 = 0;
         loop {
@@ -440,10 +469,13 @@ impl Worker {
             }
         }
         let counter = if recorded {
+            self.counters.recorded_total.increment(count);
             &self.counters.recorded
         } else {
+            self.counters.dropped_total.increment(count);
             &self.counters.rejected
         };
         counter.fetch_add(count, Ordering::AcqRel);
+        self.counters.pending.decrement(count as f64);
     }
 }

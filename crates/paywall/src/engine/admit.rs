@@ -27,7 +27,7 @@ pub(crate) struct Grant {
     pub(crate) reservation: Option<Reservation>,
     /// The customer's entry, for a route priced by consumption (its `Usage` reserves
     /// from the entry's budgets later).
-    pub(crate) entry: Option<Arc<CustomerEntry>>,
+    pub(super) entry: Option<Arc<CustomerEntry>>,
 }
 
 impl Grant {

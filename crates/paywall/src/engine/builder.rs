@@ -21,6 +21,7 @@ use crate::policy::FailPolicy;
 use crate::recorder::{RecorderConfig, UsageRecorder};
 use crate::rejection::Rejection;
 use crate::shared::{DynShared, LeaseConfig, SharedBudgets};
+use crate::telemetry::{Decisions, Instrumented};
 
 /// Builds a [`Paywall`]; see [`Paywall::builder`].
 pub struct PaywallBuilder {
@@ -192,15 +193,12 @@ impl PaywallBuilder {
     pub fn build(self) -> Result<Paywall, ConfigError> {
         self.validate()?;
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| ConfigError::NoRuntime)?;
-        let recorder = UsageRecorder::spawn(
-            Arc::clone(&self.backend),
-            self.recorder,
-            self.outbox,
-            &runtime,
-        );
+        let backend: Arc<dyn DynBackend> = Arc::new(Instrumented::new(self.backend));
+        let recorder =
+            UsageRecorder::spawn(Arc::clone(&backend), self.recorder, self.outbox, &runtime);
         let engine = Engine {
             resolver: self.resolver,
-            backend: self.backend,
+            backend,
             customers: Cache::builder()
                 .max_capacity(self.max_customers)
                 .time_to_live(self.customer_ttl)
@@ -230,6 +228,7 @@ impl PaywallBuilder {
             shared: self
                 .shared
                 .map(|store| SharedState::new(store, self.leases)),
+            decisions: Decisions::new(),
         };
         Ok(Paywall {
             engine: Arc::new(engine),

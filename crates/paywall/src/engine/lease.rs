@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use metrics::{counter, gauge};
 use tracing::{debug, info, warn};
 
 use super::admit::millis;
@@ -44,6 +45,8 @@ impl SharedState {
     }
 
     fn failed(&self, err: &SharedError, now_ms: u64) {
+        counter!("paywall_shared_leases_total", "result" => "error").increment(1);
+        gauge!("paywall_shared_fallback").set(1.0);
         self.down_until.store(
             now_ms.saturating_add(millis(self.config.retry)),
             Ordering::Release,
@@ -58,6 +61,7 @@ impl SharedState {
 
     fn recovered(&self) {
         if self.degraded.swap(false, Ordering::AcqRel) {
+            gauge!("paywall_shared_fallback").set(0.0);
             info!("shared budget store reachable again; budgets are shared");
         }
     }
@@ -188,6 +192,13 @@ impl Engine {
                 }
             };
             sync.acked_pushed = sync.acked_pushed.saturating_add(acks);
+            let result = match &answer {
+                LeaseAnswer::Granted { .. } => "granted",
+                LeaseAnswer::Exhausted { .. } => "exhausted",
+                LeaseAnswer::Refresh(_) => "refresh",
+                _ => "unavailable",
+            };
+            counter!("paywall_shared_leases_total", "result" => result).increment(1);
             match answer {
                 LeaseAnswer::Granted {
                     units: granted,

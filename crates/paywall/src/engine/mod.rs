@@ -47,7 +47,7 @@ pub(crate) use budget::Budget;
 pub use builder::PaywallBuilder;
 pub use usage::Usage;
 
-use admit::Grant;
+pub(crate) use admit::Grant;
 use cache::{BudgetKey, CustomerEntry, Refusal, Revivable};
 use lease::SharedState;
 
@@ -134,6 +134,7 @@ pub(crate) struct Engine {
     on_rejection: Option<Arc<RejectionFn>>,
     origin: Instant,
     shared: Option<SharedState>,
+    decisions: crate::telemetry::Decisions,
 }
 
 impl Engine {
@@ -211,6 +212,7 @@ impl Paywall {
     /// `x-customer-ref` and inserts the admitted customer.
     pub async fn admit(&self, parts: &Parts, route: &Route) -> Result<Admission, Rejection> {
         let result = self.engine.admit(parts, &route.charge).await;
+        self.engine.decisions.count(&result);
         match &result {
             Ok(grant) => debug!(
                 product = %route.charge.product,
@@ -235,6 +237,7 @@ impl Paywall {
         route: &Route,
     ) -> Result<Admission, Rejection> {
         let result = self.engine.admit_identity(identity, &route.charge).await;
+        self.engine.decisions.count(&result);
         result.map(|grant| self.admission(grant, route))
     }
 

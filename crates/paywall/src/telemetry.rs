@@ -1,0 +1,161 @@
+//! What the paywall tells an operator: Prometheus-style metrics through the `metrics`
+//! facade (the application installs an exporter; with none, recording costs an atomic
+//! load) and `tracing` spans. Names and labels are a contract:
+//!
+//! | metric | labels | what |
+//! |---|---|---|
+//! | `paywall_decisions_total` | `outcome`: `admitted`, `unauthenticated`, `payment_required`, `unavailable`, `rejected` | once per protected request |
+//! | `paywall_backend_calls_total` | `call`: `ensure_customer`, `check_limits`, `record_usage`, `checkout`; `result`: `ok`, `error` | billing backend calls |
+//! | `paywall_backend_call_duration_seconds` | `call` | histogram |
+//! | `paywall_usage_events_total` | `result`: `recorded`, `dropped` | usage events settled |
+//! | `paywall_usage_pending` | | gauge: events accepted, not yet acknowledged |
+//! | `paywall_shared_leases_total` | `result`: `granted`, `exhausted`, `refresh`, `unavailable`, `error` | shared-store lease calls |
+//! | `paywall_shared_fallback` | | gauge: 1 while the instance runs on its fallback |
+//!
+//! Install the exporter **before** building the paywall: the warm path keeps handles
+//! to its counters, taken when the paywall is built.
+//!
+//! Spans: `paywall.decision` (debug level, one per protected request, with `product`,
+//! `outcome` and `customer`: the billing reference, never the token, email or
+//! externalRef), `paywall.backend` (one per billing call, with `call`, `duration_ms`,
+//! `status`) and `paywall.usage_batch` (each batch the recorder sends). They export to
+//! OpenTelemetry with `tracing-opentelemetry`'s layer unchanged.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use metrics::{counter, histogram, Counter};
+use tracing::field::Empty;
+use tracing::Instrument;
+
+use crate::backend::{BackendError, CustomerRef, DynBackend, Limits, UsageEvent};
+use crate::engine::Grant;
+use crate::identity::{BoxFuture, Identity};
+use crate::rejection::Rejection;
+
+/// The decision counters, one handle per outcome.
+pub(crate) struct Decisions {
+    admitted: Counter,
+    unauthenticated: Counter,
+    payment_required: Counter,
+    unavailable: Counter,
+    rejected: Counter,
+}
+
+impl Decisions {
+    pub(crate) fn new() -> Self {
+        let outcome = |name: &'static str| counter!("paywall_decisions_total", "outcome" => name);
+        Self {
+            admitted: outcome("admitted"),
+            unauthenticated: outcome("unauthenticated"),
+            payment_required: outcome("payment_required"),
+            unavailable: outcome("unavailable"),
+            rejected: outcome("rejected"),
+        }
+    }
+
+    /// Counts one protected request's decision and records its outcome (and the
+    /// customer's reference) on the current span (`paywall.decision` in the adapters).
+    pub(crate) fn count(&self, decision: &Result<Grant, Rejection>) {
+        let (counter, outcome) = match decision {
+            Ok(_) => (&self.admitted, "admitted"),
+            Err(rejection) => match rejection {
+                Rejection::Unauthenticated(_) => (&self.unauthenticated, "unauthenticated"),
+                Rejection::PaymentRequired(_) => (&self.payment_required, "payment_required"),
+                Rejection::BillingUnavailable { .. } | Rejection::IdentityUnavailable { .. } => {
+                    (&self.unavailable, "unavailable")
+                }
+                Rejection::CustomerRejected | Rejection::CustomerConflict => {
+                    (&self.rejected, "rejected")
+                }
+            },
+        };
+        counter.increment(1);
+        let span = tracing::Span::current();
+        if !span.is_disabled() {
+            span.record("outcome", outcome);
+            if let Ok(Grant {
+                customer: Some(customer),
+                ..
+            }) = decision
+            {
+                span.record("customer", customer.reference().as_str());
+            }
+        }
+    }
+}
+
+/// The billing backend with every call counted, timed and in a span
+/// (`paywall.backend`).
+pub(crate) struct Instrumented {
+    inner: Arc<dyn DynBackend>,
+}
+
+impl Instrumented {
+    pub(crate) fn new(inner: Arc<dyn DynBackend>) -> Self {
+        Self { inner }
+    }
+}
+
+async fn measure<T>(
+    call: &'static str,
+    future: impl Future<Output = Result<T, BackendError>>,
+) -> Result<T, BackendError> {
+    let span = tracing::debug_span!("paywall.backend", call, duration_ms = Empty, status = Empty);
+    let started = Instant::now();
+    let result = future.instrument(span.clone()).await;
+    let elapsed = started.elapsed();
+    let status = if result.is_ok() { "ok" } else { "error" };
+    span.record("duration_ms", elapsed.as_millis() as u64);
+    span.record("status", status);
+    counter!("paywall_backend_calls_total", "call" => call, "result" => status).increment(1);
+    histogram!("paywall_backend_call_duration_seconds", "call" => call)
+        .record(elapsed.as_secs_f64());
+    result
+}
+
+impl DynBackend for Instrumented {
+    fn ensure_customer_boxed<'a>(
+        &'a self,
+        identity: &'a Identity,
+    ) -> BoxFuture<'a, Result<CustomerRef, BackendError>> {
+        Box::pin(measure(
+            "ensure_customer",
+            self.inner.ensure_customer_boxed(identity),
+        ))
+    }
+
+    fn check_limits_boxed<'a>(
+        &'a self,
+        customer: &'a CustomerRef,
+        product: &'a str,
+        meter: &'a str,
+    ) -> BoxFuture<'a, Result<Limits, BackendError>> {
+        Box::pin(measure(
+            "check_limits",
+            self.inner.check_limits_boxed(customer, product, meter),
+        ))
+    }
+
+    fn record_usage_boxed<'a>(
+        &'a self,
+        events: &'a [UsageEvent],
+    ) -> BoxFuture<'a, Result<(), BackendError>> {
+        Box::pin(measure(
+            "record_usage",
+            self.inner.record_usage_boxed(events),
+        ))
+    }
+
+    fn checkout_url_boxed<'a>(
+        &'a self,
+        customer: &'a CustomerRef,
+        product: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, BackendError>> {
+        Box::pin(measure(
+            "checkout",
+            self.inner.checkout_url_boxed(customer, product),
+        ))
+    }
+}
