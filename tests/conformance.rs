@@ -17,6 +17,8 @@ struct Seen {
     content_type: Option<String>,
     www_authenticate: Option<String>,
     retry_after: Option<u64>,
+    ratelimit: Option<String>,
+    ratelimit_policy: Option<String>,
     body: String,
 }
 
@@ -90,12 +92,15 @@ async fn send(
     let status = response.status().as_u16();
     let (content_type, www_authenticate) = (header("content-type"), header("www-authenticate"));
     let retry_after = header("retry-after").and_then(|v| v.parse().ok());
+    let (ratelimit, ratelimit_policy) = (header("ratelimit"), header("ratelimit-policy"));
     let raw = response.text().await.expect("body");
     let seen = Seen {
         status,
         content_type,
         www_authenticate,
         retry_after,
+        ratelimit,
+        ratelimit_policy,
         body: raw.clone(),
     };
     (seen, raw)
@@ -109,6 +114,10 @@ fn normalize(mut seen: Seen, server: &App, customers: &[&str]) -> Seen {
     }
     // Seconds to the period's end, read a moment apart: equal within a second.
     seen.retry_after = seen.retry_after.map(|secs| secs / 10);
+    seen.ratelimit = seen.ratelimit.map(|value| match value.split_once(";t=") {
+        Some((head, secs)) => format!("{head};t={}", secs.parse::<u64>().unwrap_or(0) / 10),
+        None => value,
+    });
     seen
 }
 
@@ -453,6 +462,48 @@ async fn fail_closed_503_when_the_backend_is_down_on_both() {
     assert_same("backend down, fail-closed", &seen, 503);
     assert!(seen[0].retry_after.is_some());
     assert!(seen[0].body.contains("billing_unavailable"));
+    for server in servers {
+        server.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ratelimit_fields_count_down_to_zero_identically_on_both() {
+    let servers = both_apps(quickstart_config(3)).await;
+    let mut seen: Vec<Vec<Seen>> = Vec::new();
+    for server in &servers {
+        let auth = [("authorization", bearer("counter"))];
+        let customer = customer_of(server, "counter").await;
+        let mut answers = Vec::new();
+        // customer_of spent one unit: 2 left.
+        for _ in 0..3 {
+            let (answer, _) = send(server, reqwest::Method::GET, "/api/hello", &auth, None).await;
+            answers.push(normalize(answer, server, &[&customer]));
+        }
+        seen.push(answers);
+    }
+    let axum = &seen[0];
+    let left: Vec<(u16, Option<&str>)> = axum
+        .iter()
+        .map(|s| {
+            (
+                s.status,
+                s.ratelimit.as_deref().and_then(|v| v.split(';').nth(1)),
+            )
+        })
+        .collect();
+    assert_eq!(
+        left,
+        [(200, Some("r=1")), (200, Some("r=0")), (402, Some("r=0"))]
+    );
+    for answer in axum {
+        let value = answer.ratelimit.as_deref().unwrap_or("");
+        assert!(value.starts_with("\"prd_quickstart\";r="), "{value}");
+        assert!(value.contains(";t="), "the reset is known: {value}");
+        let policy = answer.ratelimit_policy.as_deref().unwrap_or("");
+        assert!(policy.starts_with("\"prd_quickstart\";q=3;w="), "{policy}");
+    }
+    assert_eq!(seen[0], seen[1], "axum and actix differ");
     for server in servers {
         server.stop().await;
     }

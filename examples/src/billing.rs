@@ -59,6 +59,7 @@ pub fn billing(
         None => builder,
     };
     let paywall = builder
+        .ratelimit_headers(true)
         .limits_ttl(if config.limits_ttl.is_zero() {
             Duration::from_secs(30)
         } else {

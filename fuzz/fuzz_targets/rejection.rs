@@ -14,6 +14,7 @@ struct Input {
     activation_required: bool,
     product: String,
     checkout_url: Option<String>,
+    allowance: Option<u64>,
     confirmation_url: Option<String>,
     plan: Option<String>,
     remaining: u64,
@@ -33,6 +34,8 @@ fuzz_target!(|input: Input| {
             plan: input.plan,
             remaining: input.remaining,
             units: input.units,
+            allowance: input.allowance,
+            period: None,
             retry_after: input.retry_after_secs.map(wait),
         }),
         1 => Rejection::Unauthenticated(if input.activation_required {

@@ -262,7 +262,19 @@ where
             };
             mark(&mut request, parts);
             // On error the admission is dropped and its units are given back.
-            let response = service.call(request).await?;
+            let mut response = service.call(request).await?;
+            if let Some(quota) = admission.quota() {
+                let mut headers = http::HeaderMap::new();
+                quota.apply(&mut headers);
+                for (name, value) in &headers {
+                    if let (Ok(name), Ok(value)) = (
+                        ActixHeaderName::from_bytes(name.as_str().as_bytes()),
+                        ActixHeaderValue::from_bytes(value.as_bytes()),
+                    ) {
+                        response.headers_mut().insert(name, value);
+                    }
+                }
+            }
             let status = http::StatusCode::from_u16(response.status().as_u16())
                 .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
             let settlement = admission.finish_head(status).await;

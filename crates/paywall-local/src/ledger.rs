@@ -117,6 +117,7 @@ pub(crate) struct Allowance {
     pub(crate) units: u64,
     pub(crate) used: u64,
     pub(crate) period_end_ms: i64,
+    pub(crate) period_ms: i64,
     pub(crate) is_free: bool,
 }
 
@@ -224,6 +225,7 @@ pub(crate) fn allowance(
         units: u64::try_from(period.units).unwrap_or(0),
         used: u64::try_from(used).unwrap_or(0),
         period_end_ms: period.end,
+        period_ms: period.end.saturating_sub(period.start),
         is_free: period.is_free,
     })
 }

@@ -253,6 +253,7 @@ impl LocalBackend {
             .run(move |conn| ledger::allowance(conn, &c, &p, &m, ledger::now_ms()))
             .await?;
         let remaining = allowance.units.saturating_sub(allowance.used);
+        let allowance_units = allowance.units;
         Ok(Allowance {
             limits: Limits {
                 within_limits: remaining > 0,
@@ -264,6 +265,10 @@ impl LocalBackend {
                 resets_at: u64::try_from(allowance.period_end_ms)
                     .ok()
                     .map(|ms| UNIX_EPOCH + Duration::from_millis(ms)),
+                allowance: Some(allowance_units),
+                period: u64::try_from(allowance.period_ms)
+                    .ok()
+                    .map(Duration::from_millis),
             },
             on_free_plan: allowance.is_free,
         })

@@ -19,6 +19,10 @@ struct Info {
     plan: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     resets_at_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    allowance: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    period_ms: Option<u64>,
 }
 
 pub(crate) fn encode(limits: &Limits) -> String {
@@ -33,6 +37,10 @@ pub(crate) fn encode(limits: &Limits) -> String {
             .resets_at
             .and_then(|at| at.duration_since(UNIX_EPOCH).ok())
             .and_then(|since| u64::try_from(since.as_millis()).ok()),
+        allowance: limits.allowance,
+        period_ms: limits
+            .period
+            .and_then(|period| u64::try_from(period.as_millis()).ok()),
     };
     serde_json::to_string(&info).unwrap_or_default()
 }
@@ -49,6 +57,8 @@ pub(crate) fn decode(text: &str) -> Option<Limits> {
         resets_at: info
             .resets_at_ms
             .and_then(|ms| SystemTime::UNIX_EPOCH.checked_add(Duration::from_millis(ms))),
+        allowance: info.allowance,
+        period: info.period_ms.map(Duration::from_millis),
     })
 }
 
@@ -66,6 +76,8 @@ mod tests {
             confirmation_url: Some("https://pay.example/a/1".into()),
             plan: Some("pln_free".into()),
             resets_at: Some(UNIX_EPOCH + Duration::from_millis(1_800_000_000_123)),
+            allowance: Some(5),
+            period: Some(Duration::from_secs(86_400)),
         };
         assert_eq!(decode(&encode(&limits)), Some(limits));
         assert_eq!(decode("not json"), None);

@@ -223,6 +223,8 @@ impl BillingBackend for SolvaPayBackend {
             confirmation_url: answer.confirmation_url,
             plan: plan_name(answer.plan.as_ref()),
             resets_at: None,
+            allowance: None,
+            period: None,
         })
     }
 

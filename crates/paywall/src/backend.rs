@@ -61,6 +61,11 @@ pub struct Limits {
     pub plan: Option<String>,
     /// When the allowance resets (sent as `Retry-After` on a 402).
     pub resets_at: Option<SystemTime>,
+    /// Units per period of the customer's plan, when the backend says (the
+    /// `RateLimit-Policy` quota).
+    pub allowance: Option<u64>,
+    /// The length of the plan's period, when the backend says.
+    pub period: Option<Duration>,
 }
 
 impl Limits {

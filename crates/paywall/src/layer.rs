@@ -119,7 +119,10 @@ where
                 Err(rejection) => return Ok(rejection.map(PaywallBody::full)),
             };
             // On error or cancellation the admission is dropped and its units given back.
-            let response = inner.call(Request::from_parts(parts, body)).await?;
+            let mut response = inner.call(Request::from_parts(parts, body)).await?;
+            if let Some(quota) = admission.quota() {
+                quota.apply(response.headers_mut());
+            }
             let settlement = admission.settlement(response.status());
             if settlement.is_none() {
                 admission.finish(response.status()).await;

@@ -81,6 +81,10 @@ pub struct PaymentRequired {
     pub remaining: u64,
     /// Units the request would have cost.
     pub units: u64,
+    /// Units per period of the customer's plan, when the backend says.
+    pub allowance: Option<u64>,
+    /// The plan's period, when the backend says.
+    pub period: Option<Duration>,
     /// When the allowance resets, if known (sent as `Retry-After`).
     pub retry_after: Option<Duration>,
 }
@@ -269,6 +273,8 @@ mod tests {
             plan: Some("pln_free".into()),
             remaining: 0,
             units: 1,
+            allowance: Some(5),
+            period: None,
             retry_after: Some(Duration::from_millis(1500)),
         }
     }

@@ -64,6 +64,26 @@ impl Admission {
         }
     }
 
+    /// What the customer has left of the route's product, when
+    /// [`ratelimit_headers`](crate::PaywallBuilder::ratelimit_headers) is on and this
+    /// instance knows it (budgets shared through a store are not known here). Adapters
+    /// put it on the response ([`Quota::apply`](crate::Quota::apply)).
+    pub fn quota(&self) -> Option<crate::Quota> {
+        if !self.engine.ratelimit_headers {
+            return None;
+        }
+        let budget = match (&self.reservation, &self.usage) {
+            (Some(reservation), _) if !reservation.is_leased() => reservation.budget(),
+            (None, Some(usage)) => usage.local_budget()?,
+            _ => return None,
+        };
+        Some(crate::Quota::from_limits(
+            &self.charge.product,
+            budget.remaining(),
+            &budget.info(),
+        ))
+    }
+
     /// The request's [`Usage`], on a route priced by consumption: put it in the
     /// request for the handler.
     pub fn usage(&self) -> Option<&Usage> {

@@ -301,6 +301,8 @@ impl Engine {
             plan: info.plan.clone(),
             remaining: budget.remaining(),
             units,
+            allowance: info.allowance,
+            period: info.period,
             retry_after: info
                 .resets_at
                 .and_then(|at| at.duration_since(SystemTime::now()).ok()),

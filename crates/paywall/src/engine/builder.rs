@@ -41,6 +41,7 @@ pub struct PaywallBuilder {
     outbox: Option<Arc<dyn DynOutbox>>,
     shared: Option<Arc<dyn DynShared>>,
     leases: LeaseConfig,
+    ratelimit_headers: bool,
 }
 
 impl fmt::Debug for PaywallBuilder {
@@ -75,6 +76,7 @@ impl PaywallBuilder {
             outbox: None,
             shared: None,
             leases: LeaseConfig::default(),
+            ratelimit_headers: false,
         }
     }
 
@@ -163,6 +165,14 @@ impl PaywallBuilder {
         self
     }
 
+    /// Sends what the caller has left as the IETF `RateLimit` and `RateLimit-Policy`
+    /// fields on admitted responses and 402s (see [`Quota`](crate::Quota)). Off by
+    /// default; it costs two small header strings per response.
+    pub fn ratelimit_headers(mut self, on: bool) -> Self {
+        self.ratelimit_headers = on;
+        self
+    }
+
     /// Stores every committed usage event durably before its response goes out, and
     /// sends again at start whatever a previous run left unacknowledged (see
     /// [`Outbox`]). Off by default.
@@ -229,6 +239,7 @@ impl PaywallBuilder {
                 .shared
                 .map(|store| SharedState::new(store, self.leases)),
             decisions: Decisions::new(),
+            ratelimit_headers: self.ratelimit_headers,
         };
         Ok(Paywall {
             engine: Arc::new(engine),

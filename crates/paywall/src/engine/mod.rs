@@ -135,15 +135,27 @@ pub(crate) struct Engine {
     origin: Instant,
     shared: Option<SharedState>,
     decisions: crate::telemetry::Decisions,
+    ratelimit_headers: bool,
 }
 
 impl Engine {
     /// The response for `rejection`: the `on_rejection` hook's, or the default.
     fn rejection_response(&self, rejection: &Rejection) -> Response<Bytes> {
-        match &self.on_rejection {
+        let mut response = match &self.on_rejection {
             Some(hook) => hook(rejection),
             None => rejection.to_response(),
+        };
+        if let (true, Rejection::PaymentRequired(payment)) = (self.ratelimit_headers, rejection) {
+            let quota = crate::quota::Quota {
+                product: payment.product.clone(),
+                remaining: payment.remaining,
+                reset: payment.retry_after,
+                allowance: payment.allowance,
+                period: payment.period,
+            };
+            quota.apply(response.headers_mut());
         }
+        response
     }
 
     /// Milliseconds since the engine started: the clock budgets are timed with.

@@ -30,6 +30,16 @@ impl Reservation {
         }
     }
 
+    /// The budget the units are held in.
+    pub(super) fn budget(&self) -> Arc<Budget> {
+        Arc::clone(&self.budget)
+    }
+
+    /// Whether the units come from a lease of the shared store.
+    pub(super) fn is_leased(&self) -> bool {
+        self.leased
+    }
+
     /// Units still held.
     pub(super) fn units(&self) -> u64 {
         self.units

@@ -167,6 +167,15 @@ impl Usage {
         state.reported
     }
 
+    /// The instance's own budget the request draws from, when it has one (not when
+    /// budgets are shared through a store).
+    pub(super) fn local_budget(&self) -> Option<Arc<Budget>> {
+        if self.meter.engine.shared.is_some() {
+            return None;
+        }
+        self.meter.entry.budget(self.meter.charge.meter_id)
+    }
+
     /// Units held for this request.
     pub fn reserved(&self) -> u64 {
         self.meter.lock().reserved
