@@ -125,10 +125,24 @@ pub fn start(
     app: ActixQuickstart,
     workers: usize,
 ) -> std::io::Result<Server> {
-    let server = HttpServer::new(move || App::new().configure(|cfg| app.configure(cfg)))
-        .workers(workers.max(1))
-        .listen(listener)?
-        .run();
+    // The limits paywall_axum::serve sets for the axum quickstart, in actix's terms:
+    // the header section within 10 s, idle keep-alive connections closed after 10 s,
+    // and at most the connection budget open (shared by the workers).
+    let limits = paywall_axum::ServeLimits::default();
+    let workers = workers.max(1);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(web::PayloadConfig::new(
+                generate::MAX_BODY_BYTES as usize * 4,
+            ))
+            .configure(|cfg| app.configure(cfg))
+    })
+    .workers(workers)
+    .client_request_timeout(limits.header_read_timeout)
+    .keep_alive(limits.header_read_timeout)
+    .max_connections((limits.max_connections / workers).max(1))
+    .listen(listener)?
+    .run();
     Ok(server)
 }
 
@@ -233,7 +247,7 @@ async fn checkout_pay(app: web::Data<ActixQuickstart>, body: web::Bytes) -> Http
 async fn receive_webhook(
     app: web::Data<ActixQuickstart>,
     request: HttpRequest,
-    body: web::Bytes,
+    mut payload: web::Payload,
 ) -> HttpResponse {
     let Some(verifier) = &app.webhooks else {
         return not_found().await;
@@ -242,6 +256,29 @@ async fn receive_webhook(
         .headers()
         .get(SIGNATURE_HEADER)
         .map(|value| value.to_str().unwrap_or(""));
+    // An unsigned, malformed or stale request is refused before its body is read.
+    if let Err(err) = verifier.precheck(signature) {
+        let answer = webhook::refused(&err);
+        return json(StatusCode::BAD_REQUEST, answer.body);
+    }
+    let too_large = || {
+        json(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            paywall::error_body(
+                "Payload Too Large",
+                "invalid_payload",
+                "The webhook body could not be read (too large or cut short).",
+            ),
+        )
+    };
+    let limit = webhook::MAX_WEBHOOK_BYTES as usize;
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = futures_util::StreamExt::next(&mut payload).await {
+        match chunk {
+            Ok(chunk) if body.len() + chunk.len() <= limit => body.extend_from_slice(&chunk),
+            _ => return too_large(),
+        }
+    }
     let handled = webhook::handle(verifier, &app.paywall, signature, &body).await;
     json(
         StatusCode::from_u16(handled.status).unwrap_or(StatusCode::BAD_REQUEST),

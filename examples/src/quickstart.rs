@@ -115,12 +115,17 @@ pub async fn serve(
     app: Quickstart,
 ) -> std::process::ExitCode {
     let announce = name.to_owned();
-    let served = axum::serve(listener, app.router.clone())
-        .with_graceful_shutdown(async move {
-            paywall_axum::shutdown_signal().await;
-            println!("{announce}: shutting down, flushing usage");
-        })
-        .await;
+    let shutdown = async move {
+        paywall_axum::shutdown_signal().await;
+        println!("{announce}: shutting down, flushing usage");
+    };
+    let served = paywall_axum::serve(
+        listener,
+        app.router.clone(),
+        paywall_axum::ServeLimits::default(),
+        shutdown,
+    )
+    .await;
     let report = app.paywall.shutdown(Duration::from_secs(10)).await;
     println!(
         "{name} stopped: {} usage events recorded, {} pending",

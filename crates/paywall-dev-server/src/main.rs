@@ -87,9 +87,13 @@ async fn main() -> ExitCode {
     }
     println!("paywall-dev-server listening on {base}");
     println!("  product {product}, {free_units} free units; clients: SOLVAPAY_API_BASE_URL={base}");
-    let served = axum::serve(listener, paywall_dev_server::router(ledger, config))
-        .with_graceful_shutdown(paywall_axum::shutdown_signal())
-        .await;
+    let served = paywall_axum::serve(
+        listener,
+        paywall_dev_server::router(ledger, config),
+        paywall_axum::ServeLimits::default(),
+        paywall_axum::shutdown_signal(),
+    )
+    .await;
     match served {
         Ok(()) => {
             println!("paywall-dev-server stopped");

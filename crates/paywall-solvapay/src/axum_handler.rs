@@ -7,10 +7,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use paywall::Paywall;
 
-use crate::webhook::{handle, WebhookVerifier, SIGNATURE_HEADER};
-
-/// The largest webhook body accepted; larger ones are refused before being read.
-pub const MAX_WEBHOOK_BYTES: u64 = 1024 * 1024;
+use crate::webhook::{handle, refused, WebhookVerifier, MAX_WEBHOOK_BYTES, SIGNATURE_HEADER};
 
 /// Where [`router`] listens.
 pub const PATH: &str = "/webhooks/solvapay";
@@ -54,6 +51,12 @@ async fn receive(State(hooks): State<Webhooks>, request: axum::extract::Request)
         .headers()
         .get(SIGNATURE_HEADER)
         .map(|value| value.to_str().unwrap_or("").to_owned());
+    // An unsigned, malformed or stale request is refused before its body is read.
+    if let Err(err) = hooks.verifier.precheck(signature.as_deref()) {
+        let answer = refused(&err);
+        let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_REQUEST);
+        return (status, Json(answer.body)).into_response();
+    }
     let body = match declared {
         Some(length) if length > MAX_WEBHOOK_BYTES => None,
         _ => axum::body::to_bytes(request.into_body(), MAX_WEBHOOK_BYTES as usize)
@@ -61,12 +64,11 @@ async fn receive(State(hooks): State<Webhooks>, request: axum::extract::Request)
             .ok(),
     };
     let Some(body) = body else {
-        let body = serde_json::json!({
-            "success": false,
-            "error": "Payload Too Large",
-            "kind": "invalid_payload",
-            "message": "The webhook body could not be read (too large or cut short).",
-        });
+        let body = paywall::error_body(
+            "Payload Too Large",
+            "invalid_payload",
+            "The webhook body could not be read (too large or cut short).",
+        );
         return (StatusCode::PAYLOAD_TOO_LARGE, Json(body)).into_response();
     };
     let handled = handle(&hooks.verifier, &hooks.paywall, signature.as_deref(), &body).await;

@@ -169,8 +169,14 @@ impl WebhookVerifier {
         self
     }
 
-    /// Checks `header` (the `SV-Signature` value) against the raw `body`.
-    pub fn verify(&self, header: Option<&str>, body: &[u8]) -> Result<(), WebhookError> {
+    /// What can be checked before the body is read: the `SV-Signature` header is
+    /// present, well formed, and its timestamp within the tolerance. Endpoints call it
+    /// first, so an unsigned or replayed request costs no body buffering.
+    pub fn precheck(&self, header: Option<&str>) -> Result<(), WebhookError> {
+        self.fresh(header).map(drop)
+    }
+
+    fn fresh(&self, header: Option<&str>) -> Result<(u64, Vec<Vec<u8>>), WebhookError> {
         let header = header.ok_or(WebhookError::MissingSignature)?;
         let (timestamp, signatures) = parse_header(header)?;
         let now = (self.clock)()
@@ -180,6 +186,12 @@ impl WebhookVerifier {
         if now.abs_diff(timestamp) > self.tolerance.as_secs() {
             return Err(WebhookError::StaleTimestamp);
         }
+        Ok((timestamp, signatures))
+    }
+
+    /// Checks `header` (the `SV-Signature` value) against the raw `body`.
+    pub fn verify(&self, header: Option<&str>, body: &[u8]) -> Result<(), WebhookError> {
+        let (timestamp, signatures) = self.fresh(header)?;
         let expected = mac(&self.secret, timestamp, body);
         // verify_slice compares in constant time.
         if signatures
@@ -224,22 +236,7 @@ pub async fn handle(
 ) -> Handled {
     let event = match verifier.verify_event(signature, body) {
         Ok(event) => event,
-        Err(err) => {
-            tracing::warn!(error = %err, "webhook refused");
-            let message = match err {
-                WebhookError::InvalidPayload(_) => "The payload is not a webhook event.",
-                _ => "The SV-Signature header is missing, malformed, stale or does not match.",
-            };
-            return Handled {
-                status: 400,
-                body: serde_json::json!({
-                    "success": false,
-                    "error": "Bad Request",
-                    "kind": "invalid_signature",
-                    "message": message,
-                }),
-            };
-        }
+        Err(err) => return refused(&err),
     };
     match event.customer_ref() {
         Some(customer) if event.affects_allowance() => {
@@ -255,6 +252,22 @@ pub async fn handle(
         body: serde_json::json!({ "received": true }),
     }
 }
+
+/// The 400 answer to a webhook that failed verification.
+pub fn refused(err: &WebhookError) -> Handled {
+    tracing::warn!(error = %err, "webhook refused");
+    let message = match err {
+        WebhookError::InvalidPayload(_) => "The payload is not a webhook event.",
+        _ => "The SV-Signature header is missing, malformed, stale or does not match.",
+    };
+    Handled {
+        status: 400,
+        body: paywall::error_body("Bad Request", "invalid_signature", message),
+    }
+}
+
+/// The largest webhook body accepted; larger ones are refused before being read.
+pub const MAX_WEBHOOK_BYTES: u64 = 64 * 1024;
 
 fn parse_header(header: &str) -> Result<(u64, Vec<Vec<u8>>), WebhookError> {
     let mut timestamp = None;

@@ -22,12 +22,13 @@
 //! OpenTelemetry with `tracing-opentelemetry`'s layer unchanged.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use metrics::{counter, histogram, Counter};
 use tracing::field::Empty;
-use tracing::Instrument;
+use tracing::{info, warn, Instrument};
 
 use crate::backend::{BackendError, CustomerRef, DynBackend, Limits, UsageEvent};
 use crate::engine::Grant;
@@ -87,14 +88,43 @@ impl Decisions {
 }
 
 /// The billing backend with every call counted, timed and in a span
-/// (`paywall.backend`).
+/// (`paywall.backend`); an outage and its recovery are logged once each.
 pub(crate) struct Instrumented {
     inner: Arc<dyn DynBackend>,
+    /// Whether the last call failed transiently.
+    down: Arc<AtomicBool>,
 }
 
 impl Instrumented {
     pub(crate) fn new(inner: Arc<dyn DynBackend>) -> Self {
-        Self { inner }
+        Self {
+            inner,
+            down: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    fn watch<'a, T: Send + 'a>(
+        &'a self,
+        call: &'static str,
+        future: BoxFuture<'a, Result<T, BackendError>>,
+    ) -> BoxFuture<'a, Result<T, BackendError>> {
+        let down = &self.down;
+        Box::pin(async move {
+            let result = measure(call, future).await;
+            match &result {
+                Err(err) if err.is_transient() => {
+                    if !down.swap(true, Ordering::AcqRel) {
+                        warn!(call, error = %err, "billing backend unavailable");
+                    }
+                }
+                _ => {
+                    if down.swap(false, Ordering::AcqRel) {
+                        info!(call, "billing backend reachable again");
+                    }
+                }
+            }
+            result
+        })
     }
 }
 
@@ -132,10 +162,10 @@ impl DynBackend for Instrumented {
         product: &'a str,
         meter: &'a str,
     ) -> BoxFuture<'a, Result<Limits, BackendError>> {
-        Box::pin(measure(
+        self.watch(
             "check_limits",
             self.inner.check_limits_boxed(customer, product, meter),
-        ))
+        )
     }
 
     fn record_usage_boxed<'a>(

@@ -105,7 +105,8 @@ impl Engine {
                 });
             }
             Err(err) => {
-                warn!(error = %err, external_ref = %identity.external_ref, "ensure-customer failed");
+                // The outage itself is logged once, by the instrumented backend.
+                debug!(error = %err, "ensure-customer failed");
                 return match policy {
                     FailPolicy::Open => Ok(Grant::unmetered(None)),
                     _ => Err(self.unavailable(&err)),
@@ -158,7 +159,7 @@ impl Engine {
         let budget = match found {
             Ok(budget) => budget,
             Err(err) => {
-                warn!(error = %err, customer = %customer.reference(), "limits check failed");
+                debug!(error = %err, customer = %customer.reference(), "limits check failed");
                 if let BackendError::NotFound(_) = &*err {
                     self.customers.invalidate(customer.external_ref()).await;
                 }
@@ -207,7 +208,7 @@ impl Engine {
     ) -> Option<BackendError> {
         if budget.needs_refresh(self.now_ms()) {
             let err = self.refresh(customer, route, budget).await.err()?;
-            warn!(error = %err, customer = %customer.reference(), "limits refresh failed");
+            debug!(error = %err, customer = %customer.reference(), "limits refresh failed");
             Some(err)
         } else if !budget.is_healthy() {
             Some(BackendError::Unavailable {

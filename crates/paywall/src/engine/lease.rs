@@ -256,7 +256,7 @@ impl Engine {
                             budget.set_info(limits);
                         }
                         Err(err) => {
-                            warn!(error = %err, customer = %customer.reference(), "limits refresh failed");
+                            debug!(error = %err, customer = %customer.reference(), "limits refresh failed");
                             if let BackendError::NotFound(_) = &err {
                                 self.customers.invalidate(customer.external_ref()).await;
                             }

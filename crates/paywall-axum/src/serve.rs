@@ -1,0 +1,134 @@
+//! [`serve`]: axum's server with the limits a public API needs, which `axum::serve`
+//! does not set: a header-read timeout (against clients that send headers a byte at a
+//! time, and idle keep-alive connections), a request-body timeout, and a cap on open
+//! connections kept under the process's file-descriptor limit; with graceful shutdown.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tower::ServiceBuilder;
+use tower_http::timeout::RequestBodyTimeoutLayer;
+use tracing::{debug, warn};
+
+/// How long slow or idle clients may hold the server.
+#[derive(Clone, Debug)]
+pub struct ServeLimits {
+    /// A client must send a request's whole header section within this time, also
+    /// when a kept-alive connection waits for its next request (default 10 s).
+    pub header_read_timeout: Duration,
+    /// A request body must keep arriving: each part within this time (default 30 s).
+    pub body_timeout: Duration,
+    /// Connections open at once; more wait in the listen backlog (default: the
+    /// process's file-descriptor limit less 64, at most 10,000; 1,024 when unknown).
+    pub max_connections: usize,
+    /// At shutdown, how long open connections may finish (default 30 s).
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for ServeLimits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            max_connections: default_max_connections(),
+            shutdown_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Below the soft limit on open files, leaving room for the process's own files and
+/// its connections to the billing backend.
+fn default_max_connections() -> usize {
+    let soft = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|limits| {
+            limits
+                .lines()
+                .find(|line| line.starts_with("Max open files"))
+                .and_then(|line| line.split_whitespace().nth(3))
+                .and_then(|soft| soft.parse::<usize>().ok())
+        });
+    match soft {
+        Some(files) => files.saturating_sub(64).clamp(16, 10_000),
+        None => 1024,
+    }
+}
+
+/// Serves `router` on `listener` with `limits` until `shutdown` completes, then lets
+/// open connections finish (at most `limits.shutdown_timeout`).
+///
+/// ```no_run
+/// # async fn run(app: axum::Router) -> std::io::Result<()> {
+/// use paywall_axum::{serve, shutdown_signal, ServeLimits};
+///
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+/// serve(listener, app, ServeLimits::default(), shutdown_signal()).await?;
+/// # Ok(()) }
+/// ```
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: ServeLimits,
+    shutdown: impl Future<Output = ()> + Send,
+) -> std::io::Result<()> {
+    let app = ServiceBuilder::new()
+        .layer(RequestBodyTimeoutLayer::new(limits.body_timeout))
+        .service(router);
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    builder.http2().timer(TokioTimer::new());
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let slot = tokio::select! {
+            slot = Arc::clone(&slots).acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut shutdown => break,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(err) => {
+                // Out of file descriptors, say: wait a moment rather than spin.
+                warn!(error = %err, "accepting a connection failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let service = TowerToHyperService::new(app.clone());
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                debug!(error = %err, "connection closed with an error");
+            }
+            drop(slot);
+        });
+    }
+    if tokio::time::timeout(limits.shutdown_timeout, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        warn!("open connections did not finish within the shutdown timeout");
+    }
+    Ok(())
+}
