@@ -73,6 +73,10 @@ impl Decisions {
             },
         };
         counter.increment(1);
+        // A cached check of the callsite: no span lookup unless debug spans are on.
+        if !tracing::enabled!(tracing::Level::DEBUG) {
+            return;
+        }
         let span = tracing::Span::current();
         if !span.is_disabled() {
             span.record("outcome", outcome);
