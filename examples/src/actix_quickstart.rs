@@ -261,16 +261,7 @@ async fn receive_webhook(
         let answer = webhook::refused(&err);
         return json(StatusCode::BAD_REQUEST, answer.body);
     }
-    let too_large = || {
-        json(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            paywall::error_body(
-                "Payload Too Large",
-                "invalid_payload",
-                "The webhook body could not be read (too large or cut short).",
-            ),
-        )
-    };
+    let too_large = || json(StatusCode::PAYLOAD_TOO_LARGE, webhook::too_large().body);
     let limit = webhook::MAX_WEBHOOK_BYTES as usize;
     let mut body = web::BytesMut::new();
     while let Some(chunk) = futures_util::StreamExt::next(&mut payload).await {

@@ -7,7 +7,9 @@ use axum::routing::post;
 use axum::{Json, Router};
 use paywall::Paywall;
 
-use crate::webhook::{handle, refused, WebhookVerifier, MAX_WEBHOOK_BYTES, SIGNATURE_HEADER};
+use crate::webhook::{
+    handle, refused, too_large, WebhookVerifier, MAX_WEBHOOK_BYTES, SIGNATURE_HEADER,
+};
 
 /// Where [`router`] listens.
 pub const PATH: &str = "/webhooks/solvapay";
@@ -64,12 +66,7 @@ async fn receive(State(hooks): State<Webhooks>, request: axum::extract::Request)
             .ok(),
     };
     let Some(body) = body else {
-        let body = paywall::error_body(
-            "Payload Too Large",
-            "invalid_payload",
-            "The webhook body could not be read (too large or cut short).",
-        );
-        return (StatusCode::PAYLOAD_TOO_LARGE, Json(body)).into_response();
+        return (StatusCode::PAYLOAD_TOO_LARGE, Json(too_large().body)).into_response();
     };
     let handled = handle(&hooks.verifier, &hooks.paywall, signature.as_deref(), &body).await;
     let status = StatusCode::from_u16(handled.status).unwrap_or(StatusCode::BAD_REQUEST);

@@ -266,6 +266,18 @@ pub fn refused(err: &WebhookError) -> Handled {
     }
 }
 
+/// The 413 answer to a webhook body over [`MAX_WEBHOOK_BYTES`] (or cut short).
+pub fn too_large() -> Handled {
+    Handled {
+        status: 413,
+        body: paywall::error_body(
+            "Payload Too Large",
+            "invalid_payload",
+            "The webhook body could not be read (too large or cut short).",
+        ),
+    }
+}
+
 /// The largest webhook body accepted; larger ones are refused before being read.
 pub const MAX_WEBHOOK_BYTES: u64 = 64 * 1024;
 

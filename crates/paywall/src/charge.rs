@@ -54,7 +54,8 @@ impl Charge {
     /// Prices the route by what each request consumed instead of a fixed number of
     /// units: admission holds nothing, the handler reserves an upper bound and reports
     /// what it used through the request's [`Usage`](crate::Usage), and the amount is
-    /// settled when the response body ends.
+    /// settled when the response body ends. A number of [`units`](Self::units) set on
+    /// the same charge is not used.
     ///
     /// ```
     /// use paywall::Charge;
