@@ -1,214 +1,17 @@
-//! JWT identity against an identity provider served over HTTP on 127.0.0.1: JWKS key
-//! rotation, forged-kid bursts, outages, OIDC discovery, the Auth0 preset, every
-//! algorithm, `max-age`, and the verified-token cache.
+//! JWT identity against an identity provider served over HTTP on 127.0.0.1: the Auth0
+//! preset, every algorithm, symmetric keys refused from a JWKS, the verified-token
+//! cache, claim mapping, cookies, several issuers. Key fetching is in `jwks.rs`.
 
 use std::time::Duration;
 
 use http::StatusCode;
 use jsonwebtoken::Algorithm;
-use paywall::{IdentityError, Paywall};
+use paywall::Paywall;
 use paywall_jwt::{JwtResolver, Key, TokenSource};
+use paywall_tests::idp::AUDIENCE as AUD;
 use paywall_tests::*;
 use serde_json::json;
 use tower::{Layer, ServiceExt};
-
-const AUD: &str = "https://api.test";
-
-fn jwks_resolver(idp: &Idp, cooldown: Duration) -> JwtResolver {
-    JwtResolver::jwks(idp.jwks_url.as_str())
-        .issuer(idp.issuer.as_str())
-        .audience(AUD)
-        .algorithms([Algorithm::RS256, Algorithm::ES256])
-        .jwks_cooldown(cooldown)
-        .build()
-        .expect("resolver")
-}
-
-fn token(idp: &Idp, pair: &keys::Pair, kid: &str, sub: &str) -> String {
-    sign_jwt(
-        &pair.encoding,
-        pair.alg,
-        Some(kid),
-        &claims_for(sub, &idp.issuer, AUD),
-    )
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rotation_new_keys_accepted_after_one_refresh_removed_keys_rejected() {
-    let (idp, _server) = Idp::start();
-    let (old, new) = (keys::rsa1(), keys::rsa2());
-    idp.set_keys(&[("k1", &old)]);
-    let resolver = jwks_resolver(&idp, Duration::from_millis(100));
-    idp.wait_for_fetches(1).await; // the background prefetch
-    let old_token = token(&idp, &old, "k1", "alice");
-    assert_eq!(
-        resolver.verify(&old_token).await.expect("k1").external_ref,
-        "alice"
-    );
-
-    // The IdP adds k2; a token signed by it triggers exactly one refresh.
-    idp.set_keys(&[("k1", &old), ("k2", &new)]);
-    tokio::time::sleep(Duration::from_millis(150)).await; // past the cooldown
-    let fetches = idp.fetches();
-    assert_eq!(
-        resolver
-            .verify(&token(&idp, &new, "k2", "bob"))
-            .await
-            .expect("k2")
-            .external_ref,
-        "bob"
-    );
-    assert_eq!(idp.fetches(), fetches + 1, "one refresh for the new kid");
-    assert!(resolver
-        .verify(&token(&idp, &new, "k2", "carol"))
-        .await
-        .is_ok());
-    assert_eq!(idp.fetches(), fetches + 1, "known kids cost no fetch");
-
-    // The IdP drops k1. Once a refresh has seen it gone, k1 tokens are refused, even
-    // the one already in the verified-token cache.
-    idp.set_keys(&[("k2", &new)]);
-    tokio::time::sleep(Duration::from_millis(150)).await;
-    let unknown = token(&idp, &new, "k-unknown", "mallory");
-    assert!(matches!(
-        resolver.verify(&unknown).await,
-        Err(IdentityError::Invalid(_))
-    ));
-    assert!(matches!(
-        resolver.verify(&old_token).await,
-        Err(IdentityError::Invalid(_))
-    ));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_burst_of_forged_kids_causes_at_most_one_fetch_per_cooldown() {
-    let (idp, _server) = Idp::start();
-    let signer = keys::rsa1();
-    idp.set_keys(&[("k1", &signer)]);
-    let resolver = std::sync::Arc::new(jwks_resolver(&idp, Duration::from_secs(30)));
-    idp.wait_for_fetches(1).await;
-    let before = idp.fetches();
-    let mut tasks = Vec::new();
-    for i in 0..1000 {
-        let resolver = resolver.clone();
-        let kid = format!("forged-{i}-{}", rand::random::<u64>());
-        let forged = token(&idp, &signer, &kid, "mallory");
-        tasks.push(tokio::spawn(async move { resolver.verify(&forged).await }));
-    }
-    for task in tasks {
-        assert!(matches!(
-            task.await.expect("join"),
-            Err(IdentityError::Invalid(_))
-        ));
-    }
-    assert!(
-        idp.fetches() - before <= 1,
-        "{} fetches for 1,000 forged kids",
-        idp.fetches() - before
-    );
-    assert!(resolver
-        .verify(&token(&idp, &signer, "k1", "alice"))
-        .await
-        .is_ok());
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn idp_down_at_start_is_503_until_keys_can_be_fetched() {
-    let (idp, _server) = Idp::start();
-    let signer = keys::rsa1();
-    idp.set_keys(&[("k1", &signer)]);
-    idp.set_down(true);
-    let resolver = jwks_resolver(&idp, Duration::from_millis(100));
-    let paywall = Paywall::builder(resolver, MemoryBackend::with_allowance(10))
-        .build()
-        .expect("paywall");
-    let service = protected(&paywall);
-    let good = || {
-        http::Request::builder()
-            .header(
-                "authorization",
-                format!("Bearer {}", token(&idp, &signer, "k1", "alice")),
-            )
-            .body(http_body_util::Full::<bytes::Bytes>::default())
-            .expect("request")
-    };
-    let (status, headers, body) =
-        read_json(service.clone().oneshot(good()).await.expect("ok")).await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-    assert!(headers.get("retry-after").is_some());
-    assert_eq!(body["kind"], "identity_unavailable");
-    idp.set_down(false);
-    tokio::time::sleep(Duration::from_millis(150)).await;
-    assert_eq!(
-        service.clone().oneshot(good()).await.expect("ok").status(),
-        StatusCode::OK
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn idp_down_mid_run_keeps_the_cached_keys() {
-    let (idp, _server) = Idp::start();
-    let signer = keys::rsa1();
-    idp.set_keys(&[("k1", &signer)]);
-    let resolver = JwtResolver::jwks(idp.jwks_url.as_str())
-        .issuer(idp.issuer.as_str())
-        .audience(AUD)
-        .jwks_cooldown(Duration::from_millis(50))
-        .without_token_cache()
-        .build()
-        .expect("resolver");
-    assert!(resolver
-        .verify(&token(&idp, &signer, "k1", "alice"))
-        .await
-        .is_ok());
-    idp.set_down(true);
-    tokio::time::sleep(Duration::from_millis(60)).await;
-    let fetches = idp.fetches();
-    // An unknown kid makes the resolver try (and fail) to refresh...
-    assert!(resolver
-        .verify(&token(&idp, &signer, "k9", "x"))
-        .await
-        .is_err());
-    assert_eq!(idp.fetches(), fetches + 1);
-    // ...and the keys it had still verify, every time.
-    for sub in ["alice", "bob", "carol"] {
-        assert_eq!(
-            resolver
-                .verify(&token(&idp, &signer, "k1", sub))
-                .await
-                .expect("cached key")
-                .external_ref,
-            sub
-        );
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn oidc_discovery_finds_the_jwks_and_pins_the_issuer() {
-    let (idp, _server) = Idp::start();
-    let signer = keys::ec256();
-    idp.set_keys(&[("ec", &signer)]);
-    let resolver = JwtResolver::oidc(idp.issuer.as_str())
-        .audience(AUD)
-        .algorithms([Algorithm::ES256])
-        .build()
-        .expect("resolver");
-    assert_eq!(
-        resolver
-            .verify(&token(&idp, &signer, "ec", "oidc-user"))
-            .await
-            .expect("valid")
-            .external_ref,
-        "oidc-user"
-    );
-    let other_issuer = sign_jwt(
-        &signer.encoding,
-        signer.alg,
-        Some("ec"),
-        &claims_for("x", "https://evil.example", AUD),
-    );
-    assert!(resolver.verify(&other_issuer).await.is_err());
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_auth0_preset_uses_the_domain_for_issuer_and_keys() {
@@ -318,6 +121,8 @@ async fn every_asymmetric_algorithm_from_a_jwks() {
         ("ed", &ed),
     ]);
     let resolver = JwtResolver::jwks(idp.jwks_url.as_str())
+        .dangerously_accept_any_issuer()
+        .dangerously_accept_any_audience()
         .algorithms([
             Algorithm::RS256,
             Algorithm::ES256,
@@ -356,6 +161,8 @@ async fn symmetric_keys_published_in_a_jwks_are_ignored() {
     jwk["kid"] = json!("rsa");
     idp.set_raw(json!({ "keys": [jwk, { "kty": "oct", "kid": "oct", "k": "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA" }] }));
     let resolver = JwtResolver::jwks(idp.jwks_url.as_str())
+        .dangerously_accept_any_issuer()
+        .dangerously_accept_any_audience()
         .build()
         .expect("resolver");
     let hs = sign_jwt(
@@ -367,28 +174,12 @@ async fn symmetric_keys_published_in_a_jwks_are_ignored() {
     assert!(resolver.verify(&hs).await.is_err());
     assert!(matches!(
         JwtResolver::jwks("http://127.0.0.1:1/jwks")
+            .issuer("https://idp.test/")
+            .audience(AUD)
             .algorithms([Algorithm::HS256])
             .build(),
         Err(paywall_jwt::JwtConfigError::SymmetricWithJwks(_))
     ));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_jwks_is_refreshed_every_max_age() {
-    let (idp, _server) = Idp::start();
-    idp.set_keys(&[("k1", &keys::rsa1())]);
-    idp.set_max_age(Some(1));
-    let _resolver = JwtResolver::jwks(idp.jwks_url.as_str())
-        .jwks_refresh_bounds(Duration::from_secs(1), Duration::from_secs(60))
-        .build()
-        .expect("resolver");
-    idp.wait_for_fetches(1).await;
-    tokio::time::sleep(Duration::from_millis(2300)).await;
-    assert!(
-        idp.fetches() >= 3,
-        "fetched {} times in ~2.3 s with max-age=1",
-        idp.fetches()
-    );
 }
 
 #[tokio::test]
@@ -465,5 +256,45 @@ async fn tokens_from_a_cookie_through_the_layer() {
         bearer_only.status(),
         StatusCode::UNAUTHORIZED,
         "the bearer header is not read"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_several_issuers_the_external_ref_is_namespaced_by_issuer() {
+    let (idp, _server) = Idp::start();
+    let signer = keys::rsa1();
+    idp.set_keys(&[("k1", &signer)]);
+    let (first, second) = ("https://tenant-a.test/", "https://tenant-b.test/");
+    let resolver = JwtResolver::jwks(idp.jwks_url.as_str())
+        .issuer(first)
+        .issuer(second)
+        .audience(AUD)
+        .build()
+        .expect("resolver");
+    let from = |iss: &str| {
+        sign_jwt(
+            &signer.encoding,
+            Algorithm::RS256,
+            Some("k1"),
+            &claims_for("same-sub", iss, AUD),
+        )
+    };
+    let a = resolver.verify(&from(first)).await.expect("a").external_ref;
+    let b = resolver
+        .verify(&from(second))
+        .await
+        .expect("b")
+        .external_ref;
+    assert_eq!(a, "https://tenant-a.test/|same-sub");
+    assert_eq!(b, "https://tenant-b.test/|same-sub");
+    // One issuer: the claim alone, as before.
+    let single = idp.resolver();
+    assert_eq!(
+        single
+            .verify(&idp.token(&signer, "k1", "same-sub"))
+            .await
+            .expect("single")
+            .external_ref,
+        "same-sub"
     );
 }

@@ -2,6 +2,7 @@
 //! responses, local checkout, webhooks, graceful shutdown with flush), on actix-web,
 //! driving the same engine through `paywall-actix`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::Server;
@@ -9,6 +10,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use paywall::{Charge, IdentityResolver, Paywall};
 use paywall_actix::{Customer, PaywallMiddleware, Usage};
+use paywall_jwt::JwtResolver;
 use paywall_local::{checkout, LocalBackend};
 use paywall_solvapay::webhook::{self, WebhookVerifier, SIGNATURE_HEADER};
 
@@ -28,6 +30,8 @@ pub struct ActixQuickstart {
     pub sample_token: Option<String>,
     /// Whether the JWT secret was generated.
     pub generated_secret: bool,
+    /// The JWT resolver [`build`] made: preload its keys at start-up.
+    pub jwt: Option<Arc<JwtResolver>>,
     middleware: PaywallMiddleware,
     metered: PaywallMiddleware,
     generate_delay: Duration,
@@ -41,9 +45,10 @@ pub fn build(
     base_url: &str,
 ) -> Result<ActixQuickstart, QuickstartError> {
     let (resolver, sample_token, generated_secret) = billing::identity(config)?;
-    let mut app = build_with(config, base_url, resolver)?;
+    let mut app = build_with(config, base_url, Arc::clone(&resolver))?;
     app.sample_token = sample_token;
     app.generated_secret = generated_secret;
+    app.jwt = Some(resolver);
     Ok(app)
 }
 
@@ -66,6 +71,7 @@ pub fn build_with(
         local,
         sample_token: None,
         generated_secret: false,
+        jwt: None,
         middleware,
         metered,
         generate_delay: config.generate_delay,

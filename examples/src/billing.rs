@@ -2,10 +2,11 @@
 //! where they are billed ([`billing`]: the embedded backend, or SolvaPay), with the
 //! optional outbox and Redis-shared budgets.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use paywall_axum::{IdentityResolver, Paywall};
-use paywall_jwt::{Algorithm, Hs256Signer, JwtResolver};
+use paywall_jwt::{Hs256Signer, JwtResolver};
 use paywall_local::{checkout, LocalBackend, Product, SqliteOutbox};
 use paywall_redis::RedisBudgets;
 use paywall_solvapay::SolvaPayBackend;
@@ -69,21 +70,28 @@ pub fn billing(
     Ok(Billing { paywall, local })
 }
 
-/// The JWT resolver: a JWKS when `PAYWALL_JWKS_URL` is set, HS256 otherwise; with the
-/// sample token (HS256 only) and whether the secret was generated.
+/// The JWT resolver: OIDC discovery when `PAYWALL_OIDC_ISSUER` is set, a JWKS when
+/// `PAYWALL_JWKS_URL` is, HS256 otherwise; with the sample token (HS256 only) and
+/// whether the secret was generated. Must be called inside a Tokio runtime.
 pub fn identity(
     config: &QuickstartConfig,
-) -> Result<(JwtResolver, Option<String>, bool), QuickstartError> {
-    if let Some(url) = &config.jwks_url {
-        let mut resolver =
-            JwtResolver::jwks(url.as_str()).algorithms([Algorithm::RS256, Algorithm::ES256]);
+) -> Result<(Arc<JwtResolver>, Option<String>, bool), QuickstartError> {
+    let provider = match (&config.oidc_issuer, &config.jwks_url) {
+        (Some(issuer), _) => Some(JwtResolver::oidc(issuer.as_str())),
+        (None, Some(url)) => Some(JwtResolver::jwks(url.as_str())),
+        (None, None) => None,
+    };
+    if let Some(mut resolver) = provider {
         if let Some(issuer) = &config.jwt_issuer {
             resolver = resolver.issuer(issuer.as_str());
         }
         if let Some(audience) = &config.jwt_audience {
             resolver = resolver.audience(audience.as_str());
         }
-        return Ok((resolver.build()?, None, false));
+        if !config.jwt_algorithms.is_empty() {
+            resolver = resolver.algorithms(config.jwt_algorithms.iter().copied());
+        }
+        return Ok((Arc::new(resolver.build()?), None, false));
     }
     let (secret, generated) = match &config.jwt_secret {
         Some(secret) => (secret.clone(), false),
@@ -93,7 +101,7 @@ pub fn identity(
             (bytes.iter().map(|b| format!("{b:02x}")).collect(), true)
         }
     };
-    let resolver = JwtResolver::hs256(&secret).build()?;
+    let resolver = Arc::new(JwtResolver::hs256(&secret).build()?);
     let token = Hs256Signer::new(&secret)
         .token_for("demo-user", Duration::from_secs(24 * 3600))
         .map_err(|err| QuickstartError::Env {

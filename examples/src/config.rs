@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use paywall_axum::ConfigError;
-use paywall_jwt::JwtConfigError;
+use paywall_jwt::{Algorithm, JwtConfigError};
 use paywall_local::LocalError;
 use paywall_redis::{RedisBudgetsError, REDIS_URL_ENV};
 use paywall_solvapay::SolvaPayConfig;
@@ -17,12 +17,19 @@ pub struct QuickstartConfig {
     pub port: u16,
     /// `PAYWALL_JWT_SECRET`; a random one is generated when unset.
     pub jwt_secret: Option<String>,
-    /// `PAYWALL_JWKS_URL`: verify RS256/ES256 tokens with this JWKS instead of HS256.
+    /// `PAYWALL_JWKS_URL`: verify tokens with this JWKS instead of HS256 (requires
+    /// `PAYWALL_JWT_ISSUER` and `PAYWALL_JWT_AUDIENCE`).
     pub jwks_url: Option<String>,
+    /// `PAYWALL_OIDC_ISSUER`: verify tokens of this OpenID provider, its keys found by
+    /// discovery (requires `PAYWALL_JWT_AUDIENCE`).
+    pub oidc_issuer: Option<String>,
     /// `PAYWALL_JWT_ISSUER`: the required `iss` (with a JWKS).
     pub jwt_issuer: Option<String>,
-    /// `PAYWALL_JWT_AUDIENCE`: the required `aud` (with a JWKS).
+    /// `PAYWALL_JWT_AUDIENCE`: the required `aud` (with a JWKS or an OIDC issuer).
     pub jwt_audience: Option<String>,
+    /// `PAYWALL_JWT_ALGORITHMS` (`RS256,PS256,…`): the algorithms accepted with a JWKS
+    /// (default: those the provider's keys declare).
+    pub jwt_algorithms: Vec<Algorithm>,
     /// `PAYWALL_PRODUCT` (default `prd_quickstart`).
     pub product: String,
     /// `PAYWALL_FREE_UNITS` (default 5).
@@ -52,6 +59,8 @@ impl std::fmt::Debug for QuickstartConfig {
         f.debug_struct("QuickstartConfig")
             .field("port", &self.port)
             .field("jwks_url", &self.jwks_url)
+            .field("oidc_issuer", &self.oidc_issuer)
+            .field("jwt_algorithms", &self.jwt_algorithms)
             .field("jwt_issuer", &self.jwt_issuer)
             .field("jwt_audience", &self.jwt_audience)
             .field(
@@ -84,7 +93,7 @@ pub enum QuickstartError {
         reason: String,
     },
     /// The JWT resolver could not be configured.
-    #[error("JWT settings (PAYWALL_JWT_SECRET / PAYWALL_JWKS_URL): {0}")]
+    #[error("JWT settings (PAYWALL_JWT_SECRET / PAYWALL_JWKS_URL / PAYWALL_OIDC_ISSUER): {0}")]
     Jwt(#[from] JwtConfigError),
     /// The embedded backend could not open its ledger (or the outbox its file).
     #[error("PAYWALL_DB / PAYWALL_OUTBOX: {0}")]
@@ -135,6 +144,48 @@ impl QuickstartConfig {
             }
             None => Duration::from_millis(10),
         };
+        let jwks_url = set("PAYWALL_JWKS_URL");
+        let oidc_issuer = set("PAYWALL_OIDC_ISSUER");
+        let jwt_issuer = set("PAYWALL_JWT_ISSUER");
+        let jwt_audience = set("PAYWALL_JWT_AUDIENCE");
+        let required = |var: &'static str, with: &str, what: &str| QuickstartError::Env {
+            var,
+            reason: format!("required with {with}: {what}"),
+        };
+        match (&jwks_url, &oidc_issuer) {
+            (Some(_), Some(_)) => {
+                return Err(QuickstartError::Env {
+                    var: "PAYWALL_OIDC_ISSUER",
+                    reason: "set PAYWALL_JWKS_URL or PAYWALL_OIDC_ISSUER, not both".into(),
+                })
+            }
+            (Some(_), None) if jwt_issuer.is_none() => {
+                return Err(required(
+                    "PAYWALL_JWT_ISSUER",
+                    "PAYWALL_JWKS_URL",
+                    "the `iss` your identity provider puts in its tokens",
+                ))
+            }
+            (Some(_), None) | (None, Some(_)) if jwt_audience.is_none() => {
+                return Err(required(
+                    "PAYWALL_JWT_AUDIENCE",
+                    if jwks_url.is_some() {
+                        "PAYWALL_JWKS_URL"
+                    } else {
+                        "PAYWALL_OIDC_ISSUER"
+                    },
+                    "the `aud` of tokens meant for this API (your API's identifier)",
+                ))
+            }
+            _ => {}
+        }
+        let jwt_algorithms = match set("PAYWALL_JWT_ALGORITHMS") {
+            None => Vec::new(),
+            Some(list) => parse_algorithms(&list).map_err(|reason| QuickstartError::Env {
+                var: "PAYWALL_JWT_ALGORITHMS",
+                reason,
+            })?,
+        };
         let solvapay = match set("SOLVAPAY_SECRET_KEY") {
             Some(_) => Some(SolvaPayConfig::from_lookup(set)?),
             None => None,
@@ -144,9 +195,11 @@ impl QuickstartConfig {
             webhook_secret: set("SOLVAPAY_WEBHOOK_SECRET"),
             outbox: set("PAYWALL_OUTBOX").map(PathBuf::from),
             redis_url: set(REDIS_URL_ENV),
-            jwks_url: set("PAYWALL_JWKS_URL"),
-            jwt_issuer: set("PAYWALL_JWT_ISSUER"),
-            jwt_audience: set("PAYWALL_JWT_AUDIENCE"),
+            jwks_url,
+            oidc_issuer,
+            jwt_issuer,
+            jwt_audience,
+            jwt_algorithms,
             port,
             jwt_secret: set("PAYWALL_JWT_SECRET"),
             product: set("PAYWALL_PRODUCT").unwrap_or_else(|| "prd_quickstart".into()),
@@ -156,6 +209,31 @@ impl QuickstartConfig {
             generate_delay,
         })
     }
+}
+
+/// `RS256,PS256,…`: asymmetric JWS algorithms only (HMAC is never accepted with keys
+/// from a JWKS).
+fn parse_algorithms(list: &str) -> Result<Vec<Algorithm>, String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|name| !name.is_empty())
+        .map(|name| match name.parse::<Algorithm>() {
+            Ok(alg) if alg.family() == paywall_jwt::AlgorithmFamily::Hmac => Err(format!(
+                "{name} is symmetric: a JWKS only provides public keys"
+            )),
+            Ok(alg) => Ok(alg),
+            Err(_) => Err(format!(
+                "{name:?} is not one of RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA"
+            )),
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .and_then(|algs| {
+            if algs.is_empty() {
+                Err("no algorithm named".into())
+            } else {
+                Ok(algs)
+            }
+        })
 }
 
 /// Reads the configuration from the environment, or prints why it cannot and returns
@@ -195,6 +273,47 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn a_jwks_or_oidc_issuer_requires_issuer_and_audience() {
+        fn with(vars: &[(&str, &str)]) -> Result<QuickstartConfig, QuickstartError> {
+            QuickstartConfig::from_lookup(|name| {
+                vars.iter()
+                    .find(|(var, _)| *var == name)
+                    .map(|(_, value)| (*value).to_owned())
+            })
+        }
+        let missing = |result: Result<QuickstartConfig, QuickstartError>| match result {
+            Err(QuickstartError::Env { var, .. }) => Some(var),
+            _ => None,
+        };
+        let jwks = ("PAYWALL_JWKS_URL", "https://idp.example/jwks");
+        let issuer = ("PAYWALL_JWT_ISSUER", "https://idp.example/");
+        let audience = ("PAYWALL_JWT_AUDIENCE", "api");
+        let oidc = ("PAYWALL_OIDC_ISSUER", "https://idp.example");
+        assert_eq!(missing(with(&[jwks])), Some("PAYWALL_JWT_ISSUER"));
+        assert_eq!(missing(with(&[jwks, issuer])), Some("PAYWALL_JWT_AUDIENCE"));
+        assert!(with(&[jwks, issuer, audience]).is_ok());
+        assert_eq!(missing(with(&[oidc])), Some("PAYWALL_JWT_AUDIENCE"));
+        assert!(with(&[oidc, audience]).is_ok());
+        assert_eq!(
+            missing(with(&[jwks, oidc, issuer, audience])),
+            Some("PAYWALL_OIDC_ISSUER")
+        );
+        let algs = with(&[oidc, audience, ("PAYWALL_JWT_ALGORITHMS", "PS256, EdDSA")]);
+        assert_eq!(
+            algs.map(|c| c.jwt_algorithms).ok(),
+            Some(vec![Algorithm::PS256, Algorithm::EdDSA])
+        );
+        for bad in ["HS256", "RS256,RS257", ","] {
+            let vars = [("PAYWALL_JWT_ALGORITHMS", bad)];
+            assert_eq!(
+                missing(with(&vars)),
+                Some("PAYWALL_JWT_ALGORITHMS"),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

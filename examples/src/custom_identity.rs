@@ -68,7 +68,7 @@ impl IdentityResolver for ApiKeys {
         let store = self
             .store
             .read()
-            .map_err(|_| IdentityError::Unavailable("the key store is unavailable".into()))?;
+            .map_err(|_| IdentityError::unavailable("the key store is unavailable"))?;
         store
             .get(key)
             .cloned()

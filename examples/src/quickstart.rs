@@ -11,6 +11,7 @@
 //! | `GET/POST /checkout` | the local checkout a 402's `checkoutUrl` points to (embedded backend) |
 //! | `POST /webhooks/solvapay` | SolvaPay webhooks, when `SOLVAPAY_WEBHOOK_SECRET` is set |
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use std::convert::Infallible;
@@ -24,6 +25,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use paywall_axum::{Charge, Customer, IdentityResolver, Paywall, Usage, X_CUSTOMER_REF};
+use paywall_jwt::JwtResolver;
 use paywall_local::{checkout, LocalBackend};
 use paywall_solvapay::axum_handler;
 use paywall_solvapay::webhook::WebhookVerifier;
@@ -48,15 +50,19 @@ pub struct Quickstart {
     pub sample_token: Option<String>,
     /// Whether the JWT secret was generated (no `PAYWALL_JWT_SECRET`, no JWKS).
     pub generated_secret: bool,
+    /// The JWT resolver [`build`] made (not with [`build_with`]): preload its keys at
+    /// start-up with [`crate::startup::preload_keys`].
+    pub jwt: Option<Arc<JwtResolver>>,
 }
 
 /// Builds the quickstart. `base_url` is where it is reachable (for checkout links).
 /// Must be called inside a Tokio runtime.
 pub fn build(config: &QuickstartConfig, base_url: &str) -> Result<Quickstart, QuickstartError> {
     let (resolver, sample_token, generated_secret) = identity(config)?;
-    let mut app = build_with(config, base_url, resolver)?;
+    let mut app = build_with(config, base_url, Arc::clone(&resolver))?;
     app.sample_token = sample_token;
     app.generated_secret = generated_secret;
+    app.jwt = Some(resolver);
     Ok(app)
 }
 
@@ -104,6 +110,7 @@ pub fn build_with(
         local,
         sample_token: None,
         generated_secret: false,
+        jwt: None,
     })
 }
 

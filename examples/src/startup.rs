@@ -1,9 +1,11 @@
 //! What the quickstart binaries do before serving: logging, binding 127.0.0.1, and
 //! telling the user how to call them.
 
+use std::process::ExitCode;
 use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use paywall_jwt::JwtResolver;
 use paywall_local::LocalBackend;
 use paywall_redis::REDIS_URL_ENV;
 
@@ -48,10 +50,39 @@ pub fn print_identity(
             println!("  sample token (sub=demo-user, valid 24 h):\n    {token}");
             println!("  try: curl -i -H 'Authorization: Bearer {token}' {base_url}/api/hello");
         }
-        None => println!(
-            "  tokens: verified with the JWKS at {}; try: curl -i -H 'Authorization: Bearer <token>' {base_url}/api/hello",
-            config.jwks_url.as_deref().unwrap_or_default()
-        ),
+        None => {
+            match (&config.oidc_issuer, &config.jwks_url) {
+                (Some(issuer), _) => println!("  tokens: issued by {issuer} (OIDC discovery)"),
+                (None, Some(url)) => println!("  tokens: verified with the JWKS at {url}"),
+                (None, None) => {}
+            }
+            println!("  try: curl -i -H 'Authorization: Bearer <token>' {base_url}/api/hello");
+        }
+    }
+}
+
+/// Fetches the identity provider's keys before serving (JWKS and OIDC modes; nothing
+/// to do otherwise). An answer that can never work (404, not a key set, another
+/// issuer) stops start-up with exit code 2; an unreachable provider is reported and the
+/// server starts anyway, answering 503 until the provider answers.
+pub async fn preload_keys(name: &str, jwt: Option<&JwtResolver>) -> Result<(), ExitCode> {
+    let Some(jwt) = jwt else { return Ok(()) };
+    match jwt.preload().await {
+        Ok(0) => Ok(()),
+        Ok(keys) => {
+            println!("  identity provider: {keys} signing key(s) fetched");
+            Ok(())
+        }
+        Err(err) if err.is_transient() => {
+            eprintln!(
+                "{name}: warning: {err}; starting anyway: requests are answered 503 until the identity provider answers"
+            );
+            Ok(())
+        }
+        Err(err) => {
+            eprintln!("{name}: identity provider: {err}");
+            Err(ExitCode::from(2))
+        }
     }
 }
 

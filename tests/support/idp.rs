@@ -7,8 +7,11 @@ use std::time::Duration;
 use http::StatusCode;
 use serde_json::{json, Value};
 
-use crate::jwt::keys;
+use crate::jwt::{claims_for, keys, sign_jwt};
 use crate::net::Served;
+
+/// The audience of the tokens [`Idp::token`] signs and [`Idp::resolver`] requires.
+pub const AUDIENCE: &str = "https://api.test";
 
 /// An identity provider on 127.0.0.1: OIDC discovery and a JWKS whose keys, outage and
 /// `Cache-Control` the test controls; it counts JWKS fetches.
@@ -109,6 +112,27 @@ impl Idp {
 
     pub fn fetches(&self) -> usize {
         self.state.fetches.load(Ordering::SeqCst)
+    }
+
+    /// A resolver for this IdP's JWKS: its issuer, [`AUDIENCE`], RS256 and ES256, the
+    /// default fetch budget (2 at once, one more per 30 s).
+    pub fn resolver(&self) -> paywall_jwt::JwtResolver {
+        paywall_jwt::JwtResolver::jwks(self.jwks_url.as_str())
+            .issuer(self.issuer.as_str())
+            .audience(AUDIENCE)
+            .algorithms([paywall_jwt::Algorithm::RS256, paywall_jwt::Algorithm::ES256])
+            .build()
+            .expect("resolver")
+    }
+
+    /// A token for `sub` signed by `pair` under `kid`, with this issuer and [`AUDIENCE`].
+    pub fn token(&self, pair: &keys::Pair, kid: &str, sub: &str) -> String {
+        sign_jwt(
+            &pair.encoding,
+            pair.alg,
+            Some(kid),
+            &claims_for(sub, &self.issuer, AUDIENCE),
+        )
     }
 
     /// Waits (bounded) until the JWKS has been fetched `n` times.

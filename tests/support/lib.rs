@@ -2,8 +2,8 @@
 //! servers on loopback ([`net`]), fault shapes around a backend ([`backend`]), a
 //! SolvaPay-compatible server written from the OpenAPI file whose answers tests bend
 //! ([`contract`]), a
-//! scriptable identity provider ([`idp`]), and the real servers the tests start
-//! ([`servers`]). The test doubles themselves (in-memory backend, echo handler) are the
+//! scriptable identity provider ([`idp`]) for fault shapes, a certified OpenID provider
+//! from npm ([`oidc`]), and the real servers the tests start ([`servers`]). The test doubles themselves (in-memory backend, echo handler) are the
 //! core's, from `paywall::test_util`.
 //!
 //! ```
@@ -28,6 +28,7 @@ pub mod contract;
 pub mod idp;
 pub mod jwt;
 pub mod net;
+pub mod oidc;
 pub mod servers;
 
 pub use apps::{both_apps, quickstart_config, App};
@@ -36,6 +37,7 @@ pub use contract::{openapi, Answer, Bend, ContractServer};
 pub use idp::Idp;
 pub use jwt::{bearer, claims_for, keys, resolver, sign_jwt, token, SECRET};
 pub use net::{builder, loopback, request, status_of, std_loopback, test_paywall, Served};
+pub use oidc::OidcProvider;
 pub use paywall::test_util::{
     call, fast_recorder, protected, read_json, EchoService, MemoryBackend, TEST_PRODUCT as PRODUCT,
 };

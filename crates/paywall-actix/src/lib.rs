@@ -43,7 +43,7 @@
 //! * An error returned by the inner service (rather than an error response) gives the
 //!   reserved units back.
 //!
-//! `cargo run -p paywall-actix --example basic` runs a complete application: the
+//! `cargo run -p paywall-actix --example actix_basic` runs a complete application: the
 //! embedded backend, HS256 tokens, one paid route.
 
 #![forbid(unsafe_code)]

@@ -27,7 +27,7 @@
 //! # }
 //! ```
 //!
-//! `cargo run -p paywall-axum --example basic` runs a complete application: the
+//! `cargo run -p paywall-axum --example axum_basic` runs a complete application: the
 //! embedded backend, HS256 tokens, one paid route.
 
 #![forbid(unsafe_code)]

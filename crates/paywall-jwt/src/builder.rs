@@ -14,12 +14,27 @@ use crate::resolver::*;
 use crate::source::TokenSource;
 use crate::token_cache::TokenCache;
 
+/// Every asymmetric algorithm jsonwebtoken verifies.
+const ASYMMETRIC: [Algorithm; 9] = [
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
+
 /// Configures a [`JwtResolver`].
 pub struct JwtResolverBuilder {
     pub(crate) keys: Vec<Key>,
     pub(crate) jwks: Option<JwksSource>,
     pub(crate) jwks_settings: JwksSettings,
     pub(crate) algorithms: Vec<Algorithm>,
+    pub(crate) any_issuer: bool,
+    pub(crate) any_audience: bool,
     pub(crate) issuers: Vec<String>,
     pub(crate) audiences: Vec<String>,
     pub(crate) leeway: Duration,
@@ -49,7 +64,8 @@ impl JwtResolverBuilder {
     }
 
     /// The algorithms accepted, replacing the preset's. A token whose header names
-    /// another algorithm is refused.
+    /// another algorithm is refused. With a JWKS the default is every asymmetric
+    /// algorithm the provider's keys declare; static keys need a list.
     pub fn algorithms(mut self, algorithms: impl IntoIterator<Item = Algorithm>) -> Self {
         self.algorithms = algorithms.into_iter().collect();
         self
@@ -64,6 +80,21 @@ impl JwtResolverBuilder {
     /// Require `aud` to contain `audience` (may be called several times: any matches).
     pub fn audience(mut self, audience: impl Into<String>) -> Self {
         self.audiences.push(audience.into());
+        self
+    }
+
+    /// With a JWKS, accept tokens whatever their `iss`. Any service whose tokens the
+    /// JWKS's keys sign (every tenant of a shared IdP) can then call you: only for keys
+    /// nobody else uses.
+    pub fn dangerously_accept_any_issuer(mut self) -> Self {
+        self.any_issuer = true;
+        self
+    }
+
+    /// With a JWKS, accept tokens whatever their `aud`. Tokens the provider minted for
+    /// your other APIs (or other applications) are then accepted here.
+    pub fn dangerously_accept_any_audience(mut self) -> Self {
+        self.any_audience = true;
         self
     }
 
@@ -122,10 +153,21 @@ impl JwtResolverBuilder {
         self
     }
 
-    /// At most one on-demand JWKS fetch per `cooldown` (default 30 s), however many
-    /// tokens name unknown `kid`s.
-    pub fn jwks_cooldown(mut self, cooldown: Duration) -> Self {
-        self.jwks_settings.cooldown = cooldown;
+    /// The budget of on-demand JWKS fetches that tokens with unknown `kid`s may cause:
+    /// `burst` at once, one more per `every` (default 2, and one per 30 s). The first
+    /// unknown `kid` after a rotation is fetched at once; past the budget, such tokens
+    /// are answered 503 with `Retry-After` rather than 401.
+    pub fn jwks_refetch_budget(mut self, burst: u32, every: Duration) -> Self {
+        self.jwks_settings.budget.burst = burst.max(1);
+        self.jwks_settings.budget.every = every;
+        self
+    }
+
+    /// Waits between failed JWKS fetches: `min` after the first, doubling up to `max`
+    /// (default 1 s to 10 s). A 503 says in `Retry-After` how long is left.
+    pub fn jwks_backoff(mut self, min: Duration, max: Duration) -> Self {
+        self.jwks_settings.budget.min_backoff = min;
+        self.jwks_settings.budget.max_backoff = max.max(min);
         self
     }
 
@@ -149,7 +191,19 @@ impl JwtResolverBuilder {
     /// Builds the resolver. With a JWKS, call it inside a Tokio runtime to fetch the
     /// keys in the background right away and refresh them periodically; otherwise they
     /// are fetched on the first token.
-    pub fn build(self) -> Result<JwtResolver, JwtConfigError> {
+    pub fn build(mut self) -> Result<JwtResolver, JwtConfigError> {
+        if self.jwks.is_some() {
+            if self.issuers.is_empty() && !self.any_issuer {
+                return Err(JwtConfigError::MissingIssuer);
+            }
+            if self.audiences.is_empty() && !self.any_audience {
+                return Err(JwtConfigError::MissingAudience);
+            }
+            if self.algorithms.is_empty() {
+                // Which of them a token may use is then up to the keys it names.
+                self.algorithms = ASYMMETRIC.to_vec();
+            }
+        }
         if self.algorithms.is_empty() {
             return Err(JwtConfigError::NoAlgorithms);
         }
@@ -211,6 +265,7 @@ impl JwtResolverBuilder {
         Ok(JwtResolver {
             keys,
             validations,
+            namespace_by_issuer: self.issuers.len() > 1,
             algorithms: self.algorithms,
             source: self.source,
             max_token_len: self.max_token_len,

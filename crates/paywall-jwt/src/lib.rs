@@ -3,10 +3,16 @@
 //! cache of verified tokens.
 //!
 //! [`JwtResolver`] reads a token (from `Authorization: Bearer` by default, or a cookie,
-//! or another header), verifies it with the algorithms fixed by configuration, `exp`
-//! required, issuer and audience checked when configured, and maps its claims to the
-//! caller's identity (`sub` → external reference by default). Bad tokens are 401s; an
-//! identity provider whose keys cannot be fetched at all is a 503.
+//! or another header), verifies it with the algorithms fixed by configuration (with a
+//! JWKS: those the provider's keys declare), `exp` required, issuer and audience
+//! checked (required with a JWKS), and maps its claims to the caller's identity (`sub`
+//! → external reference by default). Bad tokens are 401s; a token no key can be had for
+//! right now (the provider unreachable, or a new `kid` past the fetch budget) is a 503
+//! with an honest `Retry-After`.
+//!
+//! Modules: `keys` (which key verifies which algorithm), `jwks` (the cached key set,
+//! its fetch schedule and the HTTP fetch itself), `resolver` (verification), `builder`,
+//! `claims`, `source` (where the token is read), `token_cache`.
 //!
 //! ```
 //! use std::time::Duration;
@@ -46,8 +52,8 @@ mod token_cache;
 
 pub use builder::JwtResolverBuilder;
 pub use claims::ClaimMapping;
-pub use jsonwebtoken::Algorithm;
-pub use jwks::JwksCache;
+pub use jsonwebtoken::{Algorithm, AlgorithmFamily};
+pub use jwks::{JwksCache, JwksError, MAX_DOCUMENT_BYTES};
 pub use keys::{Key, KeyError};
 pub use resolver::{
     JwtConfigError, JwtResolver, DEFAULT_TOKEN_CACHE_CAPACITY, MIN_HMAC_SECRET_LEN,

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 
 use crate::builder::JwtResolverBuilder;
 use crate::claims::ClaimMapping;
-use crate::jwks::{JwksCache, JwksSettings, JwksSource};
+use crate::jwks::{JwksCache, JwksError, JwksSettings, JwksSource, Refresh};
 use crate::keys::{Key, KeySet};
 use crate::source::{TokenSource, DEFAULT_MAX_TOKEN_LEN};
 use crate::token_cache::TokenCache;
@@ -48,6 +48,16 @@ pub enum JwtConfigError {
     /// Symmetric algorithms cannot be verified with keys from a JWKS.
     #[error("algorithm {0} is symmetric: a JWKS only provides public keys")]
     SymmetricWithJwks(String),
+    /// Keys come from a JWKS or OIDC provider and no issuer is required: tokens that
+    /// provider issued for anyone would be accepted. Set one, or opt out with
+    /// [`JwtResolverBuilder::dangerously_accept_any_issuer`].
+    #[error("an issuer is required with a JWKS (or opt out explicitly)")]
+    MissingIssuer,
+    /// Keys come from a JWKS or OIDC provider and no audience is required: tokens that
+    /// provider minted for other APIs would be accepted. Set one, or opt out with
+    /// [`JwtResolverBuilder::dangerously_accept_any_audience`].
+    #[error("an audience is required with a JWKS (or opt out explicitly)")]
+    MissingAudience,
     /// A JWKS or issuer URL is not an absolute http(s) URL.
     #[error("invalid URL {0:?}: expected an absolute http or https URL")]
     InvalidUrl(String),
@@ -66,12 +76,22 @@ pub(crate) enum Keys {
 /// * Keys: static keys (HMAC secrets, RSA, EC P-256/P-384 and Ed25519 public keys from
 ///   PEM or JWK), a JWKS URL, or OIDC discovery from an issuer.
 /// * The allowed algorithms are fixed by configuration, never taken from the token.
+///   With a JWKS and no explicit list, they are the asymmetric algorithms the
+///   provider's keys declare (their `alg`, or the one their curve implies); HMAC is
+///   never accepted with a JWKS. A key verifies only its own `alg`, and keys whose
+///   `use` is `enc` never verify anything.
 /// * `exp` is required and `nbf` honoured, with a leeway (default 30 s); issuers and
-///   audiences are checked when configured (`aud` is then required).
+///   audiences are checked when configured (`aud` is then required). With a JWKS or
+///   OIDC discovery both are required unless explicitly waived.
+/// * With more than one issuer, the external reference is namespaced by issuer
+///   (`<iss>|<sub>`), so the same `sub` from two providers is two customers; with one
+///   issuer it is the claim alone.
 /// * Tokens longer than the maximum (default 8 KiB) are refused before any parsing.
 /// * Claims → identity through a [`ClaimMapping`] (`sub`, `email`, `name` by default).
-/// * Every bad token is [`IdentityError::Invalid`] (a 401); when no key can be had at
-///   all from the JWKS, [`IdentityError::Unavailable`] (a 503).
+/// * Every bad token is [`IdentityError::Invalid`] (a 401). When no key can verify it
+///   right now (the provider unreachable, or a `kid` not yet fetched while fetches are
+///   rate-limited), [`IdentityError::Unavailable`] with the time until the next fetch
+///   may run (a 503 with an honest `Retry-After`).
 ///
 /// Verified tokens are remembered by their exact bytes until their `exp` (see
 /// [`JwtResolverBuilder::token_cache`]), so a warm request costs a cache lookup rather
@@ -82,16 +102,21 @@ pub(crate) enum Keys {
 ///
 /// // Auth0: issuer https://<domain>/, its JWKS, RS256.
 /// let auth0 = JwtResolver::auth0("example.eu.auth0.com", "https://api.example.com").build()?;
-/// // Any OIDC provider, by discovery.
+/// // Any OIDC provider, by discovery (algorithms: those its keys declare).
 /// let oidc = JwtResolver::oidc("https://accounts.example.com")
 ///     .audience("my-api")
-///     .algorithms([Algorithm::RS256, Algorithm::ES256])
+///     .build()?;
+/// // A JWKS URL, accepting only PS256.
+/// let pinned = JwtResolver::jwks("https://idp.example.com/jwks.json")
+///     .issuer("https://idp.example.com/")
+///     .audience("my-api")
+///     .algorithms([Algorithm::PS256])
 ///     .build()?;
 /// // Your own HS256 tokens, billing the organisation rather than the user.
 /// let own = JwtResolver::hs256("a secret of at least thirty-two bytes!!")
 ///     .external_ref_claim("org_id")
 ///     .build()?;
-/// # let _ = (auth0, oidc, own);
+/// # let _ = (auth0, oidc, pinned, own);
 /// # Ok::<(), paywall_jwt::JwtConfigError>(())
 /// ```
 pub struct JwtResolver {
@@ -100,6 +125,8 @@ pub struct JwtResolver {
     /// of a validation matches the key's family, so families cannot share one.
     pub(crate) validations: Vec<(Algorithm, Validation)>,
     pub(crate) algorithms: Vec<Algorithm>,
+    /// Prefix external references with the issuer (more than one issuer configured).
+    pub(crate) namespace_by_issuer: bool,
     pub(crate) source: TokenSource,
     pub(crate) max_token_len: usize,
     pub(crate) claims: ClaimMapping,
@@ -132,6 +159,8 @@ impl JwtResolver {
             jwks: None,
             jwks_settings: JwksSettings::default(),
             algorithms: Vec::new(),
+            any_issuer: false,
+            any_audience: false,
             issuers: Vec::new(),
             audiences: Vec::new(),
             leeway: Duration::from_secs(30),
@@ -149,27 +178,28 @@ impl JwtResolver {
             .algorithms([Algorithm::HS256])
     }
 
-    /// RS256 tokens verified with the keys of a JWKS endpoint.
+    /// Tokens verified with the keys of a JWKS endpoint, with the algorithms those keys
+    /// declare. Set [`issuer`](JwtResolverBuilder::issuer) and
+    /// [`audience`](JwtResolverBuilder::audience): `build` refuses a JWKS without them.
     pub fn jwks(url: impl Into<String>) -> JwtResolverBuilder {
-        let mut builder = Self::builder().algorithms([Algorithm::RS256]);
+        let mut builder = Self::builder();
         builder.jwks = Some(JwksSource::Url(url.into()));
         builder
     }
 
-    /// RS256 tokens from an OIDC provider: the JWKS is found by discovery
-    /// (`<issuer>/.well-known/openid-configuration`) and `iss` must be `issuer`.
+    /// Tokens from an OIDC provider: the JWKS is found by discovery
+    /// (`<issuer>/.well-known/openid-configuration`, whose `issuer` must match) and
+    /// `iss` must be `issuer`. Set [`audience`](JwtResolverBuilder::audience).
     pub fn oidc(issuer: impl Into<String>) -> JwtResolverBuilder {
         let issuer = issuer.into();
-        let mut builder = Self::builder()
-            .algorithms([Algorithm::RS256])
-            .issuer(issuer.clone());
+        let mut builder = Self::builder().issuer(issuer.clone());
         builder.jwks = Some(JwksSource::Discovery(issuer));
         builder
     }
 
     /// Auth0: issuer `https://<domain>/`, keys from `https://<domain>/.well-known/jwks.json`,
-    /// RS256, and `aud` must include `audience`. Custom domains work the same. (A domain
-    /// given with an explicit `http://` scheme is kept as is, for local testing.)
+    /// and `aud` must include `audience`. Custom domains work the same. (A domain given
+    /// with an explicit `http://` scheme is kept as is, for local testing.)
     pub fn auth0(domain: &str, audience: impl Into<String>) -> JwtResolverBuilder {
         let domain = domain.trim().trim_end_matches('/');
         let base = if domain.starts_with("https://") || domain.starts_with("http://") {
@@ -187,6 +217,21 @@ impl JwtResolver {
         match &self.keys {
             Keys::Jwks(cache) => Some(cache),
             Keys::Static(_) => None,
+        }
+    }
+
+    /// Fetches the keys now, with a JWKS (otherwise nothing to do): call it at start-up.
+    /// Returns how many usable keys the provider publishes (0 without a JWKS).
+    ///
+    /// An answer that can never work (an HTTP error such as 404, a body that is not a
+    /// key set, no usable signing key, a discovery document naming another issuer) is
+    /// an error to stop on. A provider that cannot be reached is an error too, but
+    /// [`JwksError::is_transient`]: a service may start and fetch the keys when the
+    /// provider comes up (requests are answered 503 until then).
+    pub async fn preload(&self) -> Result<usize, JwksError> {
+        match &self.keys {
+            Keys::Jwks(cache) => cache.preload().await,
+            Keys::Static(_) => Ok(0),
         }
     }
 
@@ -215,16 +260,39 @@ impl JwtResolver {
             Keys::Static(set) => Arc::clone(set),
             Keys::Jwks(cache) => {
                 let mut set = cache.keys();
+                // A kid withdrawn since an earlier fetch is refused without fetching.
                 let unknown = |set: &KeySet| {
-                    set.is_empty() || header.kid.as_deref().is_some_and(|kid| !set.has_kid(kid))
+                    set.is_empty()
+                        || header
+                            .kid
+                            .as_deref()
+                            .is_some_and(|kid| !set.has_kid(kid) && !set.was_withdrawn(kid))
                 };
-                if unknown(&set) {
-                    cache.refresh_on_demand().await;
+                // A rotated key, or a forged kid: a fetch tells, if one may run now. A
+                // fetch that ended while this request waited may predate the key, so
+                // then one more try.
+                for _ in 0..2 {
+                    if !unknown(&set) {
+                        break;
+                    }
+                    let refresh = cache.refresh_on_demand().await;
                     set = cache.keys();
+                    match refresh {
+                        Refresh::Fetched => break,
+                        Refresh::Shared => continue,
+                        Refresh::Refused(wait) if unknown(&set) => {
+                            return Err(IdentityError::unavailable_for(
+                                "the token's key is not known and the JWKS cannot be fetched yet",
+                                wait,
+                            ));
+                        }
+                        Refresh::Refused(_) => break,
+                    }
                 }
                 if set.is_empty() {
-                    return Err(IdentityError::Unavailable(
-                        "no verification key could be fetched from the JWKS".into(),
+                    return Err(IdentityError::unavailable_for(
+                        "no verification key could be fetched from the JWKS",
+                        cache.retry_after(),
                     ));
                 }
                 set
@@ -234,7 +302,14 @@ impl JwtResolver {
         for key in keys.candidates(header.kid.as_deref(), header.alg) {
             match jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, validation) {
                 Ok(data) => {
-                    let identity = self.claims.identity(&data.claims)?;
+                    let mut identity = self.claims.identity(&data.claims)?;
+                    if self.namespace_by_issuer {
+                        // Validation guaranteed `iss` is one of the configured issuers.
+                        let iss = data.claims.get("iss").and_then(Value::as_str);
+                        if let Some(iss) = iss {
+                            identity.external_ref = format!("{iss}|{}", identity.external_ref);
+                        }
+                    }
                     if let Some(cache) = &self.cache {
                         let exp = data.claims.get("exp").and_then(Value::as_u64);
                         cache.insert(token, &identity, exp, epoch);

@@ -21,8 +21,10 @@ pub enum TokenSource {
 }
 
 impl TokenSource {
-    /// The token of a request: `Ok(None)` when there is none, an error when the header
-    /// is ambiguous, not visible ASCII, not `Bearer`, empty or longer than `max_len`.
+    /// The token of a request: `Ok(None)` when there is none (for `Authorization`, also
+    /// when it uses another scheme, such as `Basic`: RFC 6750 §3.1 treats both as "no
+    /// credentials"), an error when the header is ambiguous, not visible ASCII, empty or
+    /// longer than `max_len`.
     pub fn extract<'a>(
         &self,
         parts: &'a Parts,
@@ -43,11 +45,9 @@ impl TokenSource {
                 let value = value
                     .to_str()
                     .map_err(|_| invalid("Authorization header is not visible ASCII"))?;
-                let (scheme, token) = value
-                    .split_once(' ')
-                    .ok_or_else(|| invalid("Authorization header is not `Bearer <token>`"))?;
+                let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
                 if !scheme.eq_ignore_ascii_case("bearer") {
-                    return Err(invalid("Authorization scheme is not Bearer"));
+                    return Ok(None); // another scheme: no bearer credentials
                 }
                 let token = token.trim();
                 if token.is_empty() {
@@ -139,13 +139,13 @@ mod tests {
             source.extract(&parts(&[b"bearer abc"]), 100).ok(),
             Some(Some("abc"))
         );
-        for bad in [
-            &b"Basic abc"[..],
-            b"Bearer",
-            b"Bearer   ",
-            b"Bearer \xff\xfe",
-            b"Bearerabc",
-        ] {
+        for other_scheme in [&b"Basic abc"[..], b"Bearerabc", b"Digest"] {
+            assert_eq!(
+                source.extract(&parts(&[other_scheme]), 100).ok(),
+                Some(None)
+            );
+        }
+        for bad in [&b"Bearer"[..], b"Bearer   ", b"Bearer \xff\xfe"] {
             assert!(source.extract(&parts(&[bad]), 100).is_err(), "{bad:?}");
         }
         assert!(source

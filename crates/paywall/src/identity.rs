@@ -83,9 +83,33 @@ pub enum IdentityError {
     #[error("invalid credentials: {0}")]
     Invalid(String),
     /// The identity provider could not be consulted (for example no verification key
-    /// could be fetched). Answered 503.
-    #[error("identity provider unavailable: {0}")]
-    Unavailable(String),
+    /// could be fetched). Answered 503, with `Retry-After: retry_after` when the
+    /// resolver knows when it will try again (the paywall's failure back-off otherwise).
+    #[error("identity provider unavailable: {reason}")]
+    Unavailable {
+        /// Why, for the logs.
+        reason: String,
+        /// When a retry may succeed, if the resolver knows.
+        retry_after: Option<std::time::Duration>,
+    },
+}
+
+impl IdentityError {
+    /// [`IdentityError::Unavailable`] without a known retry time.
+    pub fn unavailable(reason: impl Into<String>) -> Self {
+        IdentityError::Unavailable {
+            reason: reason.into(),
+            retry_after: None,
+        }
+    }
+
+    /// [`IdentityError::Unavailable`], worth retrying after `retry_after`.
+    pub fn unavailable_for(reason: impl Into<String>, retry_after: std::time::Duration) -> Self {
+        IdentityError::Unavailable {
+            reason: reason.into(),
+            retry_after: Some(retry_after),
+        }
+    }
 }
 
 /// Resolves the caller of a request from its head.

@@ -16,7 +16,7 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
 ///
 /// | rejection | status | body `kind` | headers |
 /// |---|---|---|---|
-/// | [`Rejection::Unauthenticated`] | 401 | `unauthenticated` | `WWW-Authenticate: Bearer error="invalid_token"` |
+/// | [`Rejection::Unauthenticated`] | 401 | `unauthenticated` | `WWW-Authenticate: Bearer` (no credentials) or `Bearer error="invalid_token"` (bad ones), RFC 6750 §3.1 |
 /// | [`Rejection::CustomerRejected`] | 403 | `customer_rejected` | |
 /// | [`Rejection::CustomerConflict`] | 403 | `customer_conflict` | |
 /// | [`Rejection::PaymentRequired`] | 402 | `payment_required` / `activation_required` | `Retry-After` when the reset time is known |
@@ -243,11 +243,13 @@ impl Rejection {
         *response.status_mut() = self.status();
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
-        if let Rejection::Unauthenticated(_) = self {
-            headers.insert(
-                WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer error=\"invalid_token\""),
-            );
+        if let Rejection::Unauthenticated(why) = self {
+            // RFC 6750 §3.1: a request without credentials gets no error code.
+            let challenge = match why {
+                Unauthenticated::MissingCredentials => "Bearer",
+                Unauthenticated::InvalidCredentials => "Bearer error=\"invalid_token\"",
+            };
+            headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
         }
         if let Some(wait) = self.retry_after() {
             // Whole seconds, rounded up, at least 1.
@@ -343,6 +345,13 @@ mod tests {
             "Bearer error=\"invalid_token\""
         );
         assert!(response.headers().get(RETRY_AFTER).is_none());
+        let missing = Rejection::Unauthenticated(Unauthenticated::MissingCredentials).to_response();
+        assert_eq!(missing.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            missing.headers()[WWW_AUTHENTICATE],
+            "Bearer",
+            "RFC 6750 §3.1"
+        );
     }
 
     #[test]

@@ -35,6 +35,50 @@ use crate::engine::Grant;
 use crate::identity::{BoxFuture, Identity};
 use crate::rejection::Rejection;
 
+/// Refused credentials: each logged at `debug` with its reason, and a summary at `info`
+/// at most once per interval, so an operator sees why tokens are refused without debug
+/// logs (and a flood of bad tokens cannot flood the logs).
+pub(crate) struct RefusalLog {
+    origin: std::time::Instant,
+    every_ms: u64,
+    /// Refusals since the last summary.
+    count: std::sync::atomic::AtomicU64,
+    /// Milliseconds since `origin` of the last summary.
+    last: std::sync::atomic::AtomicU64,
+}
+
+impl RefusalLog {
+    pub(crate) fn new(every: std::time::Duration) -> Self {
+        Self {
+            origin: std::time::Instant::now(),
+            every_ms: u64::try_from(every.as_millis()).unwrap_or(u64::MAX),
+            count: std::sync::atomic::AtomicU64::new(0),
+            last: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn refused(&self, reason: &str) {
+        use std::sync::atomic::Ordering;
+        tracing::debug!(%reason, "credentials refused");
+        self.count.fetch_add(1, Ordering::AcqRel);
+        let now = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let last = self.last.load(Ordering::Acquire);
+        if now.saturating_sub(last) >= self.every_ms
+            && self
+                .last
+                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            let refused = self.count.swap(0, Ordering::AcqRel);
+            tracing::info!(
+                refused,
+                last_reason = %reason,
+                "credentials refused since the last summary (each one is logged at debug)"
+            );
+        }
+    }
+}
+
 /// The decision counters, one handle per outcome.
 pub(crate) struct Decisions {
     admitted: Counter,

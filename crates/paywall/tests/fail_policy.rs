@@ -174,8 +174,8 @@ async fn identity_provider_down_is_503_not_401() {
             &self,
             _: &http::request::Parts,
         ) -> Result<Option<paywall::Identity>, paywall::IdentityError> {
-            Err(paywall::IdentityError::Unavailable(
-                "jwks fetch timed out at 10.0.0.1".into(),
+            Err(paywall::IdentityError::unavailable(
+                "jwks fetch timed out at 10.0.0.1",
             ))
         }
     }

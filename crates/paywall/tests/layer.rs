@@ -36,11 +36,7 @@ async fn assert_401(request: Request<Full<bytes::Bytes>>, www_authenticate: &str
 
 #[tokio::test]
 async fn no_identity_is_401() {
-    assert_401(
-        Request::new(Full::default()),
-        "Bearer error=\"invalid_token\"",
-    )
-    .await;
+    assert_401(Request::new(Full::default()), "Bearer").await;
 }
 
 #[tokio::test]

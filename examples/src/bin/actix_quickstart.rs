@@ -39,6 +39,9 @@ async fn main() -> ExitCode {
         }
     };
     println!("{NAME} listening on {base_url}");
+    if let Err(code) = startup::preload_keys(NAME, app.jwt.as_deref()).await {
+        return code;
+    }
     startup::print_backend(&config, app.local.as_ref(), &base_url);
     startup::print_identity(
         &config,

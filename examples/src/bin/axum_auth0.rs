@@ -25,7 +25,7 @@ async fn main() -> ExitCode {
         Err(code) => return code,
     };
     let resolver = match JwtResolver::auth0(&domain, audience.as_str()).build() {
-        Ok(resolver) => resolver,
+        Ok(resolver) => std::sync::Arc::new(resolver),
         Err(err) => {
             eprintln!("{NAME}: AUTH0_DOMAIN: {err}");
             return ExitCode::from(2);
@@ -35,7 +35,7 @@ async fn main() -> ExitCode {
         Ok(bound) => bound,
         Err(code) => return code,
     };
-    let app = match quickstart::build_with(&config, &base_url, resolver) {
+    let app = match quickstart::build_with(&config, &base_url, std::sync::Arc::clone(&resolver)) {
         Ok(app) => app,
         Err(err) => {
             eprintln!("{NAME}: {err}");
@@ -43,7 +43,10 @@ async fn main() -> ExitCode {
         }
     };
     println!("{NAME} listening on {base_url}");
-    println!("  identity: Auth0 tenant {domain}, audience {audience}, RS256");
+    println!("  identity: Auth0 tenant {domain}, audience {audience}");
+    if let Err(code) = startup::preload_keys(NAME, Some(&resolver)).await {
+        return code;
+    }
     startup::print_backend(&config, app.local.as_ref(), &base_url);
     println!(
         "  try: curl -i -H 'Authorization: Bearer <an Auth0 access token>' {base_url}/api/hello"

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use http::request::Parts;
-use tracing::{debug, warn};
+use tracing::debug;
 
 use super::cache::CustomerEntry;
 use super::reservation::Reservation;
@@ -71,15 +71,19 @@ impl Engine {
                 ))
             }
             Err(IdentityError::Invalid(reason)) => {
-                debug!(%reason, "credentials rejected");
+                self.token_refusals.refused(&reason);
                 return Err(Rejection::Unauthenticated(
                     Unauthenticated::InvalidCredentials,
                 ));
             }
-            Err(IdentityError::Unavailable(reason)) => {
-                warn!(%reason, "identity provider unavailable");
+            Err(IdentityError::Unavailable {
+                reason,
+                retry_after,
+            }) => {
+                // The resolver logs its provider's outage and recovery once each.
+                debug!(%reason, "identity provider unavailable");
                 return Err(Rejection::IdentityUnavailable {
-                    retry_after: self.failure_backoff,
+                    retry_after: retry_after.unwrap_or(self.failure_backoff),
                 });
             }
         };

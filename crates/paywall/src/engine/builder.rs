@@ -239,6 +239,7 @@ impl PaywallBuilder {
                 .shared
                 .map(|store| SharedState::new(store, self.leases)),
             decisions: Decisions::new(),
+            token_refusals: crate::telemetry::RefusalLog::new(Duration::from_secs(60)),
             ratelimit_headers: self.ratelimit_headers,
         };
         Ok(Paywall {

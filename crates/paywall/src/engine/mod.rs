@@ -135,6 +135,8 @@ pub(crate) struct Engine {
     origin: Instant,
     shared: Option<SharedState>,
     decisions: crate::telemetry::Decisions,
+    /// Refused credentials, summarised in the logs once a minute.
+    token_refusals: crate::telemetry::RefusalLog,
     ratelimit_headers: bool,
 }
 

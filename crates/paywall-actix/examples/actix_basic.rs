@@ -2,7 +2,7 @@
 //! (SQLite in memory, 3 free calls per user), one paid route.
 //!
 //! ```text
-//! PAYWALL_JWT_SECRET=$(openssl rand -hex 32) cargo run -p paywall-actix --example basic
+//! PAYWALL_JWT_SECRET=$(openssl rand -hex 32) cargo run -p paywall-actix --example actix_basic
 //! curl -i -H "Authorization: Bearer <the printed token>" http://127.0.0.1:3000/api/hello
 //! ```
 //! The fourth call answers 402.
