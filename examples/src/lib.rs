@@ -32,6 +32,7 @@ pub mod billing;
 pub mod config;
 pub mod custom_identity;
 pub mod generate;
+pub mod mcp;
 pub mod quickstart;
 pub mod responses;
 pub mod startup;

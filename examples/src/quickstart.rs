@@ -58,8 +58,18 @@ pub struct Quickstart {
 /// Builds the quickstart. `base_url` is where it is reachable (for checkout links).
 /// Must be called inside a Tokio runtime.
 pub fn build(config: &QuickstartConfig, base_url: &str) -> Result<Quickstart, QuickstartError> {
+    with_jwt(config, |resolver| build_with(config, base_url, resolver))
+}
+
+/// Builds an axum app (this quickstart, or another on the same billing such as the MCP
+/// one) with the configured JWT identity: `build_with` gets the resolver, and the app
+/// keeps it with the sample token.
+pub fn with_jwt(
+    config: &QuickstartConfig,
+    build_with: impl FnOnce(Arc<JwtResolver>) -> Result<Quickstart, QuickstartError>,
+) -> Result<Quickstart, QuickstartError> {
     let (resolver, sample_token, generated_secret) = identity(config)?;
-    let mut app = build_with(config, base_url, Arc::clone(&resolver))?;
+    let mut app = build_with(Arc::clone(&resolver))?;
     app.sample_token = sample_token;
     app.generated_secret = generated_secret;
     app.jwt = Some(resolver);

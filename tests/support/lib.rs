@@ -3,7 +3,7 @@
 //! SolvaPay-compatible server written from the OpenAPI file whose answers tests bend
 //! ([`contract`]), a
 //! scriptable identity provider ([`idp`]) for fault shapes, a certified OpenID provider
-//! from npm ([`oidc`]), and the real servers the tests start ([`servers`]). The test doubles themselves (in-memory backend, echo handler) are the
+//! from npm ([`oidc`]), the MCP quickstart and the official MCP client ([`mcp`]), and the real servers the tests start ([`servers`]). The test doubles themselves (in-memory backend, echo handler) are the
 //! core's, from `paywall::test_util`.
 //!
 //! ```
@@ -27,7 +27,9 @@ pub mod backend;
 pub mod contract;
 pub mod idp;
 pub mod jwt;
+pub mod mcp;
 pub mod net;
+pub mod node;
 pub mod oidc;
 pub mod servers;
 
@@ -36,6 +38,7 @@ pub use backend::LossyAcks;
 pub use contract::{openapi, Answer, Bend, ContractServer};
 pub use idp::Idp;
 pub use jwt::{bearer, claims_for, keys, resolver, sign_jwt, token, SECRET};
+pub use mcp::{official_client, McpApp};
 pub use net::{builder, loopback, request, status_of, std_loopback, test_paywall, Served};
 pub use oidc::OidcProvider;
 pub use paywall::test_util::{

@@ -1,11 +1,10 @@
 //! A certified OpenID provider on 127.0.0.1: the `oidc-provider` package from npm, run
 //! by node from `tests/node/oidc.mjs` (see that file for its clients, resources and
-//! test controls). The package is installed from `tests/node/package-lock.json` by
-//! `npm ci` the first time a test needs it (`.ci/run` does it beforehand).
+//! test controls). The package is installed by [`crate::node::install`].
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::sync::{mpsc, OnceLock};
+use std::sync::mpsc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -24,25 +23,6 @@ pub struct OidcProvider {
     http: reqwest::Client,
 }
 
-/// `npm ci` in `dir` unless its packages are there, once per test binary.
-fn install(dir: &str) {
-    static INSTALLED: OnceLock<()> = OnceLock::new();
-    INSTALLED.get_or_init(|| {
-        if std::path::Path::new(dir)
-            .join("node_modules/oidc-provider")
-            .exists()
-        {
-            return;
-        }
-        let status = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(dir)
-            .status()
-            .expect("npm is installed (apt-get install nodejs npm)");
-        assert!(status.success(), "npm ci in {dir} failed: {status}");
-    });
-}
-
 impl Drop for OidcProvider {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -58,8 +38,8 @@ impl OidcProvider {
 
     /// Starts a provider on `port` (0: a free one).
     pub fn start_on(port: u16) -> Self {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/node");
-        install(dir);
+        let dir = crate::node::dir();
+        crate::node::install();
         let mut child = Command::new("node")
             .arg("oidc.mjs")
             .arg(port.to_string())

@@ -67,4 +67,27 @@ impl Paywall {
             Err(rejection) => Err(self.rejection_response(&rejection)),
         }
     }
+
+    /// The adapter steps for a request that is not charged as a whole (an MCP
+    /// endpoint, whose tool calls are priced one by one): strips a client-sent
+    /// `x-customer-ref`, resolves the caller and ensures its customer
+    /// ([`identify`](Self::identify)), and inserts the [`Identity`](crate::Identity)
+    /// and [`Customer`](crate::Customer) extensions and `x-customer-ref`. On refusal,
+    /// returns the response to send (401, 403 or 503, as on a charged route).
+    pub async fn identify_head(&self, parts: &mut Parts) -> Result<(), Response<Bytes>> {
+        parts.headers.remove(X_CUSTOMER_REF);
+        match self.identify(parts).await {
+            Ok((identity, customer)) => {
+                if let Some(customer) = customer {
+                    parts
+                        .headers
+                        .insert(X_CUSTOMER_REF, customer.header_value());
+                    parts.extensions.insert(customer);
+                }
+                parts.extensions.insert(identity);
+                Ok(())
+            }
+            Err(rejection) => Err(self.rejection_response(&rejection)),
+        }
+    }
 }

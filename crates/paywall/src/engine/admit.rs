@@ -57,24 +57,40 @@ impl Engine {
         parts: &Parts,
         route: &RouteCharge,
     ) -> Result<Grant, Rejection> {
-        let identity = match self.resolver.resolve_boxed(parts).await {
-            Ok(Some(identity)) if !identity.external_ref.is_empty() => identity,
+        let identity = self.resolve(parts).await?;
+        self.admit_identity(&identity, route).await
+    }
+
+    /// Steps 1 and 2 without a charge: the caller and its customer (`None` when a
+    /// fail-open policy lets a caller through whose customer cannot be ensured).
+    pub(super) async fn identify(
+        &self,
+        parts: &Parts,
+    ) -> Result<(Identity, Option<Customer>), Rejection> {
+        let identity = self.resolve(parts).await?;
+        let entry = self.ensure_customer(&identity, self.fail_policy).await?;
+        Ok((identity, entry.map(|entry| entry.customer.clone())))
+    }
+
+    /// Step 1 alone: the identity resolver's answer, as a rejection when it is not a
+    /// caller.
+    async fn resolve(&self, parts: &Parts) -> Result<Identity, Rejection> {
+        match self.resolver.resolve_boxed(parts).await {
+            Ok(Some(identity)) if !identity.external_ref.is_empty() => Ok(identity),
             Ok(Some(_)) => {
                 debug!("identity with an empty external reference");
-                return Err(Rejection::Unauthenticated(
+                Err(Rejection::Unauthenticated(
                     Unauthenticated::InvalidCredentials,
-                ));
-            }
-            Ok(None) => {
-                return Err(Rejection::Unauthenticated(
-                    Unauthenticated::MissingCredentials,
                 ))
             }
+            Ok(None) => Err(Rejection::Unauthenticated(
+                Unauthenticated::MissingCredentials,
+            )),
             Err(IdentityError::Invalid(reason)) => {
                 self.token_refusals.refused(&reason);
-                return Err(Rejection::Unauthenticated(
+                Err(Rejection::Unauthenticated(
                     Unauthenticated::InvalidCredentials,
-                ));
+                ))
             }
             Err(IdentityError::Unavailable {
                 reason,
@@ -82,12 +98,36 @@ impl Engine {
             }) => {
                 // The resolver logs its provider's outage and recovery once each.
                 debug!(%reason, "identity provider unavailable");
-                return Err(Rejection::IdentityUnavailable {
+                Err(Rejection::IdentityUnavailable {
                     retry_after: retry_after.unwrap_or(self.failure_backoff),
-                });
+                })
             }
-        };
-        self.admit_identity(&identity, route).await
+        }
+    }
+
+    /// Step 2: the billing customer (cached; find-or-create at the backend). A refusal
+    /// is the caller's problem, not an outage: 403 under every policy. `Ok(None)`: the
+    /// backend is unreachable and the policy is fail-open.
+    async fn ensure_customer(
+        &self,
+        identity: &Identity,
+        policy: FailPolicy,
+    ) -> Result<Option<Arc<CustomerEntry>>, Rejection> {
+        match self.customer(identity).await {
+            Ok(entry) => Ok(Some(entry)),
+            Err(err) if err.is_refusal() => Err(match &*err {
+                BackendError::CustomerConflict(_) => Rejection::CustomerConflict,
+                _ => Rejection::CustomerRejected,
+            }),
+            Err(err) => {
+                // The outage itself is logged once, by the instrumented backend.
+                debug!(error = %err, "ensure-customer failed");
+                match policy {
+                    FailPolicy::Open => Ok(None),
+                    _ => Err(self.unavailable(&err)),
+                }
+            }
+        }
     }
 
     /// Steps 2 to 4 for a resolved caller: customer, budget, reservation.
@@ -96,26 +136,8 @@ impl Engine {
         identity: &Identity,
         route: &RouteCharge,
     ) -> Result<Grant, Rejection> {
-        let policy = route.fail_policy;
-
-        // Step 2: the billing customer (cached; find-or-create at the backend). A
-        // refusal is the caller's problem, not an outage: 403 under every policy.
-        let entry = match self.customer(identity).await {
-            Ok(entry) => entry,
-            Err(err) if err.is_refusal() => {
-                return Err(match &*err {
-                    BackendError::CustomerConflict(_) => Rejection::CustomerConflict,
-                    _ => Rejection::CustomerRejected,
-                });
-            }
-            Err(err) => {
-                // The outage itself is logged once, by the instrumented backend.
-                debug!(error = %err, "ensure-customer failed");
-                return match policy {
-                    FailPolicy::Open => Ok(Grant::unmetered(None)),
-                    _ => Err(self.unavailable(&err)),
-                };
-            }
+        let Some(entry) = self.ensure_customer(identity, route.fail_policy).await? else {
+            return Ok(Grant::unmetered(None));
         };
         if route.units == 0 {
             // Priced by consumption: admitted holding nothing; the handler reserves

@@ -255,6 +255,22 @@ impl Paywall {
         result.map(|grant| self.admission(grant, route))
     }
 
+    /// Resolves the caller and ensures its billing customer, without charging anything:
+    /// for transports that price each message of a request rather than the request
+    /// (MCP tool calls). Refusals are counted like an admission's.
+    /// `Ok((identity, None))`: the backend is unreachable and the policy is fail-open.
+    pub async fn identify(
+        &self,
+        parts: &Parts,
+    ) -> Result<(Identity, Option<crate::Customer>), Rejection> {
+        let result = self.engine.identify(parts).await;
+        if let Err(rejection) = &result {
+            self.engine.decisions.count(&Err(rejection.clone()));
+            debug!(kind = rejection.kind(), "caller not identified");
+        }
+        result
+    }
+
     fn admission(&self, grant: Grant, route: &Route) -> Admission {
         Admission::new(
             grant,

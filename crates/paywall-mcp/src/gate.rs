@@ -1,0 +1,165 @@
+//! The tool side: [`ToolPaywall`] knows each tool's price and applies it where the
+//! tool call is dispatched, for the caller [`IdentifyLayer`](crate::IdentifyLayer)
+//! resolved for the HTTP request.
+//!
+//! A priced call is admitted like a request to a priced route (same customer and
+//! budget caches, same reservation), then dispatched; a result with `isError: true`
+//! (or a JSON-RPC error) gives the units back like a failed HTTP response, anything
+//! else commits them and records one usage event with its own idempotency key.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+
+use http::StatusCode;
+use paywall::{Charge, ConfigError, Identity, Paywall, Route};
+use rmcp::model::{CallToolRequestParams, CallToolResponse};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData, RoleServer};
+
+use crate::layer::IdentifyLayer;
+
+#[derive(Debug)]
+enum Price {
+    Free,
+    Charged(Route),
+}
+
+/// Per-tool prices for an MCP server: build it with [`ToolPaywall::builder`], mount
+/// [`layer`](Self::layer) in front of the MCP transport, and call
+/// [`call_tool`](Self::call_tool) from the server handler's `call_tool`.
+#[derive(Clone, Debug)]
+pub struct ToolPaywall {
+    paywall: Paywall,
+    tools: Arc<HashMap<String, Price>>,
+}
+
+/// Configures a [`ToolPaywall`]: every tool the server offers is listed, free or with
+/// its [`Charge`]. A call to a tool that is not listed is refused (an MCP
+/// `invalid_params` error), so a tool added without a price is never given away.
+#[derive(Debug)]
+pub struct ToolPaywallBuilder {
+    paywall: Paywall,
+    tools: Vec<(String, Option<Charge>)>,
+}
+
+impl ToolPaywallBuilder {
+    /// `tool` is free: dispatched without a charge (the caller must still be identified).
+    pub fn free(mut self, tool: impl Into<String>) -> Self {
+        self.tools.push((tool.into(), None));
+        self
+    }
+
+    /// `tool` costs `charge` per call: fixed units, or by consumption
+    /// ([`Charge::by_consumption`]: the tool reserves and reports through the
+    /// [`Usage`](paywall::Usage) extension of its request context).
+    pub fn tool(mut self, tool: impl Into<String>, charge: Charge) -> Self {
+        self.tools.push((tool.into(), Some(charge)));
+        self
+    }
+
+    /// Validates the charges and binds them to the paywall.
+    pub fn build(self) -> Result<ToolPaywall, ConfigError> {
+        let mut tools = HashMap::with_capacity(self.tools.len());
+        for (name, charge) in self.tools {
+            let price = match charge {
+                None => Price::Free,
+                Some(charge) => Price::Charged(self.paywall.route(charge)?),
+            };
+            tools.insert(name, price);
+        }
+        Ok(ToolPaywall {
+            paywall: self.paywall,
+            tools: Arc::new(tools),
+        })
+    }
+}
+
+impl ToolPaywall {
+    /// Starts listing the tools of a server billed through `paywall`.
+    pub fn builder(paywall: &Paywall) -> ToolPaywallBuilder {
+        ToolPaywallBuilder {
+            paywall: paywall.clone(),
+            tools: Vec::new(),
+        }
+    }
+
+    /// The HTTP layer to put in front of the MCP transport: it identifies every
+    /// request (401, 403 or 503 in HTTP when it cannot).
+    pub fn layer(&self) -> IdentifyLayer {
+        IdentifyLayer::new(self.paywall.clone())
+    }
+
+    /// Applies the tool's price around `dispatch` (the server's own tool dispatch,
+    /// such as its `ToolRouter`):
+    ///
+    /// * a free tool is dispatched as is;
+    /// * a priced tool is admitted for the caller first. Refused for payment, the call
+    ///   answers the gate result ([`payment_required`](crate::payment_required)) without
+    ///   running the tool; refused otherwise, a JSON-RPC error
+    ///   ([`refusal`](crate::refusal)). Admitted, the tool runs with the caller's
+    ///   [`Customer`](paywall::Customer) (and, priced by consumption, its
+    ///   [`Usage`](paywall::Usage)) in the context's extensions, and its result settles
+    ///   the units.
+    ///
+    /// Results that do not complete the call (input required, a task) are not charged.
+    pub async fn call_tool<F, Fut>(
+        &self,
+        request: CallToolRequestParams,
+        mut context: RequestContext<RoleServer>,
+        dispatch: F,
+    ) -> Result<CallToolResponse, ErrorData>
+    where
+        F: FnOnce(CallToolRequestParams, RequestContext<RoleServer>) -> Fut,
+        Fut: Future<Output = Result<CallToolResponse, ErrorData>>,
+    {
+        let route = match self.tools.get(request.name.as_ref()) {
+            Some(Price::Free) => return dispatch(request, context).await,
+            Some(Price::Charged(route)) => route,
+            None => {
+                return Err(ErrorData::invalid_params(
+                    format!("tool {:?} is not offered", request.name),
+                    None,
+                ))
+            }
+        };
+        let Some(identity) = caller(&context) else {
+            return Err(ErrorData::internal_error(
+                "the MCP service is not behind ToolPaywall::layer: no identified caller",
+                None,
+            ));
+        };
+        let admission = match self.paywall.admit_identity(&identity, route).await {
+            Ok(admission) => admission,
+            Err(rejection) => return crate::refusal(&rejection).map(CallToolResponse::from),
+        };
+        if let Some(customer) = admission.customer() {
+            context.extensions.insert(customer.clone());
+        }
+        if let Some(usage) = admission.usage() {
+            context.extensions.insert(usage.clone());
+        }
+        let result = dispatch(request, context).await;
+        let completed = matches!(
+            &result,
+            Ok(CallToolResponse::Complete(answer)) if answer.is_error != Some(true)
+        );
+        let status = if completed {
+            StatusCode::OK
+        } else {
+            StatusCode::INTERNAL_SERVER_ERROR
+        };
+        admission.finish(status).await;
+        result
+    }
+}
+
+/// The caller [`IdentifyLayer`] put in the HTTP request, which rmcp hands to the tool
+/// context as `http::request::Parts`.
+fn caller(context: &RequestContext<RoleServer>) -> Option<Identity> {
+    context
+        .extensions
+        .get::<http::request::Parts>()
+        .and_then(|parts| parts.extensions.get::<Identity>())
+        .cloned()
+}

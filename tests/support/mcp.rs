@@ -1,0 +1,86 @@
+//! The MCP quickstart served on loopback, and the official MCP client
+//! (`@modelcontextprotocol/sdk` from npm, run by node from `tests/node/mcp_client.mjs`)
+//! to drive it.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::net::{loopback, Served};
+use crate::node;
+
+/// The MCP quickstart on 127.0.0.1.
+pub struct McpApp {
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    pub paywall: paywall::Paywall,
+    pub local: paywall_local::LocalBackend,
+    served: Served,
+}
+
+impl McpApp {
+    /// Serves the MCP quickstart on the embedded backend with `free_units`.
+    pub async fn start(free_units: u64) -> Self {
+        let listener = loopback().await;
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let app = paywall_examples::mcp::build(&crate::apps::quickstart_config(free_units), &base)
+            .expect("mcp build");
+        let local = app.local.clone().expect("embedded backend");
+        let served = Served::start(listener, app.router);
+        Self {
+            base,
+            paywall: app.paywall,
+            local,
+            served,
+        }
+    }
+
+    /// The MCP endpoint.
+    pub fn url(&self) -> String {
+        format!("{}/mcp", self.base)
+    }
+
+    /// Units recorded in the ledger, all customers, for `meter`.
+    pub async fn recorded(&self, meter: &str) -> u64 {
+        self.paywall.flush().await;
+        self.local
+            .ledger(None)
+            .await
+            .expect("ledger")
+            .iter()
+            .filter(|row| row.meter == meter && row.outcome == "success")
+            .map(|row| row.units)
+            .sum()
+    }
+
+    pub async fn stop(self) {
+        self.served.stop().await;
+    }
+}
+
+/// Runs the official MCP client against `url` with `scenario` (see
+/// `tests/node/mcp_client.mjs`) and returns its report.
+pub async fn official_client(url: &str, scenario: Value) -> Value {
+    let dir = node::dir();
+    node::install();
+    let url = url.to_owned();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg("mcp_client.mjs")
+            .arg(url)
+            .arg(scenario.to_string())
+            .current_dir(dir)
+            .output()
+            .expect("node is installed (apt-get install nodejs npm)")
+    })
+    .await
+    .expect("join");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(line).unwrap_or_else(|_| {
+        panic!(
+            "the MCP client said: {stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
