@@ -10,18 +10,6 @@ use paywall_tests::*;
 use reqwest::StatusCode;
 use serde_json::json;
 
-/// What a scenario compares.
-#[derive(Debug, PartialEq, Eq)]
-struct Seen {
-    status: u16,
-    content_type: Option<String>,
-    www_authenticate: Option<String>,
-    retry_after: Option<u64>,
-    ratelimit: Option<String>,
-    ratelimit_policy: Option<String>,
-    body: String,
-}
-
 /// A request and the status both servers must answer it with.
 struct Scenario {
     name: &'static str,
@@ -50,87 +38,6 @@ impl Scenario {
             status,
         }
     }
-}
-
-fn bearer(sub: &str) -> String {
-    format!("Bearer {}", token(sub))
-}
-
-async fn send(
-    server: &App,
-    method: reqwest::Method,
-    path: &str,
-    headers: &[(&str, String)],
-    body: Option<&str>,
-) -> (Seen, String) {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("client");
-    let url = if path.starts_with("http") {
-        path.to_owned()
-    } else {
-        format!("{}{path}", server.base)
-    };
-    let mut request = client.request(method, url);
-    for (name, value) in headers {
-        request = request.header(*name, value.as_str());
-    }
-    if let Some(body) = body {
-        request = request
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body.to_owned());
-    }
-    let response = request.send().await.expect("send");
-    let header = |name: &str| {
-        response
-            .headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    };
-    let status = response.status().as_u16();
-    let (content_type, www_authenticate) = (header("content-type"), header("www-authenticate"));
-    let retry_after = header("retry-after").and_then(|v| v.parse().ok());
-    let (ratelimit, ratelimit_policy) = (header("ratelimit"), header("ratelimit-policy"));
-    let raw = response.text().await.expect("body");
-    let seen = Seen {
-        status,
-        content_type,
-        www_authenticate,
-        retry_after,
-        ratelimit,
-        ratelimit_policy,
-        body: raw.clone(),
-    };
-    (seen, raw)
-}
-
-/// Writes per-instance values as placeholders.
-fn normalize(mut seen: Seen, server: &App, customers: &[&str]) -> Seen {
-    seen.body = seen.body.replace(&server.base, "{base}");
-    for (i, customer) in customers.iter().enumerate() {
-        seen.body = seen.body.replace(customer, &format!("{{customer{i}}}"));
-    }
-    // Seconds to the period's end, read a moment apart on the two servers: any
-    // rounding can straddle a boundary, so only their presence is compared here
-    // (`reset_seconds` checks that they agree).
-    seen.retry_after = seen.retry_after.map(|_| 0);
-    seen.ratelimit = seen.ratelimit.map(|value| match value.split_once(";t=") {
-        Some((head, _)) => format!("{head};t=T"),
-        None => value,
-    });
-    seen
-}
-
-/// The `t` of a `RateLimit` value.
-fn reset_seconds(value: Option<&str>) -> Option<u64> {
-    value?.split_once(";t=")?.1.parse().ok()
-}
-
-fn assert_same(scenario: &str, seen: &[Seen; 2], status: u16) {
-    assert_eq!(seen[0].status, status, "{scenario} (axum): {:?}", seen[0]);
-    assert_eq!(seen[0], seen[1], "{scenario}: axum and actix differ");
 }
 
 async fn customer_of(server: &App, sub: &str) -> String {

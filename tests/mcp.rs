@@ -74,18 +74,7 @@ async fn the_official_client_is_gated_after_the_allowance_and_admitted_after_pay
     let client = reqwest::Client::new();
     let page = client.get(checkout).send().await.expect("checkout page");
     assert_eq!(page.status(), StatusCode::OK);
-    let query: Vec<(String, String)> = reqwest::Url::parse(checkout)
-        .expect("url")
-        .query_pairs()
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
-    let paid = client
-        .post(format!("{}/checkout", app.base))
-        .form(&query)
-        .send()
-        .await
-        .expect("pay");
-    assert_eq!(paid.status(), StatusCode::OK);
+    pay_locally(&app.base, checkout).await;
     let after = official_client(
         &app.url(),
         json!({ "token": token, "steps": [summarize("paid for")] }),

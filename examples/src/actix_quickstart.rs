@@ -8,10 +8,10 @@ use std::time::Duration;
 use actix_web::dev::Server;
 use actix_web::http::StatusCode;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
-use paywall::{Charge, IdentityResolver, Paywall};
+use paywall::{BillingRoutes, Charge, IdentityResolver, Paywall};
 use paywall_actix::{Customer, PaywallMiddleware, Usage};
 use paywall_jwt::JwtResolver;
-use paywall_local::{checkout, LocalBackend};
+use paywall_local::{checkout, portal, LocalBackend};
 use paywall_solvapay::webhook::{self, WebhookVerifier, SIGNATURE_HEADER};
 
 use crate::billing::{self, Billing};
@@ -34,6 +34,7 @@ pub struct ActixQuickstart {
     pub jwt: Option<Arc<JwtResolver>>,
     middleware: PaywallMiddleware,
     metered: PaywallMiddleware,
+    billing: BillingRoutes,
     generate_delay: Duration,
     webhooks: Option<WebhookVerifier>,
 }
@@ -66,7 +67,9 @@ pub fn build_with(
             .meter("tokens")
             .by_consumption(),
     )?;
+    let billing = BillingRoutes::new(&paywall, [Charge::new(&config.product)])?;
     Ok(ActixQuickstart {
+        billing,
         paywall,
         local,
         sample_token: None,
@@ -106,11 +109,25 @@ impl ActixQuickstart {
                 .route(web::get().to(health))
                 .default_service(web::to(method_not_allowed)),
         );
+        cfg.service(paywall_actix::billing_scope(
+            "/api/billing",
+            self.billing.clone(),
+        ));
         if self.local.is_some() {
             cfg.service(
                 web::resource(checkout::PATH)
                     .route(web::get().to(checkout_page))
                     .route(web::post().to(checkout_pay))
+                    .default_service(web::to(method_not_allowed)),
+            );
+            cfg.service(
+                web::resource(format!("{}/{{session}}", portal::PATH))
+                    .route(web::get().to(portal_page))
+                    .default_service(web::to(method_not_allowed)),
+            );
+            cfg.service(
+                web::resource(format!("{}/{{session}}/cancel", portal::PATH))
+                    .route(web::post().to(portal_cancel))
                     .default_service(web::to(method_not_allowed)),
             );
         }
@@ -246,6 +263,26 @@ async fn checkout_page(app: web::Data<ActixQuickstart>, request: HttpRequest) ->
 async fn checkout_pay(app: web::Data<ActixQuickstart>, body: web::Bytes) -> HttpResponse {
     match &app.local {
         Some(local) => page(checkout::pay(local, Some(&app.paywall), &body).await),
+        None => not_found().await,
+    }
+}
+
+async fn portal_page(app: web::Data<ActixQuickstart>, session: web::Path<String>) -> HttpResponse {
+    match &app.local {
+        Some(local) => page(portal::page(local, &session).await),
+        None => not_found().await,
+    }
+}
+
+async fn portal_cancel(
+    app: web::Data<ActixQuickstart>,
+    session: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    match &app.local {
+        Some(local) => {
+            page(portal::cancel_purchase(local, Some(&app.paywall), &session, &body).await)
+        }
         None => not_found().await,
     }
 }

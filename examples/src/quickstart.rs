@@ -8,7 +8,9 @@
 //! | `GET /metrics` | public here (127.0.0.1): Prometheus metrics, see `paywall::telemetry` |
 //! | `GET /api/hello` | costs 1 unit of `PAYWALL_PRODUCT`: `{"customerRef", "externalRef"}` |
 //! | `POST /api/generate` | charged per token streamed (meter `tokens`), see [`crate::generate`] |
+//! | `GET /api/billing`, `POST /api/billing/checkout`, `POST /api/billing/portal`, `GET /api/billing/purchases`, `POST /api/billing/purchases/{ref}/cancel` | the caller's billing, for the app's frontend (same token, not charged), see `paywall::BillingRoutes` |
 //! | `GET/POST /checkout` | the local checkout a 402's `checkoutUrl` points to (embedded backend) |
+//! | `GET /portal/{session}`, `POST /portal/{session}/cancel` | the local customer portal (embedded backend) |
 //! | `POST /webhooks/solvapay` | SolvaPay webhooks, when `SOLVAPAY_WEBHOOK_SECRET` is set |
 
 use std::sync::Arc;
@@ -24,9 +26,11 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use paywall_axum::{Charge, Customer, IdentityResolver, Paywall, Usage, X_CUSTOMER_REF};
+use paywall_axum::{
+    BillingRoutes, Charge, Customer, IdentityResolver, Paywall, Usage, X_CUSTOMER_REF,
+};
 use paywall_jwt::JwtResolver;
-use paywall_local::{checkout, LocalBackend};
+use paywall_local::{checkout, portal, LocalBackend};
 use paywall_solvapay::axum_handler;
 use paywall_solvapay::webhook::WebhookVerifier;
 use serde_json::Value;
@@ -101,8 +105,12 @@ pub fn build_with(
         .merge(generate)
         .route("/health", get(health))
         .route("/metrics", get(metrics));
+    let billing_routes = BillingRoutes::new(&paywall, [Charge::new(&config.product)])?;
+    router = router.merge(paywall_axum::billing_router("/api/billing", billing_routes));
     if let Some(local) = &local {
-        router = router.merge(checkout::router(local.clone(), Some(paywall.clone())));
+        router = router
+            .merge(checkout::router(local.clone(), Some(paywall.clone())))
+            .merge(portal::router(local.clone(), Some(paywall.clone())));
     }
     if let Some(secret) = &config.webhook_secret {
         router = router.merge(axum_handler::router(

@@ -24,6 +24,7 @@
 
 pub mod apps;
 pub mod backend;
+pub mod compare;
 pub mod contract;
 pub mod idp;
 pub mod jwt;
@@ -35,11 +36,14 @@ pub mod servers;
 
 pub use apps::{both_apps, quickstart_config, App};
 pub use backend::LossyAcks;
+pub use compare::{assert_same, normalize, reset_seconds, send, Seen};
 pub use contract::{openapi, Answer, Bend, ContractServer};
 pub use idp::Idp;
 pub use jwt::{bearer, claims_for, keys, resolver, sign_jwt, token, SECRET};
 pub use mcp::{official_client, McpApp};
-pub use net::{builder, loopback, request, status_of, std_loopback, test_paywall, Served};
+pub use net::{
+    builder, loopback, pay_locally, request, status_of, std_loopback, test_paywall, Served,
+};
 pub use oidc::OidcProvider;
 pub use paywall::test_util::{
     call, fast_recorder, protected, read_json, EchoService, MemoryBackend, TEST_PRODUCT as PRODUCT,

@@ -62,6 +62,9 @@ use actix_web::dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Tr
 use actix_web::http::header::{HeaderName as ActixHeaderName, HeaderValue as ActixHeaderValue};
 use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 
+mod billing;
+
+pub use billing::billing_scope;
 pub use paywall::*;
 
 /// The paywall as actix-web middleware, for one charge.
@@ -113,6 +116,11 @@ pub struct PaywallService<S> {
 /// `http` crates accept the same header bytes; a method or URI the newer crate refused
 /// would leave the default, and resolvers decide on headers anyway.
 fn head(request: &ServiceRequest) -> http::request::Parts {
+    head_of(request.request())
+}
+
+/// [`head`] from an actix request head.
+pub(crate) fn head_of(request: &HttpRequest) -> http::request::Parts {
     let (mut parts, ()) = http::Request::new(()).into_parts();
     if let Ok(method) = http::Method::from_bytes(request.method().as_str().as_bytes()) {
         parts.method = method;
@@ -218,7 +226,7 @@ impl FromRequest for Usage {
 }
 
 /// An `http` 1 response (the engine's rejections) as an actix response.
-fn to_actix(response: http::Response<bytes::Bytes>) -> HttpResponse {
+pub(crate) fn to_actix(response: http::Response<bytes::Bytes>) -> HttpResponse {
     let (parts, body) = response.into_parts();
     let status = actix_web::http::StatusCode::from_u16(parts.status.as_u16())
         .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);

@@ -33,8 +33,10 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod billing;
 mod serve;
 
+pub use billing::billing_router;
 pub use serve::{serve, ServeLimits};
 
 use axum::extract::FromRequestParts;

@@ -13,6 +13,8 @@
 //! | `POST /v1/sdk/checkout-sessions` | 201 `{sessionId, checkoutUrl}` (`productRef` defaults to the first product; `returnUrl` http(s) only), 400, 404 |
 //! | `POST /v1/sdk/customers/customer-sessions`, `GET .../customer-sessions/{sessionId}` | 201 `{sessionId, customerUrl}`, 200, 404 |
 //! | `GET /v1/sdk/customers/{reference}/balance` | 200 (no credits are sold), 404 |
+//! | `GET /v1/sdk/purchases/customer/{customerRef}` | 200 `{purchases}`, 404 |
+//! | `POST /v1/sdk/purchases/{purchaseRef}/cancel` | 200 `{success, purchase}`, 404 |
 //! | `GET /portal/{sessionId}` | the customer's purchases, while the session lasts |
 //! | `GET /checkout/{sessionId}`, `POST /checkout/{sessionId}` | the checkout page; paying buys the plan and sends `purchase.created` |
 //!
@@ -41,6 +43,7 @@ mod error;
 mod guard;
 mod limits;
 mod portal;
+mod purchases;
 mod usage;
 mod webhooks;
 
@@ -159,6 +162,14 @@ pub fn router(ledger: LocalBackend, config: DevServerConfig) -> Router {
         .route(
             "/v1/sdk/customers/{reference}/balance",
             get(portal::balance),
+        )
+        .route(
+            "/v1/sdk/purchases/customer/{customer}",
+            get(purchases::of_customer),
+        )
+        .route(
+            "/v1/sdk/purchases/{purchase}/cancel",
+            post(purchases::cancel),
         )
         .route("/v1/sdk/limits", post(limits::limits))
         .route("/v1/sdk/usages", post(usage::single))

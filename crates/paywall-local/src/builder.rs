@@ -14,6 +14,7 @@ pub struct LocalBackendBuilder {
     path: Option<PathBuf>,
     products: Vec<Product>,
     checkout_url: Option<String>,
+    portal_url: Option<String>,
 }
 
 impl LocalBackendBuilder {
@@ -36,6 +37,14 @@ impl LocalBackendBuilder {
         self
     }
 
+    /// The local customer portal (see [`portal`](crate::portal)), as
+    /// `<url>/<session>`. Default: the checkout URL with `/checkout` replaced by
+    /// `/portal`.
+    pub fn portal_url(mut self, url: impl Into<String>) -> Self {
+        self.portal_url = Some(url.into());
+        self
+    }
+
     /// Opens the ledger, creating or migrating its schema. Blocking: call it at start-up.
     pub fn open(self) -> Result<LocalBackend, LocalError> {
         let mut conn = match &self.path {
@@ -54,7 +63,14 @@ impl LocalBackendBuilder {
         Ok(LocalBackend {
             inner: Arc::new(Inner {
                 conn: Mutex::new(conn),
+                portal_url: self.portal_url.or_else(|| {
+                    self.checkout_url
+                        .as_deref()
+                        .and_then(|url| url.strip_suffix(crate::checkout::PATH))
+                        .map(|base| format!("{base}{}", crate::portal::PATH))
+                }),
                 checkout_url: self.checkout_url,
+                portal_sessions: Mutex::new(std::collections::HashMap::new()),
                 path: self.path,
             }),
         })

@@ -44,7 +44,7 @@ pub struct Page {
 }
 
 impl Page {
-    fn html(body: String) -> Self {
+    pub(crate) fn html(body: String) -> Self {
         Self {
             status: 200,
             content_type: "text/html; charset=utf-8",
@@ -52,7 +52,7 @@ impl Page {
         }
     }
 
-    fn problem(status: u16, kind: &str, message: String) -> Self {
+    pub(crate) fn problem(status: u16, kind: &str, message: String) -> Self {
         let error = StatusCode::from_u16(status)
             .ok()
             .and_then(|s| s.canonical_reason())
@@ -70,7 +70,7 @@ impl Page {
         }
     }
 
-    fn failure(err: LocalError) -> Self {
+    pub(crate) fn failure(err: LocalError) -> Self {
         match err {
             LocalError::NotFound(what) => {
                 Self::problem(404, "not_found", format!("Unknown {what}."))
@@ -234,7 +234,7 @@ async fn post_pay(State(checkout): State<Checkout>, request: axum::extract::Requ
 }
 
 /// Escapes text for HTML element content and quoted attribute values.
-fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

@@ -38,6 +38,8 @@ pub struct PurchaseRecord {
     pub started_at: i64,
     /// Price in cents.
     pub price_cents: u64,
+    /// Unix milliseconds, when cancelled.
+    pub cancelled_at: Option<i64>,
 }
 
 /// How to find a customer.
@@ -123,7 +125,8 @@ pub(crate) fn find_by(
         return Ok(None);
     };
     let mut query = conn.prepare(
-        "SELECT u.reference, u.product_ref, p.name, u.plan_ref, u.status, u.started_at, l.price_cents
+        "SELECT u.reference, u.product_ref, p.name, u.plan_ref, u.status, u.started_at, l.price_cents,
+                u.cancelled_at
          FROM purchases u JOIN products p ON p.reference = u.product_ref
                           JOIN plans l ON l.reference = u.plan_ref
          WHERE u.customer_ref = ?1 ORDER BY u.started_at DESC",
@@ -138,6 +141,7 @@ pub(crate) fn find_by(
                 status: row.get(4)?,
                 started_at: row.get(5)?,
                 price_cents: u64::try_from(row.get::<_, i64>(6)?).unwrap_or(0),
+                cancelled_at: row.get(7)?,
             })
         })?
         .collect::<Result<_, _>>()?;

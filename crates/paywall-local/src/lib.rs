@@ -33,6 +33,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod account;
+mod backend;
 mod builder;
 mod catalog;
 #[cfg(feature = "checkout")]
@@ -41,6 +43,7 @@ pub mod directory;
 mod error;
 mod ledger;
 mod outbox;
+pub mod portal;
 mod schema;
 
 use std::fmt;
@@ -48,7 +51,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
-use paywall::{BackendError, BillingBackend, CustomerRef, Identity, Limits, UsageEvent};
+use paywall::{Limits, UsageEvent};
 use rusqlite::Connection;
 
 pub use builder::LocalBackendBuilder;
@@ -62,6 +65,10 @@ pub use schema::SCHEMA_VERSION;
 pub(crate) struct Inner {
     pub(crate) conn: Mutex<Connection>,
     pub(crate) checkout_url: Option<String>,
+    pub(crate) portal_url: Option<String>,
+    /// Portal session → (customer, expiry).
+    pub(crate) portal_sessions:
+        Mutex<std::collections::HashMap<String, (String, std::time::Instant)>>,
     pub(crate) path: Option<PathBuf>,
 }
 
@@ -288,40 +295,10 @@ impl LocalBackend {
     }
 }
 
-impl BillingBackend for LocalBackend {
-    async fn ensure_customer(&self, identity: &Identity) -> Result<CustomerRef, BackendError> {
-        let identity = identity.clone();
-        let reference = self
-            .run(move |conn| ledger::ensure_customer(conn, &identity))
-            .await?;
-        Ok(CustomerRef::new(reference))
-    }
-
-    async fn check_limits(
-        &self,
-        customer: &CustomerRef,
-        product: &str,
-        meter: &str,
-    ) -> Result<Limits, BackendError> {
-        let allowance = self.allowance(customer.as_str(), product, meter).await?;
-        let offers_checkout = allowance.offers_checkout();
-        let mut limits = allowance.limits;
-        if offers_checkout {
-            limits.checkout_url = self.checkout_url_for(customer.as_str(), product);
-        }
-        Ok(limits)
-    }
-
-    async fn record_usage(&self, events: &[UsageEvent]) -> Result<(), BackendError> {
-        self.record(events).await?;
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use paywall::Outcome;
+    use paywall::{BackendError, BillingBackend, CustomerRef, Identity, Outcome};
     use std::time::SystemTime;
 
     fn backend() -> LocalBackend {

@@ -69,6 +69,8 @@ const MIGRATIONS: &[&str] = &[
         units        INTEGER NOT NULL,
         PRIMARY KEY (customer_ref, product_ref, meter, period_start)
     ) WITHOUT ROWID;",
+    // 4: when a purchase was cancelled (from the billing routes or the local portal).
+    "ALTER TABLE purchases ADD COLUMN cancelled_at INTEGER;",
 ];
 
 /// The schema version this build writes.

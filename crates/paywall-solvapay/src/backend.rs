@@ -195,6 +195,40 @@ impl BillingBackend for SolvaPayBackend {
         Ok(Some(session.checkout_url).filter(|url| !url.is_empty()))
     }
 
+    async fn checkout_session(
+        &self,
+        customer: &CustomerRef,
+        request: &paywall::CheckoutRequest,
+    ) -> Result<String, BackendError> {
+        self.open_checkout(customer, request).await
+    }
+
+    async fn portal_url(&self, customer: &CustomerRef) -> Result<String, BackendError> {
+        self.open_portal(customer).await
+    }
+
+    async fn purchases(
+        &self,
+        customer: &CustomerRef,
+    ) -> Result<Vec<paywall::Purchase>, BackendError> {
+        self.list_purchases(customer).await
+    }
+
+    async fn cancel_purchase(
+        &self,
+        customer: &CustomerRef,
+        purchase: &str,
+    ) -> Result<paywall::Purchase, BackendError> {
+        self.cancel(customer, purchase).await
+    }
+
+    async fn credits(
+        &self,
+        customer: &CustomerRef,
+    ) -> Result<Option<paywall::Credits>, BackendError> {
+        self.balance(customer).await
+    }
+
     async fn check_limits(
         &self,
         customer: &CustomerRef,

@@ -173,7 +173,7 @@ impl SolvaPayClient {
         .json()
     }
 
-    fn url(&self, segments: &[&str]) -> url::Url {
+    pub(crate) fn url(&self, segments: &[&str]) -> url::Url {
         let mut url = self.base.clone();
         if let Ok(mut path) = url.path_segments_mut() {
             path.pop_if_empty().extend(segments);
@@ -183,7 +183,7 @@ impl SolvaPayClient {
 
     /// One logical call: attempts until success, a permanent error, the attempt limit
     /// or the deadline.
-    async fn call<B: Serialize + ?Sized>(
+    pub(crate) async fn call<B: Serialize + ?Sized>(
         &self,
         method: Method,
         url: url::Url,
@@ -311,13 +311,13 @@ pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
 }
 
 /// A successful answer.
-struct Answer {
+pub(crate) struct Answer {
     status: StatusCode,
     bytes: Bytes,
 }
 
 impl Answer {
-    fn json<T: DeserializeOwned>(&self) -> Result<T, SolvaPayError> {
+    pub(crate) fn json<T: DeserializeOwned>(&self) -> Result<T, SolvaPayError> {
         serde_json::from_slice(&self.bytes).map_err(|err| SolvaPayError::UnexpectedBody {
             status: self.status.as_u16(),
             reason: err.to_string(),

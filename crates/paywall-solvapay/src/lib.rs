@@ -28,6 +28,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod account;
 #[cfg(feature = "axum")]
 pub mod axum_handler;
 mod backend;

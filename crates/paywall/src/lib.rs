@@ -91,9 +91,11 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod account;
 mod adapter;
 mod backend;
 mod backoff;
+mod billing;
 mod body;
 mod charge;
 mod customer;
@@ -111,7 +113,9 @@ pub mod telemetry;
 #[cfg(feature = "test-util")]
 pub mod test_util;
 
+pub use account::{CheckoutRequest, Credits, Purchase};
 pub use backend::{BackendError, BillingBackend, CustomerRef, Limits, Outcome, UsageEvent};
+pub use billing::{BillingRoutes, MAX_BILLING_BODY};
 pub use body::PaywallBody;
 pub use charge::{Charge, MAX_UNITS};
 pub use customer::{missing_customer_body, Customer, X_CUSTOMER_REF};

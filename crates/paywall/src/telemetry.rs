@@ -30,6 +30,7 @@ use metrics::{counter, histogram, Counter};
 use tracing::field::Empty;
 use tracing::{info, warn, Instrument};
 
+use crate::account::{CheckoutRequest, Credits, Purchase};
 use crate::backend::{BackendError, CustomerRef, DynBackend, Limits, UsageEvent};
 use crate::engine::Grant;
 use crate::identity::{BoxFuture, Identity};
@@ -235,5 +236,48 @@ impl DynBackend for Instrumented {
             "checkout",
             self.inner.checkout_url_boxed(customer, product),
         ))
+    }
+
+    fn checkout_session_boxed<'a>(
+        &'a self,
+        customer: &'a CustomerRef,
+        request: &'a CheckoutRequest,
+    ) -> BoxFuture<'a, Result<String, BackendError>> {
+        Box::pin(measure(
+            "checkout",
+            self.inner.checkout_session_boxed(customer, request),
+        ))
+    }
+
+    fn portal_url_boxed<'a>(
+        &'a self,
+        customer: &'a CustomerRef,
+    ) -> BoxFuture<'a, Result<String, BackendError>> {
+        Box::pin(measure("portal", self.inner.portal_url_boxed(customer)))
+    }
+
+    fn purchases_boxed<'a>(
+        &'a self,
+        customer: &'a CustomerRef,
+    ) -> BoxFuture<'a, Result<Vec<Purchase>, BackendError>> {
+        Box::pin(measure("purchases", self.inner.purchases_boxed(customer)))
+    }
+
+    fn cancel_purchase_boxed<'a>(
+        &'a self,
+        customer: &'a CustomerRef,
+        purchase: &'a str,
+    ) -> BoxFuture<'a, Result<Purchase, BackendError>> {
+        Box::pin(measure(
+            "cancel_purchase",
+            self.inner.cancel_purchase_boxed(customer, purchase),
+        ))
+    }
+
+    fn credits_boxed<'a>(
+        &'a self,
+        customer: &'a CustomerRef,
+    ) -> BoxFuture<'a, Result<Option<Credits>, BackendError>> {
+        Box::pin(measure("credits", self.inner.credits_boxed(customer)))
     }
 }

@@ -108,7 +108,7 @@ impl Engine {
     /// Step 2: the billing customer (cached; find-or-create at the backend). A refusal
     /// is the caller's problem, not an outage: 403 under every policy. `Ok(None)`: the
     /// backend is unreachable and the policy is fail-open.
-    async fn ensure_customer(
+    pub(super) async fn ensure_customer(
         &self,
         identity: &Identity,
         policy: FailPolicy,
@@ -226,7 +226,7 @@ impl Engine {
 
     /// Refreshes `budget` when its TTL has passed. Returns the failure to act on: the
     /// refresh's, or the back-off still running after an earlier failed one.
-    async fn refresh_if_due(
+    pub(super) async fn refresh_if_due(
         &self,
         customer: &Customer,
         route: &RouteCharge,

@@ -15,6 +15,7 @@
 //! | `reservation.rs` | units held in a budget, given back on drop unless committed |
 //! | `usage.rs` | [`Usage`]: reserve, report and settle what a request consumed |
 
+mod account;
 mod admission;
 mod admit;
 mod budget;
@@ -47,6 +48,7 @@ pub(crate) use budget::Budget;
 pub use builder::PaywallBuilder;
 pub use usage::Usage;
 
+pub(crate) use account::ProductState;
 pub(crate) use admit::Grant;
 use cache::{BudgetKey, CustomerEntry, Refusal, Revivable};
 use lease::SharedState;

@@ -5,7 +5,12 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::identity::{BoxFuture, Identity};
+use crate::account::{CheckoutRequest, Credits, Purchase};
+use crate::identity::Identity;
+
+mod object;
+
+pub(crate) use object::DynBackend;
 
 /// A billing customer's reference (`cus_...`), cheap to clone.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -149,6 +154,9 @@ pub enum BackendError {
         /// How long the backend asked us to wait, when it said.
         retry_after: Option<Duration>,
     },
+    /// The backend does not offer this capability (a customer portal, say).
+    #[error("not supported by the billing backend: {0}")]
+    Unsupported(&'static str),
     /// The customer or product does not exist at the backend.
     #[error("not found at the billing backend: {0}")]
     NotFound(String),
@@ -256,6 +264,62 @@ pub trait BillingBackend: Send + Sync + 'static {
         let _ = (customer, product);
         async { Ok(None) }
     }
+
+    /// Opens a checkout session for `customer` (product, optional plan and return URL,
+    /// an idempotency key per call) and returns the URL to send the customer to. The
+    /// default uses [`checkout_url`](Self::checkout_url), and is
+    /// [`BackendError::Unsupported`] when that has no link.
+    fn checkout_session(
+        &self,
+        customer: &CustomerRef,
+        request: &CheckoutRequest,
+    ) -> impl Future<Output = Result<String, BackendError>> + Send {
+        async move {
+            match self.checkout_url(customer, &request.product).await? {
+                Some(url) => Ok(url),
+                None => Err(BackendError::Unsupported("checkout sessions")),
+            }
+        }
+    }
+
+    /// A short-lived URL of the provider's customer portal for `customer`.
+    fn portal_url(
+        &self,
+        customer: &CustomerRef,
+    ) -> impl Future<Output = Result<String, BackendError>> + Send {
+        let _ = customer;
+        async { Err(BackendError::Unsupported("customer portal")) }
+    }
+
+    /// The purchases of `customer`, newest first.
+    fn purchases(
+        &self,
+        customer: &CustomerRef,
+    ) -> impl Future<Output = Result<Vec<Purchase>, BackendError>> + Send {
+        let _ = customer;
+        async { Err(BackendError::Unsupported("purchases")) }
+    }
+
+    /// Cancels `purchase` of `customer`; [`BackendError::NotFound`] when `customer` has
+    /// no such purchase (it may be someone else's).
+    fn cancel_purchase(
+        &self,
+        customer: &CustomerRef,
+        purchase: &str,
+    ) -> impl Future<Output = Result<Purchase, BackendError>> + Send {
+        let _ = (customer, purchase);
+        async { Err(BackendError::Unsupported("cancelling purchases")) }
+    }
+
+    /// The credit balance of `customer`, for providers that sell credits (`Ok(None)`:
+    /// the provider has none, the default).
+    fn credits(
+        &self,
+        customer: &CustomerRef,
+    ) -> impl Future<Output = Result<Option<Credits>, BackendError>> + Send {
+        let _ = customer;
+        async { Ok(None) }
+    }
 }
 
 impl<T: BillingBackend> BillingBackend for Arc<T> {
@@ -289,60 +353,41 @@ impl<T: BillingBackend> BillingBackend for Arc<T> {
     ) -> impl Future<Output = Result<Option<String>, BackendError>> + Send {
         T::checkout_url(self, customer, product)
     }
-}
 
-/// The object-safe form of [`BillingBackend`] the engine stores.
-pub(crate) trait DynBackend: Send + Sync {
-    fn ensure_customer_boxed<'a>(
-        &'a self,
-        identity: &'a Identity,
-    ) -> BoxFuture<'a, Result<CustomerRef, BackendError>>;
-    fn check_limits_boxed<'a>(
-        &'a self,
-        customer: &'a CustomerRef,
-        product: &'a str,
-        meter: &'a str,
-    ) -> BoxFuture<'a, Result<Limits, BackendError>>;
-    fn record_usage_boxed<'a>(
-        &'a self,
-        events: &'a [UsageEvent],
-    ) -> BoxFuture<'a, Result<(), BackendError>>;
-    fn checkout_url_boxed<'a>(
-        &'a self,
-        customer: &'a CustomerRef,
-        product: &'a str,
-    ) -> BoxFuture<'a, Result<Option<String>, BackendError>>;
-}
-
-impl<T: BillingBackend> DynBackend for T {
-    fn ensure_customer_boxed<'a>(
-        &'a self,
-        identity: &'a Identity,
-    ) -> BoxFuture<'a, Result<CustomerRef, BackendError>> {
-        Box::pin(self.ensure_customer(identity))
+    fn checkout_session(
+        &self,
+        customer: &CustomerRef,
+        request: &CheckoutRequest,
+    ) -> impl Future<Output = Result<String, BackendError>> + Send {
+        T::checkout_session(self, customer, request)
     }
 
-    fn check_limits_boxed<'a>(
-        &'a self,
-        customer: &'a CustomerRef,
-        product: &'a str,
-        meter: &'a str,
-    ) -> BoxFuture<'a, Result<Limits, BackendError>> {
-        Box::pin(self.check_limits(customer, product, meter))
+    fn portal_url(
+        &self,
+        customer: &CustomerRef,
+    ) -> impl Future<Output = Result<String, BackendError>> + Send {
+        T::portal_url(self, customer)
     }
 
-    fn record_usage_boxed<'a>(
-        &'a self,
-        events: &'a [UsageEvent],
-    ) -> BoxFuture<'a, Result<(), BackendError>> {
-        Box::pin(self.record_usage(events))
+    fn purchases(
+        &self,
+        customer: &CustomerRef,
+    ) -> impl Future<Output = Result<Vec<Purchase>, BackendError>> + Send {
+        T::purchases(self, customer)
     }
 
-    fn checkout_url_boxed<'a>(
-        &'a self,
-        customer: &'a CustomerRef,
-        product: &'a str,
-    ) -> BoxFuture<'a, Result<Option<String>, BackendError>> {
-        Box::pin(self.checkout_url(customer, product))
+    fn cancel_purchase(
+        &self,
+        customer: &CustomerRef,
+        purchase: &str,
+    ) -> impl Future<Output = Result<Purchase, BackendError>> + Send {
+        T::cancel_purchase(self, customer, purchase)
+    }
+
+    fn credits(
+        &self,
+        customer: &CustomerRef,
+    ) -> impl Future<Output = Result<Option<Credits>, BackendError>> + Send {
+        T::credits(self, customer)
     }
 }

@@ -1,0 +1,46 @@
+//! The billing routes ([`paywall::BillingRoutes`]) as an axum router: one call,
+//! [`billing_router`], behind the paywall's identity resolver and not charged.
+
+use std::sync::Arc;
+
+use axum::body::{to_bytes, Body};
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use axum::Router;
+use paywall::{BillingRoutes, MAX_BILLING_BODY};
+
+/// The billing routes at `path` (e.g. `/api/billing`, with or without a trailing
+/// slash, and everything under it), to merge into the app:
+/// `app.merge(billing_router("/api/billing", routes))`.
+pub fn billing_router(path: &str, routes: BillingRoutes) -> Router {
+    let mount = path.trim_end_matches('/').to_owned();
+    Router::new()
+        .route(&mount, any(handle))
+        .route(&format!("{mount}/"), any(handle))
+        .route(&format!("{mount}/{{*rest}}"), any(handle))
+        .with_state(Arc::new(Mounted { routes, mount }))
+}
+
+struct Mounted {
+    routes: BillingRoutes,
+    mount: String,
+}
+
+async fn handle(State(mounted): State<Arc<Mounted>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let Ok(body) = to_bytes(body, MAX_BILLING_BODY).await else {
+        return BillingRoutes::too_large().map(Body::from).into_response();
+    };
+    let path = parts
+        .uri
+        .path()
+        .strip_prefix(mounted.mount.as_str())
+        .unwrap_or_default();
+    mounted
+        .routes
+        .handle(&parts.method, path, &parts, &body)
+        .await
+        .map(Body::from)
+        .into_response()
+}

@@ -1,0 +1,68 @@
+//! The embedded ledger as the paywall's [`BillingBackend`]: customers, limits and
+//! usage, and the account calls of the billing routes (checkout, portal, purchases).
+
+use paywall::{BackendError, BillingBackend, CustomerRef, Identity, Limits, UsageEvent};
+
+use crate::{account, ledger, LocalBackend};
+
+impl BillingBackend for LocalBackend {
+    async fn ensure_customer(&self, identity: &Identity) -> Result<CustomerRef, BackendError> {
+        let identity = identity.clone();
+        let reference = self
+            .run(move |conn| ledger::ensure_customer(conn, &identity))
+            .await?;
+        Ok(CustomerRef::new(reference))
+    }
+
+    async fn check_limits(
+        &self,
+        customer: &CustomerRef,
+        product: &str,
+        meter: &str,
+    ) -> Result<Limits, BackendError> {
+        let allowance = self.allowance(customer.as_str(), product, meter).await?;
+        let offers_checkout = allowance.offers_checkout();
+        let mut limits = allowance.limits;
+        if offers_checkout {
+            limits.checkout_url = self.checkout_url_for(customer.as_str(), product);
+        }
+        Ok(limits)
+    }
+
+    async fn record_usage(&self, events: &[UsageEvent]) -> Result<(), BackendError> {
+        self.record(events).await?;
+        Ok(())
+    }
+
+    async fn checkout_session(
+        &self,
+        customer: &CustomerRef,
+        request: &paywall::CheckoutRequest,
+    ) -> Result<String, BackendError> {
+        self.checkout_session_for(customer, request).await
+    }
+
+    async fn portal_url(&self, customer: &CustomerRef) -> Result<String, BackendError> {
+        self.open_portal(customer.as_str())
+            .ok_or(BackendError::Unsupported(
+                "a customer portal (no portal URL)",
+            ))
+    }
+
+    async fn purchases(
+        &self,
+        customer: &CustomerRef,
+    ) -> Result<Vec<paywall::Purchase>, BackendError> {
+        let records = self.purchases_of(customer.as_str()).await?;
+        Ok(records.iter().map(account::purchase).collect())
+    }
+
+    async fn cancel_purchase(
+        &self,
+        customer: &CustomerRef,
+        purchase: &str,
+    ) -> Result<paywall::Purchase, BackendError> {
+        let record = self.cancel_purchase_of(customer.as_str(), purchase).await?;
+        Ok(account::purchase(&record))
+    }
+}

@@ -1,0 +1,283 @@
+//! Billing routes for the application's own frontend: [`BillingRoutes`], one handler
+//! behind the paywall's identity resolver (not charged) that the adapters mount in one
+//! call (`paywall_axum::billing_router(path, routes)`, `paywall_actix::billing_scope(path, routes)`).
+//!
+//! | method and path (under the mount) | answer |
+//! |---|---|
+//! | `GET /` | `{"customerRef", "products": [{"product", "plan", "remaining", "withinLimits", "allowance", "resetsAt"}], "credits"}` |
+//! | `POST /checkout` `{"product", "plan"?, "returnUrl"?}` | `{"checkoutUrl"}` (an idempotency key per call) |
+//! | `POST /portal` | `{"url"}`: the provider's customer portal |
+//! | `GET /purchases` | `{"purchases": [...]}` |
+//! | `POST /purchases/{reference}/cancel` | `{"purchase"}`; 404 when it is not the caller's |
+//!
+//! The caller is always the resolved identity: the query is ignored, and a body that
+//! names a customer (`customerRef`, `externalRef`, `email`…) is refused with a 400. No
+//! or bad token: the paywall's 401. Unknown product: 404. A capability the backend
+//! does not have: 501. Every error is a JSON body; backend texts never reach the client.
+
+mod wire;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{HeaderValue, CONTENT_TYPE};
+use http::request::Parts;
+use http::{Method, Response, StatusCode};
+use serde_json::{json, Value};
+
+use crate::backend::BackendError;
+use crate::charge::Charge;
+use crate::customer::Customer;
+use crate::engine::{Paywall, Route};
+use crate::error::ConfigError;
+use crate::identity::Identity;
+use crate::rejection::{error_body, PROBLEM_JSON};
+
+/// The largest request body the billing routes read.
+pub const MAX_BILLING_BODY: usize = 16 * 1024;
+
+/// The billing routes of a paywall, for the products the application protects.
+#[derive(Clone, Debug)]
+pub struct BillingRoutes {
+    paywall: Paywall,
+    products: Arc<[Route]>,
+}
+
+impl BillingRoutes {
+    /// The routes for `products` (their product and meter: what `GET /` reports, and
+    /// the products a checkout may be opened for).
+    pub fn new(
+        paywall: &Paywall,
+        products: impl IntoIterator<Item = Charge>,
+    ) -> Result<Self, ConfigError> {
+        let products = products
+            .into_iter()
+            .map(|charge| paywall.route(charge))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            paywall: paywall.clone(),
+            products: products.into(),
+        })
+    }
+
+    /// Answers a request: `path` is relative to where the routes are mounted (`""`,
+    /// `"/"`, `"/checkout"`…), `parts` the request head (for identity), `body` its body
+    /// (at most [`MAX_BILLING_BODY`] bytes: adapters answer 413 beyond).
+    pub async fn handle(
+        &self,
+        method: &Method,
+        path: &str,
+        parts: &Parts,
+        body: &[u8],
+    ) -> Response<Bytes> {
+        let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        let route = match (method, segments.as_slice()) {
+            (&Method::GET, []) => Call::State,
+            (&Method::POST, ["checkout"]) => Call::Checkout,
+            (&Method::POST, ["portal"]) => Call::Portal,
+            (&Method::GET, ["purchases"]) => Call::Purchases,
+            (&Method::POST, ["purchases", reference, "cancel"]) => Call::Cancel(reference),
+            (_, [] | ["checkout"] | ["portal"] | ["purchases"] | ["purchases", _, "cancel"]) => {
+                return problem(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method_not_allowed",
+                    "This method is not allowed here.",
+                );
+            }
+            _ => return problem(StatusCode::NOT_FOUND, "not_found", "No such billing route."),
+        };
+        let (identity, _) = match self.paywall.identify(parts).await {
+            Ok(identified) => identified,
+            Err(rejection) => return self.paywall.rejection_response(&rejection),
+        };
+        let object = if *method == Method::POST {
+            match wire::object(body) {
+                Ok(object) => object,
+                Err(wire::BadRequest(why)) => {
+                    return problem(StatusCode::BAD_REQUEST, "bad_request", &why)
+                }
+            }
+        } else {
+            serde_json::Map::new()
+        };
+        let customer = match self.paywall.account_customer(&identity).await {
+            Ok(customer) => customer,
+            Err(rejection) => return self.paywall.rejection_response(&rejection),
+        };
+        let answer = match route {
+            Call::State => self.state(&identity, &customer).await,
+            Call::Checkout => self.checkout(&customer, &object).await,
+            Call::Portal => self.portal(&customer).await,
+            Call::Purchases => self.purchases(&customer).await,
+            Call::Cancel(reference) => self.cancel(&customer, reference).await,
+        };
+        match answer {
+            Ok(body) => json_response(StatusCode::OK, &body),
+            Err(failure) => self.failure(failure),
+        }
+    }
+
+    /// The 413 adapters answer for a body over [`MAX_BILLING_BODY`].
+    pub fn too_large() -> Response<Bytes> {
+        problem(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "The request body is too large.",
+        )
+    }
+
+    async fn state(&self, identity: &Identity, customer: &Customer) -> Result<Value, Failure> {
+        let mut products = Vec::with_capacity(self.products.len());
+        for route in self.products.iter() {
+            let state = self
+                .paywall
+                .product_state(identity, route)
+                .await
+                .map_err(Failure::Rejected)?;
+            products.push(wire::product(route.product(), &state));
+        }
+        // Credits are extra: a provider that cannot tell them now still shows the rest.
+        let credits = match self
+            .paywall
+            .account_backend()
+            .credits_boxed(customer.reference())
+            .await
+        {
+            Ok(credits) => credits,
+            Err(err) => {
+                tracing::debug!(error = %err, "credit balance unavailable");
+                None
+            }
+        };
+        Ok(json!({
+            "customerRef": customer.reference().as_str(),
+            "products": products,
+            "credits": wire::credits(credits.as_ref()),
+        }))
+    }
+
+    async fn checkout(
+        &self,
+        customer: &Customer,
+        object: &serde_json::Map<String, Value>,
+    ) -> Result<Value, Failure> {
+        let request = wire::checkout(object).map_err(|wire::BadRequest(why)| Failure::Bad(why))?;
+        if !self.products.iter().any(|r| r.product() == request.product) {
+            return Err(Failure::NotFound("No such product."));
+        }
+        let url = self
+            .paywall
+            .account_backend()
+            .checkout_session_boxed(customer.reference(), &request)
+            .await?;
+        Ok(json!({ "checkoutUrl": url }))
+    }
+
+    async fn portal(&self, customer: &Customer) -> Result<Value, Failure> {
+        let url = self
+            .paywall
+            .account_backend()
+            .portal_url_boxed(customer.reference())
+            .await?;
+        Ok(json!({ "url": url }))
+    }
+
+    async fn purchases(&self, customer: &Customer) -> Result<Value, Failure> {
+        let purchases = self
+            .paywall
+            .account_backend()
+            .purchases_boxed(customer.reference())
+            .await?;
+        Ok(json!({ "purchases": purchases.iter().map(wire::purchase).collect::<Vec<_>>() }))
+    }
+
+    async fn cancel(&self, customer: &Customer, reference: &str) -> Result<Value, Failure> {
+        // The caller's own purchases only: checked here, whatever the backend checks.
+        let backend = self.paywall.account_backend();
+        let own = backend.purchases_boxed(customer.reference()).await?;
+        if !own.iter().any(|p| p.reference == reference) {
+            return Err(Failure::NotFound("No such purchase."));
+        }
+        let purchase = backend
+            .cancel_purchase_boxed(customer.reference(), reference)
+            .await?;
+        self.paywall.invalidate_customer(customer.reference()).await;
+        Ok(json!({ "purchase": wire::purchase(&purchase) }))
+    }
+
+    fn failure(&self, failure: Failure) -> Response<Bytes> {
+        match failure {
+            Failure::Rejected(rejection) => self.paywall.rejection_response(&rejection),
+            Failure::Bad(why) => problem(StatusCode::BAD_REQUEST, "bad_request", &why),
+            Failure::NotFound(what) => problem(StatusCode::NOT_FOUND, "not_found", what),
+            Failure::Backend(BackendError::NotFound(_)) => problem(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "Not found at the billing provider.",
+            ),
+            Failure::Backend(BackendError::Unsupported(what)) => problem(
+                StatusCode::NOT_IMPLEMENTED,
+                "unsupported",
+                &format!("The billing provider does not offer {what}."),
+            ),
+            Failure::Backend(err) if err.is_transient() => self
+                .paywall
+                .rejection_response(&self.paywall.unavailable(&err)),
+            Failure::Backend(err) => {
+                tracing::warn!(error = %err, "billing route refused by the backend");
+                problem(
+                    StatusCode::BAD_GATEWAY,
+                    "billing_error",
+                    "The billing provider refused the request.",
+                )
+            }
+        }
+    }
+}
+
+enum Call<'a> {
+    State,
+    Checkout,
+    Portal,
+    Purchases,
+    Cancel(&'a str),
+}
+
+enum Failure {
+    Rejected(crate::Rejection),
+    Bad(String),
+    NotFound(&'static str),
+    Backend(BackendError),
+}
+
+impl From<BackendError> for Failure {
+    fn from(err: BackendError) -> Self {
+        Failure::Backend(err)
+    }
+}
+
+fn json_response(status: StatusCode, body: &Value) -> Response<Bytes> {
+    let mut response = Response::new(Bytes::from(serde_json::to_vec(body).unwrap_or_default()));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// A problem+json error answer.
+fn problem(status: StatusCode, kind: &str, message: &str) -> Response<Bytes> {
+    let title = status.canonical_reason().unwrap_or("Error");
+    let mut body = error_body(title, kind, message);
+    if let Some(members) = body.as_object_mut() {
+        members.insert("status".into(), json!(status.as_u16()));
+        members.insert("title".into(), json!(title));
+        members.insert("detail".into(), json!(message));
+        members.insert("type".into(), json!(format!("urn:paywall:{kind}")));
+    }
+    let mut response = json_response(status, &body);
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    response
+}
