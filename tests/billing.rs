@@ -154,6 +154,14 @@ async fn the_embedded_backend_on_both_adapters() {
             .expect("portal");
         assert_eq!(page.status(), StatusCode::OK);
         assert!(page.text().await.expect("html").contains(&reference));
+        // Its cancel button acts only on the session customer's purchases.
+        let foreign = reqwest::Client::new()
+            .post(format!("{}/cancel", portal["url"].as_str().expect("url")))
+            .form(&[("purchase", "pur_someone_elses")])
+            .send()
+            .await
+            .expect("portal cancel");
+        assert_eq!(foreign.status(), StatusCode::NOT_FOUND);
 
         // Bob cannot cancel it; Alice can, and is back on the free plan.
         let cancel = format!("/api/billing/purchases/{reference}/cancel");
