@@ -102,7 +102,7 @@ fn is_reference(value: &str) -> bool {
 }
 
 /// A charge as the engine uses it: validated, interned, cheap to share.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct RouteCharge {
     pub(crate) product: Arc<str>,
     pub(crate) meter: Arc<str>,

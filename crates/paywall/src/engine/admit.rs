@@ -198,10 +198,12 @@ impl Engine {
 
         // Step 3c: refresh the budget when it is due, or honour the back-off of a
         // failed refresh, per the route's fail policy.
-        let due = budget.needs_refresh(self.now_ms()) || !budget.is_healthy();
+        let now = self.now_ms();
+        let due = budget.needs_refresh(now) || !budget.is_healthy();
         let failure = if due {
             Box::pin(self.refresh_if_due(customer, route, &budget)).await
         } else {
+            self.refresh_ahead(customer, route, &budget, now);
             None
         };
         if let Some(err) = failure {
@@ -248,12 +250,56 @@ impl Engine {
         }
     }
 
+    /// In the last fifth of a warm budget's TTL, refreshes it in the background (one
+    /// task per budget), so that no request waits for the backend while the budget is
+    /// still valid. A background failure changes nothing: the budget stays healthy,
+    /// is not tried ahead again, and is refreshed on the request path when it expires,
+    /// as without this.
+    fn refresh_ahead(
+        &self,
+        customer: &Customer,
+        route: &RouteCharge,
+        budget: &Arc<Budget>,
+        now: u64,
+    ) {
+        let lead = millis(self.limits_ttl) / 5;
+        if budget.refresh_at().saturating_sub(now) > lead || !budget.start_refill() {
+            return;
+        }
+        let (Some(engine), Ok(runtime)) =
+            (self.me.upgrade(), tokio::runtime::Handle::try_current())
+        else {
+            budget.stop_refill();
+            return;
+        };
+        let (customer, route, budget) = (customer.clone(), route.clone(), Arc::clone(budget));
+        runtime.spawn(async move {
+            // Success clears the budget's refill flag; a failure leaves it set until
+            // the refresh at expiry succeeds.
+            if let Err(err) = engine.refresh_with(&customer, &route, &budget, true).await {
+                debug!(error = %err, customer = %customer.reference(), "refresh ahead of expiry failed");
+            }
+        });
+    }
+
     /// Refreshes `budget` from the backend; concurrent callers share one call.
     async fn refresh(
         &self,
         customer: &Customer,
         route: &RouteCharge,
         budget: &Budget,
+    ) -> Result<(), BackendError> {
+        self.refresh_with(customer, route, budget, false).await
+    }
+
+    /// [`refresh`](Self::refresh); `ahead`: a refresh before expiry, whose failure
+    /// leaves the budget as it was (still valid) for the request path to retry.
+    async fn refresh_with(
+        &self,
+        customer: &Customer,
+        route: &RouteCharge,
+        budget: &Budget,
+        ahead: bool,
     ) -> Result<(), BackendError> {
         let seen = budget.attempts();
         let _gate = budget.gate().lock().await;
@@ -273,8 +319,10 @@ impl Engine {
         match &result {
             Ok(limits) => {
                 budget.apply(limits.clone(), acked_before, self.refresh_deadline());
+                budget.stop_refill(); // a refresh ahead of the next expiry may start again
                 debug!(customer = %customer.reference(), remaining = budget.remaining(), "budget refreshed");
             }
+            Err(_) if ahead => return result.map(drop),
             Err(err) => {
                 let wait = err.retry_after().unwrap_or(self.failure_backoff);
                 budget.mark_failed(self.now_ms().saturating_add(millis(wait)));

@@ -62,7 +62,8 @@ pub(crate) struct Budget {
     lease_session: AtomicU64,
     /// Whether a task is watching this budget to give back idle spare units.
     returning: AtomicBool,
-    /// Whether a background lease (refill ahead of need) is in flight.
+    /// Whether a background refill is in flight: a lease ahead of need (shared store)
+    /// or a limits refresh ahead of expiry (local budget).
     refilling: AtomicBool,
     /// The backend's last answer, read only to build a 402.
     info: RwLock<Arc<Limits>>,

@@ -95,7 +95,10 @@ impl PaywallBuilder {
     }
 
     /// How long a budget is used before the backend is asked again (default 30 s).
-    /// Between refreshes the local countdown is exact for this process.
+    /// Between refreshes the local countdown is exact for this process. A budget in
+    /// use is refreshed in the background during the last fifth of its TTL, so
+    /// requests do not wait for the backend; one idle past its TTL is refreshed by the
+    /// request that finds it expired.
     pub fn limits_ttl(mut self, ttl: Duration) -> Self {
         self.limits_ttl = ttl;
         self
@@ -206,7 +209,8 @@ impl PaywallBuilder {
         let backend: Arc<dyn DynBackend> = Arc::new(Instrumented::new(self.backend));
         let recorder =
             UsageRecorder::spawn(Arc::clone(&backend), self.recorder, self.outbox, &runtime);
-        let engine = Engine {
+        let engine = |me: &std::sync::Weak<Engine>| Engine {
+            me: me.clone(),
             resolver: self.resolver,
             backend,
             customers: Cache::builder()
@@ -243,7 +247,7 @@ impl PaywallBuilder {
             ratelimit_headers: self.ratelimit_headers,
         };
         Ok(Paywall {
-            engine: Arc::new(engine),
+            engine: Arc::new_cyclic(engine),
         })
     }
 

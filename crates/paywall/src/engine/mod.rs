@@ -119,6 +119,8 @@ impl Route {
 /// What the `Arc` behind a [`Paywall`] holds. Its methods live with the step they
 /// implement (`admit.rs`, `cache.rs`, `lease.rs`).
 pub(crate) struct Engine {
+    /// The engine itself, for background tasks (a refresh ahead of expiry).
+    me: std::sync::Weak<Engine>,
     resolver: Box<dyn DynResolver>,
     backend: Arc<dyn DynBackend>,
     customers: Cache<String, Arc<CustomerEntry>>,

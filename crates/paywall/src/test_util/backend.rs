@@ -34,6 +34,8 @@ struct State {
     usage_calls: AtomicUsize,
     ensure_down: AtomicBool,
     limits_down: AtomicBool,
+    limits_held: AtomicBool,
+    limits_released: tokio::sync::Notify,
     usage_failures: AtomicUsize,
     checkout_url: Mutex<Option<String>>,
     recorded: Mutex<HashMap<String, UsageEvent>>,
@@ -91,6 +93,15 @@ impl MemoryBackend {
     /// Makes ensure-customer fail transiently (or work again).
     pub fn set_ensure_down(&self, down: bool) {
         self.state.ensure_down.store(down, Ordering::SeqCst);
+    }
+
+    /// Holds every limits check until `hold(false)`: a backend that hangs, to show who
+    /// waits for it.
+    pub fn hold_limits(&self, hold: bool) {
+        self.state.limits_held.store(hold, Ordering::SeqCst);
+        if !hold {
+            self.state.limits_released.notify_waiters();
+        }
     }
 
     /// Makes limits checks fail transiently (or work again).
@@ -170,6 +181,13 @@ impl BillingBackend for MemoryBackend {
     ) -> Result<Limits, BackendError> {
         self.state.limits_calls.fetch_add(1, Ordering::SeqCst);
         self.pause().await;
+        loop {
+            let released = self.state.limits_released.notified();
+            if !self.state.limits_held.load(Ordering::SeqCst) {
+                break;
+            }
+            released.await;
+        }
         if self.state.limits_down.load(Ordering::SeqCst) {
             return Err(BackendError::unavailable(
                 "upstream exploded: stack trace here",
