@@ -132,6 +132,39 @@ pub fn build_with(
     })
 }
 
+/// What an axum quickstart binary does: reads the environment, binds 127.0.0.1,
+/// builds the app with `build`, fetches the identity provider's keys, prints what it
+/// serves (`describe` adds the app's own lines) and serves until Ctrl-C or SIGTERM.
+pub async fn run(
+    name: &str,
+    build: impl FnOnce(&QuickstartConfig, &str) -> Result<Quickstart, QuickstartError>,
+    describe: impl FnOnce(&QuickstartConfig, &Quickstart, &str),
+) -> std::process::ExitCode {
+    crate::startup::init_logging();
+    let config = match crate::config::load(name) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let (listener, base_url) = match crate::startup::listen(name, config.port).await {
+        Ok(bound) => bound,
+        Err(code) => return code,
+    };
+    let app = match build(&config, &base_url) {
+        Ok(app) => app,
+        Err(err) => {
+            eprintln!("{name}: {err}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    println!("{name} listening on {base_url}");
+    if let Err(code) = crate::startup::preload_keys(name, app.jwt.as_deref()).await {
+        return code;
+    }
+    crate::startup::print_backend(&config, app.local.as_ref(), &base_url);
+    describe(&config, &app, &base_url);
+    serve(name, listener, app).await
+}
+
 /// Serves `app` on `listener` until Ctrl-C or SIGTERM, then flushes usage. Prints
 /// what it does under `name`; returns the process exit code.
 pub async fn serve(
