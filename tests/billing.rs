@@ -203,6 +203,23 @@ async fn the_embedded_backend_on_both_adapters() {
             .await
             .expect("send");
         assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+        let oversized = reqwest::Client::new()
+            .post(format!("{}/api/billing/checkout", app.base))
+            .bearer_auth(token(&alice))
+            .body(format!(r#"{{"product":"{}"}}"#, "x".repeat(20 * 1024)))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(
+            oversized.status(),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "{}",
+            app.name
+        );
+        assert_eq!(
+            oversized.json::<Value>().await.expect("json")["kind"],
+            "payload_too_large"
+        );
         assert_eq!(
             bad.json::<Value>().await.expect("json")["kind"],
             "bad_request"

@@ -3,13 +3,11 @@
 
 use std::time::Duration;
 
-use http::header::{CONTENT_TYPE, WWW_AUTHENTICATE};
-use http::{Request, StatusCode};
+use http::Request;
 use http_body_util::Full;
 use paywall_jwt::Hs256Signer;
 use paywall_tests::*;
 use serde_json::json;
-use tower::ServiceExt;
 
 fn with_auth(value: &str) -> Request<Full<bytes::Bytes>> {
     Request::builder()
@@ -25,22 +23,7 @@ async fn assert_401(request: Request<Full<bytes::Bytes>>) {
 async fn assert_401_with(request: Request<Full<bytes::Bytes>>, challenge: &str) {
     let backend = MemoryBackend::with_allowance(5);
     let paywall = test_paywall(&backend);
-    let response = protected(&paywall)
-        .oneshot(request)
-        .await
-        .expect("infallible");
-    let (status, headers, body) = read_json(response).await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED);
-    assert_eq!(headers[WWW_AUTHENTICATE], challenge);
-    assert_eq!(headers[CONTENT_TYPE], "application/problem+json");
-    assert_eq!(body["kind"], "unauthenticated");
-    assert_eq!(body["status"], 401);
-    assert_eq!(body["success"], false);
-    assert_eq!(
-        backend.ensure_calls(),
-        0,
-        "no backend call for an unauthenticated caller"
-    );
+    paywall::test_util::assert_unauthenticated(&paywall, &backend, request, challenge).await;
 }
 
 #[tokio::test]

@@ -147,6 +147,17 @@ async fn calls_without_a_valid_token_are_401_in_http() {
         let body: Value = response.json().await.expect("json");
         assert_eq!(body["kind"], "unauthenticated");
     }
+    // Other paths answer the quickstarts' JSON 404.
+    let unknown = client
+        .get(format!("{}/nope", app.base))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        unknown.json::<Value>().await.expect("json")["kind"],
+        "not_found"
+    );
     assert_eq!(app.recorded("requests").await, 0);
     app.stop().await;
 }

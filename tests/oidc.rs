@@ -29,23 +29,18 @@ fn oidc_config(issuer: &str) -> QuickstartConfig {
 /// `GET /api/hello` with `token` (none when empty): status, `WWW-Authenticate`,
 /// `Retry-After`, body.
 async fn hello(app: &App, token: &str) -> (StatusCode, Option<String>, Option<u64>, Value) {
-    let mut request = reqwest::Client::new().get(format!("{}/api/hello", app.base));
-    if !token.is_empty() {
-        request = request.bearer_auth(token);
-    }
-    let response = request.send().await.expect("send");
-    let header = |name: &str| {
-        response
-            .headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
+    let headers = if token.is_empty() {
+        Vec::new()
+    } else {
+        vec![("authorization", format!("Bearer {token}"))]
     };
-    let challenge = header("www-authenticate");
-    let retry_after = header("retry-after").and_then(|v| v.parse().ok());
-    let status = response.status();
-    let body = response.json().await.unwrap_or(Value::Null);
-    (status, challenge, retry_after, body)
+    let (seen, body) = send(app, reqwest::Method::GET, "/api/hello", &headers, None).await;
+    (
+        StatusCode::from_u16(seen.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        seen.www_authenticate,
+        seen.retry_after,
+        serde_json::from_str(&body).unwrap_or(Value::Null),
+    )
 }
 
 async fn assert_admitted(app: &App, token: &str, sub: &str) {

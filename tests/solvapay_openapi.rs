@@ -357,3 +357,68 @@ async fn one_refused_event_does_not_take_its_batch_down() {
     assert_eq!(server.recorded_units("cus_contract3"), 3);
     assert_eq!(server.recorded_units("cus_contract2"), 0);
 }
+
+/// The account calls behind the billing routes, against every bend of their answers:
+/// purchases are listed and cancelled, the portal link and the balance read, whatever
+/// happens to the fields not acted on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_bend_of_the_account_answers_still_lists_cancels_and_links() {
+    use paywall::{BillingBackend, CustomerRef};
+    let spec = openapi();
+    let mut cases: Vec<(Answer, Bend)> = Vec::new();
+    cases.extend(
+        bends(&spec, "SdkPurchaseResponse", &["reference"])
+            .into_iter()
+            .map(|b| (Answer::Purchase, b)),
+    );
+    cases.extend(
+        bends(&spec, "CreateCustomerSessionResponse", &["customerUrl"])
+            .into_iter()
+            .map(|b| (Answer::CustomerSession, b)),
+    );
+    // The balance answer is given by example only: its fields bent by hand.
+    for field in [
+        "credits",
+        "creditsPerMinorUnit",
+        "customerRef",
+        "displayCurrency",
+    ] {
+        cases.push((Answer::Balance, Bend::Absent(field.into())));
+        cases.push((Answer::Balance, Bend::Null(field.into())));
+        cases.push((
+            Answer::Balance,
+            Bend::Value(field.into(), json!({"odd": true})),
+        ));
+    }
+    assert!(cases.len() > 60, "{} cases", cases.len());
+    for (answer, bend) in cases {
+        let server = ContractServer::start(2).await;
+        server.bend(answer, bend.clone());
+        let customer = CustomerRef::new(server.add_customer(Some("acct"), "acct@contract.test"));
+        let backend = SolvaPayBackend::new(solvapay_config(&server.base)).expect("backend");
+        let case = format!("{answer:?} {bend:?}");
+        let purchases = backend.purchases(&customer).await.expect(&case);
+        assert_eq!(purchases.len(), 1, "{case}");
+        let reference = purchases[0].reference.clone();
+        assert_eq!(reference, format!("pur_{customer}"), "{case}");
+        backend
+            .cancel_purchase(&customer, &reference)
+            .await
+            .expect(&case);
+        let portal = backend.portal_url(&customer).await.expect(&case);
+        assert!(portal.starts_with("https://pay.contract.test/"), "{case}");
+        let credits = backend.credits(&customer).await.expect(&case);
+        if answer != Answer::Balance {
+            assert_eq!(credits.map(|c| c.balance), Some(4200), "{case}");
+        }
+        // Someone else's purchase is not found, whatever the answers look like.
+        let other = CustomerRef::new(server.add_customer(Some("other"), "other@contract.test"));
+        assert!(
+            matches!(
+                backend.cancel_purchase(&other, &reference).await,
+                Err(paywall::BackendError::NotFound(_))
+            ),
+            "{case}"
+        );
+    }
+}

@@ -180,12 +180,5 @@ pub fn build_with(
     if let Some(local) = &local {
         router = router.merge(checkout::router(local.clone(), Some(paywall.clone())));
     }
-    Ok(Quickstart {
-        router,
-        paywall,
-        local,
-        sample_token: None,
-        generated_secret: false,
-        jwt: None,
-    })
+    Ok(Quickstart::new(router, paywall, local))
 }

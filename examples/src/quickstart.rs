@@ -118,18 +118,24 @@ pub fn build_with(
             paywall.clone(),
         ));
     }
-    let router = router
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed);
+    Ok(Quickstart::new(router, paywall, local))
+}
 
-    Ok(Quickstart {
-        router,
-        paywall,
-        local,
-        sample_token: None,
-        generated_secret: false,
-        jwt: None,
-    })
+impl Quickstart {
+    /// An app serving `router` (with the quickstarts' JSON 404 and 405) on `paywall`;
+    /// the identity fields are set by [`with_jwt`].
+    pub fn new(router: Router, paywall: Paywall, local: Option<LocalBackend>) -> Self {
+        Self {
+            router: router
+                .fallback(not_found)
+                .method_not_allowed_fallback(method_not_allowed),
+            paywall,
+            local,
+            sample_token: None,
+            generated_secret: false,
+            jwt: None,
+        }
+    }
 }
 
 /// What an axum quickstart binary does: reads the environment, binds 127.0.0.1,

@@ -38,6 +38,12 @@ pub enum Answer {
     Checkout,
     /// The bulk usage answer (left open by the schema).
     Usage,
+    /// `SdkPurchaseResponse` (a customer's purchases, a cancelled purchase).
+    Purchase,
+    /// `CreateCustomerSessionResponse`.
+    CustomerSession,
+    /// The balance answer (given by example in the file).
+    Balance,
 }
 
 /// How one answer is bent.
@@ -79,6 +85,8 @@ struct Books {
     max_external_ref: AtomicUsize,
     calls: Mutex<HashMap<&'static str, usize>>,
     usage_calls: AtomicUsize,
+    /// Purchases cancelled (each customer has one, `pur_<customer>`).
+    cancelled: Mutex<Vec<String>>,
 }
 
 type Shared = Arc<Books>;
@@ -111,6 +119,19 @@ impl ContractServer {
             .route("/v1/sdk/limits", post(limits))
             .route("/v1/sdk/usages/bulk", post(usage))
             .route("/v1/sdk/checkout-sessions", post(checkout))
+            .route(
+                "/v1/sdk/purchases/customer/{customer}",
+                get(account::purchases),
+            )
+            .route("/v1/sdk/purchases/{purchase}/cancel", post(account::cancel))
+            .route(
+                "/v1/sdk/customers/customer-sessions",
+                post(account::customer_session),
+            )
+            .route(
+                "/v1/sdk/customers/{reference}/balance",
+                get(account::balance),
+            )
             .with_state(Arc::clone(&state));
         let listener = loopback().await;
         let served = Served::start(listener, router);
@@ -402,3 +423,5 @@ async fn checkout(State(state): State<Shared>, Json(body): Json<Map<String, Valu
     )
         .into_response()
 }
+
+mod account;

@@ -32,7 +32,6 @@ mod account;
 #[cfg(feature = "axum")]
 pub mod axum_handler;
 mod backend;
-mod backoff;
 mod client;
 mod config;
 mod error;

@@ -1,12 +1,23 @@
-//! Jittered exponential backoff for the usage recorder's retries.
+//! Jittered exponential backoff that honours `Retry-After`: the usage recorder's, and
+//! the one HTTP backends (`paywall-solvapay`) retry their calls with.
 
 use std::time::Duration;
 
 use rand::Rng;
 
 /// Full-jitter exponential backoff that never waits less than a server's `Retry-After`.
+///
+/// ```
+/// use std::time::Duration;
+/// use paywall::Backoff;
+///
+/// let backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+/// let wait = backoff.delay(2, None); // between 200 and 400 ms
+/// assert!(wait >= Duration::from_millis(200) && wait <= Duration::from_millis(400));
+/// assert_eq!(backoff.delay(0, Some(Duration::from_secs(3))), Duration::from_secs(3));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Backoff {
+pub struct Backoff {
     /// The ceiling of the first delay.
     initial: Duration,
     /// The largest ceiling, whatever the attempt.
@@ -15,14 +26,14 @@ pub(crate) struct Backoff {
 
 impl Backoff {
     /// A backoff starting at `initial` and capped at `max`.
-    pub(crate) fn new(initial: Duration, max: Duration) -> Self {
+    pub fn new(initial: Duration, max: Duration) -> Self {
         Self { initial, max }
     }
 
     /// The wait before retry number `attempt` (0 for the first retry): a random
     /// duration between half and all of `initial * 2^attempt` (capped at `max`), or
     /// `retry_after` when the server asked for longer.
-    pub(crate) fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+    pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
         let cap = self
             .initial
             .saturating_mul(2u32.saturating_pow(attempt.min(16)))

@@ -115,6 +115,7 @@ pub mod test_util;
 
 pub use account::{CheckoutRequest, Credits, Purchase};
 pub use backend::{BackendError, BillingBackend, CustomerRef, Limits, Outcome, UsageEvent};
+pub use backoff::Backoff;
 pub use billing::{BillingRoutes, MAX_BILLING_BODY};
 pub use body::PaywallBody;
 pub use charge::{Charge, MAX_UNITS};

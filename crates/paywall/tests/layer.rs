@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::header::{CONTENT_TYPE, RETRY_AFTER};
 use http::{Request, StatusCode};
 use http_body_util::Full;
 use paywall::{Charge, Paywall, Rejection};
@@ -16,22 +16,7 @@ use common::*;
 async fn assert_401(request: Request<Full<bytes::Bytes>>, www_authenticate: &str) {
     let backend = MemoryBackend::with_allowance(5);
     let paywall = test_paywall(&backend);
-    let response = protected(&paywall)
-        .oneshot(request)
-        .await
-        .expect("infallible");
-    let (status, headers, body) = read_json(response).await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED);
-    assert_eq!(headers[WWW_AUTHENTICATE], www_authenticate);
-    assert_eq!(headers[CONTENT_TYPE], "application/problem+json");
-    assert_eq!(body["kind"], "unauthenticated");
-    assert_eq!(body["status"], 401);
-    assert_eq!(body["success"], false);
-    assert_eq!(
-        backend.ensure_calls(),
-        0,
-        "no backend call for an unauthenticated caller"
-    );
+    assert_unauthenticated(&paywall, &backend, request, www_authenticate).await;
 }
 
 #[tokio::test]

@@ -86,8 +86,14 @@ impl BillingRoutes {
             }
             _ => return problem(StatusCode::NOT_FOUND, "not_found", "No such billing route."),
         };
-        let (identity, _) = match self.paywall.identify(parts).await {
-            Ok(identified) => identified,
+        // The caller and its customer; `None` only when a fail-open policy let a caller
+        // through whose customer cannot be ensured: there is nothing to show then.
+        let (identity, customer) = match self.paywall.identify(parts).await {
+            Ok((identity, Some(customer))) => (identity, customer),
+            Ok((_, None)) => {
+                let outage = BackendError::unavailable("the customer cannot be ensured");
+                return self.failure(Failure::Backend(outage));
+            }
             Err(rejection) => return self.paywall.rejection_response(&rejection),
         };
         let object = if *method == Method::POST {
@@ -99,10 +105,6 @@ impl BillingRoutes {
             }
         } else {
             serde_json::Map::new()
-        };
-        let customer = match self.paywall.account_customer(&identity).await {
-            Ok(customer) => customer,
-            Err(rejection) => return self.paywall.rejection_response(&rejection),
         };
         let answer = match route {
             Call::State => self.state(&identity, &customer).await,

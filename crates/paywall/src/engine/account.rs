@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use super::{Engine, Paywall, Route};
 use crate::backend::{BackendError, DynBackend, Limits};
-use crate::customer::Customer;
 use crate::identity::Identity;
 use crate::policy::FailPolicy;
 use crate::rejection::Rejection;
@@ -22,24 +21,6 @@ pub(crate) struct ProductState {
 }
 
 impl Paywall {
-    /// The customer of `identity` (ensured, through the cache); a backend outage is a
-    /// 503 whatever the fail policy, since there is nothing to show without it.
-    pub(crate) async fn account_customer(
-        &self,
-        identity: &Identity,
-    ) -> Result<Customer, Rejection> {
-        match self
-            .engine
-            .ensure_customer(identity, FailPolicy::Closed)
-            .await?
-        {
-            Some(entry) => Ok(entry.customer.clone()),
-            None => Err(Rejection::BillingUnavailable {
-                retry_after: self.engine.failure_backoff,
-            }),
-        }
-    }
-
     /// What `identity`'s customer has left of `route`'s product.
     pub(crate) async fn product_state(
         &self,

@@ -149,11 +149,7 @@ impl Engine {
         budget: &Arc<Budget>,
         units: u64,
     ) -> Result<Result<Option<Reservation>, Rejection>, SharedError> {
-        let id = BudgetId {
-            customer: customer.reference(),
-            product: &route.product,
-            meter: &route.meter,
-        };
+        let id = budget_id(customer.reference(), route);
         let admitted = |budget: &Arc<Budget>| Some(Reservation::leased(Arc::clone(budget), units));
         let forced = |budget: &Arc<Budget>| {
             budget.force_reserve(units);
@@ -301,16 +297,10 @@ impl Engine {
         }
         let store = Arc::clone(&shared.store);
         let budget = Arc::clone(budget);
-        let customer = customer.reference().clone();
-        let product = Arc::clone(&route.product);
-        let meter = Arc::clone(&route.meter);
+        let (customer, route) = (customer.reference().clone(), route.clone());
         let idle = shared.config.idle;
         tokio::spawn(async move {
-            let id = BudgetId {
-                customer: &customer,
-                product: &product,
-                meter: &meter,
-            };
+            let id = budget_id(&customer, &route);
             loop {
                 let mut seen = budget.consumed();
                 // Bounded: a budget whose acknowledgements never come (backend down)
@@ -347,16 +337,10 @@ impl Engine {
     ) {
         let store = Arc::clone(&shared.store);
         let budget = Arc::clone(budget);
-        let customer = customer.reference().clone();
-        let product = Arc::clone(&route.product);
-        let meter = Arc::clone(&route.meter);
+        let (customer, route) = (customer.reference().clone(), route.clone());
         let want = shared.config.units;
         tokio::spawn(async move {
-            let id = BudgetId {
-                customer: &customer,
-                product: &product,
-                meter: &meter,
-            };
+            let id = budget_id(&customer, &route);
             {
                 let mut sync = budget.gate().lock().await;
                 let session = store.current_session();
@@ -451,4 +435,13 @@ async fn settle(store: &dyn DynShared, id: BudgetId<'_>, budget: &Budget) -> boo
         }
     }
     budget.spare() == 0 && budget.unacknowledged() == 0 && budget.acked() == sync.acked_pushed
+}
+
+/// How the shared store names `customer`'s budget for `route`.
+fn budget_id<'a>(customer: &'a CustomerRef, route: &'a RouteCharge) -> BudgetId<'a> {
+    BudgetId {
+        customer,
+        product: &route.product,
+        meter: &route.meter,
+    }
 }

@@ -13,8 +13,8 @@ use paywall::{BillingBackend, Paywall, PaywallBuilder};
 use tower::ServiceExt;
 
 pub use paywall::test_util::{
-    call, fast_recorder, protected, read_json, status, EchoService, HeaderResolver, MemoryBackend,
-    MemoryShared, TEST_PRODUCT as PRODUCT,
+    assert_unauthenticated, call, fast_recorder, protected, read_json, status, EchoService,
+    HeaderResolver, MemoryBackend, MemoryShared, TEST_PRODUCT as PRODUCT,
 };
 
 /// A request of `user` to the protected service.
