@@ -1,20 +1,33 @@
 #!/usr/bin/env bash
 # End-to-end load: the paywall's cost per request next to bare servers and a peer layer.
 #
-#   bash benches/e2e.sh            # DURATION=10s CONNECTIONS=64 ROUNDS=3 by default
+#   bash benches/e2e.sh            # DURATION=10s CONNECTIONS=32 THREADS=1 ROUNDS=3 by default
 #   ONLY="bare-axum quickstart-hs256 quickstart-redis" bash benches/e2e.sh   # a subset
+#   PIN=0 THREADS=2 CONNECTIONS=64 bash benches/e2e.sh   # the old unpinned method
 #
 # Builds the release binaries, installs wrk from Debian's packages if it is missing,
 # starts each target on 127.0.0.1 and loads it with wrk, interleaving the targets round
-# after round so drift affects all alike. Prints req/s, p50 and p99 (medians over the
-# rounds) and each target's ratio to its bare server. Everything stays on loopback and
-# every server is stopped at the end.
+# after round so drift affects all alike. Prints req/s, p50, p99 and max latency (medians
+# over the rounds) and each target's ratio to its bare server. Everything stays on
+# loopback and every server is stopped at the end.
+#
+# With PIN=1 (the default when the machine has two cores or more) every server under test
+# runs on core 0 (`taskset -c 0`: one tokio worker, one actix worker, since both size
+# themselves by the CPUs they may use) and wrk, the JWKS server and redis-server run on
+# core 1: the load generator never competes with the server it measures.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION=${DURATION:-10s}
-CONNECTIONS=${CONNECTIONS:-64}
-THREADS=${THREADS:-2}
+CONNECTIONS=${CONNECTIONS:-32}
+THREADS=${THREADS:-1}
+if [ "$(nproc)" -ge 2 ]; then PIN=${PIN:-1}; else PIN=0; fi
+SERVER_CPU=()
+LOAD_CPU=()
+if [ "$PIN" = 1 ]; then
+    SERVER_CPU=(taskset -c 0)
+    LOAD_CPU=(taskset -c 1)
+fi
 ROUNDS=${ROUNDS:-3}
 BASE_PORT=${BASE_PORT:-18080}
 
@@ -41,9 +54,9 @@ PIDS=()
 cleanup() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
 
-start() { # name port env... binary
+start() { # name port env... binary  (servers under test: on the server core)
     local name=$1 port=$2; shift 2
-    env RUST_LOG=warn PORT="$port" "$@" >"$LOGS/$name.log" 2>&1 &
+    "${SERVER_CPU[@]}" env RUST_LOG=warn PORT="$port" "$@" >"$LOGS/$name.log" 2>&1 &
     PIDS+=($!)
     for _ in $(seq 1 100); do
         grep -q "listening on" "$LOGS/$name.log" 2>/dev/null && return 0
@@ -54,7 +67,10 @@ start() { # name port env... binary
 
 SECRET=bench-secret-bench-secret-bench-secret-0123456789
 UNITS=1000000000
+SERVER_CPU_UNDER_TEST=("${SERVER_CPU[@]}")
+SERVER_CPU=("${LOAD_CPU[@]}") # the JWKS server is a counterpart, not under test
 start jwks $((BASE_PORT + 9)) "$BIN/bench-jwks"
+SERVER_CPU=("${SERVER_CPU_UNDER_TEST[@]}")
 RS_TOKEN=$(sed -n 's/^token: //p' "$LOGS/jwks.log")
 JWKS_URL="http://127.0.0.1:$((BASE_PORT + 9))/jwks.json"
 
@@ -66,7 +82,7 @@ start governor $((BASE_PORT + 4)) "$BIN/bench-governor"
 start bare-actix $((BASE_PORT + 5)) "$BIN/bench-bare-actix"
 start actix-quickstart $((BASE_PORT + 6)) PAYWALL_JWT_SECRET=$SECRET PAYWALL_FREE_UNITS=$UNITS "$BIN/actix-quickstart"
 REDIS_PORT=$((BASE_PORT + 10))
-redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no >"$LOGS/redis.log" 2>&1 &
+"${LOAD_CPU[@]}" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no >"$LOGS/redis.log" 2>&1 &
 PIDS+=($!)
 sleep 0.5
 start quickstart-redis $((BASE_PORT + 7)) PAYWALL_JWT_SECRET=$SECRET PAYWALL_FREE_UNITS=$UNITS \
@@ -94,28 +110,35 @@ to_ms() { # wrk latency (e.g. 812.00us, 1.20ms, 1.01s) in milliseconds
 RESULTS="$LOGS/results.tsv"
 for round in $(seq 1 "$ROUNDS"); do
     for t in "${TARGETS[@]}"; do
-        out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -H "Authorization: Bearer ${TOKEN[$t]}" "${URL[$t]}")
+        out=$("${LOAD_CPU[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -H "Authorization: Bearer ${TOKEN[$t]}" "${URL[$t]}")
         rps=$(echo "$out" | awk '/Requests\/sec/ { print $2 }')
         p50=$(to_ms "$(echo "$out" | awk '$1 == "50%" { print $2 }')")
         p99=$(to_ms "$(echo "$out" | awk '$1 == "99%" { print $2 }')")
+        max=$(to_ms "$(echo "$out" | awk '$1 == "Latency" { print $4 }')")
         non2xx=$(echo "$out" | awk '/Non-2xx/ { print $NF }')
-        printf '%s\t%s\t%s\t%s\t%s\n' "$t" "$rps" "$p50" "$p99" "${non2xx:-0}" >>"$RESULTS"
-        echo "round $round $t: $rps req/s, p50 ${p50} ms, p99 ${p99} ms, non-2xx ${non2xx:-0}" >&2
+        printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "$rps" "$p50" "$p99" "${non2xx:-0}" "$max" >>"$RESULTS"
+        echo "round $round $t: $rps req/s, p50 ${p50} ms, p99 ${p99} ms, max ${max} ms, non-2xx ${non2xx:-0}" >&2
     done
 done
 
 median() { sort -n | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 declare -A RPS
 echo
-echo "| target | req/s | p50 ms | p99 ms | vs bare |"
-echo "|---|---|---|---|---|"
+echo "| target | req/s | p50 ms | p99 ms | max ms | vs bare |"
+echo "|---|---|---|---|---|---|"
 for t in "${TARGETS[@]}"; do
     RPS[$t]=$(awk -F'\t' -v t="$t" '$1 == t { print $2 }' "$RESULTS" | median)
     p50=$(awk -F'\t' -v t="$t" '$1 == t { print $3 }' "$RESULTS" | median)
     p99=$(awk -F'\t' -v t="$t" '$1 == t { print $4 }' "$RESULTS" | median)
+    max=$(awk -F'\t' -v t="$t" '$1 == t { print $6 }' "$RESULTS" | median)
     case $t in *actix*) base=bare-actix ;; *) base=bare-axum ;; esac
     ratio=$(awk -v a="${RPS[$t]}" -v b="${RPS[$base]}" 'BEGIN { printf "%.1f %%", 100 * a / b }')
-    printf '| %s | %.0f | %s | %s | %s |\n' "$t" "${RPS[$t]}" "$p50" "$p99" "$ratio"
+    printf '| %s | %.0f | %s | %s | %s | %s |\n' "$t" "${RPS[$t]}" "$p50" "$p99" "$max" "$ratio"
 done
 echo
-echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION, $ROUNDS interleaved rounds, medians; $(nproc) cores shared by wrk and the server"
+if [ "$PIN" = 1 ]; then
+    where="server pinned to core 0, wrk (and redis-server, the JWKS server) to core 1"
+else
+    where="$(nproc) cores shared by wrk and the server"
+fi
+echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION, $ROUNDS interleaved rounds, medians; $where; $(lscpu | sed -n 's/^Model name: *//p')"

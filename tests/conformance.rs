@@ -345,9 +345,9 @@ async fn exact_admission_and_an_exact_ledger_on_both() {
             .await
             .is_complete());
         assert_eq!(
-            local.ledger(None).await.expect("ledger").len(),
+            recorded(&local, None).await.0,
             5,
-            "{name}: one row per admitted success"
+            "{name}: one event per admitted success"
         );
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use paywall_examples::config::QuickstartConfig;
 use paywall_examples::quickstart::{self, Quickstart};
 use paywall_jwt::Hs256Signer;
-use paywall_tests::SECRET;
+use paywall_tests::{recorded, SECRET};
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -148,15 +148,12 @@ async fn free_allowance_then_402_then_checkout_then_allowed_again() {
     running.server.await.expect("server");
     let report = running.app.paywall.shutdown(Duration::from_secs(10)).await;
     assert!(report.is_complete());
-    let rows = running
-        .app
-        .local
-        .as_ref()
-        .expect("embedded backend")
-        .ledger(Some(&customer))
-        .await
-        .expect("ledger");
-    assert_eq!(rows.len(), 4, "3 free + 1 paid request, one row each");
+    let local = running.app.local.as_ref().expect("embedded backend");
+    assert_eq!(
+        recorded(local, Some(&customer)).await,
+        (4, 4),
+        "3 free + 1 paid request, one event each"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

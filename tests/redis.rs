@@ -95,13 +95,7 @@ fn count(answers: &[(StatusCode, Value)], status: StatusCode) -> usize {
 }
 
 async fn ledger_units(ledger: &paywall_local::LocalBackend) -> u64 {
-    ledger
-        .ledger(None)
-        .await
-        .expect("ledger")
-        .iter()
-        .map(|row| row.units)
-        .sum()
+    recorded(ledger, None).await.1
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

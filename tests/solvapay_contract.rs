@@ -599,10 +599,7 @@ async fn the_dev_server_accepts_what_the_spec_allows_and_the_sdk_sends() {
     assert!(bulk["results"][1]["reference"]
         .as_str()
         .is_some_and(|r| r.starts_with("usage_")));
-    assert_eq!(
-        ledger.ledger(Some(&reference)).await.expect("ledger").len(),
-        2
-    );
+    assert_eq!(recorded(&ledger, Some(&reference)).await.0, 2);
 
     // A checkout session with only the required customerRef; returnUrl http(s) only.
     let (status, text) = call(

@@ -48,3 +48,11 @@ impl<B: BillingBackend> BillingBackend for LossyAcks<B> {
         Ok(())
     }
 }
+
+/// What an embedded ledger recorded, optionally for one customer: (events, units).
+pub async fn recorded(ledger: &paywall_local::LocalBackend, customer: Option<&str>) -> (u64, u64) {
+    let rows = ledger.ledger(customer).await.expect("ledger");
+    rows.iter().fold((0, 0), |(events, units), row| {
+        (events + row.events, units + row.units)
+    })
+}

@@ -35,7 +35,7 @@ pub mod oidc;
 pub mod servers;
 
 pub use apps::{both_apps, quickstart_config, App};
-pub use backend::LossyAcks;
+pub use backend::{recorded, LossyAcks};
 pub use compare::{assert_same, normalize, reset_seconds, send, Seen};
 pub use contract::{openapi, Answer, Bend, ContractServer};
 pub use idp::Idp;

@@ -2,10 +2,9 @@
 //! where it must be atomic; [`LocalBackend`](crate::LocalBackend) runs them on Tokio's
 //! blocking pool.
 
-use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use paywall::{Identity, UsageEvent};
+use paywall::Identity;
 use rand::distr::Alphanumeric;
 use rand::Rng;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
@@ -123,15 +122,15 @@ pub(crate) struct Allowance {
 
 /// The allowance period `customer` is in for `product` at `now`: its plan, the
 /// plan's units, and the period's bounds.
-struct Period {
-    plan: String,
-    units: i64,
-    start: i64,
-    end: i64,
-    is_free: bool,
+pub(crate) struct Period {
+    pub(crate) plan: String,
+    pub(crate) units: i64,
+    pub(crate) start: i64,
+    pub(crate) end: i64,
+    pub(crate) is_free: bool,
 }
 
-fn period(
+pub(crate) fn period(
     conn: &Connection,
     customer: &str,
     product: &str,
@@ -176,9 +175,10 @@ fn period(
     })
 }
 
-/// Units used in the period starting at `start`: one row of `usage_totals`, filled
-/// from the events the first time the period is asked about.
-fn used(
+/// Units used in the period starting at `start`: one row of `usage_totals`, made the
+/// first time the period is asked about (before any usage is added to it), from the
+/// per-event table schema 4 and earlier kept (usage recorded since goes to the row).
+pub(crate) fn used(
     conn: &Connection,
     customer: &str,
     product: &str,
@@ -196,7 +196,7 @@ fn used(
         return Ok(total);
     }
     let total: i64 = conn.query_row(
-        "SELECT COALESCE(SUM(units), 0) FROM usage_events
+        "SELECT COALESCE(SUM(units), 0) FROM usage_events_v4
          WHERE customer_ref = ?1 AND product_ref = ?2 AND meter = ?3
            AND outcome = 'success' AND occurred_at >= ?4",
         params![customer, product, meter, start],
@@ -228,75 +228,6 @@ pub(crate) fn allowance(
         period_ms: period.end.saturating_sub(period.start),
         is_free: period.is_free,
     })
-}
-
-/// (customer, product, meter) of a usage event.
-type MeterKey<'a> = (&'a str, &'a str, &'a str);
-
-/// Inserts events, ignoring those whose idempotency key is already recorded.
-/// Returns, per event, whether it was new.
-pub(crate) fn record_usage(
-    conn: &mut Connection,
-    events: &[UsageEvent],
-) -> Result<Vec<bool>, LocalError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let mut inserted = Vec::with_capacity(events.len());
-    // The current period of each (customer, product, meter) of the batch, its total
-    // row made to exist before the events land (so it is not counted twice).
-    let now = now_ms();
-    let mut periods: HashMap<MeterKey<'_>, Option<i64>> = HashMap::new();
-    for event in events {
-        let key = (event.customer.as_str(), &*event.product, &*event.meter);
-        if periods.contains_key(&key) {
-            continue;
-        }
-        let current = match period(&tx, key.0, key.1, now) {
-            Ok(period) => {
-                used(&tx, key.0, key.1, key.2, period.start)?;
-                Some(period.start)
-            }
-            // An unknown product has no allowance to count against.
-            Err(LocalError::NotFound(_)) => None,
-            Err(err) => return Err(err),
-        };
-        periods.insert(key, current);
-    }
-    {
-        let mut add = tx.prepare_cached(
-            "UPDATE usage_totals SET units = units + ?5
-             WHERE customer_ref = ?1 AND product_ref = ?2 AND meter = ?3 AND period_start = ?4",
-        )?;
-        let mut insert = tx.prepare_cached(
-            "INSERT INTO usage_events(idempotency_key, customer_ref, product_ref, meter, units,
-                                      outcome, occurred_at, recorded_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-             ON CONFLICT(idempotency_key) DO NOTHING",
-        )?;
-        let recorded_at = now;
-        for event in events {
-            let occurred = millis(event.timestamp);
-            let new = 1
-                == insert.execute(params![
-                    event.idempotency_key,
-                    event.customer.as_str(),
-                    &*event.product,
-                    &*event.meter,
-                    to_i64(event.units),
-                    event.outcome.as_str(),
-                    occurred,
-                    recorded_at,
-                ])?;
-            let key = (event.customer.as_str(), &*event.product, &*event.meter);
-            if let Some(Some(start)) = periods.get(&key) {
-                if new && event.outcome == paywall::Outcome::Success && occurred >= *start {
-                    add.execute(params![key.0, key.1, key.2, start, to_i64(event.units)])?;
-                }
-            }
-            inserted.push(new);
-        }
-    }
-    tx.commit()?;
-    Ok(inserted)
 }
 
 /// Moves the customer to the product's paid plan, starting a new period now.
@@ -360,44 +291,6 @@ pub(crate) fn paid_plan(conn: &Connection, product: &str) -> Result<Plan, LocalE
     )
     .optional()?
     .ok_or_else(|| LocalError::NotFound(format!("a paid plan for product {product}")))
-}
-
-/// One row of the usage ledger.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LedgerRow {
-    /// The event's idempotency key.
-    pub idempotency_key: String,
-    /// The billed customer.
-    pub customer_ref: String,
-    /// The product.
-    pub product_ref: String,
-    /// The meter.
-    pub meter: String,
-    /// Units consumed.
-    pub units: u64,
-    /// `success`, `paywall` or `fail`.
-    pub outcome: String,
-}
-
-pub(crate) fn ledger(
-    conn: &Connection,
-    customer: Option<&str>,
-) -> Result<Vec<LedgerRow>, LocalError> {
-    let mut query = conn.prepare(
-        "SELECT idempotency_key, customer_ref, product_ref, meter, units, outcome
-         FROM usage_events WHERE ?1 IS NULL OR customer_ref = ?1 ORDER BY id",
-    )?;
-    let rows = query.query_map([customer], |row| {
-        Ok(LedgerRow {
-            idempotency_key: row.get(0)?,
-            customer_ref: row.get(1)?,
-            product_ref: row.get(2)?,
-            meter: row.get(3)?,
-            units: u64::try_from(row.get::<_, i64>(4)?).unwrap_or(0),
-            outcome: row.get(5)?,
-        })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 pub(crate) fn customer_by_external_ref(

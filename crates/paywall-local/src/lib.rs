@@ -25,9 +25,10 @@
 //! # }
 //! ```
 //!
-//! Every SQLite call runs on Tokio's blocking pool, never on the async workers. The
-//! ledger's `idempotency_key` column is unique, so a replayed usage event is ignored;
-//! ensure-customer runs in one immediate transaction, so concurrent calls for one
+//! Every SQLite call runs on Tokio's blocking pool, never on the async workers. Usage is
+//! kept as counters plus the set of idempotency keys recorded within the replay horizon,
+//! so a replayed usage event is ignored and a request costs one small insert (see
+//! [`LocalBackendBuilder::replay_horizon`]); ensure-customer runs in one immediate transaction, so concurrent calls for one
 //! external reference create one customer.
 
 #![forbid(unsafe_code)]
@@ -45,6 +46,7 @@ mod ledger;
 mod outbox;
 pub mod portal;
 mod schema;
+mod usage;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -58,9 +60,9 @@ pub use builder::LocalBackendBuilder;
 pub use catalog::{Allowance, Plan, Product};
 pub use directory::{CustomerPatch, CustomerRecord, Lookup, PurchaseRecord, SessionRecord};
 pub use error::LocalError;
-pub use ledger::LedgerRow;
 pub use outbox::SqliteOutbox;
 pub use schema::SCHEMA_VERSION;
+pub use usage::LedgerRow;
 
 pub(crate) struct Inner {
     pub(crate) conn: Mutex<Connection>,
@@ -70,6 +72,8 @@ pub(crate) struct Inner {
     pub(crate) portal_sessions:
         Mutex<std::collections::HashMap<String, (String, std::time::Instant)>>,
     pub(crate) path: Option<PathBuf>,
+    /// How long idempotency keys are remembered, in milliseconds.
+    pub(crate) replay_horizon_ms: i64,
 }
 
 /// The embedded billing backend. Cheap to clone; clones share one ledger.
@@ -147,11 +151,19 @@ impl LocalBackend {
             .await
     }
 
-    /// The usage ledger, optionally for one customer, in insertion order.
+    /// Usage recorded, optionally for one customer: one row per customer, product,
+    /// meter and outcome, with its units and number of events.
     pub async fn ledger(&self, customer: Option<&str>) -> Result<Vec<LedgerRow>, LocalError> {
         let customer = customer.map(str::to_owned);
-        self.run(move |conn| ledger::ledger(conn, customer.as_deref()))
+        self.run(move |conn| usage::ledger(conn, customer.as_deref()))
             .await
+    }
+
+    /// Whether an event with this idempotency key is recorded (keys are remembered for
+    /// the replay horizon, see [`LocalBackendBuilder::replay_horizon`]).
+    pub async fn is_recorded(&self, idempotency_key: &str) -> Result<bool, LocalError> {
+        let key = idempotency_key.to_owned();
+        self.run(move |conn| usage::is_recorded(conn, &key)).await
     }
 
     /// The customer reference of `external_ref`, if one exists.
@@ -290,7 +302,8 @@ impl LocalBackend {
     /// Records usage and returns, per event, whether it was new (`false`: a replay).
     pub async fn record_each(&self, events: &[UsageEvent]) -> Result<Vec<bool>, LocalError> {
         let events = events.to_vec();
-        self.run(move |conn| ledger::record_usage(conn, &events))
+        let horizon = self.inner.replay_horizon_ms;
+        self.run(move |conn| usage::record_usage(conn, &events, horizon))
             .await
     }
 }
@@ -351,7 +364,10 @@ mod tests {
         let events = [event(&customer, "k1"), event(&customer, "k2")];
         assert_eq!(backend.record(&events).await.expect("record"), 2);
         assert_eq!(backend.record(&events).await.expect("replay"), 0);
-        assert_eq!(backend.ledger(None).await.expect("ledger").len(), 2);
+        let rows = backend.ledger(None).await.expect("ledger");
+        assert_eq!((rows.len(), rows[0].events, rows[0].units), (1, 2, 2));
+        assert!(backend.is_recorded("k1").await.expect("key"));
+        assert!(!backend.is_recorded("k3").await.expect("key"));
         let limits = backend
             .check_limits(&customer, "prd_a", "requests")
             .await
@@ -447,7 +463,10 @@ mod tests {
                 .expect("ensure"),
             customer
         );
-        assert_eq!(backend.ledger(None).await.expect("ledger").len(), 1);
+        assert_eq!(backend.ledger(None).await.expect("ledger")[0].events, 1);
+        // The key survived too: a replay after the restart is ignored.
+        let replay = backend.record(&[event(&customer, "k")]).await;
+        assert_eq!(replay.expect("replay"), 0);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

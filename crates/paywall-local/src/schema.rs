@@ -1,6 +1,9 @@
 //! The ledger's schema, created and migrated on open (`PRAGMA user_version`).
 
-use rusqlite::Connection;
+use rusqlite::{Connection, Transaction};
+
+/// A data step run after a migration's SQL, in the same transaction.
+type DataStep = fn(&Transaction<'_>) -> rusqlite::Result<()>;
 
 /// Each entry migrates the schema from version `index` to `index + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -71,13 +74,47 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;",
     // 4: when a purchase was cancelled (from the billing routes or the local portal).
     "ALTER TABLE purchases ADD COLUMN cancelled_at INTEGER;",
+    // 5: usage as counters and a key set (see `usage.rs`) instead of a row per event.
+    // The per-event table stays, read-only, for the periods it has no totals row of.
+    "CREATE TABLE usage_keys (
+        key     BLOB PRIMARY KEY,
+        seen_at INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX usage_keys_by_age ON usage_keys(seen_at);
+    CREATE TABLE usage_daily (
+        customer_ref TEXT NOT NULL,
+        product_ref  TEXT NOT NULL,
+        meter        TEXT NOT NULL,
+        outcome      TEXT NOT NULL,
+        day          INTEGER NOT NULL,
+        units        INTEGER NOT NULL,
+        events       INTEGER NOT NULL,
+        PRIMARY KEY (customer_ref, product_ref, meter, outcome, day)
+    ) WITHOUT ROWID;
+    INSERT INTO usage_daily(customer_ref, product_ref, meter, outcome, day, units, events)
+        SELECT customer_ref, product_ref, meter, outcome, occurred_at / 86400000,
+               SUM(units), COUNT(*)
+        FROM usage_events GROUP BY 1, 2, 3, 4, 5;
+    ALTER TABLE usage_events RENAME TO usage_events_v4;
+    CREATE TABLE ledger_meta (
+        name  TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+    ) WITHOUT ROWID;",
 ];
+
+/// The data steps, by the version they migrate to.
+const DATA_STEPS: &[(u32, DataStep)] = &[(5, crate::usage::migrate_keys)];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
 /// Brings the database to [`SCHEMA_VERSION`], one transaction per step.
 pub(crate) fn migrate(conn: &mut Connection) -> Result<(), crate::LocalError> {
+    migrate_to(conn, SCHEMA_VERSION)
+}
+
+/// Brings the database to `target` (the tests build older databases with it).
+pub(crate) fn migrate_to(conn: &mut Connection, target: u32) -> Result<(), crate::LocalError> {
     conn.pragma_update(None, "foreign_keys", true)?;
     let current: u32 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
     if current > SCHEMA_VERSION {
@@ -86,9 +123,13 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<(), crate::LocalError> {
             supported: SCHEMA_VERSION,
         });
     }
-    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+    let steps = MIGRATIONS.iter().enumerate().take(target as usize);
+    for (index, sql) in steps.skip(current as usize) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
+        for (_, step) in DATA_STEPS.iter().filter(|(to, _)| *to == index as u32 + 1) {
+            step(&tx)?;
+        }
         tx.pragma_update(None, "user_version", index as u32 + 1)?;
         tx.commit()?;
     }

@@ -161,7 +161,7 @@ impl Admission {
         let customer = self.customer.take()?;
         let budget = self.reservation.take().map(Reservation::commit);
         let event = UsageEvent {
-            idempotency_key: uuid::Uuid::new_v4().to_string(),
+            idempotency_key: UsageEvent::new_key(),
             customer: customer.reference().clone(),
             product: Arc::clone(&self.charge.product),
             meter: Arc::clone(&self.charge.meter),

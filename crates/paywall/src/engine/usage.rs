@@ -234,7 +234,7 @@ impl Usage {
             return None;
         }
         let event = UsageEvent {
-            idempotency_key: uuid::Uuid::new_v4().to_string(),
+            idempotency_key: UsageEvent::new_key(),
             customer: meter.entry.customer.reference().clone(),
             product: Arc::clone(&meter.charge.product),
             meter: Arc::clone(&meter.charge.meter),
