@@ -48,6 +48,7 @@ if ! command -v redis-server >/dev/null; then
 fi
 
 cargo build --release -q -p paywall-examples --bins
+cargo build --release -q -p paywall-dev-server
 BIN=target/release
 LOGS=$(mktemp -d)
 PIDS=()
@@ -87,14 +88,20 @@ PIDS+=($!)
 sleep 0.5
 start quickstart-redis $((BASE_PORT + 7)) PAYWALL_JWT_SECRET=$SECRET PAYWALL_FREE_UNITS=$UNITS \
     PAYWALL_REDIS_URL=redis://127.0.0.1:$REDIS_PORT/ "$BIN/axum-quickstart"
+SERVER_CPU=("${LOAD_CPU[@]}") # the SolvaPay stand-in is a counterpart, not under test
+start dev-server $((BASE_PORT + 11)) SOLVAPAY_SECRET_KEY=bench-key PAYWALL_FREE_UNITS=$UNITS "$BIN/paywall-dev-server"
+SERVER_CPU=("${SERVER_CPU_UNDER_TEST[@]}")
+start quickstart-solvapay $((BASE_PORT + 8)) PAYWALL_JWT_SECRET=$SECRET SOLVAPAY_SECRET_KEY=bench-key \
+    SOLVAPAY_API_BASE_URL=http://127.0.0.1:$((BASE_PORT + 11)) "$BIN/axum-quickstart"
 HS_TOKEN=$(grep -A1 'sample token' "$LOGS/quickstart-hs256.log" | tail -1 | tr -d ' ')
 
 declare -A URL TOKEN
-TARGETS=(bare-axum quickstart-hs256 quickstart-rs256 governor bare-actix actix-quickstart quickstart-redis)
+TARGETS=(bare-axum quickstart-hs256 quickstart-rs256 governor bare-actix actix-quickstart quickstart-redis
+    quickstart-solvapay)
 for i in "${!TARGETS[@]}"; do URL[${TARGETS[$i]}]="http://127.0.0.1:$((BASE_PORT + i + 1))/api/hello"; done
 TOKEN[bare-axum]=$HS_TOKEN; TOKEN[quickstart-hs256]=$HS_TOKEN; TOKEN[quickstart-rs256]=$RS_TOKEN
 TOKEN[governor]=$HS_TOKEN; TOKEN[bare-actix]=$HS_TOKEN; TOKEN[actix-quickstart]=$HS_TOKEN
-TOKEN[quickstart-redis]=$HS_TOKEN
+TOKEN[quickstart-redis]=$HS_TOKEN; TOKEN[quickstart-solvapay]=$HS_TOKEN
 if [ -n "${ONLY:-}" ]; then read -r -a TARGETS <<<"$ONLY"; fi
 
 # Warm every cache (customer, budget, JWKS, verified token) and check the answers.
@@ -116,7 +123,8 @@ for round in $(seq 1 "$ROUNDS"); do
         p99=$(to_ms "$(echo "$out" | awk '$1 == "99%" { print $2 }')")
         max=$(to_ms "$(echo "$out" | awk '$1 == "Latency" { print $4 }')")
         non2xx=$(echo "$out" | awk '/Non-2xx/ { print $NF }')
-        printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "$rps" "$p50" "$p99" "${non2xx:-0}" "$max" >>"$RESULTS"
+        total=$(echo "$out" | awk '/requests in/ { print $1 }')
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "$rps" "$p50" "$p99" "${non2xx:-0}" "$max" "$total" >>"$RESULTS"
         echo "round $round $t: $rps req/s, p50 ${p50} ms, p99 ${p99} ms, max ${max} ms, non-2xx ${non2xx:-0}" >&2
     done
 done
@@ -135,6 +143,15 @@ for t in "${TARGETS[@]}"; do
     ratio=$(awk -v a="${RPS[$t]}" -v b="${RPS[$base]}" 'BEGIN { printf "%.1f %%", 100 * a / b }')
     printf '| %s | %.0f | %s | %s | %s | %s |\n' "$t" "${RPS[$t]}" "$p50" "$p99" "$max" "$ratio"
 done
+if [[ " ${TARGETS[*]} " == *" quickstart-solvapay "* ]]; then
+    # Backend calls per 1,000 requests through SolvaPay's API (the dev server), from the
+    # quickstart's own Prometheus counters; the warm-up request counts as one more.
+    served=$(awk -F'\t' '$1 == "quickstart-solvapay" { n += $7 } END { print n + 1 }' "$RESULTS")
+    calls=$(curl -s "${URL[quickstart-solvapay]%/api/hello}/metrics" |
+        awk '/^paywall_backend_calls_total/ { n += $NF } END { print n + 0 }')
+    echo
+    awk -v c="$calls" -v s="$served" 'BEGIN { printf "quickstart-solvapay: %d backend calls for %d requests, %.2f per 1,000\n", c, s, 1000 * c / s }'
+fi
 echo
 if [ "$PIN" = 1 ]; then
     where="server pinned to core 0, wrk (and redis-server, the JWKS server) to core 1"

@@ -1,6 +1,8 @@
 //! Resident memory per cached user: fills the engine's caches with N distinct users
-//! (customer + budget each) against an in-memory backend, and prints the growth of
-//! resident memory per user. Customer references are `cus_<externalRef>`.
+//! against an in-memory backend that keeps nothing per user, in two steps so that the
+//! growth splits into its parts: first each user's customer entry alone
+//! (`Paywall::identify`: resolve and ensure, no route), then each user's budget (one
+//! admission on a route). Customer references are `cus_<externalRef>`.
 //!
 //! `cargo run --release -p paywall --example memory -- 100000`
 
@@ -38,23 +40,37 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .admit_identity(&Identity::new("user-warmup"), &route)
             .await,
     );
+    // External references as long as a typical IdP subject (auth0|24 hex).
+    let identities: Vec<Identity> = (0..users)
+        .map(|i| Identity::new(format!("auth0|{i:024x}")))
+        .collect();
     let before = resident();
-    for i in 0..users {
-        // External references as long as a typical IdP subject (auth0|24 hex).
-        let identity = Identity::new(format!("auth0|{i:024x}"));
-        drop(paywall.admit_identity(&identity, &route).await);
+    for identity in &identities {
+        let (parts, ()) = http::Request::builder()
+            .header("x-user", identity.external_ref.as_str())
+            .body(())?
+            .into_parts();
+        drop(paywall.identify(&parts).await);
+    }
+    let customers = resident();
+    for identity in &identities {
+        drop(paywall.admit_identity(identity, &route).await);
     }
     let after = resident();
     let cached = format!("{paywall:?}");
+    let per_user = |from: u64, to: u64| to.saturating_sub(from) / users.max(1);
     println!("users: {users}");
     println!(
-        "resident before: {} KiB, after: {} KiB",
+        "resident before: {} KiB, with customers: {} KiB, with budgets too: {} KiB",
         before / 1024,
+        customers / 1024,
         after / 1024
     );
     println!(
-        "per cached user: {} bytes",
-        (after.saturating_sub(before)) / users.max(1)
+        "per cached user: {} bytes (customer entry {} + budget {})",
+        per_user(before, after),
+        per_user(before, customers),
+        per_user(customers, after)
     );
     println!("{cached}");
     Ok(())

@@ -124,3 +124,51 @@ async fn a_full_queue_holds_a_response_at_most_the_enqueue_timeout() {
         "the unqueued event is reported, not lost silently"
     );
 }
+
+/// Polls `done` every 10 ms for at most `limit`; whether it became true.
+async fn within(limit: Duration, done: impl Fn() -> bool) -> bool {
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if done() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    done()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_batch_goes_out_at_once_and_a_partial_one_when_it_is_due() {
+    let backend = MemoryBackend::with_allowance(100);
+    let paywall = Paywall::builder(HeaderResolver::new(), backend.clone())
+        .recorder(paywall::RecorderConfig {
+            max_batch: 10,
+            flush_interval: Duration::from_millis(1500),
+            ..fast_recorder()
+        })
+        .build()
+        .expect("paywall");
+    let service = protected(&paywall);
+    for _ in 0..10 {
+        assert_eq!(status_of(&service, "alice").await, StatusCode::OK);
+    }
+    // The worker sleeps until its batch is due, but a batch's worth wakes it.
+    assert!(
+        within(Duration::from_millis(1000), || backend.usage_calls() == 1).await,
+        "a full batch was sent before its interval"
+    );
+    for _ in 0..3 {
+        assert_eq!(status_of(&service, "alice").await, StatusCode::OK);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        backend.usage_calls(),
+        1,
+        "a partial batch waits for its interval"
+    );
+    assert!(
+        within(Duration::from_secs(5), || backend.usage_calls() == 2).await,
+        "a partial batch went out when it was due"
+    );
+    assert_eq!(backend.recorded_units(), 13);
+}

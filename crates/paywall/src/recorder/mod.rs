@@ -1,6 +1,9 @@
-//! Usage recording off the response path: the [`UsageRecorder`].
+//! Usage recording off the response path: the [`UsageRecorder`] (the queue and its
+//! handles) and its background [`worker`] (batches, retries, acknowledgements).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+mod worker;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,8 +11,7 @@ use metrics::{counter, gauge, Counter, Gauge};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 
-use crate::backend::{BackendError, DynBackend, UsageEvent};
-use crate::backoff::Backoff;
+use crate::backend::{DynBackend, UsageEvent};
 use crate::engine::Budget;
 use crate::outbox::DynOutbox;
 
@@ -79,6 +81,13 @@ enum Message {
 }
 
 struct Counters {
+    /// Events in the queue (counted before they enter it, so never below the truth).
+    queued: AtomicUsize,
+    /// Wakes the worker while it collects a batch: when the queue holds a batch's worth
+    /// (`wake_at`), a flush is asked for, or the queue is closing. Between those the
+    /// worker sleeps until its batch's deadline, not once per event.
+    wake: tokio::sync::Notify,
+    wake_at: AtomicUsize,
     accepted: AtomicU64,
     recorded: AtomicU64,
     rejected: AtomicU64,
@@ -89,9 +98,27 @@ struct Counters {
     dropped_total: Counter,
 }
 
+impl Counters {
+    /// Counts an event about to enter the queue; wakes the worker at a batch's worth.
+    fn enqueuing(&self) {
+        let queued = self.queued.fetch_add(1, Ordering::AcqRel) + 1;
+        if queued >= self.wake_at.load(Ordering::Relaxed) {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Undoes [`enqueuing`](Self::enqueuing) for an event that did not enter the queue.
+    fn not_enqueued(&self) {
+        self.queued.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 impl Default for Counters {
     fn default() -> Self {
         Self {
+            queued: AtomicUsize::new(0),
+            wake: tokio::sync::Notify::new(),
+            wake_at: AtomicUsize::new(1),
             accepted: AtomicU64::new(0),
             recorded: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
@@ -150,6 +177,10 @@ impl UsageRecorder {
         let (tx, rx) = mpsc::channel(config.capacity.max(1));
         let enqueue_timeout = config.enqueue_timeout;
         let counters = Arc::new(Counters::default());
+        counters.wake_at.store(
+            config.max_batch.clamp(1, config.capacity.max(1)),
+            Ordering::Relaxed,
+        );
         let worker = Worker {
             backend,
             config,
@@ -189,7 +220,9 @@ impl UsageRecorder {
                 event,
                 budget: None,
             };
+            self.counters.enqueuing();
             if self.tx.send(Message::Event(pending)).await.is_err() {
+                self.counters.not_enqueued();
                 self.counters.accepted.fetch_sub(1, Ordering::AcqRel);
                 self.counters.pending.decrement(1.0);
                 return;
@@ -270,6 +303,7 @@ impl UsageRecorder {
     pub async fn flush(&self) -> FlushReport {
         let (done, wait) = oneshot::channel();
         if self.tx.send(Message::Flush(done)).await.is_ok() {
+            self.counters.wake.notify_one();
             let _ = wait.await;
         }
         self.report()
@@ -318,164 +352,9 @@ impl Slot {
     pub(crate) fn send(self, pending: Pending) {
         self.counters.accepted.fetch_add(1, Ordering::AcqRel);
         self.counters.pending.increment(1.0);
+        self.counters.enqueuing();
         self.permit.send(Message::Event(pending));
     }
 }
 
-struct Worker {
-    backend: Arc<dyn DynBackend>,
-    config: RecorderConfig,
-    counters: Arc<Counters>,
-    outbox: Option<Arc<dyn DynOutbox>>,
-}
-
-impl Worker {
-    async fn run(self, mut rx: mpsc::Receiver<Message>) {
-        let max_batch = self.config.max_batch.max(1);
-        let wait = self.config.flush_interval.max(Duration::from_millis(1));
-        let mut batch: Vec<Pending> = Vec::with_capacity(max_batch);
-        // When the oldest event of the batch must go out, batch full or not.
-        let mut deadline: Option<tokio::time::Instant> = None;
-        loop {
-            let message = match deadline {
-                Some(at) => tokio::select! {
-                    message = rx.recv() => message,
-                    () = tokio::time::sleep_until(at) => {
-                        self.send(&mut batch).await;
-                        deadline = None;
-                        continue;
-                    }
-                },
-                None => rx.recv().await,
-            };
-            let Some(message) = message else {
-                self.send(&mut batch).await;
-                return;
-            };
-            // Take what is already queued too, so batches fill from the backlog.
-            let mut next = Some(message);
-            while let Some(message) = next.take() {
-                match message {
-                    Message::Event(pending) => {
-                        if batch.is_empty() {
-                            deadline = Some(tokio::time::Instant::now() + wait);
-                        }
-                        batch.push(pending);
-                        if batch.len() >= max_batch {
-                            self.send(&mut batch).await;
-                            deadline = None;
-                        }
-                    }
-                    Message::Flush(done) => {
-                        self.send(&mut batch).await;
-                        deadline = None;
-                        let _ = done.send(());
-                    }
-                }
-                next = rx.try_recv().ok();
-            }
-        }
-    }
-
-    /// Sends `batch` until the backend acknowledges or refuses it for good. A refused
-    /// batch is split in halves and each sent again, so that only the events the
-    /// backend refuses are dropped (and logged with their keys), not their neighbours.
-    async fn send(&self, batch: &mut Vec<Pending>) {
-        let mut parts = vec![std::mem::take(batch)];
-        while let Some(mut part) = parts.pop() {
-            if part.is_empty() {
-                continue;
-            }
-            let events: Vec<UsageEvent> = part.iter().map(|p| p.event.clone()).collect();
-            match self.deliver(&events).await {
-                Ok(()) => {
-                    debug!(events = events.len(), "usage recorded");
-                    self.forget(&events).await;
-                    self.settle(&mut part, true);
-                }
-                Err(err) if part.len() > 1 => {
-                    debug!(events = part.len(), error = %err, "batch refused; sending its halves apart");
-                    let second = part.split_off(part.len() / 2);
-                    parts.push(second);
-                    parts.push(part);
-                }
-                Err(err) => {
-                    for pending in &part {
-                        error!(
-                            idempotency_key = %pending.event.idempotency_key,
-                            customer = %pending.event.customer,
-                            units = pending.event.units,
-                            error = %err,
-                            "usage event refused by the billing backend"
-                        );
-                    }
-                    self.forget(&events).await;
-                    self.settle(&mut part, false);
-                }
-            }
-        }
-    }
-
-    /// One batch, retried with the same keys while the failure is transient; the
-    /// backend's `Retry-After` is honoured up to `max_retry_after`.
-    async fn deliver(&self, events: &[UsageEvent]) -> Result<(), BackendError> {
-        let span = tracing::debug_span!("paywall.usage_batch", events = events.len());
-        tracing::Instrument::instrument(self.deliver_in_span(events), span).await
-    }
-
-    async fn deliver_in_span(&self, events: &[UsageEvent]) -> Result<(), BackendError> {
-        let backoff = Backoff::new(self.config.initial_backoff, self.config.max_backoff);
-        let mut attempt: u32 = 0;
-        loop {
-            match self.backend.record_usage_boxed(events).await {
-                Ok(()) => return Ok(()),
-                Err(err) if err.is_transient() => {
-                    let asked = err
-                        .retry_after()
-                        .map(|wait| wait.min(self.config.max_retry_after));
-                    let wait = backoff.delay(attempt, asked);
-                    attempt = attempt.saturating_add(1);
-                    warn!(
-                        events = events.len(),
-                        attempt,
-                        retry_in_ms = wait.as_millis() as u64,
-                        error = %err,
-                        "recording usage failed; retrying with the same idempotency keys"
-                    );
-                    tokio::time::sleep(wait).await;
-                }
-                Err(err) => return Err(err),
-            }
-        }
-    }
-
-    /// Removes settled events from the outbox. Should that fail, they are sent again at
-    /// the next start, and the backend ignores them by their keys.
-    async fn forget(&self, events: &[UsageEvent]) {
-        let Some(outbox) = &self.outbox else { return };
-        let keys: Vec<String> = events.iter().map(|e| e.idempotency_key.clone()).collect();
-        if let Err(err) = outbox.remove_boxed(&keys).await {
-            warn!(error = %err, events = keys.len(), "cannot remove recorded usage from the outbox");
-        }
-    }
-
-    fn settle(&self, batch: &mut Vec<Pending>, recorded: bool) {
-        let count = batch.len() as u64;
-        for pending in batch.drain(..) {
-            if let Some(budget) = &pending.budget {
-                // A refused event will never be counted by the backend; treating it as
-                // acknowledged lets the next refresh give the units back.
-                budget.ack(pending.event.units);
-            }
-        }
-        let counter = if recorded {
-            self.counters.recorded_total.increment(count);
-            &self.counters.recorded
-        } else {
-            self.counters.dropped_total.increment(count);
-            &self.counters.rejected
-        };
-        counter.fetch_add(count, Ordering::AcqRel);
-        self.counters.pending.decrement(count as f64);
-    }
-}
+use worker::Worker;

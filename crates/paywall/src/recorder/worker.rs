@@ -1,0 +1,191 @@
+//! The recorder's background task: collects queued events into batches (by size and by
+//! interval, sleeping between wake-ups rather than waking per event), sends each batch
+//! until the backend acknowledges or refuses it, and settles the budgets.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::{debug, error, warn};
+
+use super::{Counters, Message, Pending, RecorderConfig};
+use crate::backend::{BackendError, DynBackend, UsageEvent};
+use crate::backoff::Backoff;
+use crate::outbox::DynOutbox;
+
+/// The shortest wait for a batch to fill.
+const MIN_WAIT: Duration = Duration::from_millis(1);
+
+/// The batch being collected and when its oldest event must go out.
+struct Batch {
+    events: Vec<Pending>,
+    due: Option<Instant>,
+}
+
+pub(super) struct Worker {
+    pub(super) backend: Arc<dyn DynBackend>,
+    pub(super) config: RecorderConfig,
+    pub(super) counters: Arc<Counters>,
+    pub(super) outbox: Option<Arc<dyn DynOutbox>>,
+}
+
+impl Worker {
+    pub(super) async fn run(self, mut rx: mpsc::Receiver<Message>) {
+        let mut batch = Batch {
+            events: Vec::with_capacity(self.config.max_batch.max(1)),
+            due: None,
+        };
+        // Idle: the first event (or flush) wakes the worker.
+        while let Some(first) = rx.recv().await {
+            let mut next = Some(first);
+            loop {
+                // Take what is queued, so batches fill from the backlog.
+                while let Some(message) = next.take() {
+                    self.take(message, &mut batch).await;
+                    next = rx.try_recv().ok();
+                }
+                let Some(at) = batch.due else { break };
+                // Collecting: sleep until the batch is due, or until the queue holds a
+                // batch's worth or a flush (see `Counters::wake`), not once per event.
+                tokio::select! {
+                    () = tokio::time::sleep_until(at) => {
+                        while let Ok(message) = rx.try_recv() {
+                            self.take(message, &mut batch).await;
+                        }
+                        self.send(&mut batch.events).await;
+                        batch.due = None;
+                    }
+                    () = self.counters.wake.notified() => next = rx.try_recv().ok(),
+                }
+            }
+        }
+        // Every sender is gone.
+        self.send(&mut batch.events).await;
+    }
+
+    /// Adds an event to the batch (sent when full), or flushes.
+    async fn take(&self, message: Message, batch: &mut Batch) {
+        match message {
+            Message::Event(pending) => {
+                self.counters.queued.fetch_sub(1, Ordering::AcqRel);
+                if batch.events.is_empty() {
+                    batch.due = Some(Instant::now() + self.config.flush_interval.max(MIN_WAIT));
+                }
+                batch.events.push(pending);
+                if batch.events.len() >= self.config.max_batch.max(1) {
+                    self.send(&mut batch.events).await;
+                    batch.due = None;
+                }
+            }
+            Message::Flush(done) => {
+                self.send(&mut batch.events).await;
+                batch.due = None;
+                let _ = done.send(());
+            }
+        }
+    }
+
+    /// Sends `batch` until the backend acknowledges or refuses it for good. A refused
+    /// batch is split in halves and each sent again, so that only the events the
+    /// backend refuses are dropped (and logged with their keys), not their neighbours.
+    async fn send(&self, batch: &mut Vec<Pending>) {
+        let mut parts = vec![std::mem::take(batch)];
+        while let Some(mut part) = parts.pop() {
+            if part.is_empty() {
+                continue;
+            }
+            let events: Vec<UsageEvent> = part.iter().map(|p| p.event.clone()).collect();
+            match self.deliver(&events).await {
+                Ok(()) => {
+                    debug!(events = events.len(), "usage recorded");
+                    self.forget(&events).await;
+                    self.settle(&mut part, true);
+                }
+                Err(err) if part.len() > 1 => {
+                    debug!(events = part.len(), error = %err, "batch refused; sending its halves apart");
+                    let second = part.split_off(part.len() / 2);
+                    parts.push(second);
+                    parts.push(part);
+                }
+                Err(err) => {
+                    for pending in &part {
+                        error!(
+                            idempotency_key = %pending.event.idempotency_key,
+                            customer = %pending.event.customer,
+                            units = pending.event.units,
+                            error = %err,
+                            "usage event refused by the billing backend"
+                        );
+                    }
+                    self.forget(&events).await;
+                    self.settle(&mut part, false);
+                }
+            }
+        }
+    }
+
+    /// One batch, retried with the same keys while the failure is transient; the
+    /// backend's `Retry-After` is honoured up to `max_retry_after`.
+    async fn deliver(&self, events: &[UsageEvent]) -> Result<(), BackendError> {
+        let span = tracing::debug_span!("paywall.usage_batch", events = events.len());
+        tracing::Instrument::instrument(self.deliver_in_span(events), span).await
+    }
+
+    async fn deliver_in_span(&self, events: &[UsageEvent]) -> Result<(), BackendError> {
+        let backoff = Backoff::new(self.config.initial_backoff, self.config.max_backoff);
+        let mut attempt: u32 = 0;
+        loop {
+            match self.backend.record_usage_boxed(events).await {
+                Ok(()) => return Ok(()),
+                Err(err) if err.is_transient() => {
+                    let asked = err
+                        .retry_after()
+                        .map(|wait| wait.min(self.config.max_retry_after));
+                    let wait = backoff.delay(attempt, asked);
+                    attempt = attempt.saturating_add(1);
+                    warn!(
+                        events = events.len(),
+                        attempt,
+                        retry_in_ms = wait.as_millis() as u64,
+                        error = %err,
+                        "recording usage failed; retrying with the same idempotency keys"
+                    );
+                    tokio::time::sleep(wait).await;
+                }
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    /// Removes settled events from the outbox. Should that fail, they are sent again at
+    /// the next start, and the backend ignores them by their keys.
+    async fn forget(&self, events: &[UsageEvent]) {
+        let Some(outbox) = &self.outbox else { return };
+        let keys: Vec<String> = events.iter().map(|e| e.idempotency_key.clone()).collect();
+        if let Err(err) = outbox.remove_boxed(&keys).await {
+            warn!(error = %err, events = keys.len(), "cannot remove recorded usage from the outbox");
+        }
+    }
+
+    fn settle(&self, batch: &mut Vec<Pending>, recorded: bool) {
+        let count = batch.len() as u64;
+        for pending in batch.drain(..) {
+            if let Some(budget) = &pending.budget {
+                // A refused event will never be counted by the backend; treating it as
+                // acknowledged lets the next refresh give the units back.
+                budget.ack(pending.event.units);
+            }
+        }
+        let counter = if recorded {
+            self.counters.recorded_total.increment(count);
+            &self.counters.recorded
+        } else {
+            self.counters.dropped_total.increment(count);
+            &self.counters.rejected
+        };
+        counter.fetch_add(count, Ordering::AcqRel);
+        self.counters.pending.decrement(count as f64);
+    }
+}
