@@ -95,7 +95,7 @@ fn usage_event(usage: UsageIn) -> Result<UsageEvent, ApiError> {
             return bad("idempotencyKey must be at most 256 characters")
         }
         Some(key) if !key.is_empty() => key,
-        _ => UsageEvent::new_key(),
+        _ => UsageEvent::new_key(timestamp),
     };
     let meter = usage
         .metadata

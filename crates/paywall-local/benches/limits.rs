@@ -48,7 +48,7 @@ async fn customer_in(
 fn batch(customer: &CustomerRef, product: &Arc<str>, meter: &Arc<str>, n: u64) -> Vec<UsageEvent> {
     (0..n)
         .map(|_| UsageEvent {
-            idempotency_key: UsageEvent::new_key(),
+            idempotency_key: UsageEvent::new_key(SystemTime::now()),
             customer: customer.clone(),
             product: Arc::clone(product),
             meter: Arc::clone(meter),

@@ -58,6 +58,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let after = resident();
     let cached = format!("{paywall:?}");
+    // Then, the cache library's own share (measured last: memory freed earlier would
+    // be reused and hide growth): an entry with a key and a value of 8 bytes each,
+    // built like the engine's customer cache.
+    let baseline = resident();
+    let bare: moka::future::Cache<u64, u64> = moka::future::Cache::builder()
+        .max_capacity(users * 2)
+        .time_to_live(Duration::from_secs(3600))
+        .build();
+    for i in 0..users {
+        bare.insert(i, i).await;
+    }
+    bare.run_pending_tasks().await;
+    let per_bare_entry = resident().saturating_sub(baseline) / users.max(1);
+
     let per_user = |from: u64, to: u64| to.saturating_sub(from) / users.max(1);
     println!("users: {users}");
     println!(
@@ -72,6 +86,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         per_user(before, customers),
         per_user(customers, after)
     );
+    println!("a bare moka entry (u64 key and value, same settings): {per_bare_entry} bytes");
     println!("{cached}");
     Ok(())
 }

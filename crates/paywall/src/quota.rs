@@ -7,6 +7,7 @@
 //! * `RateLimit-Policy: "<product>";q=<allowance per period>;w=<period in seconds>`
 //!   when the backend tells the allowance (`w` when it tells the period).
 
+use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -55,18 +56,22 @@ impl Quota {
 
     /// The `RateLimit` value.
     pub fn ratelimit(&self) -> Option<HeaderValue> {
-        let mut value = format!("\"{}\";r={}", self.product, self.remaining);
+        // One allocation per value: the header takes the string's buffer as it is.
+        let mut value = String::with_capacity(self.product.len() + 48);
+        let _ = write!(value, "\"{}\";r={}", self.product, self.remaining);
         if let Some(reset) = self.reset {
-            value.push_str(&format!(";t={}", seconds(reset)));
+            let _ = write!(value, ";t={}", seconds(reset));
         }
         HeaderValue::try_from(value).ok()
     }
 
     /// The `RateLimit-Policy` value, when the allowance is known.
     pub fn policy(&self) -> Option<HeaderValue> {
-        let mut value = format!("\"{}\";q={}", self.product, self.allowance?);
+        let allowance = self.allowance?;
+        let mut value = String::with_capacity(self.product.len() + 48);
+        let _ = write!(value, "\"{}\";q={allowance}", self.product);
         if let Some(period) = self.period {
-            value.push_str(&format!(";w={}", seconds(period)));
+            let _ = write!(value, ";w={}", seconds(period));
         }
         HeaderValue::try_from(value).ok()
     }

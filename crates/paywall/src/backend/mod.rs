@@ -3,7 +3,7 @@
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::account::{CheckoutRequest, Credits, Purchase};
 use crate::identity::Identity;
@@ -141,11 +141,20 @@ pub struct UsageEvent {
 }
 
 impl UsageEvent {
-    /// A new idempotency key: a UUID version 7 (RFC 9562), unique and ordered by time to
-    /// the millisecond, so that a ledger indexing its keys appends instead of writing all
-    /// over its index (what random version 4 keys did: one page touched per event).
-    pub fn new_key() -> String {
-        uuid::Uuid::new_v7(uuid::Timestamp::now(uuid::NoContext)).to_string()
+    /// A new idempotency key for an event that occurred `at`: a UUID version 7 (RFC
+    /// 9562), unique and ordered by time to the millisecond, so that a ledger indexing its
+    /// keys appends instead of writing all over its index (what random version 4 keys
+    /// did: one page touched per event). Its 74 random bits are a version 4 UUID's (the
+    /// same generator), and the time is the event's own: no second clock read.
+    pub fn new_key(at: SystemTime) -> String {
+        let millis = at.duration_since(UNIX_EPOCH).map_or(0, |since| {
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        });
+        let mut random = [0u8; 10];
+        random.copy_from_slice(&uuid::Uuid::new_v4().as_bytes()[6..]);
+        let key = uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid();
+        let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        key.hyphenated().encode_lower(&mut text).to_owned()
     }
 }
 
@@ -399,5 +408,28 @@ impl<T: BillingBackend> BillingBackend for Arc<T> {
         customer: &CustomerRef,
     ) -> impl Future<Output = Result<Option<Credits>, BackendError>> + Send {
         T::credits(self, customer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::UsageEvent;
+
+    #[test]
+    fn usage_keys_are_unique_version_7_and_ordered_by_their_event_time() {
+        let at = SystemTime::now();
+        let key = UsageEvent::new_key(at);
+        let parsed = uuid::Uuid::parse_str(&key).expect("a UUID");
+        assert_eq!(parsed.get_version_num(), 7);
+        assert_eq!(
+            key,
+            parsed.hyphenated().to_string(),
+            "canonical lowercase form"
+        );
+        assert_ne!(UsageEvent::new_key(at), UsageEvent::new_key(at));
+        let later = UsageEvent::new_key(at + Duration::from_millis(1));
+        assert!(later > key, "a later event sorts after: {later} > {key}");
     }
 }

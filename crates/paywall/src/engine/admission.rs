@@ -161,7 +161,7 @@ impl Admission {
         let customer = self.customer.take()?;
         let budget = self.reservation.take().map(Reservation::commit);
         let event = UsageEvent {
-            idempotency_key: UsageEvent::new_key(),
+            idempotency_key: UsageEvent::new_key(self.admitted_at),
             customer: customer.reference().clone(),
             product: Arc::clone(&self.charge.product),
             meter: Arc::clone(&self.charge.meter),
