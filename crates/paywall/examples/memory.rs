@@ -30,7 +30,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or(100_000);
     let paywall = Paywall::builder(HeaderResolver::new(), MemoryBackend::unlimited())
         .max_customers(users * 2)
-        .max_budgets(users * 2)
         .limits_ttl(Duration::from_secs(3600))
         .build()?;
     let route = paywall.route(Charge::new("prd_memory"))?;

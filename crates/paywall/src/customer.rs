@@ -39,13 +39,13 @@ pub struct Customer {
 
 impl Customer {
     /// A customer; fails when the reference cannot be a header value.
-    pub(crate) fn new(reference: CustomerRef, external_ref: &str) -> Option<Self> {
+    pub(crate) fn new(reference: CustomerRef, external_ref: Arc<str>) -> Option<Self> {
         let header =
             HeaderValue::from_maybe_shared(Bytes::copy_from_slice(reference.as_str().as_bytes()))
                 .ok()?;
         Some(Self {
             reference,
-            external_ref: Arc::from(external_ref),
+            external_ref,
             header,
         })
     }

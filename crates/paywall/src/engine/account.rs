@@ -66,17 +66,10 @@ impl Engine {
                 limits: Arc::new(limits),
             });
         }
-        let budget = match entry.budget(charge.meter_id) {
-            Some(budget) => budget,
-            None => {
-                let budget = self
-                    .budget(&entry.customer, charge)
-                    .await
-                    .map_err(|err| self.unavailable(&err))?;
-                entry.remember(charge.meter_id, &budget);
-                budget
-            }
-        };
+        let budget = self
+            .budget(&entry, charge)
+            .await
+            .map_err(|err| self.unavailable(&err))?;
         if let Some(err) = self.refresh_if_due(&entry.customer, charge, &budget).await {
             return Err(self.unavailable(&err));
         }

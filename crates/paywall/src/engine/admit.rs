@@ -193,11 +193,7 @@ impl Engine {
         // Step 3b: this instance's budget for the route (cached with the customer).
         let found = match entry.budget(route.meter_id) {
             Some(budget) => Ok(budget),
-            None => Box::pin(self.budget(customer, route))
-                .await
-                .inspect(|budget| {
-                    entry.remember(route.meter_id, budget);
-                }),
+            None => Box::pin(self.budget(entry, route)).await,
         };
         let budget = match found {
             Ok(budget) => budget,

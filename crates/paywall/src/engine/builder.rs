@@ -30,9 +30,7 @@ pub struct PaywallBuilder {
     customer_ttl: Duration,
     refusal_backoff: Duration,
     limits_ttl: Duration,
-    idle_timeout: Duration,
     max_customers: u64,
-    max_budgets: u64,
     fail_policy: FailPolicy,
     failure_backoff: Duration,
     recorder: RecorderConfig,
@@ -65,9 +63,7 @@ impl PaywallBuilder {
             customer_ttl: Duration::from_secs(3600),
             refusal_backoff: Duration::from_secs(5),
             limits_ttl: Duration::from_secs(30),
-            idle_timeout: Duration::from_secs(3600),
             max_customers: 100_000,
-            max_budgets: 100_000,
             fail_policy: FailPolicy::Closed,
             failure_backoff: Duration::from_secs(2),
             recorder: RecorderConfig::default(),
@@ -104,21 +100,10 @@ impl PaywallBuilder {
         self
     }
 
-    /// Budgets unused for this long are evicted (default 1 hour).
-    pub fn idle_timeout(mut self, idle: Duration) -> Self {
-        self.idle_timeout = idle;
-        self
-    }
-
-    /// Most customers cached (default 100,000).
+    /// Most customers cached (default 100,000). Each cached customer holds its budgets
+    /// (one per product and meter its routes used), so this bounds budgets too.
     pub fn max_customers(mut self, max: u64) -> Self {
         self.max_customers = max;
-        self
-    }
-
-    /// Most budgets cached (default 100,000).
-    pub fn max_budgets(mut self, max: u64) -> Self {
-        self.max_budgets = max;
         self
     }
 
@@ -222,9 +207,9 @@ impl PaywallBuilder {
                 .time_to_live(super::cache::MAX_REFUSAL_BACKOFF)
                 .build(),
             refusal_backoff: self.refusal_backoff,
-            budgets: Cache::builder()
-                .max_capacity(self.max_budgets)
-                .time_to_idle(self.idle_timeout)
+            budget_loads: Cache::builder()
+                .max_capacity(self.max_customers)
+                .time_to_live(Duration::from_secs(60))
                 .build(),
             checkout_links: Cache::builder()
                 .max_capacity(self.max_customers)
@@ -265,7 +250,6 @@ impl PaywallBuilder {
         positive("customer_ttl", self.customer_ttl)?;
         positive("refusal_backoff", self.refusal_backoff)?;
         positive("limits_ttl", self.limits_ttl)?;
-        positive("idle_timeout", self.idle_timeout)?;
         positive("recorder.flush_interval", self.recorder.flush_interval)?;
         positive("recorder.enqueue_timeout", self.recorder.enqueue_timeout)?;
         positive("leases.idle", self.leases.idle)?;
@@ -276,9 +260,9 @@ impl PaywallBuilder {
                 reason: "must be greater than zero",
             });
         }
-        if self.max_customers == 0 || self.max_budgets == 0 {
+        if self.max_customers == 0 {
             return Err(ConfigError::InvalidSetting {
-                name: "max_customers/max_budgets",
+                name: "max_customers",
                 reason: "must be greater than zero",
             });
         }

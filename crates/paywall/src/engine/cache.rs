@@ -1,17 +1,17 @@
-//! What the engine caches and how a miss is filled: customer entries (with the budgets
-//! their routes used, so the warm path is one lookup), budgets, and checkout links for
-//! 402s. Concurrent misses for one key share one backend call. Transient errors are not
-//! cached; a backend's refusal of a caller's customer is remembered per externalRef,
-//! with a doubling back-off, so a hostile caller cannot turn requests into backend
-//! calls. A budget evicted while usage is still in flight is revived on the next miss,
-//! so its counters are not lost.
+//! What the engine caches and how a miss is filled: customer entries, each holding the
+//! budgets its routes used (one cache entry per user, so the warm path is one lookup),
+//! and checkout links for 402s. Concurrent misses for one key share one backend call.
+//! Transient errors are not cached; a backend's refusal of a caller's customer is
+//! remembered per externalRef, with a doubling back-off, so a hostile caller cannot
+//! turn requests into backend calls. A budget whose customer entry was evicted while
+//! usage is still in flight is revived on the next miss, so its counters are not lost.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
+use arc_swap::ArcSwapOption;
 use tracing::{debug, warn};
 
 use super::{Budget, Engine};
@@ -20,40 +20,43 @@ use crate::charge::RouteCharge;
 use crate::customer::Customer;
 use crate::identity::Identity;
 
-/// A cached customer with the budgets its routes have used, so the warm path finds
-/// both with one cache lookup. Slots are indexed by the route's interned meter id and
-/// read without a lock.
+/// A cached customer with the budgets its routes have used: the only place budgets are
+/// cached, so the warm path finds both with one lookup and a user costs one cache
+/// entry. Slots are indexed by the route's interned meter id and read without a lock;
+/// none are allocated until the customer's first budget.
 pub(super) struct CustomerEntry {
     pub(super) customer: Customer,
-    budgets: ArcSwap<Vec<Option<Arc<Budget>>>>,
+    budgets: ArcSwapOption<Vec<Option<Arc<Budget>>>>,
 }
 
 impl CustomerEntry {
     fn new(customer: Customer) -> Self {
         Self {
             customer,
-            budgets: ArcSwap::from_pointee(Vec::new()),
+            budgets: ArcSwapOption::empty(),
         }
     }
 
     pub(super) fn budget(&self, meter: u32) -> Option<Arc<Budget>> {
-        self.budgets.load().get(meter as usize).cloned().flatten()
+        self.budgets
+            .load()
+            .as_ref()
+            .and_then(|slots| slots.get(meter as usize).cloned().flatten())
     }
 
-    pub(super) fn remember(&self, meter: u32, budget: &Arc<Budget>) {
+    /// Puts `budget` in the meter's slot unless one is there already.
+    fn remember(&self, meter: u32, budget: &Arc<Budget>) {
         let index = meter as usize;
         self.budgets.rcu(|slots| {
-            let mut slots = Vec::clone(slots);
+            let mut slots = slots.as_deref().cloned().unwrap_or_default();
             if slots.len() <= index {
                 slots.resize(index + 1, None);
             }
-            slots[index] = Some(Arc::clone(budget));
-            slots
+            if slots[index].is_none() {
+                slots[index] = Some(Arc::clone(budget));
+            }
+            Some(Arc::new(slots))
         });
-    }
-
-    fn budgets(&self) -> Vec<Arc<Budget>> {
-        self.budgets.load().iter().flatten().cloned().collect()
     }
 }
 
@@ -73,8 +76,10 @@ impl BudgetKey {
     }
 }
 
-/// Budgets evicted from the cache while usage is still in flight stay alive through
-/// those events; a later cache miss revives them so their counters are not lost.
+/// Every budget still alive, by key: those in cached customer entries, and those whose
+/// entry was evicted while usage is still in flight (the events keep them alive). A
+/// later miss revives such a budget so its counters are not lost; shutdown and
+/// invalidation reach every budget through it.
 #[derive(Default)]
 pub(super) struct Revivable {
     budgets: HashMap<BudgetKey, Weak<Budget>>,
@@ -92,6 +97,14 @@ impl Revivable {
 
     pub(super) fn revive(&self, key: &BudgetKey) -> Option<Arc<Budget>> {
         self.budgets.get(key).and_then(Weak::upgrade)
+    }
+
+    /// The budgets still alive.
+    pub(super) fn live(&self) -> Vec<(BudgetKey, Arc<Budget>)> {
+        self.budgets
+            .iter()
+            .filter_map(|(key, weak)| weak.upgrade().map(|budget| (key.clone(), budget)))
+            .collect()
     }
 }
 
@@ -159,11 +172,13 @@ impl Engine {
 
     /// Ensure-customer at the backend, one call for concurrent misses.
     async fn ensure(&self, identity: &Identity) -> Result<Arc<CustomerEntry>, Arc<BackendError>> {
+        // The key's string is the customer's external reference too: one copy per user.
+        let key: Arc<str> = Arc::from(identity.external_ref.as_str());
         self.customers
-            .try_get_with(identity.external_ref.clone(), async {
+            .try_get_with(Arc::clone(&key), async {
                 let reference = self.backend.ensure_customer_boxed(identity).await?;
                 debug!(customer = %reference, "customer ensured");
-                Customer::new(reference, &identity.external_ref)
+                Customer::new(reference, key)
                     .map(|customer| Arc::new(CustomerEntry::new(customer)))
                     .ok_or_else(|| {
                         BackendError::Rejected(
@@ -174,53 +189,83 @@ impl Engine {
             .await
     }
 
-    /// The customer's local budget for the route: cached, revived, or fetched from the
-    /// backend (one call for concurrent misses).
+    /// The entry's local budget for the route: in its slot, revived, or fetched from the
+    /// backend (one call for concurrent misses of the same customer and meter).
     pub(super) async fn budget(
         &self,
-        customer: &Customer,
+        entry: &CustomerEntry,
         route: &RouteCharge,
     ) -> Result<Arc<Budget>, Arc<BackendError>> {
-        let key = BudgetKey::new(customer, route);
-        if let Some(budget) = self.budgets.get(&key).await {
+        if let Some(budget) = entry.budget(route.meter_id) {
             return Ok(budget);
         }
-        self.budgets
+        let key = BudgetKey::new(&entry.customer, route);
+        let loaded = self
+            .budget_loads
             .try_get_with(key.clone(), async {
                 if let Some(budget) = self.revive(&key) {
-                    // Evicted while usage was in flight: keep its counters, refresh it.
+                    // Evicted with its customer while usage was in flight: keep its
+                    // counters, refresh it.
                     budget.mark_stale();
                     return Ok(budget);
                 }
                 let limits = self
                     .backend
-                    .check_limits_boxed(customer.reference(), &route.product, &route.meter)
+                    .check_limits_boxed(entry.customer.reference(), &route.product, &route.meter)
                     .await?;
                 let budget = Arc::new(Budget::new(limits, 0, self.refresh_deadline()));
                 self.remember(key.clone(), &budget);
                 Ok(budget)
             })
-            .await
+            .await;
+        self.loaded(entry, &key, loaded).await
     }
 
-    /// The budget of a shared budget: created without a backend call (the store holds
-    /// the allowance), or revived.
+    /// The budget of a shared budget, in the entry's slot or created without a backend
+    /// call (the store holds the allowance), or revived.
     pub(super) async fn leased_budget(
         &self,
-        customer: &Customer,
+        entry: &CustomerEntry,
         route: &RouteCharge,
     ) -> Arc<Budget> {
-        let key = BudgetKey::new(customer, route);
-        self.budgets
-            .get_with(key.clone(), async {
+        if let Some(budget) = entry.budget(route.meter_id) {
+            return budget;
+        }
+        let key = BudgetKey::new(&entry.customer, route);
+        let loaded = self
+            .budget_loads
+            .try_get_with(key.clone(), async {
                 if let Some(budget) = self.revive(&key) {
-                    return budget;
+                    return Ok(budget);
                 }
                 let budget = Arc::new(Budget::leased());
                 self.remember(key.clone(), &budget);
-                budget
+                Ok::<_, BackendError>(budget)
             })
-            .await
+            .await;
+        match self.loaded(entry, &key, loaded).await {
+            Ok(budget) => budget,
+            // Never: the load above cannot fail.
+            Err(_) => Arc::new(Budget::leased()),
+        }
+    }
+
+    /// Finishes a budget load: the budget goes into the entry's slot (the one every
+    /// later request reads) and the load is forgotten, so the single-flight cache
+    /// holds nothing between loads. A request that misses the slot after this finds
+    /// the budget alive through [`Revivable`], never a second one.
+    async fn loaded(
+        &self,
+        entry: &CustomerEntry,
+        key: &BudgetKey,
+        loaded: Result<Arc<Budget>, Arc<BackendError>>,
+    ) -> Result<Arc<Budget>, Arc<BackendError>> {
+        if let Ok(budget) = &loaded {
+            entry.remember(key.meter, budget);
+        }
+        self.budget_loads.invalidate(key).await;
+        // Another load may have filled the slot first: use what the slot holds.
+        loaded.map(|budget| entry.budget(key.meter).unwrap_or(budget))
     }
 
     /// Where `customer` can pay for the route's product, for a 402 that has no link:
@@ -269,24 +314,23 @@ impl Engine {
             .remember(key, budget);
     }
 
-    /// Marks every cached budget of `customer` stale; returns how many budget cache
-    /// entries there were.
+    /// Marks every budget of `customer` stale; returns how many there were.
     pub(super) fn mark_customer_stale(&self, customer: &CustomerRef) -> usize {
         let mut count = 0;
-        for (key, budget) in self.budgets.iter() {
+        for (key, budget) in self.live_budgets() {
             if key.customer == *customer {
                 budget.mark_stale();
                 count += 1;
             }
         }
-        // Budgets may outlive their cache entry in the customer's slots.
-        for (_, entry) in self.customers.iter() {
-            if entry.customer.reference() == customer {
-                for budget in entry.budgets() {
-                    budget.mark_stale();
-                }
-            }
-        }
         count
+    }
+
+    /// Every budget still alive, cached or kept alive by usage in flight.
+    pub(super) fn live_budgets(&self) -> Vec<(BudgetKey, Arc<Budget>)> {
+        self.revivable
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .live()
     }
 }

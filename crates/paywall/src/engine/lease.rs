@@ -106,11 +106,7 @@ impl Engine {
         let customer = &entry.customer;
         let budget = match entry.budget(route.meter_id) {
             Some(budget) => budget,
-            None => {
-                let budget = self.leased_budget(customer, route).await;
-                entry.remember(route.meter_id, &budget);
-                budget
-            }
+            None => Box::pin(self.leased_budget(entry, route)).await,
         };
         // Warm path: units already leased to this instance.
         if budget.try_take_leased(shared.store.current_session(), units) {
@@ -393,7 +389,7 @@ impl Engine {
             .map(|(names, id)| (*id, names.clone()))
             .collect();
         let mut settled = 0usize;
-        for (key, budget) in self.budgets.iter() {
+        for (key, budget) in self.live_budgets() {
             let Some((product, meter)) = meters.get(&key.meter) else {
                 continue;
             };

@@ -88,7 +88,7 @@ impl fmt::Debug for Paywall {
             .field("fail_policy", &self.engine.fail_policy)
             .field("limits_ttl", &self.engine.limits_ttl)
             .field("cached_customers", &self.engine.customers.entry_count())
-            .field("cached_budgets", &self.engine.budgets.entry_count())
+            .field("budgets", &self.engine.live_budgets().len())
             .finish_non_exhaustive()
     }
 }
@@ -123,10 +123,12 @@ pub(crate) struct Engine {
     me: std::sync::Weak<Engine>,
     resolver: Box<dyn DynResolver>,
     backend: Arc<dyn DynBackend>,
-    customers: Cache<String, Arc<CustomerEntry>>,
+    customers: Cache<Arc<str>, Arc<CustomerEntry>>,
     refusals: Cache<String, Refusal>,
     refusal_backoff: Duration,
-    budgets: Cache<BudgetKey, Arc<Budget>>,
+    /// Single-flight for budget loads only: a budget lives in its customer's entry,
+    /// and a load is forgotten here as soon as it is there.
+    budget_loads: Cache<BudgetKey, Arc<Budget>>,
     checkout_links: Cache<(CustomerRef, Arc<str>), Arc<str>>,
     revivable: Mutex<Revivable>,
     meters: Mutex<MeterIds>,

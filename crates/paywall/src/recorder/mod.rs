@@ -99,10 +99,16 @@ struct Counters {
 }
 
 impl Counters {
-    /// Counts an event about to enter the queue; wakes the worker at a batch's worth.
+    /// Counts an event about to enter the queue.
     fn enqueuing(&self) {
-        let queued = self.queued.fetch_add(1, Ordering::AcqRel) + 1;
-        if queued >= self.wake_at.load(Ordering::Relaxed) {
+        self.queued.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// An event counted by [`enqueuing`](Self::enqueuing) is in the queue: wakes the
+    /// worker when the queue holds what fills its batch. After the send, so that the
+    /// woken worker finds the event.
+    fn enqueued(&self) {
+        if self.queued.load(Ordering::Acquire) >= self.wake_at.load(Ordering::Acquire) {
             self.wake.notify_one();
         }
     }
@@ -227,6 +233,7 @@ impl UsageRecorder {
                 self.counters.pending.decrement(1.0);
                 return;
             }
+            self.counters.enqueued();
         }
     }
 
@@ -354,6 +361,7 @@ impl Slot {
         self.counters.pending.increment(1.0);
         self.counters.enqueuing();
         self.permit.send(Message::Event(pending));
+        self.counters.enqueued();
     }
 }
 

@@ -47,8 +47,19 @@ impl Worker {
                     next = rx.try_recv().ok();
                 }
                 let Some(at) = batch.due else { break };
-                // Collecting: sleep until the batch is due, or until the queue holds a
-                // batch's worth or a flush (see `Counters::wake`), not once per event.
+                // Collecting: sleep until the batch is due, or until the queue holds
+                // what fills the batch, or a flush (see `Counters::wake`), not once
+                // per event.
+                let missing = (self.config.max_batch.max(1) - batch.events.len())
+                    .clamp(1, self.config.capacity.max(1));
+                self.counters.wake_at.store(missing, Ordering::Release);
+                if self.counters.queued.load(Ordering::Acquire) >= missing {
+                    // Queued before the threshold came down, so nobody woke us: take
+                    // them now (after letting a sender finish putting its event in).
+                    tokio::task::yield_now().await;
+                    next = rx.try_recv().ok();
+                    continue;
+                }
                 tokio::select! {
                     () = tokio::time::sleep_until(at) => {
                         while let Ok(message) = rx.try_recv() {
