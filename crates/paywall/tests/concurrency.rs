@@ -107,3 +107,37 @@ async fn many_users_each_get_exactly_their_allowance() {
     paywall.flush().await;
     assert_eq!(backend.recorded_units(), 60);
 }
+
+/// A user's budget lives in their cached customer entry. When that entry goes (evicted
+/// or forgotten) while the user's usage is still unacknowledged, the next request must
+/// find the same budget again, not a fresh one that would hand out the in-flight units
+/// a second time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_forgotten_with_usage_in_flight_keeps_its_budget() {
+    let backend = MemoryBackend::with_allowance(3);
+    // Usage calls keep failing: the two admitted units stay unacknowledged.
+    backend.fail_next_usage_calls(usize::MAX);
+    let paywall = test_paywall(&backend);
+    let service = protected(&paywall);
+    for _ in 0..2 {
+        assert_eq!(status_of(&service, "alice").await, StatusCode::OK);
+    }
+    paywall.forget_external_ref("alice").await;
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        statuses.push(status_of(&service, "alice").await);
+    }
+    assert_eq!(
+        statuses,
+        [
+            StatusCode::OK,
+            StatusCode::PAYMENT_REQUIRED,
+            StatusCode::PAYMENT_REQUIRED
+        ],
+        "3 units in all, 2 of them still in flight"
+    );
+    assert_eq!(backend.ensure_calls(), 2, "the customer was ensured again");
+    backend.fail_next_usage_calls(0);
+    paywall.flush().await;
+    assert_eq!(backend.recorded_units(), 3);
+}
