@@ -209,8 +209,10 @@ async fn health() -> Json<Value> {
     Json(health_body())
 }
 
-async fn hello(headers: HeaderMap, customer: Customer) -> Json<Value> {
-    let seen = headers
+async fn hello(customer: Customer, request: axum::extract::Request) -> Json<Value> {
+    // The request itself, not `HeaderMap` (which would copy every header).
+    let seen = request
+        .headers()
         .get(X_CUSTOMER_REF)
         .and_then(|value| value.to_str().ok());
     Json(hello_body(seen, customer.external_ref()))

@@ -41,6 +41,7 @@ fn shared(c: &mut Criterion) {
                     .expect("store");
                 builder = builder.shared_budgets(store).leases(LeaseConfig {
                     units,
+                    max_units: units,
                     ..LeaseConfig::default()
                 });
             }

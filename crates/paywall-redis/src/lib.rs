@@ -36,7 +36,11 @@
 //! request the local spare cannot cover asks Redis for its units plus a prefetch (at
 //! most [`LeaseConfig::units`](paywall::shared::LeaseConfig::units), and at most a quarter of
 //! what is left), and later requests are admitted from the spare in-process, with no
-//! round trip. Spare units go back to Redis once the budget is idle.
+//! round trip. A busy budget leases ahead of need, off the request path, and while it
+//! stays hot each such lease asks for twice the last (up to
+//! [`LeaseConfig::max_units`](paywall::shared::LeaseConfig::max_units), still at most
+//! a quarter of what is left), so a hot budget calls Redis rarely. Spare units go back
+//! to Redis once the budget is idle, and its leases start small again.
 //!
 //! * **Bound on over-admission: none while Redis keeps its data.** A lease is granted
 //!   only while `acknowledged + leased + need <= remaining_at_refresh +

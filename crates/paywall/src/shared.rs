@@ -148,10 +148,17 @@ pub enum SharedFallback {
 pub struct LeaseConfig {
     /// What to do while the store is unreachable (default [`SharedFallback::Local`]).
     pub fallback: SharedFallback,
-    /// Units leased at a time (default 16). Fewer are granted when little is left (a
-    /// quarter of what remains, at least the request's units), so idle leases strand
-    /// little. `1` asks the store on every request.
+    /// Units leased at a time when a budget starts being used (default 16). Fewer are
+    /// granted when little is left (a quarter of what remains, at least the request's
+    /// units), so idle leases strand little. `1` asks the store on every request (no
+    /// lease ahead of need, so the size never grows).
     pub units: u64,
+    /// The most units leased at a time (default 1,024). While a budget is hot (its
+    /// lease lasted less than 200 ms) each lease ahead of need asks for twice the last,
+    /// up to this; a lease that lasted over 2 s, or a budget gone idle, starts again
+    /// from `units`. The store's quarter-of-what-is-left cap applies to every lease, so
+    /// the cross-instance bounds do not change.
+    pub max_units: u64,
     /// Leased units are given back after the budget has been idle this long (default
     /// 500 ms), so other instances can use them.
     pub idle: Duration,
@@ -165,6 +172,7 @@ impl Default for LeaseConfig {
         Self {
             fallback: SharedFallback::default(),
             units: 16,
+            max_units: 1024,
             idle: Duration::from_millis(500),
             retry: Duration::from_secs(1),
         }

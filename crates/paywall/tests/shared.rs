@@ -193,3 +193,18 @@ async fn a_purchase_seen_by_one_instance_unlocks_the_customer_on_every_instance(
     b.flush().await;
     assert_eq!(backend.recorded_units(), 3);
 }
+
+/// A hot budget leases more at a time: 5,000 requests in a burst cost a few store calls,
+/// where leases of a fixed 16 units would cost over 300.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hot_budget_grows_its_leases_and_calls_the_store_rarely() {
+    let backend = MemoryBackend::with_allowance(1_000_000);
+    let store = MemoryShared::new();
+    let instance = store.instance();
+    let paywall = engine(&backend, &instance).build().expect("paywall");
+    assert_eq!(admitted(&paywall, "ada", 5_000).await, 5_000);
+    let calls = instance.calls();
+    assert!(calls < 60, "{calls} store calls for 5,000 admissions");
+    paywall.flush().await;
+    assert_eq!(backend.recorded_units(), 5_000);
+}

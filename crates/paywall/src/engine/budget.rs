@@ -67,7 +67,16 @@ pub(crate) struct Budget {
     refilling: AtomicBool,
     /// The backend's last answer, read only to build a 402.
     info: RwLock<Arc<Limits>>,
+    /// The lease size a shared budget asks for (high 32 bits; 0: the configured start)
+    /// and when its last lease ahead of need was asked (engine-clock milliseconds, low
+    /// 32 bits, wrapping), in one word: see [`Budget::pace_lease`].
+    lease_pace: AtomicU64,
 }
+
+/// A lease that lasted less than this doubles the next one.
+const HOT_LEASE_MS: u32 = 200;
+/// A lease that lasted longer than this starts the lease size again.
+const COOL_LEASE_MS: u32 = 2_000;
 
 impl Budget {
     pub(crate) fn new(limits: Limits, acked_before: u64, refresh_at: u64) -> Self {
@@ -84,6 +93,7 @@ impl Budget {
             returning: AtomicBool::new(false),
             refilling: AtomicBool::new(false),
             info: RwLock::new(Arc::new(Limits::default())),
+            lease_pace: AtomicU64::new(0),
         };
         budget.apply(limits, acked_before, refresh_at);
         budget
@@ -242,6 +252,42 @@ impl Budget {
         self.spare.load(Ordering::Acquire)
     }
 
+    /// The units a lease of this shared budget asks for now: `base` until the budget
+    /// turns hot (see [`pace_lease`](Self::pace_lease)).
+    pub(crate) fn lease_size(&self, base: u64) -> u64 {
+        match self.lease_pace.load(Ordering::Acquire) >> 32 {
+            0 => base,
+            size => size,
+        }
+    }
+
+    /// The size of the lease ahead of need that starts now (at `now_ms`): twice the
+    /// last, up to `max`, when the last lasted less than `HOT_LEASE_MS`; `base` again
+    /// when it lasted over `COOL_LEASE_MS`; else the same. Call only as the budget's
+    /// refiller ([`start_refill`](Self::start_refill)).
+    pub(crate) fn pace_lease(&self, now_ms: u64, base: u64, max: u64) -> u64 {
+        let pace = self.lease_pace.load(Ordering::Acquire);
+        let current = self.lease_size(base);
+        // Wrapping milliseconds: only differences under 49 days are read.
+        let lasted = (now_ms as u32).wrapping_sub(pace as u32);
+        let size = if pace == 0 || lasted > COOL_LEASE_MS {
+            base
+        } else if lasted < HOT_LEASE_MS {
+            current.saturating_mul(2).min(max)
+        } else {
+            current
+        }
+        .clamp(1, u64::from(u32::MAX));
+        self.lease_pace
+            .store((size << 32) | u64::from(now_ms as u32), Ordering::Release);
+        size
+    }
+
+    /// The budget went idle: its next lease starts from the configured size.
+    pub(crate) fn cool_lease(&self) {
+        self.lease_pace.store(0, Ordering::Release);
+    }
+
     /// Claims the job of leasing ahead of need; false if a refill is in flight.
     pub(crate) fn start_refill(&self) -> bool {
         !self.refilling.swap(true, Ordering::AcqRel)
@@ -278,6 +324,30 @@ impl Budget {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lease_doubles_while_hot_and_starts_again_when_cool() {
+        let budget = Budget::leased();
+        assert_eq!(budget.lease_size(16), 16);
+        assert_eq!(budget.pace_lease(1_000, 16, 100), 16, "the first lease");
+        assert_eq!(budget.pace_lease(1_050, 16, 100), 32, "lasted 50 ms: hot");
+        assert_eq!(budget.pace_lease(1_100, 16, 100), 64);
+        assert_eq!(budget.pace_lease(1_150, 16, 100), 100, "capped");
+        assert_eq!(budget.lease_size(16), 100);
+        assert_eq!(
+            budget.pace_lease(1_650, 16, 100),
+            100,
+            "lasted 500 ms: kept"
+        );
+        assert_eq!(budget.pace_lease(5_000, 16, 100), 16, "lasted 3 s: cool");
+        budget.pace_lease(5_010, 16, 100);
+        budget.cool_lease();
+        assert_eq!(budget.lease_size(16), 16, "idle: from the start");
+        // The clock's low 32 bits wrap; differences still read right.
+        let near_wrap = u64::from(u32::MAX) - 10;
+        budget.pace_lease(near_wrap, 16, 100);
+        assert_eq!(budget.pace_lease(near_wrap + 20, 16, 100), 32);
+    }
 
     #[test]
     fn reservations_never_exceed_the_limit_under_contention() {

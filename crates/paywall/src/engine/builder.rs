@@ -254,10 +254,10 @@ impl PaywallBuilder {
         positive("recorder.enqueue_timeout", self.recorder.enqueue_timeout)?;
         positive("leases.idle", self.leases.idle)?;
         positive("leases.retry", self.leases.retry)?;
-        if self.leases.units == 0 {
+        if self.leases.units == 0 || self.leases.max_units < self.leases.units {
             return Err(ConfigError::InvalidSetting {
-                name: "leases.units",
-                reason: "must be greater than zero",
+                name: "leases.units/max_units",
+                reason: "units must be greater than zero and at most max_units",
             });
         }
         if self.max_customers == 0 {

@@ -111,7 +111,8 @@ impl Engine {
         // Warm path: units already leased to this instance.
         if budget.try_take_leased(shared.store.current_session(), units) {
             // Lease the next units before these run out, off the request's path.
-            if budget.spare() < shared.config.units / 2 && budget.start_refill() {
+            if budget.spare() < budget.lease_size(shared.config.units) / 2 && budget.start_refill()
+            {
                 self.refill(shared, customer, route, &budget);
             }
             return Some(Ok(Some(Reservation::leased(budget, units))));
@@ -171,7 +172,7 @@ impl Engine {
             let acks = budget.acked().saturating_sub(sync.acked_pushed);
             let request = LeaseRequest {
                 need: units,
-                want: units.max(shared.config.units),
+                want: units.max(budget.lease_size(shared.config.units)),
                 acks,
                 give_back,
                 stale_ok,
@@ -308,6 +309,8 @@ impl Engine {
                         seen = now;
                         continue;
                     }
+                    // Idle: the next lease starts small again.
+                    budget.cool_lease();
                     if settle(&*store, id, &budget).await {
                         break;
                     }
@@ -334,7 +337,8 @@ impl Engine {
         let store = Arc::clone(&shared.store);
         let budget = Arc::clone(budget);
         let (customer, route) = (customer.reference().clone(), route.clone());
-        let want = shared.config.units;
+        // A hot budget leases more at a time, so it calls the store less often.
+        let want = budget.pace_lease(self.now_ms(), shared.config.units, shared.config.max_units);
         tokio::spawn(async move {
             let id = budget_id(&customer, &route);
             {
