@@ -143,6 +143,12 @@ for t in "${TARGETS[@]}"; do
     ratio=$(awk -v a="${RPS[$t]}" -v b="${RPS[$base]}" 'BEGIN { printf "%.1f %%", 100 * a / b }')
     printf '| %s | %.0f | %s | %s | %s | %s |\n' "$t" "${RPS[$t]}" "$p50" "$p99" "$max" "$ratio"
 done
+if [[ " ${TARGETS[*]} " == *" quickstart-redis "* && " ${TARGETS[*]} " == *" quickstart-hs256 "* ]]; then
+    # Target 4 of the benchmarks: budgets shared through Redis against local budgets.
+    echo
+    awk -v r="${RPS[quickstart-redis]}" -v l="${RPS[quickstart-hs256]}" \
+        'BEGIN { printf "quickstart-redis vs quickstart-hs256 (local budgets): %.1f %%\n", 100 * r / l }'
+fi
 if [[ " ${TARGETS[*]} " == *" quickstart-solvapay "* ]]; then
     # Backend calls per 1,000 requests through SolvaPay's API (the dev server), from the
     # quickstart's own Prometheus counters; the warm-up request counts as one more.

@@ -125,7 +125,14 @@ pub(crate) fn head_of(request: &HttpRequest) -> http::request::Parts {
     if let Ok(method) = http::Method::from_bytes(request.method().as_str().as_bytes()) {
         parts.method = method;
     }
-    if let Ok(uri) = http::Uri::try_from(request.uri().to_string()) {
+    // A server's request URI is its path and query (absolute only behind a proxy):
+    // parsed from the string actix holds, without formatting the URI again.
+    let uri = request.uri();
+    let parsed = match uri.path_and_query() {
+        Some(path) if uri.scheme().is_none() => http::Uri::try_from(path.as_str()),
+        _ => http::Uri::try_from(uri.to_string()),
+    };
+    if let Ok(uri) = parsed {
         parts.uri = uri;
     }
     parts.headers.reserve(request.headers().len());
@@ -272,9 +279,12 @@ where
             // On error the admission is dropped and its units are given back.
             let mut response = service.call(request).await?;
             if let Some(quota) = admission.quota() {
-                let mut headers = http::HeaderMap::new();
-                quota.apply(&mut headers);
-                for (name, value) in &headers {
+                let fields = [
+                    (paywall::RATELIMIT, quota.ratelimit()),
+                    (paywall::RATELIMIT_POLICY, quota.policy()),
+                ];
+                for (name, value) in fields {
+                    let Some(value) = value else { continue };
                     if let (Ok(name), Ok(value)) = (
                         ActixHeaderName::from_bytes(name.as_str().as_bytes()),
                         ActixHeaderValue::from_bytes(value.as_bytes()),
