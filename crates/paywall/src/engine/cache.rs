@@ -203,6 +203,10 @@ impl Engine {
         let loaded = self
             .budget_loads
             .try_get_with(key.clone(), async {
+                if let Some(budget) = entry.budget(route.meter_id) {
+                    // Loaded just before this request asked (the load was forgotten).
+                    return Ok(budget);
+                }
                 if let Some(budget) = self.revive(&key) {
                     // Evicted with its customer while usage was in flight: keep its
                     // counters, refresh it.
@@ -235,7 +239,7 @@ impl Engine {
         let loaded = self
             .budget_loads
             .try_get_with(key.clone(), async {
-                if let Some(budget) = self.revive(&key) {
+                if let Some(budget) = entry.budget(route.meter_id).or_else(|| self.revive(&key)) {
                     return Ok(budget);
                 }
                 let budget = Arc::new(Budget::leased());
