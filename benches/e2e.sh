@@ -124,7 +124,7 @@ for round in $(seq 1 "$ROUNDS"); do
         max=$(to_ms "$(echo "$out" | awk '$1 == "Latency" { print $4 }')")
         non2xx=$(echo "$out" | awk '/Non-2xx/ { print $NF }')
         total=$(echo "$out" | awk '/requests in/ { print $1 }')
-        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "$rps" "$p50" "$p99" "${non2xx:-0}" "$max" "$total" >>"$RESULTS"
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "$rps" "$p50" "$p99" "${non2xx:-0}" "$max" "$total" "$round" >>"$RESULTS"
         echo "round $round $t: $rps req/s, p50 ${p50} ms, p99 ${p99} ms, max ${max} ms, non-2xx ${non2xx:-0}" >&2
     done
 done
@@ -132,8 +132,14 @@ done
 median() { sort -n | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 declare -A RPS
 echo
-echo "| target | req/s | p50 ms | p99 ms | max ms | vs bare |"
-echo "|---|---|---|---|---|---|"
+# Each round's ratio to the bare server measured in the same round, then their median:
+# steadier than the ratio of the medians on a machine whose speed drifts.
+round_ratio() { # target base
+    awk -F'\t' -v t="$1" -v b="$2" '$1 == t { x[$8] = $2 } $1 == b { y[$8] = $2 }
+        END { for (r in x) if (y[r] > 0) print 100 * x[r] / y[r] }' "$RESULTS" | median
+}
+echo "| target | req/s | p50 ms | p99 ms | max ms | vs bare | vs bare, per round |"
+echo "|---|---|---|---|---|---|---|"
 for t in "${TARGETS[@]}"; do
     RPS[$t]=$(awk -F'\t' -v t="$t" '$1 == t { print $2 }' "$RESULTS" | median)
     p50=$(awk -F'\t' -v t="$t" '$1 == t { print $3 }' "$RESULTS" | median)
@@ -141,13 +147,14 @@ for t in "${TARGETS[@]}"; do
     max=$(awk -F'\t' -v t="$t" '$1 == t { print $6 }' "$RESULTS" | median)
     case $t in *actix*) base=bare-actix ;; *) base=bare-axum ;; esac
     ratio=$(awk -v a="${RPS[$t]}" -v b="${RPS[$base]}" 'BEGIN { printf "%.1f %%", 100 * a / b }')
-    printf '| %s | %.0f | %s | %s | %s | %s |\n' "$t" "${RPS[$t]}" "$p50" "$p99" "$max" "$ratio"
+    per_round=$(printf '%.1f %%' "$(round_ratio "$t" "$base")")
+    printf '| %s | %.0f | %s | %s | %s | %s | %s |\n' "$t" "${RPS[$t]}" "$p50" "$p99" "$max" "$ratio" "$per_round"
 done
 if [[ " ${TARGETS[*]} " == *" quickstart-redis "* && " ${TARGETS[*]} " == *" quickstart-hs256 "* ]]; then
     # Target 4 of the benchmarks: budgets shared through Redis against local budgets.
     echo
-    awk -v r="${RPS[quickstart-redis]}" -v l="${RPS[quickstart-hs256]}" \
-        'BEGIN { printf "quickstart-redis vs quickstart-hs256 (local budgets): %.1f %%\n", 100 * r / l }'
+    awk -v r="${RPS[quickstart-redis]}" -v l="${RPS[quickstart-hs256]}" -v p="$(round_ratio quickstart-redis quickstart-hs256)" \
+        'BEGIN { printf "quickstart-redis vs quickstart-hs256 (local budgets): %.1f %% (per round: %.1f %%)\n", 100 * r / l, p }'
 fi
 if [[ " ${TARGETS[*]} " == *" quickstart-solvapay "* ]]; then
     # Backend calls per 1,000 requests through SolvaPay's API (the dev server), from the
