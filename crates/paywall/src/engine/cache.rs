@@ -22,32 +22,44 @@ use crate::identity::Identity;
 
 /// A cached customer with the budgets its routes have used: the only place budgets are
 /// cached, so the warm path finds both with one lookup and a user costs one cache
-/// entry. Slots are indexed by the route's interned meter id and read without a lock;
-/// none are allocated until the customer's first budget.
+/// entry. Slots are indexed by the route's interned meter id and read without a lock:
+/// the first meter's inline, the others in a vector allocated only when a customer uses
+/// more than one.
 pub(super) struct CustomerEntry {
     pub(super) customer: Customer,
-    budgets: ArcSwapOption<Vec<Option<Arc<Budget>>>>,
+    first: ArcSwapOption<Budget>,
+    others: ArcSwapOption<Vec<Option<Arc<Budget>>>>,
 }
 
 impl CustomerEntry {
     fn new(customer: Customer) -> Self {
         Self {
             customer,
-            budgets: ArcSwapOption::empty(),
+            first: ArcSwapOption::empty(),
+            others: ArcSwapOption::empty(),
         }
     }
 
     pub(super) fn budget(&self, meter: u32) -> Option<Arc<Budget>> {
-        self.budgets
-            .load()
-            .as_ref()
-            .and_then(|slots| slots.get(meter as usize).cloned().flatten())
+        match meter.checked_sub(1) {
+            None => self.first.load_full(),
+            Some(index) => self
+                .others
+                .load()
+                .as_ref()
+                .and_then(|slots| slots.get(index as usize).cloned().flatten()),
+        }
     }
 
     /// Puts `budget` in the meter's slot unless one is there already.
     fn remember(&self, meter: u32, budget: &Arc<Budget>) {
-        let index = meter as usize;
-        self.budgets.rcu(|slots| {
+        let Some(index) = meter.checked_sub(1) else {
+            self.first
+                .rcu(|slot| slot.clone().or_else(|| Some(Arc::clone(budget))));
+            return;
+        };
+        let index = index as usize;
+        self.others.rcu(|slots| {
             let mut slots = slots.as_deref().cloned().unwrap_or_default();
             if slots.len() <= index {
                 slots.resize(index + 1, None);
