@@ -483,3 +483,51 @@ async fn an_unusable_redis_url_is_a_clear_startup_error_without_the_password() {
     assert!(!format!("{config:?}").contains("hunter2"));
     dev.stop().await;
 }
+
+/// Lua script calls so far, as redis-server itself counts them (`INFO commandstats`).
+async fn script_calls(redis: &RedisServer) -> u64 {
+    let mut client = redis.client().await;
+    let stats: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut client)
+        .await
+        .expect("INFO");
+    stats
+        .lines()
+        .filter(|line| line.starts_with("cmdstat_evalsha:") || line.starts_with("cmdstat_eval:"))
+        .filter_map(|line| {
+            line.split("calls=")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
+}
+
+/// One hot budget on a real Redis: its leases grow, so 5,000 admissions cost a few
+/// dozen script calls (leases of a fixed 16 units would cost over 300), and every
+/// admission is still recorded once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hot_budget_calls_redis_rarely() {
+    let redis = RedisServer::start();
+    let backend = MemoryBackend::with_allowance(1_000_000);
+    let paywall = builder(&backend)
+        .shared_budgets(shared_store(&redis))
+        .build()
+        .expect("paywall");
+    let service = protected(&paywall);
+    let before = script_calls(&redis).await;
+    let mut ok = 0;
+    for _ in 0..5_000 {
+        if status_of(&service, "hot").await == StatusCode::OK {
+            ok += 1;
+        }
+    }
+    let calls = script_calls(&redis).await - before;
+    assert_eq!(ok, 5_000);
+    assert!(calls < 100, "{calls} script calls for 5,000 admissions");
+    paywall.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(backend.recorded_units(), 5_000);
+}

@@ -208,3 +208,28 @@ async fn a_hot_budget_grows_its_leases_and_calls_the_store_rarely() {
     paywall.flush().await;
     assert_eq!(backend.recorded_units(), 5_000);
 }
+
+#[tokio::test]
+async fn lease_sizes_that_cannot_work_are_refused_at_build() {
+    let backend = MemoryBackend::with_allowance(10);
+    let instance = MemoryShared::new().instance();
+    for (units, max_units) in [(0, 1024), (32, 16)] {
+        let built = engine(&backend, &instance)
+            .leases(LeaseConfig {
+                units,
+                max_units,
+                ..LeaseConfig::default()
+            })
+            .build();
+        assert!(
+            matches!(
+                built,
+                Err(paywall::ConfigError::InvalidSetting {
+                    name: "leases.units/max_units",
+                    ..
+                })
+            ),
+            "units {units}, max_units {max_units}"
+        );
+    }
+}

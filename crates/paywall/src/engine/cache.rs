@@ -118,6 +118,22 @@ impl Revivable {
             .filter_map(|(key, weak)| weak.upgrade().map(|budget| (key.clone(), budget)))
             .collect()
     }
+
+    /// The budgets of `customer` still alive.
+    fn of_customer(&self, customer: &CustomerRef) -> Vec<Arc<Budget>> {
+        self.budgets
+            .iter()
+            .filter(|(key, _)| key.customer == *customer)
+            .filter_map(|(_, weak)| weak.upgrade())
+            .collect()
+    }
+
+    fn live_count(&self) -> usize {
+        self.budgets
+            .values()
+            .filter(|weak| weak.strong_count() > 0)
+            .count()
+    }
 }
 
 /// A backend's refusal of an externalRef's customer, remembered until `until_ms`.
@@ -212,33 +228,28 @@ impl Engine {
             return Ok(budget);
         }
         let key = BudgetKey::new(&entry.customer, route);
-        let loaded = self
+        let budget = self
             .budget_loads
             .try_get_with(key.clone(), async {
-                if let Some(budget) = entry.budget(route.meter_id) {
-                    // Loaded just before this request asked (the load was forgotten).
-                    return Ok(budget);
-                }
-                if let Some(budget) = self.revive(&key) {
-                    // Evicted with its customer while usage was in flight: keep its
-                    // counters, refresh it.
-                    budget.mark_stale();
+                if let Some((budget, revived)) = self.existing(entry, &key) {
+                    if revived {
+                        // Its counters are kept; what the backend says may have moved.
+                        budget.mark_stale();
+                    }
                     return Ok(budget);
                 }
                 let limits = self
                     .backend
                     .check_limits_boxed(entry.customer.reference(), &route.product, &route.meter)
                     .await?;
-                let budget = Arc::new(Budget::new(limits, 0, self.refresh_deadline()));
-                self.remember(key.clone(), &budget);
-                Ok(budget)
+                Ok(self.created(&key, Budget::new(limits, 0, self.refresh_deadline())))
             })
-            .await;
-        self.loaded(entry, &key, loaded).await
+            .await?;
+        Ok(self.loaded(entry, &key, budget).await)
     }
 
-    /// The budget of a shared budget, in the entry's slot or created without a backend
-    /// call (the store holds the allowance), or revived.
+    /// The budget of a shared budget: in the entry's slot, revived, or created without a
+    /// backend call (the store holds the allowance); one for concurrent misses.
     pub(super) async fn leased_budget(
         &self,
         entry: &CustomerEntry,
@@ -248,40 +259,49 @@ impl Engine {
             return budget;
         }
         let key = BudgetKey::new(&entry.customer, route);
-        let loaded = self
+        let budget = self
             .budget_loads
-            .try_get_with(key.clone(), async {
-                if let Some(budget) = entry.budget(route.meter_id).or_else(|| self.revive(&key)) {
-                    return Ok(budget);
+            .get_with(key.clone(), async {
+                match self.existing(entry, &key) {
+                    Some((budget, _)) => budget,
+                    None => self.created(&key, Budget::leased()),
                 }
-                let budget = Arc::new(Budget::leased());
-                self.remember(key.clone(), &budget);
-                Ok::<_, BackendError>(budget)
             })
             .await;
-        match self.loaded(entry, &key, loaded).await {
-            Ok(budget) => budget,
-            // Never: the load above cannot fail.
-            Err(_) => Arc::new(Budget::leased()),
+        self.loaded(entry, &key, budget).await
+    }
+
+    /// A budget the key already has, inside a load: in the entry's slot (loaded just
+    /// before, by a load already forgotten), or alive elsewhere (`true`: revived, its
+    /// customer entry was evicted while usage was in flight).
+    fn existing(&self, entry: &CustomerEntry, key: &BudgetKey) -> Option<(Arc<Budget>, bool)> {
+        if let Some(budget) = entry.budget(key.meter) {
+            return Some((budget, false));
         }
+        self.revive(key).map(|budget| (budget, true))
+    }
+
+    /// A new budget, registered so that it can be revived and reached at shutdown.
+    fn created(&self, key: &BudgetKey, budget: Budget) -> Arc<Budget> {
+        let budget = Arc::new(budget);
+        self.remember(key.clone(), &budget);
+        budget
     }
 
     /// Finishes a budget load: the budget goes into the entry's slot (the one every
     /// later request reads) and the load is forgotten, so the single-flight cache
-    /// holds nothing between loads. A request that misses the slot after this finds
-    /// the budget alive through [`Revivable`], never a second one.
+    /// holds nothing between loads. A load that starts after this finds the budget in
+    /// the slot, or alive through [`Revivable`], never makes a second one.
     async fn loaded(
         &self,
         entry: &CustomerEntry,
         key: &BudgetKey,
-        loaded: Result<Arc<Budget>, Arc<BackendError>>,
-    ) -> Result<Arc<Budget>, Arc<BackendError>> {
-        if let Ok(budget) = &loaded {
-            entry.remember(key.meter, budget);
-        }
+        budget: Arc<Budget>,
+    ) -> Arc<Budget> {
+        entry.remember(key.meter, &budget);
         self.budget_loads.invalidate(key).await;
         // Another load may have filled the slot first: use what the slot holds.
-        loaded.map(|budget| entry.budget(key.meter).unwrap_or(budget))
+        entry.budget(key.meter).unwrap_or(budget)
     }
 
     /// Where `customer` can pay for the route's product, for a 402 that has no link:
@@ -317,36 +337,35 @@ impl Engine {
     }
 
     fn revive(&self, key: &BudgetKey) -> Option<Arc<Budget>> {
-        self.revivable
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .revive(key)
+        self.registry().revive(key)
     }
 
     fn remember(&self, key: BudgetKey, budget: &Arc<Budget>) {
-        self.revivable
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .remember(key, budget);
+        self.registry().remember(key, budget);
     }
 
     /// Marks every budget of `customer` stale; returns how many there were.
     pub(super) fn mark_customer_stale(&self, customer: &CustomerRef) -> usize {
-        let mut count = 0;
-        for (key, budget) in self.live_budgets() {
-            if key.customer == *customer {
-                budget.mark_stale();
-                count += 1;
-            }
+        let budgets = self.registry().of_customer(customer);
+        for budget in &budgets {
+            budget.mark_stale();
         }
-        count
+        budgets.len()
     }
 
     /// Every budget still alive, cached or kept alive by usage in flight.
     pub(super) fn live_budgets(&self) -> Vec<(BudgetKey, Arc<Budget>)> {
+        self.registry().live()
+    }
+
+    /// How many budgets are alive.
+    pub(super) fn live_budget_count(&self) -> usize {
+        self.registry().live_count()
+    }
+
+    fn registry(&self) -> std::sync::MutexGuard<'_, Revivable> {
         self.revivable
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .live()
     }
 }

@@ -88,7 +88,7 @@ impl fmt::Debug for Paywall {
             .field("fail_policy", &self.engine.fail_policy)
             .field("limits_ttl", &self.engine.limits_ttl)
             .field("cached_customers", &self.engine.customers.entry_count())
-            .field("budgets", &self.engine.live_budgets().len())
+            .field("budgets", &self.engine.live_budget_count())
             .finish_non_exhaustive()
     }
 }
