@@ -68,7 +68,7 @@ async fn exactly_once_with_failing_usage_calls_and_a_dev_server_restart() {
     let base = format!("http://{addr}");
     let backend = SolvaPayBackend::new(solvapay_config(&base)).expect("backend");
     let paywall = builder(&backend)
-        .recorder(paywall::RecorderConfig {
+        .recorder(paywall::recorder::RecorderConfig {
             max_batch: 25,
             ..fast_recorder()
         })

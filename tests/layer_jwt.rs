@@ -23,7 +23,15 @@ async fn assert_401(request: Request<Full<bytes::Bytes>>) {
 async fn assert_401_with(request: Request<Full<bytes::Bytes>>, challenge: &str) {
     let backend = MemoryBackend::with_allowance(5);
     let paywall = test_paywall(&backend);
-    paywall::test_util::assert_unauthenticated(&paywall, &backend, request, challenge).await;
+    let (status, headers, body) = read_json(call(&protected(&paywall), request).await).await;
+    assert_eq!(status, http::StatusCode::UNAUTHORIZED);
+    assert_eq!(headers[http::header::WWW_AUTHENTICATE], challenge);
+    assert_eq!(body["kind"], "unauthenticated");
+    assert_eq!(
+        backend.ensure_calls(),
+        0,
+        "a refused token costs no backend call"
+    );
 }
 
 #[tokio::test]

@@ -33,7 +33,7 @@ async fn the_sqlite_ledger_has_one_row_per_admitted_request_despite_lost_acks() 
     };
     let calls = lossy.calls.clone();
     let paywall = Paywall::builder(resolver(), lossy)
-        .recorder(paywall::RecorderConfig {
+        .recorder(paywall::recorder::RecorderConfig {
             max_batch: 7,
             ..fast_recorder()
         })
@@ -79,7 +79,7 @@ async fn shutdown_flushes_every_accepted_event() {
     let ledger = ledger_backend(None, 100);
     let paywall = Paywall::builder(resolver(), ledger.clone())
         // A batch would otherwise wait an hour.
-        .recorder(paywall::RecorderConfig {
+        .recorder(paywall::recorder::RecorderConfig {
             max_batch: 1000,
             flush_interval: Duration::from_secs(3600),
             ..fast_recorder()

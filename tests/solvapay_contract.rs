@@ -1,5 +1,5 @@
 //! The contract, both ways, against SolvaPay's published OpenAPI file
-//! (`../shared/contracts/solvapay-openapi.json`): the dev server's answers match the
+//! (`tests/contracts/solvapay-openapi.json`): the dev server's answers match the
 //! response schemas, and the client's requests match the request schemas.
 
 use std::sync::{Arc, Mutex};
@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use axum::extract::{Request, State};
 use axum::response::IntoResponse;
-use paywall::{BillingBackend, CustomerRef, Identity, Outcome, UsageEvent};
+use paywall::backend::{BillingBackend, Outcome, UsageEvent};
+use paywall::{CustomerRef, Identity};
 use paywall_solvapay::{wire, SolvaPayBackend};
 use paywall_tests::*;
 use reqwest::StatusCode;

@@ -359,7 +359,7 @@ async fn exactly_once_while_half_the_bulk_calls_fail() {
     );
     let backend = SolvaPayBackend::new(solvapay_config(&proxy.base)).expect("backend");
     let paywall = builder(&backend)
-        .recorder(paywall::RecorderConfig {
+        .recorder(paywall::recorder::RecorderConfig {
             max_batch: 10,
             ..fast_recorder()
         })

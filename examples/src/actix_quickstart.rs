@@ -9,7 +9,7 @@ use actix_web::dev::Server;
 use actix_web::http::StatusCode;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use paywall::{BillingRoutes, Charge, IdentityResolver, Paywall};
-use paywall_actix::{Customer, PaywallMiddleware, Usage};
+use paywall_actix::{BilledCustomer, PaywallMiddleware, UsageMeter};
 use paywall_jwt::JwtResolver;
 use paywall_local::{checkout, portal, LocalBackend};
 use paywall_solvapay::webhook::{self, WebhookVerifier, SIGNATURE_HEADER};
@@ -173,7 +173,7 @@ fn json(status: StatusCode, body: serde_json::Value) -> HttpResponse {
     HttpResponse::build(status).json(body)
 }
 
-async fn hello(request: HttpRequest, customer: Customer) -> HttpResponse {
+async fn hello(request: HttpRequest, customer: BilledCustomer) -> HttpResponse {
     let seen = request
         .headers()
         .get("x-customer-ref")
@@ -187,7 +187,7 @@ async fn hello(request: HttpRequest, customer: Customer) -> HttpResponse {
 async fn generate_tokens(
     app: web::Data<ActixQuickstart>,
     request: HttpRequest,
-    usage: Usage,
+    usage: UsageMeter,
     body: web::Bytes,
 ) -> HttpResponse {
     let declared = request
@@ -207,7 +207,7 @@ async fn generate_tokens(
         Err(body) => return json(StatusCode::BAD_REQUEST, body),
     };
     if let Err(refused) = usage.reserve(parsed.max_tokens).await {
-        return refused;
+        return refused.into_response();
     }
     if parsed.stream {
         let events = generate::events(usage.0, parsed.tokens, app.generate_delay);

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use paywall_axum::{IdentityResolver, Paywall};
+use paywall::{IdentityResolver, Paywall};
 use paywall_jwt::{Hs256Signer, JwtResolver};
 use paywall_local::{checkout, LocalBackend, Product, SqliteOutbox};
 use paywall_redis::RedisBudgets;

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use paywall_axum::ConfigError;
+use paywall::ConfigError;
 use paywall_jwt::{Algorithm, JwtConfigError};
 use paywall_local::LocalError;
 use paywall_redis::{RedisBudgetsError, REDIS_URL_ENV};

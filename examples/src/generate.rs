@@ -43,7 +43,7 @@ struct Body {
 
 /// A 400 body.
 fn bad_request(message: &str) -> Value {
-    paywall::error_body("Bad Request", "bad_request", message)
+    paywall::adapter::error_body("Bad Request", "bad_request", message)
 }
 
 /// Parses the request, or says (as a 400 body) what is wrong with it. Nothing is
@@ -75,7 +75,7 @@ pub fn parse(content_type: Option<&str>, body: &[u8]) -> Result<Generate, Value>
 
 /// The body of a request declared larger than [`MAX_BODY_BYTES`] (413).
 pub fn too_large_body() -> Value {
-    paywall::error_body(
+    paywall::adapter::error_body(
         "Payload Too Large",
         "payload_too_large",
         "Request bodies of /api/generate are limited to 64 KiB.",

@@ -26,9 +26,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use paywall_axum::{
-    BillingRoutes, Charge, Customer, IdentityResolver, Paywall, Usage, X_CUSTOMER_REF,
-};
+use paywall::adapter::X_CUSTOMER_REF;
+use paywall::{BillingRoutes, Charge, IdentityResolver, Paywall};
+use paywall_axum::{BilledCustomer, UsageMeter};
 use paywall_jwt::JwtResolver;
 use paywall_local::{checkout, portal, LocalBackend};
 use paywall_solvapay::axum_handler;
@@ -209,7 +209,7 @@ async fn health() -> Json<Value> {
     Json(health_body())
 }
 
-async fn hello(customer: Customer, request: axum::extract::Request) -> Json<Value> {
+async fn hello(customer: BilledCustomer, request: axum::extract::Request) -> Json<Value> {
     // The request itself, not `HeaderMap` (which would copy every header).
     let seen = request
         .headers()
@@ -220,7 +220,7 @@ async fn hello(customer: Customer, request: axum::extract::Request) -> Json<Valu
 
 async fn generate(
     State(delay): State<Duration>,
-    usage: Usage,
+    usage: UsageMeter,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -234,7 +234,7 @@ async fn generate(
     let content_type = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
     let request = match body {
         Ok(body) => generate::parse(content_type, &body),
-        Err(rejection) => Err(paywall::error_body(
+        Err(rejection) => Err(paywall::adapter::error_body(
             "Bad Request",
             "bad_request",
             &rejection.body_text(),

@@ -16,12 +16,12 @@ pub fn hello_body(seen: Option<&str>, external_ref: &str) -> Value {
 
 /// Unknown paths.
 pub fn not_found_body() -> Value {
-    paywall::error_body("Not Found", "not_found", "No route for this path.")
+    paywall::adapter::error_body("Not Found", "not_found", "No route for this path.")
 }
 
 /// Known paths, wrong method.
 pub fn method_not_allowed_body() -> Value {
-    paywall::error_body(
+    paywall::adapter::error_body(
         "Method Not Allowed",
         "method_not_allowed",
         "This path does not accept this method.",

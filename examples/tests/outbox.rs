@@ -11,7 +11,7 @@ use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use paywall::Outbox;
+use paywall::recorder::Outbox;
 use paywall_dev_server::DevServerConfig;
 use paywall_jwt::Hs256Signer;
 use paywall_local::{LocalBackend, Product, SqliteOutbox};

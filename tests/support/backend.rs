@@ -4,7 +4,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use paywall::{BackendError, BillingBackend, CustomerRef, Identity, Limits, UsageEvent};
+use paywall::backend::{BackendError, BillingBackend, Limits, UsageEvent};
+use paywall::{CustomerRef, Identity};
 
 /// Wraps a backend so that usage calls fail in two ways: before writing (the request
 /// never arrived) and after writing (the acknowledgement was lost), per a schedule.

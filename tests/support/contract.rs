@@ -17,13 +17,14 @@ use serde_json::{json, Map, Value};
 
 use crate::net::{loopback, Served};
 
-/// SolvaPay's published OpenAPI file (`../shared/contracts/solvapay-openapi.json`).
+/// SolvaPay's published OpenAPI file, kept in the repository
+/// (`tests/contracts/solvapay-openapi.json`, with `SOLVAPAY.md` beside it).
 pub fn openapi() -> Value {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/contracts/solvapay-openapi.json"
+        "/contracts/solvapay-openapi.json"
     );
-    let text = std::fs::read_to_string(path).expect("the shared contract is beside the repository");
+    let text = std::fs::read_to_string(path).expect("tests/contracts/solvapay-openapi.json");
     serde_json::from_str(&text).expect("OpenAPI JSON")
 }
 

@@ -5,8 +5,8 @@ use std::convert::Infallible;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
+use paywall::backend::BillingBackend;
 use paywall::test_util::{fast_recorder, status};
-use paywall::BillingBackend;
 use tower::Service;
 
 use crate::jwt::{bearer, resolver};

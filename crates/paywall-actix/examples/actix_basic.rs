@@ -10,14 +10,15 @@
 use std::time::Duration;
 
 use actix_web::{web, App, HttpResponse, HttpServer};
-use paywall_actix::{Charge, Customer, Paywall, PaywallMiddleware};
+use paywall::{Charge, Paywall};
+use paywall_actix::{BilledCustomer, PaywallMiddleware};
 use paywall_jwt::{Hs256Signer, JwtResolver};
 use paywall_local::{LocalBackend, Product};
 use serde_json::json;
 
 const PRODUCT: &str = "prd_basic";
 
-async fn hello(customer: Customer) -> HttpResponse {
+async fn hello(customer: BilledCustomer) -> HttpResponse {
     HttpResponse::Ok().json(json!({
         "customerRef": customer.reference().as_str(),
         "externalRef": customer.external_ref(),

@@ -3,7 +3,8 @@
 
 use actix_web::{web, HttpRequest, HttpResponse, Scope};
 use futures_util::StreamExt;
-use paywall::{BillingRoutes, MAX_BILLING_BODY};
+use paywall::adapter::MAX_BILLING_BODY;
+use paywall::BillingRoutes;
 
 use crate::{head_of, to_actix};
 

@@ -4,14 +4,16 @@
 //! (identity, customer, budget, 401/402/503, metering) is made once, in
 //! [`paywall::Paywall`], and this crate only translates. Wrap an `App`, a `Scope` or a
 //! `Resource`; each wrap carries its own product, meter and cost. Read the billed
-//! customer with the [`Customer`] extractor.
+//! customer with the [`BilledCustomer`] extractor, and meter a route priced by
+//! consumption with [`UsageMeter`] (the same names as in `paywall-axum`).
 //!
 //! ```
 //! use actix_web::{web, App, HttpResponse};
-//! use paywall_actix::{Charge, Customer, Paywall, PaywallMiddleware};
+//! use paywall::{Charge, Paywall};
+//! use paywall_actix::{BilledCustomer, PaywallMiddleware};
 //! # use paywall::test_util::{HeaderResolver, MemoryBackend};
 //!
-//! async fn hello(customer: Customer) -> HttpResponse {
+//! async fn hello(customer: BilledCustomer) -> HttpResponse {
 //!     HttpResponse::Ok().body(customer.reference().to_string())
 //! }
 //!
@@ -46,6 +48,7 @@
 //! `cargo run -p paywall-actix --example actix_basic` runs a complete application: the
 //! embedded backend, HS256 tokens, one paid route.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -62,10 +65,12 @@ use actix_web::dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Tr
 use actix_web::http::header::{HeaderName as ActixHeaderName, HeaderValue as ActixHeaderValue};
 use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 
+use paywall::adapter::{Settlement, X_CUSTOMER_REF};
+use paywall::{Charge, ConfigError, Paywall, Route};
+
 mod billing;
 
 pub use billing::billing_scope;
-pub use paywall::*;
 
 /// The paywall as actix-web middleware, for one charge.
 #[derive(Clone, Debug)]
@@ -198,13 +203,14 @@ impl<B: MessageBody> MessageBody for MeteredBody<B> {
     }
 }
 
-/// The request's [`paywall::Usage`], on a route priced by consumption
+/// The request's [`paywall::Usage`] as an extractor, on a route priced by consumption
 /// ([`Charge::by_consumption`]): reserve an upper bound, report what the handler
-/// produced; the middleware settles when the response body ends.
+/// produced; the middleware settles when the response body ends. A reservation that
+/// does not fit answers the paywall's 402 as a [`ReserveRejection`].
 #[derive(Clone, Debug)]
-pub struct Usage(pub paywall::Usage);
+pub struct UsageMeter(pub paywall::Usage);
 
-impl std::ops::Deref for Usage {
+impl std::ops::Deref for UsageMeter {
     type Target = paywall::Usage;
 
     fn deref(&self) -> &Self::Target {
@@ -212,23 +218,43 @@ impl std::ops::Deref for Usage {
     }
 }
 
-impl Usage {
-    /// Holds `units` for this request, all or nothing; the error is the paywall's
-    /// answer (402 with `remaining` and a checkout link), ready to return.
-    pub async fn reserve(&self, units: u64) -> Result<(), HttpResponse> {
-        self.0
-            .reserve(units)
-            .await
-            .map_err(|rejection| to_actix(self.0.rejection_response(&rejection)))
+/// A reservation that did not fit: the paywall's answer (402 with `remaining` and a
+/// checkout link, or 503), through the paywall's `on_rejection` hook. Return it from
+/// the handler (it is a [`Responder`](actix_web::Responder)).
+#[derive(Debug)]
+pub struct ReserveRejection(http::Response<Bytes>);
+
+impl ReserveRejection {
+    /// The answer as an actix response.
+    pub fn into_response(self) -> HttpResponse {
+        to_actix(self.0)
     }
 }
 
-impl FromRequest for Usage {
+impl actix_web::Responder for ReserveRejection {
+    type Body = BoxBody;
+
+    fn respond_to(self, _: &HttpRequest) -> HttpResponse<Self::Body> {
+        self.into_response()
+    }
+}
+
+impl UsageMeter {
+    /// Holds `units` for this request, all or nothing (see [`paywall::Usage::reserve`]).
+    pub async fn reserve(&self, units: u64) -> Result<(), ReserveRejection> {
+        self.0
+            .reserve(units)
+            .await
+            .map_err(|rejection| ReserveRejection(self.0.rejection_response(&rejection)))
+    }
+}
+
+impl FromRequest for UsageMeter {
     type Error = MissingCustomer;
     type Future = Ready<Result<Self, Self::Error>>;
 
     fn from_request(request: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        ready(extension(request).map(Usage).ok_or(MissingCustomer))
+        ready(extension(request).map(UsageMeter).ok_or(MissingCustomer))
     }
 }
 
@@ -280,8 +306,8 @@ where
             let mut response = service.call(request).await?;
             if let Some(quota) = admission.quota() {
                 let fields = [
-                    (paywall::RATELIMIT, quota.ratelimit()),
-                    (paywall::RATELIMIT_POLICY, quota.policy()),
+                    (paywall::adapter::RATELIMIT, quota.ratelimit()),
+                    (paywall::adapter::RATELIMIT_POLICY, quota.policy()),
                 ];
                 for (name, value) in fields {
                     let Some(value) = value else { continue };
@@ -305,13 +331,14 @@ where
 
 /// The billed customer of the request, as the middleware admitted it.
 ///
-/// On a route that is not behind [`PaywallMiddleware`] extraction fails with a 500
-/// whose body names the misconfiguration. Use `Option<Customer>` where a fail-open policy
-/// may admit callers without a customer.
+/// The [`paywall::Customer`] the middleware admitted, as an extractor. On a route that
+/// is not behind [`PaywallMiddleware`] extraction fails with a 500 whose body names the
+/// misconfiguration. Use `Option<BilledCustomer>` where a fail-open policy may admit
+/// callers without a customer.
 #[derive(Clone, Debug)]
-pub struct Customer(pub paywall::Customer);
+pub struct BilledCustomer(pub paywall::Customer);
 
-impl std::ops::Deref for Customer {
+impl std::ops::Deref for BilledCustomer {
     type Target = paywall::Customer;
 
     fn deref(&self) -> &Self::Target {
@@ -324,7 +351,8 @@ fn extension<T: Clone + 'static>(request: &HttpRequest) -> Option<T> {
     request.extensions().get::<T>().cloned()
 }
 
-/// The [`Customer`] extractor found no customer on the request.
+/// [`BilledCustomer`] or [`UsageMeter`] found nothing on the request: the route is not
+/// behind the paywall. Answers 500 with a JSON body that says so.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MissingCustomer;
 
@@ -340,16 +368,20 @@ impl ResponseError for MissingCustomer {
     }
 
     fn error_response(&self) -> HttpResponse<BoxBody> {
-        HttpResponse::InternalServerError().json(paywall::missing_customer_body())
+        HttpResponse::InternalServerError().json(paywall::adapter::missing_customer_body())
     }
 }
 
-impl FromRequest for Customer {
+impl FromRequest for BilledCustomer {
     type Error = MissingCustomer;
     type Future = Ready<Result<Self, Self::Error>>;
 
     fn from_request(request: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        ready(extension(request).map(Customer).ok_or(MissingCustomer))
+        ready(
+            extension(request)
+                .map(BilledCustomer)
+                .ok_or(MissingCustomer),
+        )
     }
 }
 
@@ -362,7 +394,7 @@ mod tests {
     async fn customer_outside_the_middleware_is_a_clear_500() {
         let app = test::init_service(App::new().route(
             "/",
-            web::get().to(|_: Customer| async { HttpResponse::Ok().finish() }),
+            web::get().to(|_: BilledCustomer| async { HttpResponse::Ok().finish() }),
         ))
         .await;
         let response =
@@ -378,6 +410,7 @@ mod behaviour {
     use super::*;
     use actix_web::{test, web, App};
     use paywall::test_util::{HeaderResolver, MemoryBackend};
+    use paywall::{Paywall, Rejection};
     use std::time::Duration;
 
     #[actix_rt::test]

@@ -10,14 +10,15 @@
 use std::time::Duration;
 
 use axum::{routing::get, Json, Router};
-use paywall_axum::{Charge, Customer, Paywall};
+use paywall::{Charge, Paywall};
+use paywall_axum::BilledCustomer;
 use paywall_jwt::{Hs256Signer, JwtResolver};
 use paywall_local::{LocalBackend, Product};
 use serde_json::{json, Value};
 
 const PRODUCT: &str = "prd_basic";
 
-async fn hello(customer: Customer) -> Json<Value> {
+async fn hello(customer: BilledCustomer) -> Json<Value> {
     Json(json!({
         "customerRef": customer.reference().as_str(),
         "externalRef": customer.external_ref(),

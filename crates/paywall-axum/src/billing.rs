@@ -8,7 +8,8 @@ use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::Router;
-use paywall::{BillingRoutes, MAX_BILLING_BODY};
+use paywall::adapter::MAX_BILLING_BODY;
+use paywall::BillingRoutes;
 
 /// The billing routes at `path` (e.g. `/api/billing`, with or without a trailing
 /// slash, and everything under it), to merge into the app:

@@ -1,16 +1,17 @@
-//! axum integration for the [`paywall`] crate: everything an axum application needs,
-//! from one crate.
+//! axum integration for the [`paywall`] crate: the extractors that read what the paywall
+//! layer admitted ([`BilledCustomer`], [`UsageMeter`]) and the billing routes as a
+//! router ([`billing_router`]).
 //!
-//! Protect routes with [`Paywall::layer`] through `route_layer` (so unmatched paths
-//! still answer 404, not 401), and read the billed customer with the [`Customer`]
-//! extractor.
+//! The layer itself is the core's: protect routes with [`paywall::Paywall::layer`]
+//! through `route_layer` (so unmatched paths still answer 404, not 401).
 //!
 //! ```
 //! use axum::{routing::get, Json, Router};
-//! use paywall_axum::{Charge, Customer, Paywall};
+//! use paywall::{Charge, Paywall};
+//! use paywall_axum::BilledCustomer;
 //! # use paywall::test_util::{HeaderResolver, MemoryBackend};
 //!
-//! async fn hello(customer: Customer) -> Json<serde_json::Value> {
+//! async fn hello(customer: BilledCustomer) -> Json<serde_json::Value> {
 //!     Json(serde_json::json!({ "customerRef": customer.reference().as_str() }))
 //! }
 //!
@@ -28,16 +29,26 @@
 //! ```
 //!
 //! `cargo run -p paywall-axum --example axum_basic` runs a complete application: the
-//! embedded backend, HS256 tokens, one paid route.
+//! embedded backend with its local checkout, HS256 tokens, one paid route.
+//!
+//! # Features
+//!
+//! * `serve`: [`serve()`], a hardened accept loop (header and body deadlines, a
+//!   connection cap, graceful shutdown) and [`shutdown_signal`], for servers that do not
+//!   bring their own.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod billing;
+#[cfg(feature = "serve")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serve")))]
 mod serve;
 
 pub use billing::billing_router;
-pub use serve::{serve, ServeLimits};
+#[cfg(feature = "serve")]
+pub use serve::{serve, shutdown_signal, ServeLimits};
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -45,17 +56,17 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-pub use paywall::*;
-
-/// The billed customer of the request, as the paywall layer admitted it.
+/// The billed customer of the request: the [`paywall::Customer`] the layer admitted,
+/// as an extractor.
 ///
 /// Extracting it on a route that is not behind the paywall layer is a server
-/// misconfiguration, answered 500 with a body that says so. Use `Option<Customer>`
-/// where the layer may admit callers without a customer (fail-open policy).
+/// misconfiguration, answered 500 with a body that says so. Use
+/// `Option<BilledCustomer>` where the layer may admit callers without a customer
+/// (fail-open policy).
 #[derive(Clone, Debug)]
-pub struct Customer(pub paywall::Customer);
+pub struct BilledCustomer(pub paywall::Customer);
 
-impl std::ops::Deref for Customer {
+impl std::ops::Deref for BilledCustomer {
     type Target = paywall::Customer;
 
     fn deref(&self) -> &Self::Target {
@@ -63,22 +74,23 @@ impl std::ops::Deref for Customer {
     }
 }
 
-/// The [`Customer`] extractor found no customer on the request.
+/// [`BilledCustomer`] or [`UsageMeter`] found nothing on the request: the route is not
+/// behind the paywall. Answers 500 with a JSON body that says so.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MissingCustomer;
 
 impl IntoResponse for MissingCustomer {
     fn into_response(self) -> Response {
-        let body = paywall::missing_customer_body();
+        let body = paywall::adapter::missing_customer_body();
         (StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response()
     }
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for Customer {
+impl<S: Send + Sync> FromRequestParts<S> for BilledCustomer {
     type Rejection = MissingCustomer;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        extension(parts).map(Customer).ok_or(MissingCustomer)
+        extension(parts).map(BilledCustomer).ok_or(MissingCustomer)
     }
 }
 
@@ -87,27 +99,27 @@ fn extension<T: Clone + Send + Sync + 'static>(parts: &Parts) -> Option<T> {
     parts.extensions.get::<T>().cloned()
 }
 
-impl<S: Send + Sync> axum::extract::OptionalFromRequestParts<S> for Customer {
+impl<S: Send + Sync> axum::extract::OptionalFromRequestParts<S> for BilledCustomer {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(
         parts: &mut Parts,
         _state: &S,
     ) -> Result<Option<Self>, Self::Rejection> {
-        Ok(extension(parts).map(Customer))
+        Ok(extension(parts).map(BilledCustomer))
     }
 }
 
-/// The request's [`paywall::Usage`], on a route priced by consumption
-/// ([`Charge::by_consumption`]): reserve an upper bound, report what the handler
-/// produced; the paywall settles when the response body ends. A reservation that does
-/// not fit answers the paywall's 402 as this extractor's [`ReserveRejection`].
+/// The request's [`paywall::Usage`] as an extractor, on a route priced by consumption
+/// ([`paywall::Charge::by_consumption`]): reserve an upper bound, report what the
+/// handler produced; the paywall settles when the response body ends. A reservation
+/// that does not fit answers the paywall's 402 as a [`ReserveRejection`].
 ///
 /// ```
 /// use axum::response::IntoResponse;
-/// use paywall_axum::Usage;
+/// use paywall_axum::UsageMeter;
 ///
-/// async fn complete(usage: Usage) -> axum::response::Response {
+/// async fn complete(usage: UsageMeter) -> axum::response::Response {
 ///     if let Err(refused) = usage.reserve(256).await {
 ///         return refused.into_response(); // 402, with what is left and a checkout link
 ///     }
@@ -118,9 +130,9 @@ impl<S: Send + Sync> axum::extract::OptionalFromRequestParts<S> for Customer {
 /// # let _ = complete;
 /// ```
 #[derive(Clone, Debug)]
-pub struct Usage(pub paywall::Usage);
+pub struct UsageMeter(pub paywall::Usage);
 
-impl std::ops::Deref for Usage {
+impl std::ops::Deref for UsageMeter {
     type Target = paywall::Usage;
 
     fn deref(&self) -> &Self::Target {
@@ -139,7 +151,7 @@ impl IntoResponse for ReserveRejection {
     }
 }
 
-impl Usage {
+impl UsageMeter {
     /// Holds `units` for this request, all or nothing (see [`paywall::Usage::reserve`]).
     pub async fn reserve(&self, units: u64) -> Result<(), ReserveRejection> {
         self.0
@@ -149,46 +161,11 @@ impl Usage {
     }
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for Usage {
+impl<S: Send + Sync> FromRequestParts<S> for UsageMeter {
     type Rejection = MissingCustomer;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        extension(parts).map(Usage).ok_or(MissingCustomer)
-    }
-}
-
-/// Completes on Ctrl-C or SIGTERM: pass it to `axum::serve(..).with_graceful_shutdown`,
-/// then call [`Paywall::shutdown`] to flush usage.
-///
-/// ```no_run
-/// # async fn run(app: axum::Router, paywall: paywall_axum::Paywall) -> std::io::Result<()> {
-/// let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
-/// axum::serve(listener, app)
-///     .with_graceful_shutdown(paywall_axum::shutdown_signal())
-///     .await?;
-/// paywall.shutdown(std::time::Duration::from_secs(10)).await;
-/// # Ok(()) }
-/// ```
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
+        extension(parts).map(UsageMeter).ok_or(MissingCustomer)
     }
 }
 
@@ -202,7 +179,8 @@ mod tests {
 
     #[tokio::test]
     async fn customer_outside_the_layer_is_a_clear_500() {
-        let app: Router = Router::new().route("/", get(|_: Customer| async { "unreachable" }));
+        let app: Router =
+            Router::new().route("/", get(|_: BilledCustomer| async { "unreachable" }));
         let response = app
             .oneshot(axum::http::Request::new(Body::empty()))
             .await

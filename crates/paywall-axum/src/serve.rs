@@ -67,7 +67,7 @@ fn default_max_connections() -> usize {
 ///
 /// ```no_run
 /// # async fn run(app: axum::Router) -> std::io::Result<()> {
-/// use paywall_axum::{serve, shutdown_signal, ServeLimits};
+/// use paywall_axum::{ServeLimits, serve, shutdown_signal};
 ///
 /// let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
 /// serve(listener, app, ServeLimits::default(), shutdown_signal()).await?;
@@ -131,4 +131,39 @@ pub async fn serve(
         warn!("open connections did not finish within the shutdown timeout");
     }
     Ok(())
+}
+
+/// Completes on Ctrl-C or SIGTERM: pass it to `axum::serve(..).with_graceful_shutdown`,
+/// then call [`Paywall::shutdown`](paywall::Paywall::shutdown) to flush usage.
+///
+/// ```no_run
+/// # async fn run(app: axum::Router, paywall: paywall::Paywall) -> std::io::Result<()> {
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+/// axum::serve(listener, app)
+///     .with_graceful_shutdown(paywall_axum::shutdown_signal())
+///     .await?;
+/// paywall.shutdown(std::time::Duration::from_secs(10)).await;
+/// # Ok(()) }
+/// ```
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
 }

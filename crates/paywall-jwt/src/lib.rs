@@ -36,6 +36,88 @@
 //! # }
 //! ```
 //!
+//! # Identity, strictly
+//!
+//! [`JwtResolver`] is the security boundary, so it is strict by default:
+//! algorithms fixed by configuration (never read from the token), `exp` required, `nbf`
+//! honoured with a 30 s leeway, issuers and audiences checked when configured (`aud` then
+//! required), tokens over 8 KiB refused before parsing, one `Authorization` header only.
+//! With keys from a provider (JWKS or discovery), an issuer and an audience are
+//! **required**: without them tokens the provider minted for your other APIs, or for other
+//! tenants of a shared IdP, would pass. Opting out takes a call named for what it does
+//! (`dangerously_accept_any_issuer()`, `dangerously_accept_any_audience()`), and there is
+//! no environment variable for it.
+//!
+//! ```no_run
+//! use paywall_jwt::{Algorithm, JwtResolver, Key, TokenSource};
+//!
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let secret = "a secret of at least thirty-two bytes!!";
+//! # let pem = std::fs::read("tests/keys/ec384.pub.pem")?;
+//! # let url = "https://idp.example/.well-known/jwks.json";
+//! let own = JwtResolver::hs256(secret).build()?; // your own tokens
+//! let auth0 = JwtResolver::auth0("example.eu.auth0.com", "https://api.example.com").build()?;
+//! let discovered = JwtResolver::oidc("https://accounts.example.com").audience("my-api").build()?;
+//! let pinned = JwtResolver::jwks(url)
+//!     .issuer("https://idp.example/")
+//!     .audience("my-api")
+//!     .algorithms([Algorithm::PS256]) // one algorithm only
+//!     .build()?;
+//! let organisations = JwtResolver::builder()
+//!     .key(Key::ec_pem(&pem)?)
+//!     .algorithms([Algorithm::ES384])
+//!     .issuer("https://idp.example/")
+//!     .audience("my-api")
+//!     .external_ref_claim("org_id") // bill organisations, not users
+//!     .source(TokenSource::Cookie("session".into()))
+//!     .build()?;
+//! # let _ = (own, auth0, discovered, pinned, organisations);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! **Algorithms and keys.** With a JWKS the accepted algorithms are, by default, the
+//! asymmetric ones the provider's keys declare (RS256/384/512, PS256/384/512, ES256, ES384,
+//! EdDSA); HMAC is never accepted with a JWKS. A key verifies only the algorithm its JWK
+//! names (RFC 8725 §3.1: a token signed RS256 with a key marked `PS256` is refused) or its
+//! curve implies; keys marked `use: enc` (or whose `key_ops` lack `verify`) never verify
+//! anything; members of the set the crate cannot use are skipped, never fatal.
+//!
+//! **Rotation.** Keys are read without a lock. A token naming an unknown `kid` triggers a
+//! fetch at once, shared by concurrent requests: a freshly rotated key is accepted on its
+//! first request, even right after start-up. Such on-demand fetches draw on a small budget
+//! (2 at once, one more per 30 s), so forged `kid`s cost at most a couple of fetches per
+//! minute; past the budget, a token whose `kid` is still unknown is answered **503 with
+//! `Retry-After`** (a real rotation then waits, it is never told its token is bad). A `kid`
+//! that a fetch showed withdrawn is refused at once. The set is also refreshed every
+//! `Cache-Control: max-age` (1 h without one). Verified tokens are cached by their exact
+//! bytes until their `exp`, which turns a ~28 µs RS256 check into a ~0.35 µs lookup (see
+//! BENCHMARKS.md); the cache is invalidated whenever a key is withdrawn or its material
+//! replaced under the same `kid` (compared by RFC 7638 thumbprint).
+//!
+//! **Outages and misconfiguration.** The quickstarts fetch the keys before serving. An
+//! answer that can never work (404, an HTML page, a discovery document given as the JWKS
+//! URL, a set without a usable signing key, a discovery document naming another `issuer`
+//! or a plain-http `jwks_uri` off loopback) stops start-up with exit code 2 and the URL in
+//! the message (`JwtResolver::preload` returns it as a `JwksError`). An unreachable
+//! provider (refused, DNS, TLS, timeout, 5xx) is reported, naming the URL and the cause,
+//! and the server starts: requests get 503 `identity_unavailable` whose `Retry-After` is
+//! the real wait before the next fetch (1 s, doubling to 10 s), so a client that retries
+//! when told is served once the provider is back. The outage and the recovery are logged
+//! once each. Fetches read at most 256 KiB, follow redirects only within the same host,
+//! and give up after 2 s to connect and 5 s in all.
+//!
+//! **Refused tokens** are logged at `debug` with the reason, and summarised at `info` at
+//! most once a minute (how many, and the last reason), so an operator sees why tokens are
+//! refused without debug logs. A request without bearer credentials (none, or another
+//! scheme such as `Basic`) gets `WWW-Authenticate: Bearer`; a bad token gets
+//! `Bearer error="invalid_token"` (RFC 6750 §3.1).
+//!
+//! **Several issuers.** With more than one issuer configured, the external reference is
+//! `<iss>|<sub>`, so the same `sub` from two issuers is two customers. With one issuer it
+//! is the claim alone, as before.
+//!
 //! The crypto backend is `aws-lc-rs` (jsonwebtoken's `aws_lc_rs` feature).
 
 #![forbid(unsafe_code)]

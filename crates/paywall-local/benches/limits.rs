@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use paywall::{BillingBackend, CustomerRef, Identity, Outcome, UsageEvent};
+use paywall::backend::{BillingBackend, Outcome, UsageEvent};
+use paywall::{CustomerRef, Identity};
 use paywall_local::{LocalBackend, Product};
 
 const PRODUCT: &str = "prd_bench";

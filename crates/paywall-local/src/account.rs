@@ -4,7 +4,8 @@
 
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use paywall::{BackendError, CheckoutRequest, CustomerRef, Purchase};
+use paywall::backend::{BackendError, CheckoutRequest, Purchase};
+use paywall::CustomerRef;
 use rusqlite::{params, OptionalExtension};
 
 use crate::directory::{self, PurchaseRecord};
@@ -70,7 +71,7 @@ impl LocalBackend {
     }
 
     /// Opens a portal session for `customer`: the link to its page, valid
-    /// [`PORTAL_SESSION_TTL`]; `None` without a portal URL.
+    /// 15 minutes; `None` without a portal URL.
     pub fn open_portal(&self, customer: &str) -> Option<String> {
         let base = self.inner.portal_url.as_ref()?;
         let session = ledger::new_reference("ps");

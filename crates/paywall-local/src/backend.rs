@@ -1,7 +1,8 @@
 //! The embedded ledger as the paywall's [`BillingBackend`]: customers, limits and
 //! usage, and the account calls of the billing routes (checkout, portal, purchases).
 
-use paywall::{BackendError, BillingBackend, CustomerRef, Identity, Limits, UsageEvent};
+use paywall::backend::{BackendError, BillingBackend, Limits, UsageEvent};
+use paywall::{CustomerRef, Identity};
 
 use crate::{account, ledger, LocalBackend};
 
@@ -37,7 +38,7 @@ impl BillingBackend for LocalBackend {
     async fn checkout_session(
         &self,
         customer: &CustomerRef,
-        request: &paywall::CheckoutRequest,
+        request: &paywall::backend::CheckoutRequest,
     ) -> Result<String, BackendError> {
         self.checkout_session_for(customer, request).await
     }
@@ -52,7 +53,7 @@ impl BillingBackend for LocalBackend {
     async fn purchases(
         &self,
         customer: &CustomerRef,
-    ) -> Result<Vec<paywall::Purchase>, BackendError> {
+    ) -> Result<Vec<paywall::backend::Purchase>, BackendError> {
         let records = self.purchases_of(customer.as_str()).await?;
         Ok(records.iter().map(account::purchase).collect())
     }
@@ -61,7 +62,7 @@ impl BillingBackend for LocalBackend {
         &self,
         customer: &CustomerRef,
         purchase: &str,
-    ) -> Result<paywall::Purchase, BackendError> {
+    ) -> Result<paywall::backend::Purchase, BackendError> {
         let record = self.cancel_purchase_of(customer.as_str(), purchase).await?;
         Ok(account::purchase(&record))
     }

@@ -35,7 +35,7 @@ impl LocalBackendBuilder {
         self
     }
 
-    /// The local checkout page (see [`checkout`]) put in 402 answers, as
+    /// The local checkout page (see [`checkout`](crate::checkout)) put in 402 answers, as
     /// `<url>?customer=cus_...&product=prd_...`.
     pub fn checkout_url(mut self, url: impl Into<String>) -> Self {
         self.checkout_url = Some(url.into());
@@ -88,12 +88,9 @@ impl LocalBackendBuilder {
         Ok(LocalBackend {
             inner: Arc::new(Inner {
                 conn: Mutex::new(conn),
-                portal_url: self.portal_url.or_else(|| {
-                    self.checkout_url
-                        .as_deref()
-                        .and_then(|url| url.strip_suffix(crate::checkout::PATH))
-                        .map(|base| format!("{base}{}", crate::portal::PATH))
-                }),
+                portal_url: self
+                    .portal_url
+                    .or_else(|| local_portal_url(self.checkout_url.as_deref())),
                 checkout_url: self.checkout_url,
                 portal_sessions: Mutex::new(std::collections::HashMap::new()),
                 path: self.path,
@@ -106,4 +103,18 @@ impl LocalBackendBuilder {
             }),
         })
     }
+}
+
+/// The local portal beside the local checkout, when the checkout URL is the local one.
+#[cfg(feature = "checkout")]
+fn local_portal_url(checkout_url: Option<&str>) -> Option<String> {
+    checkout_url
+        .and_then(|url| url.strip_suffix(crate::checkout::PATH))
+        .map(|base| format!("{base}{}", crate::portal::PATH))
+}
+
+/// Without the `checkout` feature there are no local pages to derive a portal from.
+#[cfg(not(feature = "checkout"))]
+fn local_portal_url(_: Option<&str>) -> Option<String> {
+    None
 }

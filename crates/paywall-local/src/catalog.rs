@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use paywall::Limits;
+use paywall::backend::Limits;
 
 /// A plan of a product: units per period at a price.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,6 +1,6 @@
 //! [`LocalError`]: what the embedded backend reports, and how the paywall reads it.
 
-use paywall::BackendError;
+use paywall::backend::BackendError;
 
 /// An embedded backend failed.
 #[derive(Debug, thiserror::Error)]

@@ -3,7 +3,8 @@
 //! customer to a paid plan, so the whole paywall loop runs with no billing account.
 //!
 //! ```
-//! use paywall::{BillingBackend, Identity};
+//! use paywall::backend::BillingBackend;
+//! use paywall::Identity;
 //! use paywall_local::{LocalBackend, Product};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -31,6 +32,7 @@
 //! [`LocalBackendBuilder::replay_horizon`]); ensure-customer runs in one immediate transaction, so concurrent calls for one
 //! external reference create one customer.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -39,11 +41,14 @@ mod backend;
 mod builder;
 mod catalog;
 #[cfg(feature = "checkout")]
+#[cfg_attr(docsrs, doc(cfg(feature = "checkout")))]
 pub mod checkout;
 pub mod directory;
 mod error;
 mod ledger;
 mod outbox;
+#[cfg(feature = "checkout")]
+#[cfg_attr(docsrs, doc(cfg(feature = "checkout")))]
 pub mod portal;
 mod schema;
 mod usage;
@@ -53,7 +58,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
-use paywall::{Limits, UsageEvent};
+use paywall::backend::{Limits, UsageEvent};
 use rusqlite::Connection;
 
 pub use builder::LocalBackendBuilder;
@@ -311,7 +316,8 @@ impl LocalBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use paywall::{BackendError, BillingBackend, CustomerRef, Identity, Outcome};
+    use paywall::backend::{BackendError, BillingBackend, Outcome};
+    use paywall::{CustomerRef, Identity};
     use std::time::SystemTime;
 
     fn backend() -> LocalBackend {

@@ -4,7 +4,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
-use paywall::{CustomerRef, Outbox, OutboxError, Outcome, UsageEvent};
+use paywall::backend::{Outcome, UsageEvent};
+use paywall::recorder::{Outbox, OutboxError};
+use paywall::CustomerRef;
 use rusqlite::{params, Connection, TransactionBehavior};
 
 use crate::ledger::{millis, to_i64};

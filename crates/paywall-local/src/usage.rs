@@ -18,7 +18,7 @@
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
-use paywall::{Outcome, UsageEvent};
+use paywall::backend::{Outcome, UsageEvent};
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 use tracing::warn;
 
@@ -245,7 +245,8 @@ pub(crate) fn migrate_keys(tx: &Transaction<'_>) -> rusqlite::Result<()> {
 mod tests {
     use std::time::{Duration, SystemTime};
 
-    use paywall::{BillingBackend, CustomerRef, Identity, Outcome, UsageEvent};
+    use paywall::backend::{BillingBackend, Outcome, UsageEvent};
+    use paywall::{CustomerRef, Identity};
     use rusqlite::{params, Connection};
 
     use super::stored_key;

@@ -3,7 +3,8 @@
 //! compatible with SolvaPay's MCP adapter), or a JSON-RPC error for what is not the
 //! caller's to fix by paying.
 
-use paywall::{PaymentRequired, Rejection};
+use paywall::adapter::PaymentRequired;
+use paywall::Rejection;
 use rmcp::model::{CallToolResult, ContentBlock};
 use rmcp::ErrorData;
 use serde_json::{json, Value};

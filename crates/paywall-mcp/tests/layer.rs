@@ -6,8 +6,9 @@ use std::convert::Infallible;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
+use paywall::adapter::X_CUSTOMER_REF;
 use paywall::test_util::{HeaderResolver, MemoryBackend};
-use paywall::{Charge, Customer, Identity, Paywall, X_CUSTOMER_REF};
+use paywall::{Charge, Customer, Identity, Paywall};
 use paywall_mcp::ToolPaywall;
 use tower::{service_fn, Layer, ServiceExt};
 

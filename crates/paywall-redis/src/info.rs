@@ -2,7 +2,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use paywall::Limits;
+use paywall::backend::Limits;
 use serde::{Deserialize, Serialize};
 
 #[derive(Serialize, Deserialize)]

@@ -5,10 +5,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
+use paywall::backend::Limits;
 use paywall::shared::{
     BudgetId, LeaseAnswer, LeaseRequest, RefreshTicket, SharedBudgets, SharedError,
 };
-use paywall::Limits;
 use redis::aio::ConnectionManager;
 use redis::{FromRedisValue, ScriptInvocation};
 use tracing::{debug, info, warn};

@@ -5,7 +5,8 @@
 
 use std::time::SystemTime;
 
-use paywall::{BackendError, CheckoutRequest, Credits, CustomerRef, Purchase};
+use paywall::backend::{BackendError, CheckoutRequest, Credits, Purchase};
+use paywall::CustomerRef;
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 

@@ -2,7 +2,8 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use paywall::{BackendError, BillingBackend, CustomerRef, Identity, Limits, UsageEvent};
+use paywall::backend::{BackendError, BillingBackend, Limits, UsageEvent};
+use paywall::{CustomerRef, Identity};
 use serde_json::{Map, Value};
 use tracing::{debug, info, warn};
 
@@ -198,7 +199,7 @@ impl BillingBackend for SolvaPayBackend {
     async fn checkout_session(
         &self,
         customer: &CustomerRef,
-        request: &paywall::CheckoutRequest,
+        request: &paywall::backend::CheckoutRequest,
     ) -> Result<String, BackendError> {
         self.open_checkout(customer, request).await
     }
@@ -210,7 +211,7 @@ impl BillingBackend for SolvaPayBackend {
     async fn purchases(
         &self,
         customer: &CustomerRef,
-    ) -> Result<Vec<paywall::Purchase>, BackendError> {
+    ) -> Result<Vec<paywall::backend::Purchase>, BackendError> {
         self.list_purchases(customer).await
     }
 
@@ -218,14 +219,14 @@ impl BillingBackend for SolvaPayBackend {
         &self,
         customer: &CustomerRef,
         purchase: &str,
-    ) -> Result<paywall::Purchase, BackendError> {
+    ) -> Result<paywall::backend::Purchase, BackendError> {
         self.cancel(customer, purchase).await
     }
 
     async fn credits(
         &self,
         customer: &CustomerRef,
-    ) -> Result<Option<paywall::Credits>, BackendError> {
+    ) -> Result<Option<paywall::backend::Credits>, BackendError> {
         self.balance(customer).await
     }
 

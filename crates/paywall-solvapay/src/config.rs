@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use paywall::Backoff;
+use paywall::backend::Backoff;
 
 /// SolvaPay's production API.
 pub const DEFAULT_BASE_URL: &str = "https://api.solvapay.com";

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use paywall::BackendError;
+use paywall::backend::BackendError;
 
 /// Body text kept in errors, at most this many bytes.
 const BODY_LIMIT: usize = 1024;

@@ -262,7 +262,7 @@ pub fn refused(err: &WebhookError) -> Handled {
     };
     Handled {
         status: 400,
-        body: paywall::error_body("Bad Request", "invalid_signature", message),
+        body: paywall::adapter::error_body("Bad Request", "invalid_signature", message),
     }
 }
 
@@ -270,7 +270,7 @@ pub fn refused(err: &WebhookError) -> Handled {
 pub fn too_large() -> Handled {
     Handled {
         status: 413,
-        body: paywall::error_body(
+        body: paywall::adapter::error_body(
             "Payload Too Large",
             "invalid_payload",
             "The webhook body could not be read (too large or cut short).",

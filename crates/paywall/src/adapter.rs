@@ -1,14 +1,24 @@
-//! The steps every HTTP adapter takes around the engine, written once: strip the
-//! client's `x-customer-ref`, decide, and mark the admitted request with the customer.
+//! For adapter authors: the steps every HTTP adapter takes around the engine, written
+//! once (strip the client's `x-customer-ref`, decide, mark the admitted request with the
+//! customer), and the pieces an adapter answers with.
+//!
 //! The tower layer and `paywall-actix` both call [`Paywall::admit_head`]; a new adapter
-//! should too, so that none can forget the security step.
+//! should too, so that none can forget the security step. An application needs none of
+//! this module: it uses [`Paywall::layer`](crate::Paywall::layer) or an adapter crate.
 
 use bytes::Bytes;
 use http::request::Parts;
 use http::Response;
 
-use crate::customer::X_CUSTOMER_REF;
-use crate::engine::{Admission, Paywall, Route};
+use crate::engine::{Paywall, Route};
+
+pub use crate::billing::MAX_BILLING_BODY;
+pub use crate::body::PaywallBody;
+pub use crate::charge::MAX_UNITS;
+pub use crate::customer::{missing_customer_body, X_CUSTOMER_REF};
+pub use crate::engine::{Admission, Settlement};
+pub use crate::quota::{Quota, RATELIMIT, RATELIMIT_POLICY};
+pub use crate::rejection::{error_body, PaymentRequired, Unauthenticated, PROBLEM_JSON};
 
 impl Paywall {
     /// The adapter steps on an `http` 1 request head:
@@ -24,7 +34,8 @@ impl Paywall {
     ///    [`on_rejection`](crate::PaywallBuilder::on_rejection) hook's, or the default).
     ///
     /// ```
-    /// use paywall::{Charge, Paywall, X_CUSTOMER_REF};
+    /// use paywall::adapter::X_CUSTOMER_REF;
+    /// use paywall::{Charge, Paywall};
     /// use paywall::test_util::{HeaderResolver, MemoryBackend};
     ///
     /// # #[tokio::main(flavor = "current_thread")]

@@ -9,7 +9,7 @@ use rand::Rng;
 ///
 /// ```
 /// use std::time::Duration;
-/// use paywall::Backoff;
+/// use paywall::backend::Backoff;
 ///
 /// let backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
 /// let wait = backoff.delay(2, None); // between 200 and 400 ms

@@ -13,7 +13,7 @@ use pin_project_lite::pin_project;
 use crate::engine::Settlement;
 
 pin_project! {
-    /// The response body of [`PaywallService`](crate::PaywallService).
+    /// The response body of [`PaywallService`](crate::layer::PaywallService).
     pub struct PaywallBody<B> {
         #[pin]
         inner: Option<B>,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::HeaderValue;
 
-use crate::backend::CustomerRef;
+use std::fmt;
 
 /// The name of the header that carries the customer reference to the handler.
 ///
@@ -29,7 +29,7 @@ pub fn missing_customer_body() -> serde_json::Value {
 
 /// The billing customer of an admitted request, inserted as a request extension.
 ///
-/// Adapters expose it as an extractor (`paywall_axum::Customer`).
+/// Adapters expose it as an extractor (`paywall_axum::BilledCustomer`).
 #[derive(Clone, Debug)]
 pub struct Customer {
     reference: CustomerRef,
@@ -62,5 +62,39 @@ impl Customer {
 
     pub(crate) fn header_value(&self) -> HeaderValue {
         self.header.clone()
+    }
+}
+
+/// A billing customer's reference (`cus_...`), cheap to clone.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CustomerRef(Arc<str>);
+
+impl CustomerRef {
+    /// Wraps a reference issued by the billing backend.
+    pub fn new(reference: impl Into<Arc<str>>) -> Self {
+        Self(reference.into())
+    }
+
+    /// The reference as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for CustomerRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for CustomerRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl AsRef<str> for CustomerRef {
+    fn as_ref(&self) -> &str {
+        &self.0
     }
 }

@@ -130,7 +130,7 @@ impl PaymentRequired {
 /// in SolvaPay's shape: `{"success": false, "error", "kind", "message"}`.
 ///
 /// ```
-/// let body = paywall::error_body("Not Found", "not_found", "No route for this path.");
+/// let body = paywall::adapter::error_body("Not Found", "not_found", "No route for this path.");
 /// assert_eq!(body["success"], false);
 /// assert_eq!(body["kind"], "not_found");
 /// ```

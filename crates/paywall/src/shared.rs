@@ -33,7 +33,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::backend::{CustomerRef, Limits};
+use crate::backend::Limits;
+use crate::customer::CustomerRef;
 use crate::identity::BoxFuture;
 
 /// Which shared budget: the customer, the product and the meter.

@@ -1,11 +1,12 @@
 //! What the paywall tells an operator: Prometheus-style metrics through the `metrics`
 //! facade (the application installs an exporter; with none, recording costs an atomic
-//! load) and `tracing` spans. Names and labels are a contract:
+//! load) and `tracing` spans. Names and labels are a contract; each name is also a
+//! constant of this module, for dashboards and tests written in Rust:
 //!
 //! | metric | labels | what |
 //! |---|---|---|
 //! | `paywall_decisions_total` | `outcome`: `admitted`, `unauthenticated`, `payment_required`, `unavailable`, `rejected` | once per protected request |
-//! | `paywall_backend_calls_total` | `call`: `ensure_customer`, `check_limits`, `record_usage`, `checkout`; `result`: `ok`, `error` | billing backend calls |
+//! | `paywall_backend_calls_total` | `call`: `ensure_customer`, `check_limits`, `record_usage`, `checkout`, `portal`, `purchases`, `cancel_purchase`, `credits`; `result`: `ok`, `error` | billing backend calls |
 //! | `paywall_backend_call_duration_seconds` | `call` | histogram |
 //! | `paywall_usage_events_total` | `result`: `recorded`, `dropped` | usage events settled |
 //! | `paywall_usage_pending` | | gauge: events accepted, not yet acknowledged |
@@ -21,6 +22,27 @@
 //! `status`) and `paywall.usage_batch` (each batch the recorder sends). They export to
 //! OpenTelemetry with `tracing-opentelemetry`'s layer unchanged.
 
+/// `paywall_decisions_total`, counter. Label `outcome`: `admitted`, `unauthenticated`,
+/// `payment_required`, `unavailable`, `rejected`. Once per protected request.
+pub const DECISIONS_TOTAL: &str = "paywall_decisions_total";
+/// `paywall_backend_calls_total`, counter. Labels `call` (`ensure_customer`,
+/// `check_limits`, `record_usage`, `checkout`, `portal`, `purchases`,
+/// `cancel_purchase`, `credits`) and `result` (`ok`, `error`).
+pub const BACKEND_CALLS_TOTAL: &str = "paywall_backend_calls_total";
+/// `paywall_backend_call_duration_seconds`, histogram. Label `call`, as
+/// [`BACKEND_CALLS_TOTAL`].
+pub const BACKEND_CALL_DURATION_SECONDS: &str = "paywall_backend_call_duration_seconds";
+/// `paywall_usage_events_total`, counter. Label `result`: `recorded`, `dropped`.
+pub const USAGE_EVENTS_TOTAL: &str = "paywall_usage_events_total";
+/// `paywall_usage_pending`, gauge: usage events accepted and not yet acknowledged.
+pub const USAGE_PENDING: &str = "paywall_usage_pending";
+/// `paywall_shared_leases_total`, counter. Label `result`: `granted`, `exhausted`,
+/// `refresh`, `unavailable`, `error`.
+pub const SHARED_LEASES_TOTAL: &str = "paywall_shared_leases_total";
+/// `paywall_shared_fallback`, gauge: 1 while the instance runs on its fallback because
+/// the shared store is unreachable.
+pub const SHARED_FALLBACK: &str = "paywall_shared_fallback";
+
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -31,8 +53,9 @@ use tracing::field::Empty;
 use tracing::{info, warn, Instrument};
 
 use crate::account::{CheckoutRequest, Credits, Purchase};
-use crate::backend::{BackendError, CustomerRef, DynBackend, Limits, UsageEvent};
-use crate::engine::Grant;
+use crate::backend::{BackendError, DynBackend, Limits, UsageEvent};
+use crate::customer::Customer;
+use crate::customer::CustomerRef;
 use crate::identity::{BoxFuture, Identity};
 use crate::rejection::Rejection;
 
@@ -91,7 +114,7 @@ pub(crate) struct Decisions {
 
 impl Decisions {
     pub(crate) fn new() -> Self {
-        let outcome = |name: &'static str| counter!("paywall_decisions_total", "outcome" => name);
+        let outcome = |name: &'static str| counter!(DECISIONS_TOTAL, "outcome" => name);
         Self {
             admitted: outcome("admitted"),
             unauthenticated: outcome("unauthenticated"),
@@ -103,7 +126,7 @@ impl Decisions {
 
     /// Counts one protected request's decision and records its outcome (and the
     /// customer's reference) on the current span (`paywall.decision` in the adapters).
-    pub(crate) fn count(&self, decision: &Result<Grant, Rejection>) {
+    pub(crate) fn count(&self, decision: Result<Option<&Customer>, &Rejection>) {
         let (counter, outcome) = match decision {
             Ok(_) => (&self.admitted, "admitted"),
             Err(rejection) => match rejection {
@@ -125,11 +148,7 @@ impl Decisions {
         let span = tracing::Span::current();
         if !span.is_disabled() {
             span.record("outcome", outcome);
-            if let Ok(Grant {
-                customer: Some(customer),
-                ..
-            }) = decision
-            {
+            if let Ok(Some(customer)) = decision {
                 span.record("customer", customer.reference().as_str());
             }
         }
@@ -188,9 +207,8 @@ async fn measure<T>(
     let status = if result.is_ok() { "ok" } else { "error" };
     span.record("duration_ms", elapsed.as_millis() as u64);
     span.record("status", status);
-    counter!("paywall_backend_calls_total", "call" => call, "result" => status).increment(1);
-    histogram!("paywall_backend_call_duration_seconds", "call" => call)
-        .record(elapsed.as_secs_f64());
+    counter!(BACKEND_CALLS_TOTAL, "call" => call, "result" => status).increment(1);
+    histogram!(BACKEND_CALL_DURATION_SECONDS, "call" => call).record(elapsed.as_secs_f64());
     result
 }
 

@@ -47,7 +47,7 @@ fn generate(
     paywall: &Paywall,
 ) -> impl tower::Service<
     Request<Full<Bytes>>,
-    Response = Response<paywall::PaywallBody<Answer>>,
+    Response = Response<paywall::adapter::PaywallBody<Answer>>,
     Error = Infallible,
     Future: Send,
 > + Clone {
@@ -98,7 +98,7 @@ async fn read_all<S>(service: &S, request: Request<Full<Bytes>>) -> (StatusCode,
 where
     S: tower::Service<
             Request<Full<Bytes>>,
-            Response = Response<paywall::PaywallBody<Answer>>,
+            Response = Response<paywall::adapter::PaywallBody<Answer>>,
             Error = Infallible,
         > + Clone,
 {

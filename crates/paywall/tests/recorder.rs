@@ -16,7 +16,7 @@ async fn transient_failures_are_retried_with_the_same_idempotency_keys() {
     let backend = MemoryBackend::with_allowance(10);
     backend.fail_next_usage_calls(3);
     let paywall = Paywall::builder(HeaderResolver::new(), backend.clone())
-        .recorder(paywall::RecorderConfig {
+        .recorder(paywall::recorder::RecorderConfig {
             max_batch: 100,
             flush_interval: Duration::from_secs(3600),
             ..fast_recorder()
@@ -64,7 +64,7 @@ async fn a_full_queue_applies_backpressure_instead_of_dropping() {
     let backend = MemoryBackend::with_allowance(100);
     backend.fail_next_usage_calls(usize::MAX);
     let paywall = Paywall::builder(HeaderResolver::new(), backend.clone())
-        .recorder(paywall::RecorderConfig {
+        .recorder(paywall::recorder::RecorderConfig {
             capacity: 2,
             max_batch: 1,
             ..fast_recorder()
@@ -99,7 +99,7 @@ async fn a_full_queue_holds_a_response_at_most_the_enqueue_timeout() {
     let backend = MemoryBackend::with_allowance(100);
     backend.fail_next_usage_calls(usize::MAX);
     let paywall = Paywall::builder(HeaderResolver::new(), backend.clone())
-        .recorder(paywall::RecorderConfig {
+        .recorder(paywall::recorder::RecorderConfig {
             capacity: 2,
             max_batch: 1,
             enqueue_timeout: Duration::from_millis(100),
@@ -141,7 +141,7 @@ async fn within(limit: Duration, done: impl Fn() -> bool) -> bool {
 async fn a_full_batch_goes_out_at_once_and_a_partial_one_when_it_is_due() {
     let backend = MemoryBackend::with_allowance(100);
     let paywall = Paywall::builder(HeaderResolver::new(), backend.clone())
-        .recorder(paywall::RecorderConfig {
+        .recorder(paywall::recorder::RecorderConfig {
             max_batch: 10,
             flush_interval: Duration::from_millis(1500),
             ..fast_recorder()

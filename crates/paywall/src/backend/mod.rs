@@ -1,50 +1,19 @@
-//! Where customers, limits and usage live: the [`BillingBackend`] trait and its types.
+//! For backend authors: where customers, limits and usage live, the [`BillingBackend`]
+//! trait and the types it speaks (an application only picks an implementation:
+//! `paywall-local`, `paywall-solvapay`).
 
-use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::account::{CheckoutRequest, Credits, Purchase};
+use crate::customer::CustomerRef;
 use crate::identity::Identity;
 
 mod object;
 
+pub use crate::account::{CheckoutRequest, Credits, Purchase};
+pub use crate::backoff::Backoff;
 pub(crate) use object::DynBackend;
-
-/// A billing customer's reference (`cus_...`), cheap to clone.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct CustomerRef(Arc<str>);
-
-impl CustomerRef {
-    /// Wraps a reference issued by the billing backend.
-    pub fn new(reference: impl Into<Arc<str>>) -> Self {
-        Self(reference.into())
-    }
-
-    /// The reference as a string slice.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for CustomerRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&*self.0, f)
-    }
-}
-
-impl fmt::Display for CustomerRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl AsRef<str> for CustomerRef {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
 
 /// A customer's allowance for one product and meter, as the backend reports it.
 ///
@@ -233,7 +202,8 @@ impl BackendError {
 ///   retries a whole batch after a transient failure.
 ///
 /// ```
-/// use paywall::{BackendError, BillingBackend, CustomerRef, Identity, Limits, UsageEvent};
+/// use paywall::backend::{BackendError, BillingBackend, Limits, UsageEvent};
+/// use paywall::{CustomerRef, Identity};
 ///
 /// /// Everyone is a customer with unlimited allowance (a toy for the example).
 /// struct Unlimited;

@@ -67,8 +67,8 @@ impl Admission {
     /// What the customer has left of the route's product, when
     /// [`ratelimit_headers`](crate::PaywallBuilder::ratelimit_headers) is on and this
     /// instance knows it (budgets shared through a store are not known here). Adapters
-    /// put it on the response ([`Quota::apply`](crate::Quota::apply)).
-    pub fn quota(&self) -> Option<crate::Quota> {
+    /// put it on the response ([`Quota::apply`](crate::adapter::Quota::apply)).
+    pub fn quota(&self) -> Option<crate::adapter::Quota> {
         if !self.engine.ratelimit_headers {
             return None;
         }
@@ -77,7 +77,7 @@ impl Admission {
             (None, Some(usage)) => usage.local_budget()?,
             _ => return None,
         };
-        Some(crate::Quota::from_limits(
+        Some(crate::adapter::Quota::from_limits(
             &self.charge.product,
             budget.remaining(),
             &budget.info(),
@@ -199,7 +199,7 @@ impl Admission {
 /// what the handler reported is committed and recorded once, the rest given back. A
 /// failure status (per `success_when`) gives everything back unless the handler
 /// reported consumption. Obtained from [`Admission::finish_head`]; keep it with the
-/// body (the tower layer's [`PaywallBody`](crate::PaywallBody) does).
+/// body (the tower layer's [`PaywallBody`](crate::adapter::PaywallBody) does).
 #[must_use = "dropping the settlement settles at once"]
 pub struct Settlement {
     usage: Usage,

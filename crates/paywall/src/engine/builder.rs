@@ -136,7 +136,7 @@ impl PaywallBuilder {
     /// Replaces the default 401/402/503 responses.
     ///
     /// ```
-    /// # use paywall::{Rejection, PaywallBuilder};
+    /// # use paywall::{PaywallBuilder, Rejection};
     /// # fn configure(builder: PaywallBuilder) -> PaywallBuilder {
     /// builder.on_rejection(|rejection: &Rejection| {
     ///     let mut response = rejection.to_response();
@@ -154,7 +154,7 @@ impl PaywallBuilder {
     }
 
     /// Sends what the caller has left as the IETF `RateLimit` and `RateLimit-Policy`
-    /// fields on admitted responses and 402s (see [`Quota`](crate::Quota)). Off by
+    /// fields on admitted responses and 402s (see [`Quota`](crate::adapter::Quota)). Off by
     /// default; it costs two small header strings per response.
     pub fn ratelimit_headers(mut self, on: bool) -> Self {
         self.ratelimit_headers = on;

@@ -15,9 +15,10 @@ use arc_swap::ArcSwapOption;
 use tracing::{debug, warn};
 
 use super::{Budget, Engine};
-use crate::backend::{BackendError, CustomerRef};
+use crate::backend::BackendError;
 use crate::charge::RouteCharge;
 use crate::customer::Customer;
+use crate::customer::CustomerRef;
 use crate::identity::Identity;
 
 /// A cached customer with the budgets its routes have used: the only place budgets are

@@ -15,9 +15,10 @@ use super::admit::millis;
 use super::cache::CustomerEntry;
 use super::reservation::Reservation;
 use super::{Budget, Engine};
-use crate::backend::{BackendError, CustomerRef};
+use crate::backend::BackendError;
 use crate::charge::RouteCharge;
 use crate::customer::Customer;
+use crate::customer::CustomerRef;
 use crate::policy::FailPolicy;
 use crate::rejection::Rejection;
 use crate::shared::{
@@ -45,8 +46,8 @@ impl SharedState {
     }
 
     fn failed(&self, err: &SharedError, now_ms: u64) {
-        counter!("paywall_shared_leases_total", "result" => "error").increment(1);
-        gauge!("paywall_shared_fallback").set(1.0);
+        counter!(crate::telemetry::SHARED_LEASES_TOTAL, "result" => "error").increment(1);
+        gauge!(crate::telemetry::SHARED_FALLBACK).set(1.0);
         self.down_until.store(
             now_ms.saturating_add(millis(self.config.retry)),
             Ordering::Release,
@@ -61,7 +62,7 @@ impl SharedState {
 
     fn recovered(&self) {
         if self.degraded.swap(false, Ordering::AcqRel) {
-            gauge!("paywall_shared_fallback").set(0.0);
+            gauge!(crate::telemetry::SHARED_FALLBACK).set(0.0);
             info!("shared budget store reachable again; budgets are shared");
         }
     }
@@ -191,7 +192,7 @@ impl Engine {
                 LeaseAnswer::Refresh(_) => "refresh",
                 _ => "unavailable",
             };
-            counter!("paywall_shared_leases_total", "result" => result).increment(1);
+            counter!(crate::telemetry::SHARED_LEASES_TOTAL, "result" => result).increment(1);
             match answer {
                 LeaseAnswer::Granted {
                     units: granted,

@@ -36,8 +36,9 @@ use http::{Response, StatusCode};
 use moka::future::Cache;
 use tracing::{debug, info};
 
-use crate::backend::{CustomerRef, DynBackend};
+use crate::backend::DynBackend;
 use crate::charge::{Charge, RouteCharge};
+use crate::customer::CustomerRef;
 use crate::error::ConfigError;
 use crate::identity::{DynResolver, Identity};
 use crate::recorder::{FlushReport, UsageRecorder};
@@ -187,7 +188,7 @@ impl Paywall {
     /// them through `backend`.
     pub fn builder(
         resolver: impl crate::IdentityResolver,
-        backend: impl crate::BillingBackend,
+        backend: impl crate::backend::BillingBackend,
     ) -> PaywallBuilder {
         PaywallBuilder::new(Box::new(resolver), Arc::new(backend))
     }
@@ -232,7 +233,9 @@ impl Paywall {
     /// `x-customer-ref` and inserts the admitted customer.
     pub async fn admit(&self, parts: &Parts, route: &Route) -> Result<Admission, Rejection> {
         let result = self.engine.admit(parts, &route.charge).await;
-        self.engine.decisions.count(&result);
+        self.engine
+            .decisions
+            .count(result.as_ref().map(|grant| grant.customer.as_ref()));
         match &result {
             Ok(grant) => debug!(
                 product = %route.charge.product,
@@ -257,7 +260,9 @@ impl Paywall {
         route: &Route,
     ) -> Result<Admission, Rejection> {
         let result = self.engine.admit_identity(identity, &route.charge).await;
-        self.engine.decisions.count(&result);
+        self.engine
+            .decisions
+            .count(result.as_ref().map(|grant| grant.customer.as_ref()));
         result.map(|grant| self.admission(grant, route))
     }
 
@@ -271,7 +276,7 @@ impl Paywall {
     ) -> Result<(Identity, Option<crate::Customer>), Rejection> {
         let result = self.engine.identify(parts).await;
         if let Err(rejection) = &result {
-            self.engine.decisions.count(&Err(rejection.clone()));
+            self.engine.decisions.count(Err(rejection));
             debug!(kind = rejection.kind(), "caller not identified");
         }
         result

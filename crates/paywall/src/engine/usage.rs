@@ -21,7 +21,7 @@ use crate::rejection::Rejection;
 
 /// The consumption of one admitted request, on a route priced by consumption
 /// ([`Charge::by_consumption`](crate::Charge::by_consumption)). Adapters put it in the
-/// request's extensions (`paywall_axum::Usage` extracts it). Cheap to clone: clones
+/// request's extensions (`paywall_axum::UsageMeter` extracts it). Cheap to clone: clones
 /// report to the same request.
 ///
 /// ```

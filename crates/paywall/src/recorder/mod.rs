@@ -1,5 +1,9 @@
 //! Usage recording off the response path: the [`UsageRecorder`] (the queue and its
-//! handles) and its background [`worker`] (batches, retries, acknowledgements).
+//! handles), its settings ([`RecorderConfig`]), the durable [`Outbox`] it can write
+//! through, and its background worker (batches, retries, acknowledgements).
+//!
+//! An application sets these through [`PaywallBuilder::recorder`](crate::PaywallBuilder::recorder)
+//! and [`PaywallBuilder::outbox`](crate::PaywallBuilder::outbox).
 
 mod worker;
 
@@ -14,6 +18,8 @@ use tracing::{debug, error, info, warn};
 use crate::backend::{DynBackend, UsageEvent};
 use crate::engine::Budget;
 use crate::outbox::DynOutbox;
+
+pub use crate::outbox::{Outbox, OutboxError};
 
 /// How the usage recorder batches and retries.
 #[derive(Clone, Debug)]
@@ -129,9 +135,9 @@ impl Default for Counters {
             recorded: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
             refused: AtomicU64::new(0),
-            pending: gauge!("paywall_usage_pending"),
-            recorded_total: counter!("paywall_usage_events_total", "result" => "recorded"),
-            dropped_total: counter!("paywall_usage_events_total", "result" => "dropped"),
+            pending: gauge!(crate::telemetry::USAGE_PENDING),
+            recorded_total: counter!(crate::telemetry::USAGE_EVENTS_TOTAL, "result" => "recorded"),
+            dropped_total: counter!(crate::telemetry::USAGE_EVENTS_TOTAL, "result" => "dropped"),
         }
     }
 }

@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use crate::backend::{BackendError, BillingBackend, CustomerRef, Limits, UsageEvent};
+use crate::backend::{BackendError, BillingBackend, Limits, UsageEvent};
+use crate::customer::CustomerRef;
 use crate::identity::Identity;
 
 /// An in-memory billing backend for tests. Cheap to clone: clones share their state.

@@ -116,26 +116,3 @@ pub fn fast_recorder() -> RecorderConfig {
         ..RecorderConfig::default()
     }
 }
-
-/// Sends `request` to [`protected`]`(paywall)` and checks the paywall's 401: `challenge`
-/// in `WWW-Authenticate`, a problem+json body with `kind: "unauthenticated"`,
-/// `status: 401`, `success: false`, and no call to `backend` for the caller.
-pub async fn assert_unauthenticated(
-    paywall: &Paywall,
-    backend: &super::MemoryBackend,
-    request: Request<http_body_util::Full<bytes::Bytes>>,
-    challenge: &str,
-) {
-    let (status, headers, body) = read_json(call(&protected(paywall), request).await).await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED);
-    assert_eq!(headers[http::header::WWW_AUTHENTICATE], challenge);
-    assert_eq!(headers[http::header::CONTENT_TYPE], crate::PROBLEM_JSON);
-    assert_eq!(body["kind"], "unauthenticated");
-    assert_eq!(body["status"], 401);
-    assert_eq!(body["success"], false);
-    assert_eq!(
-        backend.ensure_calls(),
-        0,
-        "no backend call for an unauthenticated caller"
-    );
-}

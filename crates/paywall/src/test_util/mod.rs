@@ -31,9 +31,6 @@ mod resolver;
 mod shared;
 
 pub use backend::MemoryBackend;
-pub use http::{
-    assert_unauthenticated, call, fast_recorder, protected, read_json, status, EchoService,
-    TEST_PRODUCT,
-};
+pub use http::{call, fast_recorder, protected, read_json, status, EchoService, TEST_PRODUCT};
 pub use resolver::HeaderResolver;
 pub use shared::{MemoryShared, MemorySharedInstance};

@@ -9,12 +9,13 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::Full;
-use paywall::{BillingBackend, Paywall, PaywallBuilder};
+use paywall::backend::BillingBackend;
+use paywall::{Paywall, PaywallBuilder};
 use tower::ServiceExt;
 
 pub use paywall::test_util::{
-    assert_unauthenticated, call, fast_recorder, protected, read_json, status, EchoService,
-    HeaderResolver, MemoryBackend, MemoryShared, TEST_PRODUCT as PRODUCT,
+    call, fast_recorder, protected, read_json, status, EchoService, HeaderResolver, MemoryBackend,
+    MemoryShared, TEST_PRODUCT as PRODUCT,
 };
 
 /// A request of `user` to the protected service.
@@ -72,4 +73,30 @@ pub async fn storm(paywalls: &[Paywall], user: &str, per_engine: usize) -> (usiz
         }
     }
     (ok, payment, other)
+}
+
+/// Sends `request` to [`protected`]`(paywall)` and checks the paywall's 401: `challenge`
+/// in `WWW-Authenticate`, a problem+json body with `kind: "unauthenticated"`,
+/// `status: 401`, `success: false`, and no call to `backend` for the caller.
+pub async fn assert_unauthenticated(
+    paywall: &Paywall,
+    backend: &MemoryBackend,
+    request: Request<http_body_util::Full<bytes::Bytes>>,
+    challenge: &str,
+) {
+    let (status, headers, body) = read_json(call(&protected(paywall), request).await).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(headers[http::header::WWW_AUTHENTICATE], challenge);
+    assert_eq!(
+        headers[http::header::CONTENT_TYPE],
+        paywall::adapter::PROBLEM_JSON
+    );
+    assert_eq!(body["kind"], "unauthenticated");
+    assert_eq!(body["status"], 401);
+    assert_eq!(body["success"], false);
+    assert_eq!(
+        backend.ensure_calls(),
+        0,
+        "no backend call for an unauthenticated caller"
+    );
 }
