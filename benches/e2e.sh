@@ -47,7 +47,7 @@ if ! command -v redis-server >/dev/null; then
     fi
 fi
 
-cargo build --release -q -p paywall-examples --bins
+cargo build --release -q -p quickstart-axum -p quickstart-actix --bins
 cargo build --release -q -p paywall-dev-server
 BIN=target/release
 LOGS=$(mktemp -d)

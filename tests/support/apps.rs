@@ -5,9 +5,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use paywall_examples::actix_quickstart;
 use paywall_examples::config::QuickstartConfig;
-use paywall_examples::quickstart;
+use quickstart_actix as actix_quickstart;
+use quickstart_axum as quickstart;
 
 use crate::jwt::SECRET;
 use crate::net::{loopback, std_loopback, Served};

@@ -49,3 +49,9 @@ pub use paywall::test_util::{
     call, fast_recorder, protected, read_json, EchoService, MemoryBackend, TEST_PRODUCT as PRODUCT,
 };
 pub use servers::{dev_server, solvapay_config, ActixServed, RedisServer, DEV_KEY, WEBHOOK_SECRET};
+
+/// The workspace README's Rust examples, compiled as doc tests (`cargo test -p
+/// paywall-tests --doc`): a README example that no longer compiles fails the suite.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeExamples;

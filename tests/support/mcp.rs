@@ -23,7 +23,7 @@ impl McpApp {
     pub async fn start(free_units: u64) -> Self {
         let listener = loopback().await;
         let base = format!("http://{}", listener.local_addr().expect("addr"));
-        let app = paywall_examples::mcp::build(&crate::apps::quickstart_config(free_units), &base)
+        let app = quickstart_mcp::build(&crate::apps::quickstart_config(free_units), &base)
             .expect("mcp build");
         let local = app.local.clone().expect("embedded backend");
         let served = Served::start(listener, app.router);

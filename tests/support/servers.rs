@@ -52,16 +52,12 @@ pub struct ActixServed {
 }
 
 impl ActixServed {
-    pub fn start(
-        listener: std::net::TcpListener,
-        app: paywall_examples::actix_quickstart::ActixQuickstart,
-    ) -> Self {
+    pub fn start(listener: std::net::TcpListener, app: quickstart_actix::ActixQuickstart) -> Self {
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         let (tx, rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
             actix_rt::System::new().block_on(async move {
-                let server =
-                    paywall_examples::actix_quickstart::start(listener, app, 2).expect("start");
+                let server = quickstart_actix::start(listener, app, 2).expect("start");
                 let _ = tx.send(server.handle());
                 let _ = server.await;
             });

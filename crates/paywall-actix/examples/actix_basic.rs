@@ -1,19 +1,22 @@
 //! The smallest complete paywall on actix-web: HS256 tokens, the embedded backend
-//! (SQLite in memory, 3 free calls per user), one paid route.
+//! (SQLite in memory, 3 free calls per user), one paid route, and the local checkout a
+//! 402 links to.
 //!
 //! ```text
 //! PAYWALL_JWT_SECRET=$(openssl rand -hex 32) cargo run -p paywall-actix --example actix_basic
 //! curl -i -H "Authorization: Bearer <the printed token>" http://127.0.0.1:3000/api/hello
 //! ```
-//! The fourth call answers 402.
+//! The fourth call answers 402 with a `checkoutUrl`: open it, press *Pay* (no money
+//! moves), and the next call is admitted.
 
 use std::time::Duration;
 
-use actix_web::{web, App, HttpResponse, HttpServer};
+use actix_web::http::StatusCode;
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use paywall::{Charge, Paywall};
 use paywall_actix::{BilledCustomer, PaywallMiddleware};
 use paywall_jwt::{Hs256Signer, JwtResolver};
-use paywall_local::{LocalBackend, Product};
+use paywall_local::{checkout, LocalBackend, Product};
 use serde_json::json;
 
 const PRODUCT: &str = "prd_basic";
@@ -25,6 +28,30 @@ async fn hello(customer: BilledCustomer) -> HttpResponse {
     }))
 }
 
+/// The embedded backend and the paywall, for the checkout pages.
+struct Billing {
+    backend: LocalBackend,
+    paywall: Paywall,
+}
+
+fn page(page: checkout::Page) -> HttpResponse {
+    HttpResponse::build(
+        StatusCode::from_u16(page.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+    )
+    .content_type(page.content_type)
+    .body(page.body)
+}
+
+/// `GET /checkout?customer=…&product=…`: the plan and a pay button.
+async fn checkout_page(billing: web::Data<Billing>, request: HttpRequest) -> HttpResponse {
+    page(checkout::page(&billing.backend, request.query_string().as_bytes()).await)
+}
+
+/// `POST /checkout`: buys the plan and unlocks the customer at once.
+async fn checkout_pay(billing: web::Data<Billing>, form: web::Bytes) -> HttpResponse {
+    page(checkout::pay(&billing.backend, Some(&billing.paywall), &form).await)
+}
+
 #[actix_web::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let secret = std::env::var("PAYWALL_JWT_SECRET")
@@ -33,17 +60,26 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let backend = LocalBackend::builder()
         .product(Product::new(PRODUCT).free_units(3))
+        .checkout_url(format!("http://127.0.0.1:{port}{}", checkout::PATH)) // in every 402
         .open()?;
-    let paywall = Paywall::builder(JwtResolver::hs256(&secret).build()?, backend).build()?;
+    let resolver = JwtResolver::hs256(&secret).build()?;
+    let paywall = Paywall::builder(resolver, backend.clone()).build()?;
     let paid = PaywallMiddleware::new(&paywall, Charge::new(PRODUCT))?; // 1 unit per call
+    let billing = web::Data::new(Billing {
+        backend,
+        paywall: paywall.clone(),
+    });
 
     let server = HttpServer::new(move || {
         App::new()
+            .app_data(billing.clone())
             .service(
                 web::scope("/api")
                     .wrap(paid.clone())
                     .route("/hello", web::get().to(hello)),
             )
+            .route(checkout::PATH, web::get().to(checkout_page))
+            .route(checkout::PATH, web::post().to(checkout_pay))
             .route("/health", web::get().to(|| async { "ok" })) // public
     })
     .bind(("127.0.0.1", port))?;

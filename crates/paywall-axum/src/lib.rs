@@ -59,6 +59,14 @@ use axum::Json;
 /// The billed customer of the request: the [`paywall::Customer`] the layer admitted,
 /// as an extractor.
 ///
+/// It has its own name so that it can never be mistaken for the core type the layer
+/// inserts: `request.extensions().get::<paywall::Customer>()` is the only way to read
+/// the extension by hand, and this crate has no `Customer` to shadow it:
+///
+/// ```compile_fail
+/// use paywall_axum::Customer;
+/// ```
+///
 /// Extracting it on a route that is not behind the paywall layer is a server
 /// misconfiguration, answered 500 with a body that says so. Use
 /// `Option<BilledCustomer>` where the layer may admit callers without a customer
@@ -176,6 +184,38 @@ mod tests {
     use axum::routing::get;
     use axum::Router;
     use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn the_extension_and_the_extractor_see_the_same_customer() {
+        use paywall::test_util::{HeaderResolver, MemoryBackend};
+        use paywall::{Charge, Paywall};
+
+        let paywall = Paywall::builder(HeaderResolver::new(), MemoryBackend::with_allowance(1))
+            .build()
+            .expect("paywall");
+        let app: Router = Router::new()
+            .route(
+                "/",
+                get(
+                    |billed: BilledCustomer, request: axum::extract::Request| async move {
+                        let by_hand = request.extensions().get::<paywall::Customer>().cloned();
+                        let by_hand = by_hand.map(|c| c.reference().to_string());
+                        format!("{}|{}", billed.reference(), by_hand.unwrap_or_default())
+                    },
+                ),
+            )
+            .route_layer(paywall.layer(Charge::new("prd_same")).expect("layer"));
+        let request = axum::http::Request::builder()
+            .header("x-user", "ada")
+            .body(Body::empty())
+            .expect("request");
+        let response = app.oneshot(request).await.expect("infallible");
+        assert_eq!(response.status(), StatusCode::OK);
+        let bytes = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .expect("body");
+        assert_eq!(&bytes[..], b"cus_ada|cus_ada");
+    }
 
     #[tokio::test]
     async fn customer_outside_the_layer_is_a_clear_500() {

@@ -7,9 +7,33 @@ use crate::policy::FailPolicy;
 
 /// The largest number of units one request may cost (SolvaPay's bound on an event).
 pub const MAX_UNITS: u64 = 100_000;
+const MAX_UNITS_PLUS_ONE: u64 = MAX_UNITS + 1;
 
-/// What one protected route charges: a product, a meter, a number of units, and
-/// optionally its own [`FailPolicy`].
+/// How a route is priced: a fixed number of units per admitted request, or what each
+/// request consumed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Price {
+    /// This many units per admitted request (1 to [`MAX_UNITS`]).
+    PerRequest(u64),
+    /// What each request consumed: admission holds nothing, the handler reserves an
+    /// upper bound and reports what it used through the request's
+    /// [`Usage`](crate::Usage), settled when the response body ends.
+    ByConsumption,
+}
+
+impl Price {
+    /// The units an admission holds: the fixed price, or nothing for a route priced by
+    /// consumption (its handler reserves them).
+    pub(crate) fn at_admission(self) -> u64 {
+        match self {
+            Self::PerRequest(units) => units,
+            Self::ByConsumption => 0,
+        }
+    }
+}
+
+/// What one protected route charges: a product, a meter, a [`Price`], and optionally
+/// its own [`FailPolicy`].
 ///
 /// ```
 /// use paywall::{Charge, FailPolicy};
@@ -22,9 +46,8 @@ pub const MAX_UNITS: u64 = 100_000;
 pub struct Charge {
     pub(crate) product: String,
     pub(crate) meter: String,
-    pub(crate) units: u64,
+    pub(crate) price: Price,
     pub(crate) fail_policy: Option<FailPolicy>,
-    pub(crate) by_consumption: bool,
 }
 
 impl Charge {
@@ -33,9 +56,8 @@ impl Charge {
         Self {
             product: product.into(),
             meter: "requests".to_owned(),
-            units: 1,
+            price: Price::PerRequest(1),
             fail_policy: None,
-            by_consumption: false,
         }
     }
 
@@ -45,17 +67,21 @@ impl Charge {
         self
     }
 
-    /// Units per admitted request (default 1, at most [`MAX_UNITS`]).
+    /// Units per admitted request (default 1, at most [`MAX_UNITS`]). On a charge priced
+    /// [by consumption](Self::by_consumption), whether set before or after, it is not
+    /// used.
     pub fn units(mut self, units: u64) -> Self {
-        self.units = units;
+        if let Price::PerRequest(_) = self.price {
+            self.price = Price::PerRequest(units);
+        }
         self
     }
 
     /// Prices the route by what each request consumed instead of a fixed number of
     /// units: admission holds nothing, the handler reserves an upper bound and reports
     /// what it used through the request's [`Usage`](crate::Usage), and the amount is
-    /// settled when the response body ends. A number of [`units`](Self::units) set on
-    /// the same charge is not used.
+    /// settled when the response body ends ([`Price::ByConsumption`]). A number of
+    /// [`units`](Self::units) set on the same charge is not used.
     ///
     /// ```
     /// use paywall::Charge;
@@ -64,7 +90,7 @@ impl Charge {
     /// # let _ = completions;
     /// ```
     pub fn by_consumption(mut self) -> Self {
-        self.by_consumption = true;
+        self.price = Price::ByConsumption;
         self
     }
 
@@ -79,6 +105,11 @@ impl Charge {
         &self.product
     }
 
+    /// How the route is priced.
+    pub fn price(&self) -> Price {
+        self.price
+    }
+
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         if !is_reference(&self.product) {
             return Err(ConfigError::InvalidProduct(self.product.clone()));
@@ -86,8 +117,8 @@ impl Charge {
         if !is_reference(&self.meter) {
             return Err(ConfigError::InvalidMeter(self.meter.clone()));
         }
-        if !self.by_consumption && (self.units == 0 || self.units > MAX_UNITS) {
-            return Err(ConfigError::InvalidUnits(self.units));
+        if let Price::PerRequest(units @ (0 | MAX_UNITS_PLUS_ONE..)) = self.price {
+            return Err(ConfigError::InvalidUnits(units));
         }
         Ok(())
     }
@@ -106,8 +137,7 @@ fn is_reference(value: &str) -> bool {
 pub(crate) struct RouteCharge {
     pub(crate) product: Arc<str>,
     pub(crate) meter: Arc<str>,
-    /// Units per admitted request; 0 for a route priced by consumption.
-    pub(crate) units: u64,
+    pub(crate) price: Price,
     pub(crate) fail_policy: FailPolicy,
     /// Interned (product, meter) pair: the budget key's second half.
     pub(crate) meter_id: u32,

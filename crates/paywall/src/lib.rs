@@ -176,7 +176,7 @@ pub mod test_util;
 // authors in [`adapter`], the shared-store protocol in [`shared`], the usage recorder's
 // settings in [`recorder`], metric names in [`telemetry`].
 pub use billing::BillingRoutes;
-pub use charge::Charge;
+pub use charge::{Charge, Price};
 pub use customer::Customer;
 pub use customer::CustomerRef;
 pub use engine::{Paywall, PaywallBuilder, Route, Usage};

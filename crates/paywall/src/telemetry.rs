@@ -46,7 +46,7 @@ pub const SHARED_FALLBACK: &str = "paywall_shared_fallback";
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use tokio::time::Instant;
 
 use metrics::{counter, histogram, Counter};
 use tracing::field::Empty;
@@ -63,7 +63,7 @@ use crate::rejection::Rejection;
 /// at most once per interval, so an operator sees why tokens are refused without debug
 /// logs (and a flood of bad tokens cannot flood the logs).
 pub(crate) struct RefusalLog {
-    origin: std::time::Instant,
+    origin: Instant,
     every_ms: u64,
     /// Refusals since the last summary.
     count: std::sync::atomic::AtomicU64,
@@ -74,7 +74,7 @@ pub(crate) struct RefusalLog {
 impl RefusalLog {
     pub(crate) fn new(every: std::time::Duration) -> Self {
         Self {
-            origin: std::time::Instant::now(),
+            origin: Instant::now(),
             every_ms: u64::try_from(every.as_millis()).unwrap_or(u64::MAX),
             count: std::sync::atomic::AtomicU64::new(0),
             last: std::sync::atomic::AtomicU64::new(0),

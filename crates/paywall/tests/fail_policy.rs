@@ -46,7 +46,7 @@ fn assert_503_without_internals(
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn fail_closed_answers_503_when_limits_are_down_and_recovers_without_restart() {
     let backend = MemoryBackend::with_allowance(5);
     backend.set_limits_down(true);
@@ -58,7 +58,7 @@ async fn fail_closed_answers_503_when_limits_are_down_and_recovers_without_resta
     assert_eq!(status, StatusCode::OK, "errors are not cached");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn fail_closed_answers_503_when_ensure_customer_is_down_and_does_not_cache_the_error() {
     let backend = MemoryBackend::with_allowance(5);
     backend.set_ensure_down(true);
@@ -72,7 +72,7 @@ async fn fail_closed_answers_503_when_ensure_customer_is_down_and_does_not_cache
     assert_eq!(backend.ensure_calls(), 2);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn fail_closed_stops_serving_a_known_budget_once_it_is_due_and_backs_off() {
     let backend = MemoryBackend::with_allowance(5);
     let paywall = paywall(&backend, FailPolicy::Closed, Duration::from_millis(30));
@@ -95,7 +95,7 @@ async fn fail_closed_stops_serving_a_known_budget_once_it_is_due_and_backs_off()
     assert_eq!(call(&paywall, "alice").await.0, StatusCode::OK, "recovered");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn serve_stale_keeps_using_the_last_known_budget() {
     let backend = MemoryBackend::with_allowance(3);
     let paywall = paywall(&backend, FailPolicy::ServeStale, Duration::from_millis(20));
@@ -116,7 +116,7 @@ async fn serve_stale_keeps_using_the_last_known_budget() {
     assert_eq!(backend.recorded_units(), 3);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn fail_open_admits_and_still_meters_known_customers() {
     let backend = MemoryBackend::with_allowance(1);
     let paywall = paywall(&backend, FailPolicy::Open, Duration::from_millis(20));
@@ -136,7 +136,7 @@ async fn fail_open_admits_and_still_meters_known_customers() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn fail_open_with_no_customer_admits_without_one() {
     let backend = MemoryBackend::with_allowance(1);
     backend.set_ensure_down(true);
@@ -147,7 +147,7 @@ async fn fail_open_with_no_customer_admits_without_one() {
     assert_eq!(body["customerRefHeaders"], serde_json::json!([]));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_route_can_override_the_fail_policy() {
     let backend = MemoryBackend::with_allowance(1);
     backend.set_limits_down(true);
@@ -166,7 +166,7 @@ async fn a_route_can_override_the_fail_policy() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn identity_provider_down_is_503_not_401() {
     struct Down;
     impl paywall::IdentityResolver for Down {

@@ -131,7 +131,7 @@ async fn a_forgotten_session_voids_its_spare_units() {
     assert_eq!(backend.recorded_units(), 100);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn an_unreachable_store_falls_back_to_the_local_budget_or_closes() {
     let backend = MemoryBackend::with_allowance(5);
     let store = MemoryShared::new();
@@ -160,7 +160,7 @@ async fn an_unreachable_store_falls_back_to_the_local_budget_or_closes() {
     assert_eq!(status_of(&protected(&b), "bob").await, StatusCode::OK);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_purchase_seen_by_one_instance_unlocks_the_customer_on_every_instance() {
     let backend = MemoryBackend::with_allowance(1);
     let store = MemoryShared::new();
@@ -209,7 +209,7 @@ async fn a_hot_budget_grows_its_leases_and_calls_the_store_rarely() {
     assert_eq!(backend.recorded_units(), 5_000);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn lease_sizes_that_cannot_work_are_refused_at_build() {
     let backend = MemoryBackend::with_allowance(10);
     let instance = MemoryShared::new().instance();

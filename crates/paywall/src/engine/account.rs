@@ -67,7 +67,8 @@ impl Engine {
             });
         }
         let budget = self
-            .budget(&entry, charge)
+            .cache
+            .budget(&entry, charge, &*self.backend, &self.clock, self.limits_ttl)
             .await
             .map_err(|err| self.unavailable(&err))?;
         if let Some(err) = self.refresh_if_due(&entry.customer, charge, &budget).await {

@@ -4,7 +4,9 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
+
+use tokio::time::Instant;
 
 use http::StatusCode;
 use tracing::{debug, error};
@@ -38,7 +40,7 @@ impl fmt::Debug for Admission {
         f.debug_struct("Admission")
             .field("customer", &self.customer)
             .field("product", &self.charge.product)
-            .field("units", &self.charge.units)
+            .field("price", &self.charge.price)
             .finish_non_exhaustive()
     }
 }
@@ -149,7 +151,7 @@ impl Admission {
             return;
         };
         match slot {
-            Ok(slot) => slot.send(Pending { event, budget }),
+            Ok(slot) => slot.send(Pending::new(event, budget)),
             // Shutting down, or the queue stayed full: the event is logged with its key
             // and counted as pending.
             Err(why) => engine.recorder.refuse(&event, why),
@@ -165,7 +167,7 @@ impl Admission {
             customer: customer.reference().clone(),
             product: Arc::clone(&self.charge.product),
             meter: Arc::clone(&self.charge.meter),
-            units: self.charge.units,
+            units: self.charge.price.at_admission(),
             outcome: Outcome::Success,
             timestamp: self.admitted_at,
             duration: Some(self.started.elapsed()),
@@ -187,7 +189,7 @@ impl Admission {
                        "usage event not stored in the outbox; kept in memory only");
             }
             match slot {
-                Ok(slot) => slot.send(Pending { event, budget }),
+                Ok(slot) => slot.send(Pending::new(event, budget)),
                 Err(why) => recorder.refuse(&event, why),
             }
         });
@@ -239,7 +241,7 @@ impl Engine {
         let outbox = self.recorder.outbox().cloned();
         if outbox.is_none() {
             if let Some(slot) = self.recorder.try_slot() {
-                slot.send(Pending { event, budget });
+                slot.send(Pending::new(event, budget));
                 return;
             }
         }
@@ -257,7 +259,7 @@ impl Engine {
                 }
             }
             match engine.recorder.slot().await {
-                Ok(slot) => slot.send(Pending { event, budget }),
+                Ok(slot) => slot.send(Pending::new(event, budget)),
                 Err(why) => engine.recorder.refuse(&event, why),
             }
         });

@@ -6,7 +6,7 @@
 //! is unreachable it comes back here, to this instance's own budget.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use http::request::Parts;
 use tracing::debug;
@@ -15,7 +15,7 @@ use super::cache::CustomerEntry;
 use super::reservation::Reservation;
 use super::{Budget, Engine};
 use crate::backend::BackendError;
-use crate::charge::RouteCharge;
+use crate::charge::{Price, RouteCharge};
 use crate::customer::Customer;
 use crate::identity::{Identity, IdentityError};
 use crate::policy::FailPolicy;
@@ -119,7 +119,12 @@ impl Engine {
         identity: &Identity,
         policy: FailPolicy,
     ) -> Result<Option<Arc<CustomerEntry>>, Rejection> {
-        self.customer_verdict(self.customer(identity).await, policy)
+        self.customer_verdict(
+            self.cache
+                .customer(identity, &*self.backend, &self.clock)
+                .await,
+            policy,
+        )
     }
 
     /// Step 2's verdict on the customer cache's answer.
@@ -152,16 +157,19 @@ impl Engine {
         identity: &Identity,
         route: &RouteCharge,
     ) -> Result<Grant, Rejection> {
-        let found = self.customer(identity).await;
+        let found = self
+            .cache
+            .customer(identity, &*self.backend, &self.clock)
+            .await;
         let Some(entry) = self.customer_verdict(found, route.fail_policy)? else {
             return Ok(Grant::unmetered(None));
         };
-        if route.units == 0 {
+        let Price::PerRequest(units) = route.price else {
             // Priced by consumption: admitted holding nothing; the handler reserves
             // through the request's `Usage`.
             return Ok(Grant::metered(entry));
-        }
-        let reservation = self.reserve(&entry, route, route.units).await?;
+        };
+        let reservation = self.reserve(&entry, route, units).await?;
         Ok(Grant {
             customer: Some(entry.customer.clone()),
             reservation,
@@ -193,14 +201,23 @@ impl Engine {
         // Step 3b: this instance's budget for the route (cached with the customer).
         let found = match entry.budget(route.meter_id) {
             Some(budget) => Ok(budget),
-            None => Box::pin(self.budget(entry, route)).await,
+            None => {
+                Box::pin(self.cache.budget(
+                    entry,
+                    route,
+                    &*self.backend,
+                    &self.clock,
+                    self.limits_ttl,
+                ))
+                .await
+            }
         };
         let budget = match found {
             Ok(budget) => budget,
             Err(err) => {
                 debug!(error = %err, customer = %customer.reference(), "limits check failed");
                 if let BackendError::NotFound(_) = &*err {
-                    self.customers.invalidate(customer.external_ref()).await;
+                    self.cache.forget(customer.external_ref()).await;
                 }
                 return match policy {
                     FailPolicy::Open => Ok(None),
@@ -239,117 +256,6 @@ impl Engine {
         }
     }
 
-    /// Refreshes `budget` when its TTL has passed. Returns the failure to act on: the
-    /// refresh's, or the back-off still running after an earlier failed one.
-    pub(super) async fn refresh_if_due(
-        &self,
-        customer: &Customer,
-        route: &RouteCharge,
-        budget: &Budget,
-    ) -> Option<BackendError> {
-        if budget.needs_refresh(self.now_ms()) {
-            let err = self.refresh(customer, route, budget).await.err()?;
-            debug!(error = %err, customer = %customer.reference(), "limits refresh failed");
-            Some(err)
-        } else if !budget.is_healthy() {
-            Some(BackendError::Unavailable {
-                message: "backing off after a failed refresh".into(),
-                retry_after: Some(Duration::from_millis(
-                    budget.refresh_at().saturating_sub(self.now_ms()),
-                )),
-            })
-        } else {
-            None
-        }
-    }
-
-    /// In the last fifth of a warm budget's TTL, refreshes it in the background (one
-    /// task per budget), so that no request waits for the backend while the budget is
-    /// still valid. A background failure changes nothing: the budget stays healthy,
-    /// is not tried ahead again, and is refreshed on the request path when it expires,
-    /// as without this.
-    fn refresh_ahead(
-        &self,
-        customer: &Customer,
-        route: &RouteCharge,
-        budget: &Arc<Budget>,
-        now: u64,
-    ) {
-        let lead = millis(self.limits_ttl) / 5;
-        if budget.refresh_at().saturating_sub(now) > lead || !budget.start_refill() {
-            return;
-        }
-        let (Some(engine), Ok(runtime)) =
-            (self.me.upgrade(), tokio::runtime::Handle::try_current())
-        else {
-            budget.stop_refill();
-            return;
-        };
-        let (customer, route, budget) = (customer.clone(), route.clone(), Arc::clone(budget));
-        runtime.spawn(async move {
-            // Success clears the budget's refill flag; a failure leaves it set until
-            // the refresh at expiry succeeds.
-            if let Err(err) = engine.refresh_with(&customer, &route, &budget, true).await {
-                debug!(error = %err, customer = %customer.reference(), "refresh ahead of expiry failed");
-            }
-        });
-    }
-
-    /// Refreshes `budget` from the backend; concurrent callers share one call.
-    async fn refresh(
-        &self,
-        customer: &Customer,
-        route: &RouteCharge,
-        budget: &Budget,
-    ) -> Result<(), BackendError> {
-        self.refresh_with(customer, route, budget, false).await
-    }
-
-    /// [`refresh`](Self::refresh); `ahead`: a refresh before expiry, whose failure
-    /// leaves the budget as it was (still valid) for the request path to retry.
-    async fn refresh_with(
-        &self,
-        customer: &Customer,
-        route: &RouteCharge,
-        budget: &Budget,
-        ahead: bool,
-    ) -> Result<(), BackendError> {
-        let seen = budget.attempts();
-        let _gate = budget.gate().lock().await;
-        if budget.attempts() != seen {
-            // Someone refreshed while we waited; use their outcome.
-            return if budget.is_healthy() {
-                Ok(())
-            } else {
-                Err(BackendError::unavailable("the concurrent refresh failed"))
-            };
-        }
-        let acked_before = budget.acked();
-        let result = self
-            .backend
-            .check_limits_boxed(customer.reference(), &route.product, &route.meter)
-            .await;
-        match &result {
-            Ok(limits) => {
-                budget.apply(limits.clone(), acked_before, self.refresh_deadline());
-                budget.stop_refill(); // a refresh ahead of the next expiry may start again
-                debug!(customer = %customer.reference(), remaining = budget.remaining(), "budget refreshed");
-            }
-            Err(_) if ahead => return result.map(drop),
-            Err(err) => {
-                let wait = err.retry_after().unwrap_or(self.failure_backoff);
-                budget.mark_failed(self.now_ms().saturating_add(millis(wait)));
-            }
-        }
-        budget.bump_attempts();
-        result.map(drop)
-    }
-
-    /// When a budget fetched now must be refreshed.
-    pub(super) fn refresh_deadline(&self) -> u64 {
-        self.now_ms().saturating_add(millis(self.limits_ttl))
-    }
-
     /// The 503 for a backend failure, with the backend's `Retry-After` when it gave one.
     pub(super) fn unavailable(&self, err: &BackendError) -> Rejection {
         Rejection::BillingUnavailable {
@@ -379,7 +285,11 @@ impl Engine {
             .filter(|url| !url.is_empty());
         let checkout_url = match known {
             Some(url) => Some(url),
-            None => self.checkout_link(customer, route).await,
+            None => {
+                self.checkout_links
+                    .get(customer, route, &*self.backend)
+                    .await
+            }
         };
         PaymentRequired {
             activation_required: info.activation_required,
@@ -396,9 +306,4 @@ impl Engine {
                 .and_then(|at| at.duration_since(SystemTime::now()).ok()),
         }
     }
-}
-
-/// A duration in whole milliseconds, saturating.
-pub(super) fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }

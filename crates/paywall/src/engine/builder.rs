@@ -4,13 +4,12 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Response, StatusCode};
-use moka::future::Cache;
 
-use super::cache::Revivable;
+use super::cache::{CheckoutLinks, CustomerCache};
 use super::lease::SharedState;
 use super::{Engine, Paywall, RejectionFn, SuccessFn};
 use crate::backend::DynBackend;
@@ -198,24 +197,8 @@ impl PaywallBuilder {
             me: me.clone(),
             resolver: self.resolver,
             backend,
-            customers: Cache::builder()
-                .max_capacity(self.max_customers)
-                .time_to_live(self.customer_ttl)
-                .build(),
-            refusals: Cache::builder()
-                .max_capacity(self.max_customers)
-                .time_to_live(super::cache::MAX_REFUSAL_BACKOFF)
-                .build(),
-            refusal_backoff: self.refusal_backoff,
-            budget_loads: Cache::builder()
-                .max_capacity(self.max_customers)
-                .time_to_live(Duration::from_secs(60))
-                .build(),
-            checkout_links: Cache::builder()
-                .max_capacity(self.max_customers)
-                .time_to_live(Duration::from_secs(60))
-                .build(),
-            revivable: Mutex::new(Revivable::default()),
+            cache: CustomerCache::new(self.max_customers, self.customer_ttl, self.refusal_backoff),
+            checkout_links: CheckoutLinks::new(self.max_customers),
             meters: Mutex::new(HashMap::new()),
             recorder,
             limits_ttl: self.limits_ttl,
@@ -223,7 +206,7 @@ impl PaywallBuilder {
             failure_backoff: self.failure_backoff,
             success: self.success,
             on_rejection: self.on_rejection,
-            origin: Instant::now(),
+            clock: super::clock::Clock::start(),
             shared: self
                 .shared
                 .map(|store| SharedState::new(store, self.leases)),

@@ -7,15 +7,16 @@
 //! usage is still in flight is revived on the next miss, so its counters are not lost.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Weak};
-
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
+use moka::future::Cache;
 use tracing::{debug, warn};
 
-use super::{Budget, Engine};
-use crate::backend::BackendError;
+use super::clock::{millis, Clock};
+use super::Budget;
+use crate::backend::{BackendError, DynBackend};
 use crate::charge::RouteCharge;
 use crate::customer::Customer;
 use crate::customer::CustomerRef;
@@ -94,13 +95,13 @@ impl BudgetKey {
 /// later miss revives such a budget so its counters are not lost; shutdown and
 /// invalidation reach every budget through it.
 #[derive(Default)]
-pub(super) struct Revivable {
+struct Revivable {
     budgets: HashMap<BudgetKey, Weak<Budget>>,
     sweep_at: usize,
 }
 
 impl Revivable {
-    pub(super) fn remember(&mut self, key: BudgetKey, budget: &Arc<Budget>) {
+    fn remember(&mut self, key: BudgetKey, budget: &Arc<Budget>) {
         self.budgets.insert(key, Arc::downgrade(budget));
         if self.budgets.len() >= self.sweep_at {
             self.budgets.retain(|_, weak| weak.strong_count() > 0);
@@ -108,12 +109,12 @@ impl Revivable {
         }
     }
 
-    pub(super) fn revive(&self, key: &BudgetKey) -> Option<Arc<Budget>> {
+    fn revive(&self, key: &BudgetKey) -> Option<Arc<Budget>> {
         self.budgets.get(key).and_then(Weak::upgrade)
     }
 
     /// The budgets still alive.
-    pub(super) fn live(&self) -> Vec<(BudgetKey, Arc<Budget>)> {
+    fn live(&self) -> Vec<(BudgetKey, Arc<Budget>)> {
         self.budgets
             .iter()
             .filter_map(|(key, weak)| weak.upgrade().map(|budget| (key.clone(), budget)))
@@ -139,31 +140,76 @@ impl Revivable {
 
 /// A backend's refusal of an externalRef's customer, remembered until `until_ms`.
 #[derive(Clone)]
-pub(super) struct Refusal {
+struct Refusal {
     until_ms: u64,
     strikes: u32,
     error: Arc<BackendError>,
 }
 
 /// The longest a refusal is remembered before the backend is asked again.
-pub(super) const MAX_REFUSAL_BACKOFF: Duration = Duration::from_secs(600);
+const MAX_REFUSAL_BACKOFF: Duration = Duration::from_secs(600);
+
+/// How long a budget load's single-flight entry may live (a load is forgotten as soon
+/// as it finishes; this only bounds one that never does).
+const LOAD_TTL: Duration = Duration::from_secs(60);
 
 /// How long a 402 waits for a checkout link before it is answered without one.
 const CHECKOUT_LINK_TIMEOUT: Duration = Duration::from_secs(3);
 
-impl Engine {
-    /// The caller's customer entry: cached, or ensured at the backend (one call for
+/// The engine's cache of customers and their budgets: the customer entries (one per
+/// user, holding its budgets), remembered refusals, the single-flight of budget loads,
+/// and the registry of every budget still alive. Its fields are its own: the engine
+/// asks it for a customer or a budget, and tells it to forget or mark stale.
+pub(super) struct CustomerCache {
+    customers: Cache<Arc<str>, Arc<CustomerEntry>>,
+    refusals: Cache<String, Refusal>,
+    refusal_backoff: Duration,
+    /// Single-flight for budget loads only: a budget lives in its customer's entry,
+    /// and a load is forgotten here as soon as it is there.
+    budget_loads: Cache<BudgetKey, Arc<Budget>>,
+    registry: Mutex<Revivable>,
+}
+
+impl CustomerCache {
+    /// At most `max_customers` customers, each kept at most `customer_ttl`; a refused
+    /// customer is asked for again after `refusal_backoff`, doubling per refusal.
+    pub(super) fn new(
+        max_customers: u64,
+        customer_ttl: Duration,
+        refusal_backoff: Duration,
+    ) -> Self {
+        Self {
+            customers: Cache::builder()
+                .max_capacity(max_customers)
+                .time_to_live(customer_ttl)
+                .build(),
+            refusals: Cache::builder()
+                .max_capacity(max_customers)
+                .time_to_live(MAX_REFUSAL_BACKOFF)
+                .build(),
+            refusal_backoff,
+            budget_loads: Cache::builder()
+                .max_capacity(max_customers)
+                .time_to_live(LOAD_TTL)
+                .build(),
+            registry: Mutex::new(Revivable::default()),
+        }
+    }
+
+    /// The caller's customer entry: cached, or ensured at `backend` (one call for
     /// concurrent first requests). A refusal is answered from memory while its
     /// back-off runs.
     pub(super) async fn customer(
         &self,
         identity: &Identity,
+        backend: &dyn DynBackend,
+        clock: &Clock,
     ) -> Result<Arc<CustomerEntry>, Arc<BackendError>> {
         let external_ref = identity.external_ref.as_str();
         if let Some(entry) = self.customers.get(external_ref).await {
             return Ok(entry);
         }
-        Box::pin(self.customer_miss(identity)).await
+        Box::pin(self.customer_miss(identity, backend, clock)).await
     }
 
     /// The cold path of [`customer`](Self::customer): a remembered refusal, or
@@ -171,15 +217,17 @@ impl Engine {
     async fn customer_miss(
         &self,
         identity: &Identity,
+        backend: &dyn DynBackend,
+        clock: &Clock,
     ) -> Result<Arc<CustomerEntry>, Arc<BackendError>> {
         let external_ref = identity.external_ref.as_str();
         let refused = self.refusals.get(external_ref).await;
         if let Some(refusal) = &refused {
-            if self.now_ms() < refusal.until_ms {
+            if clock.now_ms() < refusal.until_ms {
                 return Err(Arc::clone(&refusal.error));
             }
         }
-        let result = self.ensure(identity).await;
+        let result = self.ensure(identity, backend).await;
         if let Err(err) = &result {
             if err.is_refusal() {
                 let strikes = refused.map_or(0, |r| r.strikes.saturating_add(1));
@@ -189,7 +237,7 @@ impl Engine {
                     .min(MAX_REFUSAL_BACKOFF);
                 warn!(error = %err, retry_in_s = wait.as_secs(), "the billing backend refused a caller's customer");
                 let refusal = Refusal {
-                    until_ms: self.now_ms().saturating_add(super::admit::millis(wait)),
+                    until_ms: clock.now_ms().saturating_add(millis(wait)),
                     strikes,
                     error: Arc::clone(err),
                 };
@@ -200,12 +248,16 @@ impl Engine {
     }
 
     /// Ensure-customer at the backend, one call for concurrent misses.
-    async fn ensure(&self, identity: &Identity) -> Result<Arc<CustomerEntry>, Arc<BackendError>> {
+    async fn ensure(
+        &self,
+        identity: &Identity,
+        backend: &dyn DynBackend,
+    ) -> Result<Arc<CustomerEntry>, Arc<BackendError>> {
         // The key's string is the customer's external reference too: one copy per user.
         let key: Arc<str> = Arc::from(identity.external_ref.as_str());
         self.customers
             .try_get_with(Arc::clone(&key), async {
-                let reference = self.backend.ensure_customer_boxed(identity).await?;
+                let reference = backend.ensure_customer_boxed(identity).await?;
                 debug!(customer = %reference, "customer ensured");
                 Customer::new(reference, key)
                     .map(|customer| Arc::new(CustomerEntry::new(customer)))
@@ -218,12 +270,16 @@ impl Engine {
             .await
     }
 
-    /// The entry's local budget for the route: in its slot, revived, or fetched from the
-    /// backend (one call for concurrent misses of the same customer and meter).
+    /// The entry's local budget for the route: in its slot, revived, or fetched from
+    /// `backend` (one call for concurrent misses of the same customer and meter), due
+    /// for a refresh `ttl` after the answer.
     pub(super) async fn budget(
         &self,
         entry: &CustomerEntry,
         route: &RouteCharge,
+        backend: &dyn DynBackend,
+        clock: &Clock,
+        ttl: Duration,
     ) -> Result<Arc<Budget>, Arc<BackendError>> {
         if let Some(budget) = entry.budget(route.meter_id) {
             return Ok(budget);
@@ -239,11 +295,11 @@ impl Engine {
                     }
                     return Ok(budget);
                 }
-                let limits = self
-                    .backend
+                let limits = backend
                     .check_limits_boxed(entry.customer.reference(), &route.product, &route.meter)
                     .await?;
-                Ok(self.created(&key, Budget::new(limits, 0, self.refresh_deadline())))
+                let due = clock.now_ms().saturating_add(millis(ttl));
+                Ok(self.created(&key, Budget::new(limits, 0, due)))
             })
             .await?;
         Ok(self.loaded(entry, &key, budget).await)
@@ -279,13 +335,13 @@ impl Engine {
         if let Some(budget) = entry.budget(key.meter) {
             return Some((budget, false));
         }
-        self.revive(key).map(|budget| (budget, true))
+        self.registry().revive(key).map(|budget| (budget, true))
     }
 
     /// A new budget, registered so that it can be revived and reached at shutdown.
     fn created(&self, key: &BudgetKey, budget: Budget) -> Arc<Budget> {
         let budget = Arc::new(budget);
-        self.remember(key.clone(), &budget);
+        self.registry().remember(key.clone(), &budget);
         budget
     }
 
@@ -305,48 +361,14 @@ impl Engine {
         entry.budget(key.meter).unwrap_or(budget)
     }
 
-    /// Where `customer` can pay for the route's product, for a 402 that has no link:
-    /// asked of the backend once for concurrent 402s, kept briefly, and given up on
-    /// (the 402 omits the link) when the backend has none, fails or is slow.
-    pub(super) async fn checkout_link(
-        &self,
-        customer: &Customer,
-        route: &RouteCharge,
-    ) -> Option<String> {
-        let key = (customer.reference().clone(), Arc::clone(&route.product));
-        let link = self
-            .checkout_links
-            .try_get_with(key, async {
-                let asked = self
-                    .backend
-                    .checkout_url_boxed(customer.reference(), &route.product);
-                match tokio::time::timeout(CHECKOUT_LINK_TIMEOUT, asked).await {
-                    Ok(Ok(Some(url))) if !url.is_empty() => Ok(Arc::<str>::from(url)),
-                    Ok(Ok(_)) => Err(()),
-                    Ok(Err(err)) => {
-                        warn!(error = %err, customer = %customer.reference(), "no checkout link for a 402");
-                        Err(())
-                    }
-                    Err(_) => {
-                        warn!(customer = %customer.reference(), "checkout link timed out; the 402 has none");
-                        Err(())
-                    }
-                }
-            })
-            .await;
-        link.ok().map(|url| url.to_string())
-    }
-
-    fn revive(&self, key: &BudgetKey) -> Option<Arc<Budget>> {
-        self.registry().revive(key)
-    }
-
-    fn remember(&self, key: BudgetKey, budget: &Arc<Budget>) {
-        self.registry().remember(key, budget);
+    /// Forgets the customer of `external_ref`: it is ensured again on next use. Its
+    /// budgets stay alive while usage is in flight and are revived then.
+    pub(super) async fn forget(&self, external_ref: &str) {
+        self.customers.invalidate(external_ref).await;
     }
 
     /// Marks every budget of `customer` stale; returns how many there were.
-    pub(super) fn mark_customer_stale(&self, customer: &CustomerRef) -> usize {
+    pub(super) fn mark_stale(&self, customer: &CustomerRef) -> usize {
         let budgets = self.registry().of_customer(customer);
         for budget in &budgets {
             budget.mark_stale();
@@ -364,9 +386,62 @@ impl Engine {
         self.registry().live_count()
     }
 
-    fn registry(&self) -> std::sync::MutexGuard<'_, Revivable> {
-        self.revivable
+    /// How many customers are cached (moka's estimate).
+    pub(super) fn customer_count(&self) -> u64 {
+        self.customers.entry_count()
+    }
+
+    fn registry(&self) -> MutexGuard<'_, Revivable> {
+        self.registry
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Checkout links for 402s that have none: asked of the backend once for concurrent
+/// 402s of a customer and product, kept briefly.
+pub(super) struct CheckoutLinks {
+    links: Cache<(CustomerRef, Arc<str>), Arc<str>>,
+}
+
+impl CheckoutLinks {
+    /// At most `capacity` links, each kept a minute.
+    pub(super) fn new(capacity: u64) -> Self {
+        Self {
+            links: Cache::builder()
+                .max_capacity(capacity)
+                .time_to_live(Duration::from_secs(60))
+                .build(),
+        }
+    }
+
+    /// Where `customer` can pay for the route's product, or `None` (the 402 omits the
+    /// link) when the backend has none, fails or is slow.
+    pub(super) async fn get(
+        &self,
+        customer: &Customer,
+        route: &RouteCharge,
+        backend: &dyn DynBackend,
+    ) -> Option<String> {
+        let key = (customer.reference().clone(), Arc::clone(&route.product));
+        let link = self
+            .links
+            .try_get_with(key, async {
+                let asked = backend.checkout_url_boxed(customer.reference(), &route.product);
+                match tokio::time::timeout(CHECKOUT_LINK_TIMEOUT, asked).await {
+                    Ok(Ok(Some(url))) if !url.is_empty() => Ok(Arc::<str>::from(url)),
+                    Ok(Ok(_)) => Err(()),
+                    Ok(Err(err)) => {
+                        warn!(error = %err, customer = %customer.reference(), "no checkout link for a 402");
+                        Err(())
+                    }
+                    Err(_) => {
+                        warn!(customer = %customer.reference(), "checkout link timed out; the 402 has none");
+                        Err(())
+                    }
+                }
+            })
+            .await;
+        link.ok().map(|url| url.to_string())
     }
 }

@@ -11,8 +11,8 @@ use std::time::Duration;
 use metrics::{counter, gauge};
 use tracing::{debug, info, warn};
 
-use super::admit::millis;
 use super::cache::CustomerEntry;
+use super::clock::millis;
 use super::reservation::Reservation;
 use super::{Budget, Engine};
 use crate::backend::BackendError;
@@ -107,7 +107,7 @@ impl Engine {
         let customer = &entry.customer;
         let budget = match entry.budget(route.meter_id) {
             Some(budget) => budget,
-            None => Box::pin(self.leased_budget(entry, route)).await,
+            None => Box::pin(self.cache.leased_budget(entry, route)).await,
         };
         // Warm path: units already leased to this instance.
         if budget.try_take_leased(shared.store.current_session(), units) {
@@ -252,7 +252,7 @@ impl Engine {
                         Err(err) => {
                             debug!(error = %err, customer = %customer.reference(), "limits refresh failed");
                             if let BackendError::NotFound(_) = &err {
-                                self.customers.invalidate(customer.external_ref()).await;
+                                self.cache.forget(customer.external_ref()).await;
                             }
                             let wait = err.retry_after().unwrap_or(self.failure_backoff);
                             if let Err(store_err) =
@@ -394,7 +394,7 @@ impl Engine {
             .map(|(names, id)| (*id, names.clone()))
             .collect();
         let mut settled = 0usize;
-        for (key, budget) in self.live_budgets() {
+        for (key, budget) in self.cache.live_budgets() {
             let Some((product, meter)) = meters.get(&key.meter) else {
                 continue;
             };

@@ -8,9 +8,10 @@
 //! | `mod.rs` | the [`Paywall`] handle, [`Route`], and the `Engine` state behind the `Arc` |
 //! | `builder.rs` | [`PaywallBuilder`]: settings, their validation, start-up |
 //! | `admit.rs` | **the request flow**, top to bottom: identity → customer → budget → refresh → reserve |
-//! | `cache.rs` | the cached customer entries and budgets, and their single-flight loading |
+//! | `cache.rs` | `CustomerCache`: the cached customer entries and budgets, their single-flight loading, remembered refusals; checkout links |
+//! | `clock.rs` | the one clock (`tokio::time`): milliseconds since the engine started |
 //! | `lease.rs` | admission through a shared store: leases, refills, giving back |
-//! | `budget.rs` | the exact local countdown of one (customer, product, meter) |
+//! | `budget/` | the exact local countdown of one (customer, product, meter), and its refresh from the backend (`refresh.rs`) |
 //! | `admission.rs` | [`Admission`]: the units held for a request, committed or given back |
 //! | `reservation.rs` | units held in a budget, given back on drop unless committed |
 //! | `usage.rs` | [`Usage`]: reserve, report and settle what a request consumed |
@@ -21,6 +22,7 @@ mod admit;
 mod budget;
 mod builder;
 mod cache;
+mod clock;
 mod lease;
 mod reservation;
 mod usage;
@@ -28,12 +30,11 @@ mod usage;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::request::Parts;
 use http::{Response, StatusCode};
-use moka::future::Cache;
 use tracing::{debug, info};
 
 use crate::backend::DynBackend;
@@ -51,7 +52,7 @@ pub use usage::Usage;
 
 pub(crate) use account::ProductState;
 pub(crate) use admit::Grant;
-use cache::{BudgetKey, CustomerEntry, Refusal, Revivable};
+use cache::{CheckoutLinks, CustomerCache};
 use lease::SharedState;
 
 /// Interned (product, meter) pairs of the routes.
@@ -88,8 +89,8 @@ impl fmt::Debug for Paywall {
         f.debug_struct("Paywall")
             .field("fail_policy", &self.engine.fail_policy)
             .field("limits_ttl", &self.engine.limits_ttl)
-            .field("cached_customers", &self.engine.customers.entry_count())
-            .field("budgets", &self.engine.live_budget_count())
+            .field("cached_customers", &self.engine.cache.customer_count())
+            .field("budgets", &self.engine.cache.live_budget_count())
             .finish_non_exhaustive()
     }
 }
@@ -106,14 +107,9 @@ impl Route {
         &self.charge.product
     }
 
-    /// Units per admitted request; 0 when the route is priced by consumption.
-    pub fn units(&self) -> u64 {
-        self.charge.units
-    }
-
-    /// Whether the route is priced by what each request consumed.
-    pub fn by_consumption(&self) -> bool {
-        self.charge.units == 0
+    /// How the route is priced.
+    pub fn price(&self) -> crate::Price {
+        self.charge.price
     }
 }
 
@@ -124,14 +120,8 @@ pub(crate) struct Engine {
     me: std::sync::Weak<Engine>,
     resolver: Box<dyn DynResolver>,
     backend: Arc<dyn DynBackend>,
-    customers: Cache<Arc<str>, Arc<CustomerEntry>>,
-    refusals: Cache<String, Refusal>,
-    refusal_backoff: Duration,
-    /// Single-flight for budget loads only: a budget lives in its customer's entry,
-    /// and a load is forgotten here as soon as it is there.
-    budget_loads: Cache<BudgetKey, Arc<Budget>>,
-    checkout_links: Cache<(CustomerRef, Arc<str>), Arc<str>>,
-    revivable: Mutex<Revivable>,
+    cache: CustomerCache,
+    checkout_links: CheckoutLinks,
     meters: Mutex<MeterIds>,
     recorder: UsageRecorder,
     limits_ttl: Duration,
@@ -139,7 +129,7 @@ pub(crate) struct Engine {
     failure_backoff: Duration,
     success: Arc<SuccessFn>,
     on_rejection: Option<Arc<RejectionFn>>,
-    origin: Instant,
+    clock: clock::Clock,
     shared: Option<SharedState>,
     decisions: crate::telemetry::Decisions,
     /// Refused credentials, summarised in the logs once a minute.
@@ -169,7 +159,7 @@ impl Engine {
 
     /// Milliseconds since the engine started: the clock budgets are timed with.
     fn now_ms(&self) -> u64 {
-        u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX)
+        self.clock.now_ms()
     }
 
     /// Every (product, meter) pair of the routes.
@@ -216,11 +206,7 @@ impl Paywall {
             charge: Arc::new(RouteCharge {
                 product,
                 meter,
-                units: if charge.by_consumption {
-                    0
-                } else {
-                    charge.units
-                },
+                price: charge.price,
                 fail_policy: charge.fail_policy.unwrap_or(self.engine.fail_policy),
                 meter_id,
             }),
@@ -302,14 +288,14 @@ impl Paywall {
     /// With a shared store the budgets are marked stale there too, for every instance;
     /// a store failure is logged (the budgets refresh within the limits TTL anyway).
     pub async fn invalidate_customer(&self, customer: &CustomerRef) {
-        let count = self.engine.mark_customer_stale(customer);
+        let count = self.engine.cache.mark_stale(customer);
         self.engine.mark_shared_stale(customer).await;
         info!(customer = %customer, budgets = count, "customer budgets invalidated");
     }
 
     /// Forgets the cached customer of `external_ref` (it is ensured again on next use).
     pub async fn forget_external_ref(&self, external_ref: &str) {
-        self.engine.customers.invalidate(external_ref).await;
+        self.engine.cache.forget(external_ref).await;
     }
 
     /// The usage recorder, for flushing or reading its counts.

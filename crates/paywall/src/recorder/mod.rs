@@ -16,7 +16,6 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 
 use crate::backend::{DynBackend, UsageEvent};
-use crate::engine::Budget;
 use crate::outbox::DynOutbox;
 
 pub use crate::outbox::{Outbox, OutboxError};
@@ -75,10 +74,28 @@ impl FlushReport {
     }
 }
 
+/// Told once an event is settled (recorded, or refused for good), so that the budget
+/// that admitted it stops counting it as in flight. The engine's budgets implement it;
+/// the recorder knows nothing else of them.
+pub(crate) trait Acknowledge: Send + Sync {
+    /// `units` of an event this budget admitted are settled.
+    fn ack(&self, units: u64);
+}
+
 /// An event with the budget to acknowledge once it is recorded.
 pub(crate) struct Pending {
     pub(crate) event: UsageEvent,
-    pub(crate) budget: Option<Arc<Budget>>,
+    pub(crate) budget: Option<Arc<dyn Acknowledge>>,
+}
+
+impl Pending {
+    /// `event`, acknowledged to `budget` once settled.
+    pub(crate) fn new<A: Acknowledge + 'static>(event: UsageEvent, budget: Option<Arc<A>>) -> Self {
+        Self {
+            event,
+            budget: budget.map(|budget| budget as Arc<dyn Acknowledge>),
+        }
+    }
 }
 
 enum Message {

@@ -1,0 +1,118 @@
+//! Servers that survive slow clients: with `paywall_axum::serve`, clients that send
+//! half a header section, or a body that stalls, are cut off after the limits, and a
+//! legitimate request is served meanwhile even when the slow ones fill every slot.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use paywall_axum::{serve, ServeLimits};
+use paywall_tests::*;
+use quickstart_axum as quickstart;
+
+const SLOW_CLIENTS: usize = 250;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_legitimate_request_is_served_while_250_slow_clients_hold_connections() {
+    let listener = loopback().await;
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let addr = listener.local_addr().expect("addr");
+    let app = quickstart::build(&quickstart_config(5), &base).expect("build");
+    let limits = ServeLimits {
+        header_read_timeout: Duration::from_millis(300),
+        body_timeout: Duration::from_millis(500),
+        // Fewer slots than slow clients: without the header timeout nothing else
+        // would ever be accepted.
+        max_connections: 100,
+        ..ServeLimits::default()
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(listener, app.router.clone(), limits, async {
+        let _ = stopped.await;
+    }));
+
+    // Slow clients: half a header section each, then nothing.
+    let slow: Vec<TcpStream> = tokio::task::spawn_blocking(move || {
+        (0..SLOW_CLIENTS)
+            .map(|_| {
+                let mut stream = TcpStream::connect(addr).expect("connect");
+                stream
+                    .write_all(b"GET /api/hello HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+                    .expect("write");
+                stream
+            })
+            .collect()
+    })
+    .await
+    .expect("slow clients");
+
+    let started = Instant::now();
+    let answer = reqwest::Client::new()
+        .get(format!("{base}/health"))
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .expect("served within 2 s");
+    assert_eq!(answer.status(), 200);
+    assert!(started.elapsed() < Duration::from_secs(2));
+
+    // Every slow client was cut off: its socket reaches EOF or a reset (after a 408,
+    // if the server sends one), never a read timeout.
+    let closed = tokio::task::spawn_blocking(move || {
+        slow.into_iter()
+            .filter(|stream| {
+                let mut stream = stream;
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(3)));
+                let mut buf = [0u8; 1024];
+                loop {
+                    match stream.read(&mut buf) {
+                        Ok(0) => return true,
+                        Ok(_) => continue,
+                        Err(err) => {
+                            return !matches!(
+                                err.kind(),
+                                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                            )
+                        }
+                    }
+                }
+            })
+            .count()
+    })
+    .await
+    .expect("reads");
+    assert_eq!(closed, SLOW_CLIENTS);
+
+    // A body that stalls is cut off too.
+    let stalled = tokio::task::spawn_blocking(move || {
+        let mut stream = TcpStream::connect(addr).expect("connect");
+        let head = format!(
+            "POST /api/generate HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {}\r\n\
+             Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"max_tokens\"",
+            bearer("staller")
+        );
+        stream.write_all(head.as_bytes()).expect("write");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let started = Instant::now();
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        (
+            started.elapsed(),
+            String::from_utf8_lossy(&answer).into_owned(),
+        )
+    })
+    .await
+    .expect("stalled body");
+    assert!(
+        stalled.0 < Duration::from_secs(3),
+        "cut off after {:?}",
+        stalled.0
+    );
+    assert!(!stalled.1.starts_with("HTTP/1.1 200"), "{}", stalled.1);
+
+    let _ = stop.send(());
+    server.await.expect("join").expect("served");
+    app.paywall.shutdown(Duration::from_secs(5)).await;
+}
