@@ -118,8 +118,10 @@ impl PaymentRequired {
                 self.product
             )
         } else {
+            let units = if self.units == 1 { "unit" } else { "units" };
+            let left = if self.remaining == 1 { "is" } else { "are" };
             format!(
-                "This request costs {} units of product {} and {} are left. Purchase a plan to continue.",
+                "This request costs {} {units} of product {} and {} {left} left. Purchase a plan to continue.",
                 self.units, self.product, self.remaining
             )
         }
@@ -298,6 +300,21 @@ mod tests {
         assert_eq!(body["type"], "urn:paywall:payment_required");
         assert_eq!(body["detail"], body["message"]);
         assert_eq!(body["plan"], "pln_free");
+    }
+
+    #[test]
+    fn the_message_counts_in_words_that_agree() {
+        let mut payment = payment();
+        (payment.units, payment.remaining) = (2, 1);
+        assert!(payment
+            .message()
+            .contains("costs 2 units of product prd_x and 1 is left"));
+        (payment.units, payment.remaining) = (1, 0);
+        assert!(payment.message().contains("is used up"));
+        (payment.units, payment.remaining) = (5, 3);
+        assert!(payment
+            .message()
+            .contains("costs 5 units of product prd_x and 3 are left"));
     }
 
     #[test]
