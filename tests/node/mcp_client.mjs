@@ -1,7 +1,11 @@
 // The official MCP client (@modelcontextprotocol/sdk) against an MCP server, for the
 // MCP paywall tests. Usage: node mcp_client.mjs <url> <scenario JSON>
 //
-// The scenario: {"token": "...", "steps": [...]}, each step one of
+// The scenario: {"token": "...", "steps": [...]}, or instead of a token
+// {"oauth": {"clientId", "clientSecret", "expectedIssuer"}}: the client's own OAuth
+// discovery (RFC 9728 metadata from the 401, the authorization server's metadata, a
+// client-credentials token for the resource) with the SDK's ClientCredentialsProvider.
+// Each step one of
 //   {"list": true}                          → the tool names
 //   {"call": "<tool>", "args": {...}}       → the tool result
 //   {"concurrent": n, "call": "<tool>", "args": {...}}  → n results, called at once
@@ -9,11 +13,13 @@
 // {"connectError": {"message", "code"}} when the connection is refused.
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { ClientCredentialsProvider } from '@modelcontextprotocol/sdk/client/auth-extensions.js';
 
 const [url, scenarioJson] = process.argv.slice(2);
 const scenario = JSON.parse(scenarioJson);
 const headers = scenario.token ? { Authorization: `Bearer ${scenario.token}` } : {};
-const transport = new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers } });
+const authProvider = scenario.oauth ? new ClientCredentialsProvider(scenario.oauth) : undefined;
+const transport = new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers }, authProvider });
 const client = new Client({ name: 'paywall-tests', version: '1.0.0' });
 
 function outcome(result) {
@@ -28,7 +34,7 @@ async function call(step) {
   try {
     return outcome(await client.callTool({ name: step.call, arguments: step.args ?? {} }));
   } catch (err) {
-    return { rpcError: { code: err.code ?? null, message: String(err.message ?? err) } };
+    return { rpcError: { code: err.code ?? null, message: String(err.message ?? err), data: err.data ?? null } };
   }
 }
 
@@ -50,5 +56,6 @@ for (const step of scenario.steps) {
     steps.push(await call(step));
   }
 }
+const token = authProvider?.tokens()?.access_token ?? null;
 await client.close();
-process.stdout.write(`${JSON.stringify({ steps })}\n`);
+process.stdout.write(`${JSON.stringify({ steps, token })}\n`);

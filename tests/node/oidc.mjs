@@ -9,6 +9,7 @@
 // audience and the signing algorithm: `https://api.test/<ALG>` → aud `https://api.test`,
 // signed with the current key of <ALG> (RS256, PS256, ES256, ES384, EdDSA);
 // `https://other.test/<ALG>` → aud `https://other.test`. Add `/short` for a 2 s token.
+// Any other http(s) URL (an MCP server's canonical URL, RFC 8707) → aud that URL, RS256.
 //
 // Test controls (not part of the provider, under /test/):
 //   POST /test/rotate?alg=ALG    a new key for ALG, published first and signing from now
@@ -55,6 +56,15 @@ const clients = Array.from({ length: 100 }, (_, i) => ({
 
 function resourceServer(indicator) {
   const url = new URL(indicator);
+  if (url.origin !== AUDIENCE && url.origin !== OTHER) {
+    return {
+      scope: 'api',
+      audience: indicator,
+      accessTokenTTL: 600,
+      accessTokenFormat: 'jwt',
+      jwt: { sign: { alg: 'RS256', kid: signing.RS256 } },
+    };
+  }
   const [alg, short] = url.pathname.slice(1).split('/');
   if (!ALGS.includes(alg)) throw new Error(`unknown algorithm in ${indicator}`);
   return {

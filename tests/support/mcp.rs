@@ -14,6 +14,7 @@ pub struct McpApp {
     /// `http://127.0.0.1:<port>`.
     pub base: String,
     pub paywall: paywall::Paywall,
+    /// The ledger usage is recorded in: the embedded backend's, or the dev server's.
     pub local: paywall_local::LocalBackend,
     served: Served,
 }
@@ -22,10 +23,27 @@ impl McpApp {
     /// Serves the MCP quickstart on the embedded backend with `free_units`.
     pub async fn start(free_units: u64) -> Self {
         let listener = loopback().await;
+        Self::start_on(
+            listener,
+            |_| crate::apps::quickstart_config(free_units),
+            None,
+        )
+        .await
+    }
+
+    /// Serves the MCP quickstart on `listener` with the configuration `config_for` its
+    /// base URL gives; usage is read from `ledger` (the dev server's) or, when `None`,
+    /// from the embedded backend.
+    pub async fn start_on(
+        listener: tokio::net::TcpListener,
+        config_for: impl FnOnce(&str) -> paywall_examples::config::QuickstartConfig,
+        ledger: Option<paywall_local::LocalBackend>,
+    ) -> Self {
         let base = format!("http://{}", listener.local_addr().expect("addr"));
-        let app = quickstart_mcp::build(&crate::apps::quickstart_config(free_units), &base)
-            .expect("mcp build");
-        let local = app.local.clone().expect("embedded backend");
+        let app = quickstart_mcp::build(&config_for(&base), &base).expect("mcp build");
+        let local = ledger
+            .or_else(|| app.local.clone())
+            .expect("a ledger to read usage from");
         let served = Served::start(listener, app.router);
         Self {
             base,

@@ -48,7 +48,10 @@ async fn the_official_client_is_gated_after_the_allowance_and_admitted_after_pay
         .as_array()
         .unwrap_or_else(|| panic!("{report}"))
         .clone();
-    assert_eq!(steps[0]["tools"], json!(["echo", "generate", "summarize"]));
+    assert_eq!(
+        steps[0]["tools"],
+        json!(["echo", "generate", "manage_account", "summarize", "upgrade"])
+    );
     assert_eq!(steps[1]["text"], "hello");
     assert!(admitted(&steps[3]) && admitted(&steps[4]), "{report}");
     assert_eq!(steps[3]["text"], "one two three four");
@@ -173,7 +176,7 @@ async fn rmcp_client_failed_calls_give_units_back_and_generate_is_charged_what_i
         .await
         .expect("initialize");
     let tools = client.list_all_tools().await.expect("tools/list");
-    assert_eq!(tools.len(), 3);
+    assert_eq!(tools.len(), 5, "three tools and the two recovery tools");
     let call = |name: &str, args: Value| {
         let params = CallToolRequestParams::new(name.to_owned())
             .with_arguments(args.as_object().cloned().unwrap_or_default());

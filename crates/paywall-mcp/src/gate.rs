@@ -12,12 +12,15 @@ use std::future::Future;
 use std::sync::Arc;
 
 use http::StatusCode;
-use paywall::{Charge, ConfigError, Identity, Paywall, Route};
-use rmcp::model::{CallToolRequestParams, CallToolResponse};
+use paywall::{BillingRoutes, Charge, ConfigError, Identity, Paywall, Rejection, Route};
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::model::{CallToolRequestParams, CallToolResponse, ContentBlock};
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer};
 
 use crate::layer::IdentifyLayer;
+use crate::recovery::{Recovery, MANAGE_ACCOUNT, UPGRADE};
+use crate::resource::ProtectedResource;
 
 #[derive(Debug)]
 enum Price {
@@ -32,6 +35,8 @@ enum Price {
 pub struct ToolPaywall {
     paywall: Paywall,
     tools: Arc<HashMap<String, Price>>,
+    resource: Option<Arc<ProtectedResource>>,
+    recovery: Option<Recovery>,
 }
 
 /// Configures a [`ToolPaywall`]: every tool the server offers is listed, free or with
@@ -41,6 +46,8 @@ pub struct ToolPaywall {
 pub struct ToolPaywallBuilder {
     paywall: Paywall,
     tools: Vec<(String, Option<Charge>)>,
+    resource: Option<ProtectedResource>,
+    recovery: bool,
 }
 
 impl ToolPaywallBuilder {
@@ -58,19 +65,55 @@ impl ToolPaywallBuilder {
         self
     }
 
+    /// Describes the server as an OAuth protected resource (RFC 9728): every 401 of
+    /// [`layer`](ToolPaywall::layer) names the metadata document, which the server
+    /// serves with [`ProtectedResource::service`] at
+    /// [`ProtectedResource::metadata_paths`].
+    pub fn protected_resource(mut self, resource: ProtectedResource) -> Self {
+        self.resource = Some(resource);
+        self
+    }
+
+    /// Adds the free recovery tools `upgrade` (a checkout link for the caller) and
+    /// `manage_account` (the caller's portal link, plan and what is left), for the
+    /// products of the priced tools; the payment gate's text names `upgrade`. Add
+    /// [`ToolPaywall::recovery_router`] to the server's tool router.
+    pub fn recovery_tools(mut self) -> Self {
+        self.recovery = true;
+        self
+    }
+
     /// Validates the charges and binds them to the paywall.
-    pub fn build(self) -> Result<ToolPaywall, ConfigError> {
-        let mut tools = HashMap::with_capacity(self.tools.len());
-        for (name, charge) in self.tools {
+    pub fn build(mut self) -> Result<ToolPaywall, ConfigError> {
+        let mut tools = HashMap::with_capacity(self.tools.len() + 2);
+        let mut sold: Vec<Charge> = Vec::new();
+        for (name, charge) in std::mem::take(&mut self.tools) {
             let price = match charge {
                 None => Price::Free,
-                Some(charge) => Price::Charged(self.paywall.route(charge)?),
+                Some(charge) => {
+                    let route = self.paywall.route(charge.clone())?;
+                    if !sold.iter().any(|c| c.product() == charge.product()) {
+                        sold.push(charge);
+                    }
+                    Price::Charged(route)
+                }
             };
             tools.insert(name, price);
         }
+        let recovery = if self.recovery {
+            let products = sold.iter().map(|c| c.product().to_owned()).collect();
+            let routes = BillingRoutes::new(&self.paywall, sold)?;
+            tools.insert(UPGRADE.to_owned(), Price::Free);
+            tools.insert(MANAGE_ACCOUNT.to_owned(), Price::Free);
+            Some(Recovery::new(routes, products))
+        } else {
+            None
+        };
         Ok(ToolPaywall {
             paywall: self.paywall,
             tools: Arc::new(tools),
+            resource: self.resource.map(Arc::new),
+            recovery,
         })
     }
 }
@@ -81,13 +124,32 @@ impl ToolPaywall {
         ToolPaywallBuilder {
             paywall: paywall.clone(),
             tools: Vec::new(),
+            resource: None,
+            recovery: false,
         }
     }
 
     /// The HTTP layer to put in front of the MCP transport: it identifies every
-    /// request (401, 403 or 503 in HTTP when it cannot).
+    /// request (401, or 503 when the identity provider cannot be reached), naming the
+    /// [protected resource metadata](ToolPaywallBuilder::protected_resource) in its
+    /// 401s.
     pub fn layer(&self) -> IdentifyLayer {
-        IdentifyLayer::new(self.paywall.clone())
+        IdentifyLayer::new(self.paywall.clone(), self.resource.clone())
+    }
+
+    /// The protected resource this server describes, if any.
+    pub fn protected_resource(&self) -> Option<&ProtectedResource> {
+        self.resource.as_deref()
+    }
+
+    /// The recovery tools (`upgrade`, `manage_account`) as routes to add to the
+    /// server's own router: `Self::tool_router() + prices.recovery_router()`. Empty
+    /// unless the builder's [`recovery_tools`](ToolPaywallBuilder::recovery_tools)
+    /// was called.
+    pub fn recovery_router<S: Send + Sync + 'static>(&self) -> ToolRouter<S> {
+        self.recovery
+            .as_ref()
+            .map_or_else(ToolRouter::new, Recovery::router)
     }
 
     /// Applies the tool's price around `dispatch` (the server's own tool dispatch,
@@ -131,7 +193,7 @@ impl ToolPaywall {
         };
         let admission = match self.paywall.admit_identity(&identity, route).await {
             Ok(admission) => admission,
-            Err(rejection) => return crate::refusal(&rejection).map(CallToolResponse::from),
+            Err(rejection) => return self.refused(&rejection),
         };
         if let Some(customer) = admission.customer() {
             context.extensions.insert(customer.clone());
@@ -151,6 +213,20 @@ impl ToolPaywall {
         };
         admission.finish(status).await;
         result
+    }
+}
+
+impl ToolPaywall {
+    /// The answer to a refused priced call: the gate (naming `upgrade` when the
+    /// recovery tools are on), or the JSON-RPC error of [`refusal`](crate::refusal).
+    fn refused(&self, rejection: &Rejection) -> Result<CallToolResponse, ErrorData> {
+        let mut result = crate::refusal(rejection)?;
+        if self.recovery.is_some() && matches!(rejection, Rejection::PaymentRequired(_)) {
+            result.content.push(ContentBlock::text(format!(
+                "Call the `{UPGRADE}` tool for a checkout link to continue."
+            )));
+        }
+        Ok(CallToolResponse::from(result))
     }
 }
 

@@ -16,10 +16,33 @@
 //!   the tool's result (`isError: true` gives the units back). `initialize`,
 //!   `tools/list` and every other method are never charged.
 //!
+//! The layer only authenticates: the billing backend is first asked at a caller's
+//! first priced call, so with billing down a caller with a valid token still connects,
+//! lists tools and calls free tools, and a priced tool answers a JSON-RPC error whose
+//! `data` is `{"kind": "billing_unavailable", "retryAfter": seconds}` (it never runs
+//! free unless the fail policy says so).
+//!
+//! # Agents that authorize and pay on their own
+//!
+//! * **Protected resource metadata** (RFC 9728):
+//!   [`ToolPaywallBuilder::protected_resource`] describes the server (its canonical MCP
+//!   URL, the audience its tokens must carry, and its authorization server). Every 401
+//!   then says `WWW-Authenticate: Bearer resource_metadata="…"`, and
+//!   [`ProtectedResource::service`] serves the document at
+//!   [`ProtectedResource::metadata_paths`], so an MCP client that follows the MCP
+//!   authorization spec finds its authorization server, and asks it for a token for
+//!   this resource (RFC 8707), by itself.
+//! * **Recovery tools**: [`ToolPaywallBuilder::recovery_tools`] adds the free tools
+//!   `upgrade {product?, plan?}` (`structuredContent: {checkoutUrl, product, plan?}`,
+//!   the link in the text too) and `manage_account {product?}` (`{customerUrl,
+//!   product, plan, remaining}`), for the caller of the token only (customer references
+//!   in their arguments change nothing); the gate's text names `upgrade`. Add
+//!   [`ToolPaywall::recovery_router`] to the server's tool router.
+//!
 //! ```
 //! use paywall::test_util::{HeaderResolver, MemoryBackend};
 //! use paywall::{Charge, Paywall};
-//! use paywall_mcp::ToolPaywall;
+//! use paywall_mcp::{ProtectedResource, ToolPaywall};
 //! use rmcp::handler::server::router::tool::ToolRouter;
 //! use rmcp::handler::server::tool::ToolCallContext;
 //! use rmcp::handler::server::wrapper::Parameters;
@@ -35,7 +58,7 @@
 //! #[derive(Clone)]
 //! struct Tools {
 //!     prices: ToolPaywall,
-//!     tool_router: ToolRouter<Self>,
+//!     tool_router: ToolRouter<Self>, // the tools below, and the recovery tools
 //! }
 //!
 //! #[tool_router]
@@ -70,20 +93,33 @@
 //! # let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
 //! # let _guard = runtime.enter();
 //! let paywall = Paywall::builder(HeaderResolver::new(), MemoryBackend::with_allowance(5)).build()?;
+//! let resource = ProtectedResource::new("https://mcp.example.com/mcp", ["https://idp.example.com"])?;
 //! let prices = ToolPaywall::builder(&paywall)
 //!     .free("echo")
 //!     .tool("summarize", Charge::new("prd_summaries").units(2))
+//!     .recovery_tools()
+//!     .protected_resource(resource.clone())
 //!     .build()?;
-//! let tools = Tools { prices: prices.clone(), tool_router: Tools::tool_router() };
-//! // Serve with rmcp's StreamableHttpService behind `prices.layer()`, e.g. in axum:
-//! // Router::new().route_service("/mcp", ServiceBuilder::new().layer(prices.layer()).service(mcp))
+//! let tools = Tools {
+//!     tool_router: Tools::tool_router() + prices.recovery_router(),
+//!     prices: prices.clone(),
+//! };
+//! assert_eq!(tools.tool_router.list_all().len(), 4); // echo, summarize, upgrade, manage_account
+//! // Serve with rmcp's StreamableHttpService behind `prices.layer()`, and the metadata
+//! // beside it, e.g. in axum:
+//! // let mut app = Router::new()
+//! //     .route_service("/mcp", ServiceBuilder::new().layer(prices.layer()).service(mcp));
+//! // for path in resource.metadata_paths() {
+//! //     app = app.route_service(&path, resource.service());
+//! // }
 //! # let _ = tools;
 //! # Ok(())
 //! # }
 //! ```
 //!
 //! Modules: `layer` (the HTTP side), `gate` (prices applied at dispatch), `answer`
-//! (the gate result and errors).
+//! (the gate result and errors), `resource` (the protected resource metadata),
+//! `recovery` (the recovery tools).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -91,7 +127,11 @@
 mod answer;
 mod gate;
 mod layer;
+mod recovery;
+mod resource;
 
 pub use answer::{payment_required, refusal};
 pub use gate::{ToolPaywall, ToolPaywallBuilder};
 pub use layer::{Identify, IdentifyLayer};
+pub use recovery::{MANAGE_ACCOUNT, UPGRADE};
+pub use resource::{MetadataService, ProtectedResource, ResourceError, WELL_KNOWN};

@@ -1,5 +1,6 @@
 //! The HTTP side on its own, with `tower::ServiceExt::oneshot`: refusals answered in
-//! HTTP before the MCP transport, identified requests passed on with the caller.
+//! HTTP before the MCP transport (naming the protected resource metadata), identified
+//! requests passed on with the caller, and the billing backend not asked.
 
 use std::convert::Infallible;
 
@@ -9,7 +10,7 @@ use http_body_util::{BodyExt, Full};
 use paywall::adapter::X_CUSTOMER_REF;
 use paywall::test_util::{HeaderResolver, MemoryBackend};
 use paywall::{Charge, Customer, Identity, Paywall};
-use paywall_mcp::ToolPaywall;
+use paywall_mcp::{ProtectedResource, ToolPaywall};
 use tower::{service_fn, Layer, ServiceExt};
 
 fn prices(backend: &MemoryBackend) -> ToolPaywall {
@@ -42,8 +43,9 @@ async fn transport(request: Request<Full<Bytes>>) -> Result<Response<Full<Bytes>
 }
 
 #[tokio::test]
-async fn identified_requests_reach_the_transport_with_the_caller() {
+async fn identified_requests_reach_the_transport_with_the_caller_and_billing_is_not_asked() {
     let backend = MemoryBackend::with_allowance(0);
+    backend.set_ensure_down(true); // billing down is not identity down
     let service = prices(&backend).layer().layer(service_fn(transport));
     let request = Request::builder()
         .uri("/mcp")
@@ -60,10 +62,39 @@ async fn identified_requests_reach_the_transport_with_the_caller() {
         .expect("body")
         .to_bytes();
     assert_eq!(
-        body, "ada|cus_ada|cus_ada",
-        "the client's x-customer-ref is replaced"
+        body, "ada||",
+        "the caller, no customer yet, and the client's x-customer-ref removed"
     );
-    assert_eq!(backend.ensure_calls(), 1);
+    assert_eq!(
+        backend.ensure_calls(),
+        0,
+        "ensured at the first priced call"
+    );
+}
+
+#[tokio::test]
+async fn a_401_names_the_protected_resource_metadata() {
+    let backend = MemoryBackend::with_allowance(5);
+    let paywall = Paywall::builder(HeaderResolver::new(), backend.clone())
+        .build()
+        .expect("paywall");
+    let resource =
+        ProtectedResource::new("https://mcp.test/mcp", ["https://idp.test"]).expect("resource");
+    let prices = ToolPaywall::builder(&paywall)
+        .free("echo")
+        .protected_resource(resource)
+        .build()
+        .expect("prices");
+    let service = prices.layer().layer(service_fn(transport));
+    let response = service
+        .oneshot(Request::new(Full::<Bytes>::default()))
+        .await
+        .expect("infallible");
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        response.headers()["www-authenticate"],
+        "Bearer resource_metadata=\"https://mcp.test/.well-known/oauth-protected-resource/mcp\""
+    );
 }
 
 #[tokio::test]

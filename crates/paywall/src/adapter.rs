@@ -79,6 +79,22 @@ impl Paywall {
         }
     }
 
+    /// The adapter steps for a request that is only authenticated (an MCP endpoint
+    /// whose customer is ensured at its first priced call): strips a client-sent
+    /// `x-customer-ref`, resolves the caller ([`authenticate`](Self::authenticate)) and
+    /// inserts the [`Identity`](crate::Identity) extension. On refusal, returns the
+    /// response to send (401, or 503 when the identity provider cannot be reached).
+    pub async fn authenticate_head(&self, parts: &mut Parts) -> Result<(), Response<Bytes>> {
+        parts.headers.remove(X_CUSTOMER_REF);
+        match self.authenticate(parts).await {
+            Ok(identity) => {
+                parts.extensions.insert(identity);
+                Ok(())
+            }
+            Err(rejection) => Err(self.rejection_response(&rejection)),
+        }
+    }
+
     /// The adapter steps for a request that is not charged as a whole (an MCP
     /// endpoint, whose tool calls are priced one by one): strips a client-sent
     /// `x-customer-ref`, resolves the caller and ensures its customer

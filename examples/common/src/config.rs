@@ -52,6 +52,10 @@ pub struct QuickstartConfig {
     /// `PAYWALL_REDIS_URL`: share budgets with other instances through this Redis
     /// (off when unset: each instance has its own budgets).
     pub redis_url: Option<String>,
+    /// `PAYWALL_MCP_RESOURCE`: mcp-quickstart's canonical URL in its protected resource
+    /// metadata (default: `PAYWALL_JWT_AUDIENCE` when it is an http(s) URL, else
+    /// `http://127.0.0.1:<PORT>/mcp`).
+    pub mcp_resource: Option<String>,
 }
 
 impl std::fmt::Debug for QuickstartConfig {
@@ -77,6 +81,7 @@ impl std::fmt::Debug for QuickstartConfig {
             )
             .field("outbox", &self.outbox)
             .field("redis_url", &self.redis_url.as_ref().map(|_| "[redacted]"))
+            .field("mcp_resource", &self.mcp_resource)
             .finish()
     }
 }
@@ -195,6 +200,7 @@ impl QuickstartConfig {
             webhook_secret: set("SOLVAPAY_WEBHOOK_SECRET"),
             outbox: set("PAYWALL_OUTBOX").map(PathBuf::from),
             redis_url: set(REDIS_URL_ENV),
+            mcp_resource: set("PAYWALL_MCP_RESOURCE"),
             jwks_url,
             oidc_issuer,
             jwt_issuer,

@@ -7,16 +7,21 @@
 //! | `echo {text}` | free |
 //! | `summarize {text}` | 2 units of `PAYWALL_PRODUCT` (an empty text fails: `isError: true`, units given back) |
 //! | `generate {max_tokens, tokens}` | per token produced (meter `tokens`): reserves `max_tokens`, settles to what it produced |
+//! | `upgrade {product?, plan?}`, `manage_account {product?}` | free: a checkout link; the caller's portal link, plan and what is left |
 //!
-//! `GET /health`, `GET /metrics` and the local checkout (embedded backend) are served
-//! beside it, as in the HTTP quickstarts.
+//! `GET /health`, `GET /metrics`, the local checkout (embedded backend) and
+//! `POST /webhooks/solvapay` (with `SOLVAPAY_WEBHOOK_SECRET`) are served beside it, as in
+//! the HTTP quickstarts. With tokens from an issuer (`PAYWALL_OIDC_ISSUER` or
+//! `PAYWALL_JWT_ISSUER`), the server describes itself as an OAuth protected resource
+//! (RFC 9728) at `/.well-known/oauth-protected-resource[/mcp]`, and every 401 names that
+//! document, so MCP clients find their authorization server on their own.
 
 use axum::http::header::CONTENT_TYPE;
 use axum::routing::get;
 use axum::{Json, Router};
 use paywall::{Charge, IdentityResolver, Usage};
 use paywall_local::checkout;
-use paywall_mcp::ToolPaywall;
+use paywall_mcp::{ProtectedResource, ToolPaywall};
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::ToolCallContext;
 use rmcp::handler::server::wrapper::Parameters;
@@ -64,8 +69,8 @@ impl Tools {
     /// Builds the server with its prices.
     pub fn new(prices: ToolPaywall) -> Self {
         Self {
+            tool_router: Self::tool_router() + prices.recovery_router(),
             prices,
-            tool_router: Self::tool_router(),
         }
     }
 
@@ -148,7 +153,8 @@ pub fn build_with(
     resolver: impl IdentityResolver,
 ) -> Result<Quickstart, QuickstartError> {
     let Billing { paywall, local } = billing(config, base_url, resolver)?;
-    let prices = ToolPaywall::builder(&paywall)
+    let resource = protected_resource(config, base_url)?;
+    let mut prices = ToolPaywall::builder(&paywall)
         .free("echo")
         .tool("summarize", Charge::new(&config.product).units(2))
         .tool(
@@ -157,7 +163,11 @@ pub fn build_with(
                 .meter("tokens")
                 .by_consumption(),
         )
-        .build()?;
+        .recovery_tools();
+    if let Some(resource) = &resource {
+        prices = prices.protected_resource(resource.clone());
+    }
+    let prices = prices.build()?;
     let tools = Tools::new(prices.clone());
     let mcp = StreamableHttpService::new(
         move || Ok(tools.clone()),
@@ -183,8 +193,47 @@ pub fn build_with(
                 )
             }),
         );
+    if let Some(resource) = &resource {
+        for path in resource.metadata_paths() {
+            router = router.route_service(&path, resource.service());
+        }
+    }
     if let Some(local) = &local {
         router = router.merge(checkout::router(local.clone(), Some(paywall.clone())));
     }
+    if let Some(secret) = &config.webhook_secret {
+        router = router.merge(paywall_solvapay::axum_handler::router(
+            paywall_solvapay::webhook::WebhookVerifier::new(secret.as_str()),
+            paywall.clone(),
+        ));
+    }
     Ok(Quickstart::new(router, paywall, local))
+}
+
+/// The server as an OAuth protected resource, when its tokens come from an issuer
+/// (`PAYWALL_OIDC_ISSUER` or `PAYWALL_JWT_ISSUER`); with an HS256 secret and no issuer
+/// there is no authorization server to name. The resource is `PAYWALL_MCP_RESOURCE`,
+/// else `PAYWALL_JWT_AUDIENCE` when it is an http(s) URL, else `<base_url>/mcp`.
+pub fn protected_resource(
+    config: &QuickstartConfig,
+    base_url: &str,
+) -> Result<Option<ProtectedResource>, QuickstartError> {
+    let Some(issuer) = config.oidc_issuer.as_ref().or(config.jwt_issuer.as_ref()) else {
+        return Ok(None);
+    };
+    let is_url = |value: &&String| value.starts_with("https://") || value.starts_with("http://");
+    let (var, resource) = match (
+        &config.mcp_resource,
+        config.jwt_audience.as_ref().filter(is_url),
+    ) {
+        (Some(resource), _) => ("PAYWALL_MCP_RESOURCE", resource.clone()),
+        (None, Some(audience)) => ("PAYWALL_JWT_AUDIENCE", audience.clone()),
+        (None, None) => ("PAYWALL_MCP_RESOURCE", format!("{base_url}/mcp")),
+    };
+    ProtectedResource::new(resource, [issuer.clone()])
+        .map(Some)
+        .map_err(|err| QuickstartError::Env {
+            var,
+            reason: err.to_string(),
+        })
 }

@@ -62,6 +62,11 @@ impl Engine {
         self.admit_identity(&identity, route).await
     }
 
+    /// Step 1 alone: the caller, with no customer ensured and nothing charged.
+    pub(super) async fn authenticate(&self, parts: &Parts) -> Result<Identity, Rejection> {
+        self.caller(self.resolver.resolve_boxed(parts).await)
+    }
+
     /// Steps 1 and 2 without a charge: the caller and its customer (`None` when a
     /// fail-open policy lets a caller through whose customer cannot be ensured).
     pub(super) async fn identify(

@@ -252,6 +252,19 @@ impl Paywall {
         result.map(|grant| self.admission(grant, route))
     }
 
+    /// Resolves the caller, without ensuring its billing customer or charging anything:
+    /// for transports that admit a connection before any priced call, so that a
+    /// billing outage does not lock callers out of what is free (MCP: `initialize`,
+    /// `tools/list`, free tools). Refusals are counted like an admission's.
+    pub async fn authenticate(&self, parts: &Parts) -> Result<Identity, Rejection> {
+        let result = self.engine.authenticate(parts).await;
+        if let Err(rejection) = &result {
+            self.engine.decisions.count(Err(rejection));
+            debug!(kind = rejection.kind(), "caller not authenticated");
+        }
+        result
+    }
+
     /// Resolves the caller and ensures its billing customer, without charging anything:
     /// for transports that price each message of a request rather than the request
     /// (MCP tool calls). Refusals are counted like an admission's.
