@@ -88,6 +88,25 @@ PIDS+=($!)
 sleep 0.5
 start quickstart-redis $((BASE_PORT + 7)) PAYWALL_JWT_SECRET=$SECRET PAYWALL_FREE_UNITS=$UNITS \
     PAYWALL_REDIS_URL=redis://127.0.0.1:$REDIS_PORT/ "$BIN/axum-quickstart"
+# A Redis Cluster of 3 primaries and 3 replicas, on the load core like redis-server.
+CLUSTER_SEEDS=()
+for i in 0 1 2 3 4 5; do
+    port=$((BASE_PORT + 20 + i))
+    "${LOAD_CPU[@]}" redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
+        --cluster-enabled yes --cluster-config-file "$LOGS/nodes-$port.conf" --dir "$LOGS" \
+        >"$LOGS/cluster-$port.log" 2>&1 &
+    PIDS+=($!)
+    CLUSTER_SEEDS+=("127.0.0.1:$port")
+done
+sleep 0.5
+redis-cli --cluster create "${CLUSTER_SEEDS[@]}" --cluster-replicas 1 --cluster-yes >"$LOGS/cluster-create.log" 2>&1
+for _ in $(seq 1 100); do
+    redis-cli -p $((BASE_PORT + 20)) cluster info | grep -q 'cluster_state:ok' && break
+    sleep 0.1
+done
+CLUSTER_URLS=$(printf 'redis://%s,' "${CLUSTER_SEEDS[@]}")
+start quickstart-redis-cluster $((BASE_PORT + 12)) PAYWALL_JWT_SECRET=$SECRET PAYWALL_FREE_UNITS=$UNITS \
+    PAYWALL_REDIS_CLUSTER_URLS="${CLUSTER_URLS%,}" "$BIN/axum-quickstart"
 SERVER_CPU=("${LOAD_CPU[@]}") # the SolvaPay stand-in is a counterpart, not under test
 start dev-server $((BASE_PORT + 11)) SOLVAPAY_SECRET_KEY=bench-key PAYWALL_FREE_UNITS=$UNITS "$BIN/paywall-dev-server"
 SERVER_CPU=("${SERVER_CPU_UNDER_TEST[@]}")
@@ -102,6 +121,9 @@ for i in "${!TARGETS[@]}"; do URL[${TARGETS[$i]}]="http://127.0.0.1:$((BASE_PORT
 TOKEN[bare-axum]=$HS_TOKEN; TOKEN[quickstart-hs256]=$HS_TOKEN; TOKEN[quickstart-rs256]=$RS_TOKEN
 TOKEN[governor]=$HS_TOKEN; TOKEN[bare-actix]=$HS_TOKEN; TOKEN[actix-quickstart]=$HS_TOKEN
 TOKEN[quickstart-redis]=$HS_TOKEN; TOKEN[quickstart-solvapay]=$HS_TOKEN
+TARGETS+=(quickstart-redis-cluster)
+URL[quickstart-redis-cluster]="http://127.0.0.1:$((BASE_PORT + 12))/api/hello"
+TOKEN[quickstart-redis-cluster]=$HS_TOKEN
 if [ -n "${ONLY:-}" ]; then read -r -a TARGETS <<<"$ONLY"; fi
 
 # Warm every cache (customer, budget, JWKS, verified token) and check the answers.
@@ -155,6 +177,15 @@ if [[ " ${TARGETS[*]} " == *" quickstart-redis "* && " ${TARGETS[*]} " == *" qui
     echo
     awk -v r="${RPS[quickstart-redis]}" -v l="${RPS[quickstart-hs256]}" -v p="$(round_ratio quickstart-redis quickstart-hs256)" \
         'BEGIN { printf "quickstart-redis vs quickstart-hs256 (local budgets): %.1f %% (per round: %.1f %%)\n", 100 * r / l, p }'
+fi
+if [[ " ${TARGETS[*]} " == *" quickstart-redis-cluster "* && " ${TARGETS[*]} " == *" quickstart-hs256 "* ]]; then
+    # Budgets shared through a Redis Cluster against local budgets (and against one Redis).
+    awk -v r="${RPS[quickstart-redis-cluster]}" -v l="${RPS[quickstart-hs256]}" -v p="$(round_ratio quickstart-redis-cluster quickstart-hs256)" \
+        'BEGIN { printf "quickstart-redis-cluster vs quickstart-hs256 (local budgets): %.1f %% (per round: %.1f %%)\n", 100 * r / l, p }'
+    if [[ " ${TARGETS[*]} " == *" quickstart-redis "* ]]; then
+        awk -v r="${RPS[quickstart-redis-cluster]}" -v l="${RPS[quickstart-redis]}" \
+            'BEGIN { printf "quickstart-redis-cluster vs quickstart-redis (one Redis): %.1f %%\n", 100 * r / l }'
+    fi
 fi
 if [[ " ${TARGETS[*]} " == *" quickstart-solvapay "* ]]; then
     # Backend calls per 1,000 requests through SolvaPay's API (the dev server), from the

@@ -24,9 +24,11 @@
 
 pub mod apps;
 pub mod backend;
+pub mod cluster;
 pub mod compare;
 pub mod contract;
 pub mod idp;
+pub mod instances;
 pub mod jwt;
 pub mod mcp;
 pub mod net;
@@ -36,9 +38,11 @@ pub mod servers;
 
 pub use apps::{both_apps, quickstart_config, App};
 pub use backend::{recorded, LossyAcks};
+pub use cluster::RedisCluster;
 pub use compare::{assert_same, normalize, reset_seconds, send, Seen};
 pub use contract::{openapi, Answer, Bend, ContractServer};
 pub use idp::Idp;
+pub use instances::{burst, client, count, hello, ledger_units, Instance, Shared};
 pub use jwt::{bearer, claims_for, keys, resolver, sign_jwt, token, SECRET};
 pub use mcp::{official_client, McpApp};
 pub use net::{

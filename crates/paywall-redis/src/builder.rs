@@ -7,13 +7,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClient;
 
+use crate::conn::{Cluster, Conn};
 use crate::scripts::Scripts;
 use crate::store::*;
 
 /// Configures [`RedisBudgets`]; see [`RedisBudgets::builder`].
 pub struct RedisBudgetsBuilder {
-    pub(crate) url: String,
+    /// One URL, or a cluster's seed nodes.
+    pub(crate) urls: Vec<String>,
+    pub(crate) cluster: bool,
     pub(crate) prefix: String,
     pub(crate) timeout: Duration,
     pub(crate) connect_timeout: Duration,
@@ -27,7 +31,8 @@ pub struct RedisBudgetsBuilder {
 impl fmt::Debug for RedisBudgetsBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisBudgetsBuilder")
-            .field("url", &"<redacted>")
+            .field("urls", &"<redacted>")
+            .field("cluster", &self.cluster)
             .field("prefix", &self.prefix)
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
@@ -114,22 +119,41 @@ impl RedisBudgetsBuilder {
         }
         let runtime =
             tokio::runtime::Handle::try_current().map_err(|_| RedisBudgetsError::NoRuntime)?;
-        let client = redis::Client::open(self.url.as_str())
-            .map_err(|err| RedisBudgetsError::InvalidUrl(format!("{:?}", err.kind())))?;
-        let config = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(self.timeout))
-            .set_connection_timeout(Some(self.connect_timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(self.timeout);
-        let conn = {
+        let invalid_url =
+            |err: redis::RedisError| RedisBudgetsError::InvalidUrl(format!("{:?}", err.kind()));
+        let conn = if self.cluster {
+            if self.urls.is_empty() {
+                return invalid("cluster", "needs at least one seed node");
+            }
+            let client = ClusterClient::builder(self.urls.iter().map(String::as_str))
+                .connection_timeout(self.connect_timeout)
+                .response_timeout(self.timeout)
+                .retries(3)
+                .build()
+                .map_err(invalid_url)?;
+            Conn::Cluster(Box::new(Cluster {
+                client,
+                connection: tokio::sync::OnceCell::new(),
+                connect_timeout: self.connect_timeout,
+            }))
+        } else {
+            let url = self.urls.first().map(String::as_str).unwrap_or_default();
+            let client = redis::Client::open(url).map_err(invalid_url)?;
+            let config = ConnectionManagerConfig::new()
+                .set_response_timeout(Some(self.timeout))
+                .set_connection_timeout(Some(self.connect_timeout))
+                .set_number_of_retries(1)
+                .set_max_delay(self.timeout);
             let _guard = runtime.enter();
-            ConnectionManager::new_lazy_with_config(client, config)
-                .map_err(|err| RedisBudgetsError::InvalidUrl(format!("{:?}", err.kind())))?
+            Conn::Single(
+                ConnectionManager::new_lazy_with_config(client, config).map_err(invalid_url)?,
+            )
         };
+        let cluster = conn.is_cluster();
         let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         let inner = Arc::new(Inner {
             conn,
-            scripts: Scripts::new(),
+            scripts: Scripts::new(cluster),
             instance: uuid::Uuid::new_v4().simple().to_string(),
             prefix: self.prefix,
             timeout: self.timeout,

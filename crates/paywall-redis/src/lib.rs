@@ -66,16 +66,36 @@
 //!   default to its local budget), logs the transition once, and tries Redis again
 //!   after [`LeaseConfig::retry`](paywall::shared::LeaseConfig::retry).
 //!
-//! Redis Cluster is not supported: a budget's scripts touch the budget, its lock and
-//! the session set, which may live on different slots.
+//! # On a Redis Cluster
+//!
+//! [`RedisBudgets::cluster`] (or `PAYWALL_REDIS_CLUSTER_URLS` for
+//! [`RedisBudgets::from_env`]) takes seed nodes. Every key one budget's scripts touch
+//! shares the hash tag `{customer:product:meter}`, so each script runs on one shard and
+//! budgets of different customers spread over the shards. The session set is then the
+//! budget's own: each lease and settlement renews the instance's membership in it, and
+//! a refresh that forgets an expired instance's lease leaves a tombstone that tells the
+//! instance so at its next call (on one server, the heartbeat's re-added membership
+//! tells it). MOVED and ASK are followed and the topology refreshed by the cluster
+//! connection; a script missing on a promoted replica (NOSCRIPT) is loaded on every
+//! primary and run again. While no primary answers for a budget's slot, its calls time
+//! out and the engine applies its fallback, as with one Redis that is down; once a
+//! replica is promoted, service resumes without a restart.
+//!
+//! **What a failover keeps.** Replication is asynchronous: a budget whose writes reached
+//! the replica before its primary died keeps exactly what was spent and leased (no unit
+//! lost, none granted twice). What the replica had not received when the primary
+//! crashed is lost: leases granted in that moment (each at most a quarter of what was
+//! left, or the units one request needed), which may then be granted again, and
+//! acknowledgements, which the next refresh from the billing backend restores.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod builder;
+mod conn;
 mod info;
 mod scripts;
 mod store;
 
 pub use builder::RedisBudgetsBuilder;
-pub use store::{RedisBudgets, RedisBudgetsError, REDIS_URL_ENV};
+pub use store::{RedisBudgets, RedisBudgetsError, REDIS_CLUSTER_URLS_ENV, REDIS_URL_ENV};

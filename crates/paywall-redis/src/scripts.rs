@@ -17,6 +17,14 @@
 //! the members of a sorted set scored by their expiry; a refresh forgets the leases of
 //! sessions that expired (the instance stopped, or lost Redis for longer than the
 //! instance TTL, in which case it voids those leases itself).
+//!
+//! On a Redis Cluster every key a script touches shares the budget's hash tag, so each
+//! script runs on the one shard that holds the budget: the session set is the budget's
+//! own (renewed by every lease and settlement of that budget, instead of a heartbeat),
+//! and a refresh that forgets an expired session's lease leaves a tombstone `x:<id>` in
+//! the budget, so that the instance learns, at its next call on that budget, that its
+//! leases there were void (what a re-added member of the global set tells on one
+//! server).
 
 use redis::Script;
 
@@ -169,16 +177,62 @@ pub(crate) struct Scripts {
     pub(crate) mark_stale: Script,
 }
 
+/// On a cluster: the session set is per budget; "joined" is a tombstone found.
+const CLUSTER_LEASE_JOIN: (&str, &str) = (
+    "local joined = redis.call('ZADD', KEYS[3], fmt(now + tonumber(ARGV[7])), me)",
+    "redis.call('ZADD', KEYS[3], fmt(now + tonumber(ARGV[7])), me)\n\
+     redis.call('PEXPIRE', KEYS[3], ARGV[9])\n\
+     local joined = redis.call('HDEL', KEYS[1], 'x:' .. me)",
+);
+const CLUSTER_SETTLE_JOIN: (&str, &str) = (
+    "local joined = redis.call('ZADD', KEYS[2], fmt(now + tonumber(ARGV[4])), ARGV[1])",
+    "redis.call('ZADD', KEYS[2], fmt(now + tonumber(ARGV[4])), ARGV[1])\n\
+     local joined = redis.call('HDEL', KEYS[1], 'x:' .. ARGV[1])",
+);
+const CLUSTER_INSTALL_FORGET: (&str, &str) = (
+    "        redis.call('HDEL', KEYS[1], field)\n",
+    "        redis.call('HDEL', KEYS[1], field)\n        redis.call('HSET', KEYS[1], 'x:' .. string.sub(field, 3), '1')\n",
+);
+
 impl Scripts {
-    pub(crate) fn new() -> Self {
+    /// The scripts for one server, or for a Redis Cluster (`cluster`).
+    pub(crate) fn new(cluster: bool) -> Self {
+        let variant = |body: &str, change: (&str, &str)| {
+            if cluster {
+                debug_assert!(body.contains(change.0), "the cluster variant applies");
+                body.replacen(change.0, change.1, 1)
+            } else {
+                body.to_owned()
+            }
+        };
         let with_prelude = |body: &str| Script::new(&format!("{PRELUDE}{body}"));
         Self {
-            lease: with_prelude(LEASE),
-            install: with_prelude(INSTALL),
+            lease: with_prelude(&variant(LEASE, CLUSTER_LEASE_JOIN)),
+            install: with_prelude(&variant(INSTALL, CLUSTER_INSTALL_FORGET)),
             refresh_failed: with_prelude(REFRESH_FAILED),
-            settle: with_prelude(SETTLE),
+            settle: with_prelude(&variant(SETTLE, CLUSTER_SETTLE_JOIN)),
             heartbeat: with_prelude(HEARTBEAT),
             mark_stale: with_prelude(MARK_STALE),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_cluster_variant_changes_its_script() {
+        for (body, change) in [
+            (LEASE, CLUSTER_LEASE_JOIN),
+            (SETTLE, CLUSTER_SETTLE_JOIN),
+            (INSTALL, CLUSTER_INSTALL_FORGET),
+        ] {
+            assert_eq!(body.matches(change.0).count(), 1, "{}", change.0);
+        }
+        assert_ne!(
+            Scripts::new(true).lease.get_hash(),
+            Scripts::new(false).lease.get_hash()
+        );
     }
 }

@@ -9,16 +9,20 @@ use paywall::backend::Limits;
 use paywall::shared::{
     BudgetId, LeaseAnswer, LeaseRequest, RefreshTicket, SharedBudgets, SharedError,
 };
-use redis::aio::ConnectionManager;
 use redis::{FromRedisValue, ScriptInvocation};
 use tracing::{debug, info, warn};
 
 use crate::builder::RedisBudgetsBuilder;
+use crate::conn::Conn;
 use crate::info;
 use crate::scripts::Scripts;
 
 /// The environment variable the quickstarts read the Redis URL from.
 pub const REDIS_URL_ENV: &str = "PAYWALL_REDIS_URL";
+
+/// The environment variable the quickstarts read a Redis Cluster's seed nodes from
+/// (comma-separated `redis://host:port`).
+pub const REDIS_CLUSTER_URLS_ENV: &str = "PAYWALL_REDIS_CLUSTER_URLS";
 
 /// [`RedisBudgets`] could not be configured.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -39,6 +43,9 @@ pub enum RedisBudgetsError {
     /// `build` was called outside a Tokio runtime.
     #[error("RedisBudgets must be built inside a Tokio runtime")]
     NoRuntime,
+    /// Both `PAYWALL_REDIS_URL` and `PAYWALL_REDIS_CLUSTER_URLS` are set.
+    #[error("set PAYWALL_REDIS_URL (one Redis) or PAYWALL_REDIS_CLUSTER_URLS (a Redis Cluster), not both")]
+    BothUrls,
 }
 
 /// Budgets shared through Redis; give it to
@@ -64,8 +71,21 @@ impl RedisBudgets {
     /// Starts configuring a store on the Redis at `url`
     /// (`redis://[user:password@]host[:port][/db]`).
     pub fn builder(url: impl Into<String>) -> RedisBudgetsBuilder {
+        Self::builder_for(vec![url.into()], false)
+    }
+
+    /// Starts configuring a store on a Redis Cluster known by some of its nodes
+    /// (`redis://host:port` each; the others are found from them). Every key of a
+    /// budget shares a hash tag, so each budget lives on one shard and budgets of
+    /// different customers spread over the shards.
+    pub fn cluster(seeds: impl IntoIterator<Item = impl Into<String>>) -> RedisBudgetsBuilder {
+        Self::builder_for(seeds.into_iter().map(Into::into).collect(), true)
+    }
+
+    fn builder_for(urls: Vec<String>, cluster: bool) -> RedisBudgetsBuilder {
         RedisBudgetsBuilder {
-            url: url.into(),
+            urls,
+            cluster,
             prefix: "paywall".into(),
             timeout: Duration::from_millis(250),
             connect_timeout: Duration::from_millis(250),
@@ -77,12 +97,30 @@ impl RedisBudgets {
         }
     }
 
-    /// A store on `$PAYWALL_REDIS_URL` with default settings, or `None` when the
-    /// variable is unset or empty.
+    /// A store on `$PAYWALL_REDIS_URL`, or on the cluster of
+    /// `$PAYWALL_REDIS_CLUSTER_URLS`, with default settings; `None` when neither is set
+    /// (an error when both are).
     pub fn from_env() -> Result<Option<Self>, RedisBudgetsError> {
-        match std::env::var(REDIS_URL_ENV) {
-            Ok(url) if !url.trim().is_empty() => Self::builder(url.trim()).build().map(Some),
-            _ => Ok(None),
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Like [`from_env`](Self::from_env), reading variables through `lookup`.
+    pub fn from_lookup(
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Option<Self>, RedisBudgetsError> {
+        let set = |name: &str| lookup(name).filter(|value| !value.trim().is_empty());
+        match (set(REDIS_URL_ENV), set(REDIS_CLUSTER_URLS_ENV)) {
+            (Some(_), Some(_)) => Err(RedisBudgetsError::BothUrls),
+            (Some(url), None) => Self::builder(url.trim()).build().map(Some),
+            (None, Some(urls)) => Self::cluster(
+                urls.split(',')
+                    .map(str::trim)
+                    .filter(|url| !url.is_empty())
+                    .map(str::to_owned),
+            )
+            .build()
+            .map(Some),
+            (None, None) => Ok(None),
         }
     }
 
@@ -93,7 +131,7 @@ impl RedisBudgets {
 }
 
 pub(crate) struct Inner {
-    pub(crate) conn: ConnectionManager,
+    pub(crate) conn: Conn,
     pub(crate) scripts: Scripts,
     pub(crate) instance: String,
     pub(crate) prefix: String,
@@ -147,18 +185,31 @@ impl Inner {
         format!("{}.{}", self.instance, session)
     }
 
-    fn sessions_key(&self) -> String {
-        format!("{}:sessions", self.prefix)
+    /// The session set: one for the server, or on a cluster the budget's own (in its
+    /// hash slot).
+    fn sessions_key(&self, id: Option<BudgetId<'_>>) -> String {
+        match id {
+            Some(id) if self.conn.is_cluster() => {
+                format!("{}:sessions:{}", self.prefix, tag(id))
+            }
+            _ => format!("{}:sessions", self.prefix),
+        }
     }
 
+    /// The budget's key; on a cluster its components are the hash tag, so that its
+    /// lock and session set (the same tag) live on the same shard.
     fn budget_key(&self, id: BudgetId<'_>) -> String {
-        format!(
-            "{}:budget:{}:{}:{}",
-            self.prefix,
-            escape(id.customer.as_str()),
-            escape(id.product),
-            escape(id.meter)
-        )
+        if self.conn.is_cluster() {
+            format!("{}:budget:{}", self.prefix, tag(id))
+        } else {
+            format!(
+                "{}:budget:{}:{}:{}",
+                self.prefix,
+                escape(id.customer.as_str()),
+                escape(id.product),
+                escape(id.meter)
+            )
+        }
     }
 
     /// Runs a script within the timeout; any answer counts as contact.
@@ -166,17 +217,20 @@ impl Inner {
         &self,
         invocation: &ScriptInvocation<'_>,
     ) -> Result<T, SharedError> {
-        let mut conn = self.conn.clone();
+        let unavailable = |err: redis::RedisError| {
+            if err.is_timeout() {
+                SharedError::Timeout(self.timeout)
+            } else {
+                SharedError::Unavailable(format!("{:?}: {}", err.kind(), err))
+            }
+        };
+        // Connecting (a cluster's first call) is bounded by the connect timeout, the
+        // call itself by the call timeout.
+        let mut conn = self.conn.handle().await.map_err(unavailable)?;
         let answer = tokio::time::timeout(self.timeout, invocation.invoke_async::<T>(&mut conn))
             .await
             .map_err(|_| SharedError::Timeout(self.timeout))?
-            .map_err(|err| {
-                if err.is_timeout() {
-                    SharedError::Timeout(self.timeout)
-                } else {
-                    SharedError::Unavailable(format!("{:?}: {}", err.kind(), err))
-                }
-            })?;
+            .map_err(unavailable)?;
         self.last_contact
             .store(self.now_ms().saturating_add(1), Ordering::Release);
         Ok(answer)
@@ -198,10 +252,30 @@ impl Inner {
         Ok(session)
     }
 
+    /// Renews the session in the server's session set (whether it was re-added). On a
+    /// cluster sessions live in each budget's set, renewed by its leases and
+    /// settlements; the heartbeat then only proves that the cluster answers (a `PING`
+    /// to every primary).
     async fn heartbeat(&self, session: u64) -> Result<bool, SharedError> {
+        if self.conn.is_cluster() {
+            let mut conn =
+                self.conn.handle().await.map_err(|err| {
+                    SharedError::Unavailable(format!("{:?}: {}", err.kind(), err))
+                })?;
+            tokio::time::timeout(
+                self.timeout,
+                redis::cmd("PING").query_async::<()>(&mut conn),
+            )
+            .await
+            .map_err(|_| SharedError::Timeout(self.timeout))?
+            .map_err(|err| SharedError::Unavailable(format!("{:?}: {}", err.kind(), err)))?;
+            self.last_contact
+                .store(self.now_ms().saturating_add(1), Ordering::Release);
+            return Ok(false);
+        }
         let mut invocation = self.scripts.heartbeat.prepare_invoke();
         invocation
-            .key(self.sessions_key())
+            .key(self.sessions_key(None))
             .arg(self.member(session))
             .arg(self.session_ttl_ms);
         self.call::<i64>(&invocation)
@@ -246,9 +320,24 @@ impl Inner {
     }
 }
 
-/// Escapes `:` and `%` so key components cannot run into each other.
+/// Escapes `:` and `%` so key components cannot run into each other, and `{` and `}`
+/// so that a component never makes its own hash tag.
 fn escape(component: &str) -> String {
-    component.replace('%', "%25").replace(':', "%3A")
+    component
+        .replace('%', "%25")
+        .replace(':', "%3A")
+        .replace('{', "%7B")
+        .replace('}', "%7D")
+}
+
+/// A budget's hash tag on a cluster: `{customer:product:meter}`, escaped.
+fn tag(id: BudgetId<'_>) -> String {
+    format!(
+        "{{{}:{}:{}}}",
+        escape(id.customer.as_str()),
+        escape(id.product),
+        escape(id.meter)
+    )
 }
 
 fn parse_u64(text: &str) -> u64 {
@@ -269,7 +358,7 @@ impl SharedBudgets for RedisBudgets {
         invocation
             .key(&key)
             .key(format!("{key}:lock"))
-            .key(inner.sessions_key())
+            .key(inner.sessions_key(Some(id)))
             .arg(inner.member(session))
             .arg(request.need)
             .arg(request.want.max(request.need))
@@ -324,7 +413,7 @@ impl SharedBudgets for RedisBudgets {
         invocation
             .key(&key)
             .key(format!("{key}:lock"))
-            .key(inner.sessions_key())
+            .key(inner.sessions_key(Some(id)))
             .arg(ticket.lock.as_deref().unwrap_or(""))
             .arg(u8::from(ticket.lock.is_some()))
             .arg(ticket.acked_before)
@@ -365,7 +454,7 @@ impl SharedBudgets for RedisBudgets {
         let mut invocation = inner.scripts.settle.prepare_invoke();
         invocation
             .key(inner.budget_key(id))
-            .key(inner.sessions_key())
+            .key(inner.sessions_key(Some(id)))
             .arg(inner.member(session))
             .arg(acks)
             .arg(give_back)

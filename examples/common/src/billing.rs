@@ -55,9 +55,12 @@ pub fn billing(
         Some(path) => builder.outbox(SqliteOutbox::open(path)?),
         None => builder,
     };
-    let builder = match &config.redis_url {
-        Some(url) => builder.shared_budgets(RedisBudgets::builder(url.as_str()).build()?),
-        None => builder,
+    let builder = match (&config.redis_url, config.redis_cluster_urls.as_slice()) {
+        (Some(url), _) => builder.shared_budgets(RedisBudgets::builder(url.as_str()).build()?),
+        (None, []) => builder,
+        (None, seeds) => {
+            builder.shared_budgets(RedisBudgets::cluster(seeds.iter().cloned()).build()?)
+        }
     };
     let paywall = builder
         .ratelimit_headers(true)

@@ -7,7 +7,7 @@ use std::time::Duration;
 use paywall::ConfigError;
 use paywall_jwt::{Algorithm, JwtConfigError};
 use paywall_local::LocalError;
-use paywall_redis::{RedisBudgetsError, REDIS_URL_ENV};
+use paywall_redis::{RedisBudgetsError, REDIS_CLUSTER_URLS_ENV, REDIS_URL_ENV};
 use paywall_solvapay::SolvaPayConfig;
 
 /// The quickstart's settings, normally read from the environment.
@@ -52,6 +52,9 @@ pub struct QuickstartConfig {
     /// `PAYWALL_REDIS_URL`: share budgets with other instances through this Redis
     /// (off when unset: each instance has its own budgets).
     pub redis_url: Option<String>,
+    /// `PAYWALL_REDIS_CLUSTER_URLS`: the same through a Redis Cluster, by its seed nodes
+    /// (`redis://h1:p1,redis://h2:p2,…`).
+    pub redis_cluster_urls: Vec<String>,
     /// `PAYWALL_MCP_RESOURCE`: mcp-quickstart's canonical URL in its protected resource
     /// metadata (default: `PAYWALL_JWT_AUDIENCE` when it is an http(s) URL, else
     /// `http://127.0.0.1:<PORT>/mcp`).
@@ -81,6 +84,7 @@ impl std::fmt::Debug for QuickstartConfig {
             )
             .field("outbox", &self.outbox)
             .field("redis_url", &self.redis_url.as_ref().map(|_| "[redacted]"))
+            .field("redis_cluster_nodes", &self.redis_cluster_urls.len())
             .field("mcp_resource", &self.mcp_resource)
             .finish()
     }
@@ -191,6 +195,22 @@ impl QuickstartConfig {
                 reason,
             })?,
         };
+        let redis_url = set(REDIS_URL_ENV);
+        let redis_cluster_urls: Vec<String> = set(REDIS_CLUSTER_URLS_ENV)
+            .map(|urls| {
+                urls.split(',')
+                    .map(str::trim)
+                    .filter(|url| !url.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        if redis_url.is_some() && !redis_cluster_urls.is_empty() {
+            return Err(QuickstartError::Env {
+                var: REDIS_CLUSTER_URLS_ENV,
+                reason: format!("set {REDIS_URL_ENV} (one Redis) or {REDIS_CLUSTER_URLS_ENV} (a Redis Cluster), not both"),
+            });
+        }
         let solvapay = match set("SOLVAPAY_SECRET_KEY") {
             Some(_) => Some(SolvaPayConfig::from_lookup(set)?),
             None => None,
@@ -199,7 +219,8 @@ impl QuickstartConfig {
             solvapay,
             webhook_secret: set("SOLVAPAY_WEBHOOK_SECRET"),
             outbox: set("PAYWALL_OUTBOX").map(PathBuf::from),
-            redis_url: set(REDIS_URL_ENV),
+            redis_url,
+            redis_cluster_urls,
             mcp_resource: set("PAYWALL_MCP_RESOURCE"),
             jwks_url,
             oidc_issuer,
@@ -279,6 +300,32 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn one_redis_or_a_cluster_not_both() {
+        let both = QuickstartConfig::from_lookup(|name| match name {
+            "PAYWALL_REDIS_URL" => Some("redis://127.0.0.1:6379".into()),
+            "PAYWALL_REDIS_CLUSTER_URLS" => Some("redis://127.0.0.1:7000".into()),
+            _ => None,
+        });
+        let Err(err) = both else {
+            panic!("both set must fail");
+        };
+        let message = err.to_string();
+        assert!(
+            message.contains("PAYWALL_REDIS_URL") && message.contains("PAYWALL_REDIS_CLUSTER_URLS"),
+            "{message}"
+        );
+        let cluster = QuickstartConfig::from_lookup(|name| {
+            (name == "PAYWALL_REDIS_CLUSTER_URLS")
+                .then(|| " redis://127.0.0.1:7000, redis://127.0.0.1:7001 ,".into())
+        })
+        .expect("a cluster");
+        assert_eq!(
+            cluster.redis_cluster_urls,
+            ["redis://127.0.0.1:7000", "redis://127.0.0.1:7001"]
+        );
     }
 
     #[test]

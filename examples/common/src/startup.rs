@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use paywall_jwt::JwtResolver;
 use paywall_local::LocalBackend;
-use paywall_redis::REDIS_URL_ENV;
+use paywall_redis::{REDIS_CLUSTER_URLS_ENV, REDIS_URL_ENV};
 
 use crate::config::QuickstartConfig;
 
@@ -28,6 +28,9 @@ pub fn print_backend(config: &QuickstartConfig, local: Option<&LocalBackend>, ba
     }
     if config.redis_url.is_some() {
         println!("  budgets: shared with other instances through Redis ({REDIS_URL_ENV})");
+    }
+    if !config.redis_cluster_urls.is_empty() {
+        println!("  budgets: shared with other instances through a Redis Cluster ({REDIS_CLUSTER_URLS_ENV})");
     }
     if config.webhook_secret.is_some() {
         println!("  webhooks: POST {base_url}/webhooks/solvapay (SV-Signature verified)");
