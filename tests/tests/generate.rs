@@ -226,8 +226,15 @@ async fn bad_requests_are_400_json_and_reserve_nothing_on_both() {
         ] {
             let response = post(body, content_type).await.expect("send");
             assert_eq!(response.status(), 400, "{} {body}", app.name);
+            assert_eq!(
+                response.headers()["content-type"],
+                "application/problem+json",
+                "as every other error"
+            );
             let answer: Value = response.json().await.expect("json");
             assert_eq!(answer["kind"], "bad_request", "{answer}");
+            assert_eq!(answer["status"], 400, "{answer}");
+            assert_eq!(answer["detail"], answer["message"], "{answer}");
         }
         let unauthenticated = reqwest::Client::new()
             .post(format!("{}/api/generate", app.base))

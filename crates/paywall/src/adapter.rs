@@ -18,7 +18,9 @@ pub use crate::charge::MAX_UNITS;
 pub use crate::customer::{missing_customer_body, X_CUSTOMER_REF};
 pub use crate::engine::{Admission, Settlement};
 pub use crate::quota::{Quota, RATELIMIT, RATELIMIT_POLICY};
-pub use crate::rejection::{error_body, PaymentRequired, Unauthenticated, PROBLEM_JSON};
+pub use crate::rejection::{
+    error_body, problem_body, PaymentRequired, Unauthenticated, PROBLEM_JSON,
+};
 
 impl Paywall {
     /// The adapter steps on an `http` 1 request head:

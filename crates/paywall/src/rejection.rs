@@ -140,6 +140,25 @@ pub fn error_body(error: &str, kind: &str, message: &str) -> Value {
     Value::Object(error_members(error, kind, message))
 }
 
+/// [`error_body`] with the RFC 9457 members (`type`, `title`, `status`, `detail`), for an
+/// `application/problem+json` answer ([`PROBLEM_JSON`]) like the paywall's own.
+///
+/// ```
+/// let body = paywall::adapter::problem_body(http::StatusCode::BAD_REQUEST, "bad_request", "max_tokens is required.");
+/// assert_eq!((body["status"].as_u64(), body["title"].as_str()), (Some(400), Some("Bad Request")));
+/// assert_eq!(body["type"], "urn:paywall:bad_request");
+/// assert_eq!(body["detail"], body["message"]);
+/// ```
+pub fn problem_body(status: http::StatusCode, kind: &str, message: &str) -> Value {
+    let title = status.canonical_reason().unwrap_or("Error");
+    let mut body = error_members(title, kind, message);
+    body.insert("type".into(), json!(format!("urn:paywall:{kind}")));
+    body.insert("title".into(), json!(title));
+    body.insert("status".into(), json!(status.as_u16()));
+    body.insert("detail".into(), json!(message));
+    Value::Object(body)
+}
+
 fn error_members(error: &str, kind: &str, message: &str) -> Map<String, Value> {
     let mut body = Map::new();
     body.insert("success".into(), json!(false));

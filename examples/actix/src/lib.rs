@@ -174,6 +174,13 @@ fn json(status: StatusCode, body: serde_json::Value) -> HttpResponse {
     HttpResponse::build(status).json(body)
 }
 
+/// An `application/problem+json` answer.
+fn problem(status: StatusCode, body: serde_json::Value) -> HttpResponse {
+    HttpResponse::build(status)
+        .content_type(paywall::adapter::PROBLEM_JSON)
+        .body(body.to_string())
+}
+
 async fn hello(request: HttpRequest, customer: BilledCustomer) -> HttpResponse {
     let seen = request
         .headers()
@@ -197,7 +204,7 @@ async fn generate_tokens(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|length| length > generate::MAX_BODY_BYTES) {
-        return json(StatusCode::PAYLOAD_TOO_LARGE, generate::too_large_body());
+        return problem(StatusCode::PAYLOAD_TOO_LARGE, generate::too_large_body());
     }
     let content_type = request
         .headers()
@@ -205,7 +212,7 @@ async fn generate_tokens(
         .and_then(|v| v.to_str().ok());
     let parsed = match generate::parse(content_type, &body) {
         Ok(parsed) => parsed,
-        Err(body) => return json(StatusCode::BAD_REQUEST, body),
+        Err(body) => return problem(StatusCode::BAD_REQUEST, body),
     };
     if let Err(refused) = usage.reserve(parsed.max_tokens).await {
         return refused.into_response();

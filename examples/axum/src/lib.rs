@@ -227,24 +227,16 @@ async fn generate(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     if paywall_local::checkout::declared_too_large(&headers, generate::MAX_BODY_BYTES) {
-        return (
-            StatusCode::PAYLOAD_TOO_LARGE,
-            Json(generate::too_large_body()),
-        )
-            .into_response();
+        return problem(StatusCode::PAYLOAD_TOO_LARGE, generate::too_large_body());
     }
     let content_type = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
     let request = match body {
         Ok(body) => generate::parse(content_type, &body),
-        Err(rejection) => Err(paywall::adapter::error_body(
-            "Bad Request",
-            "bad_request",
-            &rejection.body_text(),
-        )),
+        Err(rejection) => Err(generate::bad_request(&rejection.body_text())),
     };
     let request = match request {
         Ok(request) => request,
-        Err(body) => return (StatusCode::BAD_REQUEST, Json(body)).into_response(),
+        Err(body) => return problem(StatusCode::BAD_REQUEST, body),
     };
     if let Err(refused) = usage.reserve(request.max_tokens).await {
         return refused.into_response();
@@ -311,4 +303,14 @@ mod tests {
             Err(QuickstartError::Paywall(_))
         ));
     }
+}
+
+/// An `application/problem+json` answer.
+fn problem(status: StatusCode, body: Value) -> Response {
+    (
+        status,
+        [(CONTENT_TYPE, paywall::adapter::PROBLEM_JSON)],
+        body.to_string(),
+    )
+        .into_response()
 }

@@ -41,9 +41,9 @@ struct Body {
     stream: Option<bool>,
 }
 
-/// A 400 body.
-fn bad_request(message: &str) -> Value {
-    paywall::adapter::error_body("Bad Request", "bad_request", message)
+/// A 400 body (`application/problem+json`, like every other error of the quickstarts).
+pub fn bad_request(message: &str) -> Value {
+    paywall::adapter::problem_body(http::StatusCode::BAD_REQUEST, "bad_request", message)
 }
 
 /// Parses the request, or says (as a 400 body) what is wrong with it. Nothing is
@@ -75,8 +75,8 @@ pub fn parse(content_type: Option<&str>, body: &[u8]) -> Result<Generate, Value>
 
 /// The body of a request declared larger than [`MAX_BODY_BYTES`] (413).
 pub fn too_large_body() -> Value {
-    paywall::adapter::error_body(
-        "Payload Too Large",
+    paywall::adapter::problem_body(
+        http::StatusCode::PAYLOAD_TOO_LARGE,
         "payload_too_large",
         "Request bodies of /api/generate are limited to 64 KiB.",
     )

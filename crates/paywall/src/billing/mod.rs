@@ -31,7 +31,7 @@ use crate::customer::Customer;
 use crate::engine::{Paywall, Route};
 use crate::error::ConfigError;
 use crate::identity::Identity;
-use crate::rejection::{error_body, PROBLEM_JSON};
+use crate::rejection::{problem_body, PROBLEM_JSON};
 
 /// The largest request body the billing routes read.
 pub const MAX_BILLING_BODY: usize = 16 * 1024;
@@ -269,15 +269,7 @@ fn json_response(status: StatusCode, body: &Value) -> Response<Bytes> {
 
 /// A problem+json error answer.
 fn problem(status: StatusCode, kind: &str, message: &str) -> Response<Bytes> {
-    let title = status.canonical_reason().unwrap_or("Error");
-    let mut body = error_body(title, kind, message);
-    if let Some(members) = body.as_object_mut() {
-        members.insert("status".into(), json!(status.as_u16()));
-        members.insert("title".into(), json!(title));
-        members.insert("detail".into(), json!(message));
-        members.insert("type".into(), json!(format!("urn:paywall:{kind}")));
-    }
-    let mut response = json_response(status, &body);
+    let mut response = json_response(status, &problem_body(status, kind, message));
     response
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
