@@ -280,6 +280,16 @@ async fn method_not_allowed() -> impl IntoResponse {
     )
 }
 
+/// An `application/problem+json` answer.
+fn problem(status: StatusCode, body: Value) -> Response {
+    (
+        status,
+        [(CONTENT_TYPE, paywall::adapter::PROBLEM_JSON)],
+        body.to_string(),
+    )
+        .into_response()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -303,14 +313,4 @@ mod tests {
             Err(QuickstartError::Paywall(_))
         ));
     }
-}
-
-/// An `application/problem+json` answer.
-fn problem(status: StatusCode, body: Value) -> Response {
-    (
-        status,
-        [(CONTENT_TYPE, paywall::adapter::PROBLEM_JSON)],
-        body.to_string(),
-    )
-        .into_response()
 }
