@@ -120,8 +120,21 @@ pub(crate) async fn create(
         .create_customer(&request.email, request.name.as_deref(), external_ref)
         .await
     {
-        Ok(record) => (StatusCode::CREATED, Json(customer_json(record))).into_response(),
+        Ok(record) => {
+            let customer = customer_json(record);
+            announce(&dev, "customer.created", &customer);
+            (StatusCode::CREATED, Json(customer)).into_response()
+        }
         Err(err) => ledger_error(err),
+    }
+}
+
+/// Sends the customer event, its object as SolvaPay's `CustomerWebhookObject`.
+fn announce(dev: &crate::Dev, kind: &str, customer: &wire::Customer) {
+    if let Ok(mut object) = serde_json::to_value(customer) {
+        object["id"] = serde_json::json!(customer.reference);
+        object["product"] = serde_json::Value::Null;
+        crate::webhooks::deliver(dev, kind, object);
     }
 }
 
@@ -147,7 +160,11 @@ pub(crate) async fn update(
         external_ref: request.external_ref.filter(|r| !r.is_empty()),
     };
     match dev.ledger.update_customer(&reference, patch).await {
-        Ok(record) => Json(customer_json(record)).into_response(),
+        Ok(record) => {
+            let customer = customer_json(record);
+            announce(&dev, "customer.updated", &customer);
+            Json(customer).into_response()
+        }
         Err(err) => ledger_error(err),
     }
 }

@@ -84,11 +84,9 @@ pub(crate) async fn cancel(State(dev): State<Shared>, Path(purchase): Path<Strin
                 .ok()
                 .flatten()
                 .and_then(|c| c.email);
-            Json(json!({
-                "success": true,
-                "purchase": purchase_json(&owner, email.as_deref(), &record),
-            }))
-            .into_response()
+            let purchase = purchase_json(&owner, email.as_deref(), &record);
+            crate::webhooks::deliver(&dev, "purchase.cancelled", purchase.clone());
+            Json(json!({ "success": true, "purchase": purchase })).into_response()
         }
         Err(LocalError::NotFound(_)) => api_error(
             StatusCode::NOT_FOUND,

@@ -1,4 +1,6 @@
-//! Signed webhook delivery to the configured receiver, with retries.
+//! Signed webhook delivery to the configured receiver, with retries, in SolvaPay's
+//! envelope: `{id, type, created, api_version, data: {object, previous_attributes},
+//! livemode, request: {id, idempotency_key}}` (the official SDK's `WebhookEvent`).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -10,9 +12,12 @@ use tracing::{info, warn};
 
 use crate::Dev;
 
-/// Sends a signed event to the configured webhook URL in the background, retrying a few
-/// times with backoff.
-pub(crate) fn deliver(dev: &Dev, kind: &str, data: Value) {
+/// The API version the envelopes say they follow.
+const API_VERSION: &str = "2025-10-01";
+
+/// Sends a signed event about `object` to the configured webhook URL in the background,
+/// retrying a few times with backoff.
+pub(crate) fn deliver(dev: &Dev, kind: &str, object: Value) {
     let Some(target) = dev.config.webhook.clone() else {
         return;
     };
@@ -26,7 +31,16 @@ pub(crate) fn deliver(dev: &Dev, kind: &str, data: Value) {
     envelope.insert("id".into(), json!(event_id));
     envelope.insert("type".into(), json!(kind));
     envelope.insert("created".into(), json!(created));
-    envelope.insert("data".into(), data);
+    envelope.insert("api_version".into(), json!(API_VERSION));
+    envelope.insert(
+        "data".into(),
+        json!({ "object": object, "previous_attributes": null }),
+    );
+    envelope.insert("livemode".into(), json!(false));
+    envelope.insert(
+        "request".into(),
+        json!({ "id": null, "idempotency_key": null }),
+    );
     let body = Value::Object(envelope).to_string();
     tokio::spawn(async move {
         for attempt in 0..5u32 {

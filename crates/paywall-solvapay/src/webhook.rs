@@ -64,7 +64,11 @@ fn mac(secret: &str, timestamp: u64, body: &[u8]) -> HmacSha256 {
     mac
 }
 
-/// A SolvaPay webhook event envelope.
+/// A SolvaPay webhook event, in SolvaPay's envelope: `{id, type, created,
+/// api_version, data: {object, previous_attributes}, livemode, request}` (the official
+/// SDK's `WebhookEvent`). Purchases and credits name their customer in
+/// `data.object.customerRef`, customers are `data.object` themselves (`reference`).
+/// The earlier flat shape (`data` being the object) is still read.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 pub struct WebhookEvent {
     /// `evt_...` (empty when the event has none).
@@ -76,29 +80,69 @@ pub struct WebhookEvent {
     /// Unix seconds, when sent.
     #[serde(default, deserialize_with = "crate::wire::lenient::option")]
     pub created: Option<i64>,
-    /// The event's object.
+    /// The event's data: `{object, previous_attributes}`.
     #[serde(default)]
     pub data: Value,
 }
 
+/// The event types after which a customer's allowance may differ: their budgets are
+/// refreshed at once. Every other type (informative ones such as
+/// `purchase.renewal_reminder`, and types SolvaPay adds later) is acknowledged and
+/// changes nothing.
+pub const ALLOWANCE_EVENTS: &[&str] = &[
+    "purchase.created",
+    "purchase.activated",
+    "purchase.updated",
+    "purchase.renewed",
+    "purchase.plan_changed",
+    "purchase.cancelled",
+    "purchase.expired",
+    "purchase.suspended",
+    "purchase.past_due",
+    "purchase.refunded",
+    "purchase.reactivated",
+    "purchase.trial_converted",
+    "customer.created",
+    "customer.updated",
+    "customer.deleted",
+    "customer.credit.topped_up",
+    "customer.credit.granted",
+    "customer.credit.adjusted",
+    "customer.credit.debited",
+    "customer.credit.exhausted",
+    "checkout_session.completed",
+    "payment.succeeded",
+    "payment.refunded",
+];
+
 impl WebhookEvent {
-    /// The customer the event is about, when it names one.
+    /// The object the event is about: `data.object`, or `data` itself in the flat
+    /// shape.
+    pub fn object(&self) -> &Value {
+        match self.data.get("object") {
+            Some(object) if object.is_object() => object,
+            _ => &self.data,
+        }
+    }
+
+    /// The customer the event is about, when it names one: `customerRef` (or
+    /// `customer_ref`, `customer`, `customer.reference`) of the object, and for
+    /// `customer.*` events the object's own `reference`.
     pub fn customer_ref(&self) -> Option<&str> {
-        let data = &self.data;
-        let direct = data
+        let object = self.object();
+        let direct = object
             .get("customerRef")
-            .or_else(|| data.get("customer_ref"))
+            .or_else(|| object.get("customer_ref"))
             .and_then(Value::as_str);
         let nested = || {
-            data.get("customer").and_then(|c| {
+            object.get("customer").and_then(|c| {
                 c.as_str()
                     .or_else(|| c.get("reference").and_then(Value::as_str))
             })
         };
         let own = || {
-            self.kind
-                .starts_with("customer.")
-                .then(|| data.get("reference").and_then(Value::as_str))
+            (self.kind.starts_with("customer.") && !self.kind.starts_with("customer.credit."))
+                .then(|| object.get("reference").and_then(Value::as_str))
                 .flatten()
         };
         direct
@@ -107,12 +151,9 @@ impl WebhookEvent {
             .filter(|r| r.starts_with("cus_"))
     }
 
-    /// Whether the event can change what a customer may use (purchases, customers,
-    /// subscriptions, payments).
+    /// Whether the event can change what a customer may use ([`ALLOWANCE_EVENTS`]).
     pub fn affects_allowance(&self) -> bool {
-        ["purchase.", "customer.", "subscription.", "payment."]
-            .iter()
-            .any(|prefix| self.kind.starts_with(prefix))
+        ALLOWANCE_EVENTS.contains(&self.kind.as_str())
     }
 }
 
@@ -467,5 +508,44 @@ mod tests {
         );
         assert!(!event("product.updated", Value::Null).affects_allowance());
         assert!(event("purchase.cancelled", Value::Null).affects_allowance());
+    }
+
+    #[test]
+    fn the_envelope_names_its_customer_in_data_object() {
+        let envelope = |kind: &str, object: Value| -> WebhookEvent {
+            serde_json::from_value(serde_json::json!({
+                "id": "evt_1", "type": kind, "created": 1_740_000_000,
+                "api_version": "2025-10-01",
+                "data": { "object": object, "previous_attributes": null },
+                "livemode": false,
+                "request": { "id": null, "idempotency_key": null },
+                "unknown": ["extras", "are", "ignored"],
+            }))
+            .expect("the SDK's WebhookEvent")
+        };
+        let purchase = envelope(
+            "purchase.created",
+            serde_json::json!({"reference": "pur_1", "customerRef": "cus_9", "status": "active"}),
+        );
+        assert_eq!(purchase.customer_ref(), Some("cus_9"));
+        assert!(purchase.affects_allowance());
+        let customer = envelope(
+            "customer.updated",
+            serde_json::json!({"id": "cus_8", "created": 1, "product": null, "reference": "cus_8"}),
+        );
+        assert_eq!(customer.customer_ref(), Some("cus_8"));
+        let credit = envelope(
+            "customer.credit.topped_up",
+            serde_json::json!({"reference": "crd_1", "customerRef": "cus_7"}),
+        );
+        assert_eq!(credit.customer_ref(), Some("cus_7"));
+        let reminder = envelope(
+            "purchase.renewal_reminder",
+            serde_json::json!({"customerRef": "cus_7"}),
+        );
+        assert!(!reminder.affects_allowance(), "informative");
+        // `data.object` that is not an object: nothing to act on, never a panic.
+        let odd = envelope("purchase.created", serde_json::json!("cus_6"));
+        assert_eq!(odd.customer_ref(), None);
     }
 }
