@@ -457,3 +457,57 @@ async fn both_adapters_answer_the_billing_routes_byte_identically() {
         server.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_meter_a_product_is_priced_on_shows_what_was_used() {
+    let mut config = quickstart_config(50);
+    config.generate_delay = Duration::from_millis(1);
+    for app in both_apps(config).await {
+        let streamer = format!("streamer-{}", app.name);
+        let before = state(&app, &streamer).await;
+        let meters: Vec<&str> = before["products"]
+            .as_array()
+            .expect("products")
+            .iter()
+            .filter_map(|p| p["meter"].as_str())
+            .collect();
+        assert_eq!(meters, ["requests", "tokens"], "{}: {before}", app.name);
+        let tokens_before = before["products"][1]["remaining"]
+            .as_u64()
+            .expect("remaining");
+
+        let streamed = reqwest::Client::new()
+            .post(format!("{}/api/generate", app.base))
+            .bearer_auth(token(&streamer))
+            .json(&json!({ "max_tokens": 10, "tokens": 7 }))
+            .send()
+            .await
+            .expect("generate");
+        assert_eq!(streamed.status(), StatusCode::OK);
+        let _ = streamed.text().await.expect("the whole stream");
+        assert_eq!(hello(&app, &streamer).await, StatusCode::OK);
+
+        // Settled when the stream ended: the tokens meter moved by what was streamed,
+        // the requests meter by the one call.
+        let mut after = Value::Null;
+        for _ in 0..50 {
+            after = state(&app, &streamer).await;
+            if after["products"][1]["remaining"].as_u64() == Some(tokens_before - 7) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            after["products"][1]["remaining"].as_u64(),
+            Some(tokens_before - 7),
+            "{after}"
+        );
+        assert_eq!(after["products"][1]["meter"], "tokens");
+        assert_eq!(
+            after["products"][0]["remaining"].as_u64(),
+            before["products"][0]["remaining"].as_u64().map(|r| r - 1),
+            "{after}"
+        );
+        app.stop().await;
+    }
+}

@@ -67,7 +67,16 @@ pub fn build_with(
             .meter("tokens")
             .by_consumption(),
     )?;
-    let billing = BillingRoutes::new(&paywall, [Charge::new(&config.product)])?;
+    // Every meter the product is priced on: requests (`/api/hello`), tokens (`/api/generate`).
+    let billing = BillingRoutes::new(
+        &paywall,
+        [
+            Charge::new(&config.product),
+            Charge::new(&config.product)
+                .meter("tokens")
+                .by_consumption(),
+        ],
+    )?;
     Ok(ActixQuickstart {
         billing,
         paywall,

@@ -4,7 +4,7 @@
 //!
 //! | method and path (under the mount) | answer |
 //! |---|---|
-//! | `GET /` | `{"customerRef", "products": [{"product", "plan", "remaining", "withinLimits", "allowance", "resetsAt"}], "credits"}` |
+//! | `GET /` | `{"customerRef", "products": [{"product", "meter", "plan", "remaining", "withinLimits", "allowance", "resetsAt"}], "credits"}`: one entry per charge given to [`BillingRoutes::new`] (a product priced on two meters shows both) |
 //! | `POST /checkout` `{"product", "plan"?, "returnUrl"?}` | `{"checkoutUrl"}` (an idempotency key per call) |
 //! | `POST /portal` | `{"url"}`: the provider's customer portal |
 //! | `GET /purchases` | `{"purchases": [...]}` |
@@ -44,8 +44,9 @@ pub struct BillingRoutes {
 }
 
 impl BillingRoutes {
-    /// The routes for `products` (their product and meter: what `GET /` reports, and
-    /// the products a checkout may be opened for).
+    /// The routes for `products` (their product and meter: what `GET /` reports, one
+    /// entry each, and the products a checkout may be opened for). List every meter a
+    /// product is priced on, so that a caller sees each allowance move.
     pub fn new(
         paywall: &Paywall,
         products: impl IntoIterator<Item = Charge>,
@@ -136,7 +137,7 @@ impl BillingRoutes {
                 .product_state(identity, route)
                 .await
                 .map_err(Failure::Rejected)?;
-            products.push(wire::product(route.product(), &state));
+            products.push(wire::product(route.product(), route.meter(), &state));
         }
         // Credits are extra: a provider that cannot tell them now still shows the rest.
         let credits = match self

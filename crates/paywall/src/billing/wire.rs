@@ -78,10 +78,11 @@ fn rfc3339(time: Option<SystemTime>) -> Value {
     })
 }
 
-/// One product of the state answer.
-pub(crate) fn product(product: &str, state: &ProductState) -> Value {
+/// One product and meter of the state answer.
+pub(crate) fn product(product: &str, meter: &str, state: &ProductState) -> Value {
     json!({
         "product": product,
+        "meter": meter,
         "plan": state.limits.plan,
         "remaining": state.remaining,
         "withinLimits": state.remaining > 0 && state.limits.within_limits,

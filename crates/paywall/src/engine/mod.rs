@@ -107,6 +107,11 @@ impl Route {
         &self.charge.product
     }
 
+    /// The meter this route counts on.
+    pub fn meter(&self) -> &str {
+        &self.charge.meter
+    }
+
     /// How the route is priced.
     pub fn price(&self) -> crate::Price {
         self.charge.price
