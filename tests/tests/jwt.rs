@@ -261,16 +261,19 @@ async fn tokens_from_a_cookie_through_the_layer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_several_issuers_the_external_ref_is_namespaced_by_issuer() {
+    // One multi-tenant provider: the same JWKS for two tenant issuers, one resolver each.
     let (idp, _server) = Idp::start();
     let signer = keys::rsa1();
     idp.set_keys(&[("k1", &signer)]);
     let (first, second) = ("https://tenant-a.test/", "https://tenant-b.test/");
-    let resolver = JwtResolver::jwks(idp.jwks_url.as_str())
-        .issuer(first)
-        .issuer(second)
-        .audience(AUD)
-        .build()
-        .expect("resolver");
+    let tenant = |iss: &str| {
+        JwtResolver::jwks(idp.jwks_url.as_str())
+            .issuer(iss)
+            .audience(AUD)
+            .build()
+            .expect("resolver")
+    };
+    let resolver = JwtResolver::per_issuer([tenant(first), tenant(second)]).expect("per issuer");
     let from = |iss: &str| {
         sign_jwt(
             &signer.encoding,
@@ -287,6 +290,10 @@ async fn with_several_issuers_the_external_ref_is_namespaced_by_issuer() {
         .external_ref;
     assert_eq!(a, "https://tenant-a.test/|same-sub");
     assert_eq!(b, "https://tenant-b.test/|same-sub");
+    assert!(resolver
+        .verify(&from("https://tenant-c.test/"))
+        .await
+        .is_err());
     // One issuer: the claim alone, as before.
     let single = idp.resolver();
     assert_eq!(
@@ -297,4 +304,59 @@ async fn with_several_issuers_the_external_ref_is_namespaced_by_issuer() {
             .external_ref,
         "same-sub"
     );
+    // One builder with two issuers would let one issuer's keys sign for the other.
+    assert!(matches!(
+        JwtResolver::jwks(idp.jwks_url.as_str())
+            .issuer(first)
+            .issuer(second)
+            .audience(AUD)
+            .build(),
+        Err(paywall_jwt::JwtConfigError::SeveralIssuers)
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_issuers_key_cannot_sign_for_another_issuers_users() {
+    // Two providers, each with its own keys.
+    let (idp_a, _a) = Idp::start();
+    let (idp_b, _b) = Idp::start();
+    let (key_a, key_b) = (keys::rsa1(), keys::rsa2());
+    idp_a.set_keys(&[("a1", &key_a)]);
+    idp_b.set_keys(&[("b1", &key_b)]);
+    let (iss_a, iss_b) = ("https://a.test/", "https://b.test/");
+    let resolver = JwtResolver::per_issuer([
+        JwtResolver::jwks(idp_a.jwks_url.as_str())
+            .issuer(iss_a)
+            .audience(AUD)
+            .build()
+            .expect("a"),
+        JwtResolver::jwks(idp_b.jwks_url.as_str())
+            .issuer(iss_b)
+            .audience(AUD)
+            .build()
+            .expect("b"),
+    ])
+    .expect("per issuer");
+    let signed = |pair: &keys::Pair, kid: &str, iss: &str, sub: &str| {
+        sign_jwt(
+            &pair.encoding,
+            Algorithm::RS256,
+            Some(kid),
+            &claims_for(sub, iss, AUD),
+        )
+    };
+    let victim = resolver
+        .verify(&signed(&key_b, "b1", iss_b, "victim"))
+        .await
+        .expect("B's own token");
+    assert_eq!(victim.external_ref, "https://b.test/|victim");
+    // A's key, claiming to be B (with B's kid or A's): refused, never B's victim.
+    for kid in ["a1", "b1"] {
+        let forged = signed(&key_a, kid, iss_b, "victim");
+        let refused = resolver.verify(&forged).await;
+        assert!(
+            matches!(refused, Err(paywall::IdentityError::Invalid(_))),
+            "{kid}: {refused:?}"
+        );
+    }
 }

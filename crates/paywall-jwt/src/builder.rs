@@ -71,7 +71,10 @@ impl JwtResolverBuilder {
         self
     }
 
-    /// Accept tokens whose `iss` is `issuer` (may be called several times: any matches).
+    /// Accept tokens whose `iss` is `issuer`. One resolver verifies one issuer's tokens
+    /// with that issuer's keys; for several issuers, build one resolver each and
+    /// combine them with [`JwtResolver::per_issuer`] (a second call here is refused at
+    /// [`build`](Self::build)).
     pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
         self.issuers.push(issuer.into());
         self
@@ -192,6 +195,9 @@ impl JwtResolverBuilder {
     /// keys in the background right away and refresh them periodically; otherwise they
     /// are fetched on the first token.
     pub fn build(mut self) -> Result<JwtResolver, JwtConfigError> {
+        if self.issuers.len() > 1 {
+            return Err(JwtConfigError::SeveralIssuers);
+        }
         if self.jwks.is_some() {
             if self.issuers.is_empty() && !self.any_issuer {
                 return Err(JwtConfigError::MissingIssuer);
@@ -265,7 +271,7 @@ impl JwtResolverBuilder {
         Ok(JwtResolver {
             keys,
             validations,
-            namespace_by_issuer: self.issuers.len() > 1,
+            issuer: self.issuers.pop(),
             algorithms: self.algorithms,
             source: self.source,
             max_token_len: self.max_token_len,

@@ -114,8 +114,11 @@
 //! scheme such as `Basic`) gets `WWW-Authenticate: Bearer`; a bad token gets
 //! `Bearer error="invalid_token"` (RFC 6750 §3.1).
 //!
-//! **Several issuers.** With more than one issuer configured, the external reference is
-//! `<iss>|<sub>`, so the same `sub` from two issuers is two customers. With one issuer it
+//! **Several issuers.** One resolver verifies one issuer's tokens with that issuer's
+//! keys; [`JwtResolver::per_issuer`] combines several, so a token is only ever verified
+//! with the keys of the issuer it claims (issuer A's key cannot sign for issuer B). The
+//! external reference is then `<iss>|<sub>`, so the same `sub` from two issuers is two
+//! customers. With one issuer it
 //! is the claim alone, as before.
 //!
 //! The crypto backend is `aws-lc-rs` (jsonwebtoken's `aws_lc_rs` feature).
@@ -125,6 +128,7 @@
 
 mod builder;
 mod claims;
+mod issuers;
 mod jwks;
 mod keys;
 mod resolver;
@@ -134,6 +138,7 @@ mod token_cache;
 
 pub use builder::JwtResolverBuilder;
 pub use claims::ClaimMapping;
+pub use issuers::PerIssuer;
 pub use jsonwebtoken::{Algorithm, AlgorithmFamily};
 pub use jwks::{JwksCache, JwksError, MAX_DOCUMENT_BYTES};
 pub use keys::{Key, KeyError};

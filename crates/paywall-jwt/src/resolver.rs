@@ -27,6 +27,15 @@ pub const DEFAULT_TOKEN_CACHE_CAPACITY: u64 = 10_000;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum JwtConfigError {
+    /// One builder was given several issuers: their keys would verify each other's
+    /// tokens. Build one resolver per issuer and combine them with
+    /// [`JwtResolver::per_issuer`].
+    #[error("one resolver per issuer: combine them with JwtResolver::per_issuer")]
+    SeveralIssuers,
+    /// A resolver given to [`JwtResolver::per_issuer`] requires no issuer, or two
+    /// require the same one.
+    #[error("JwtResolver::per_issuer needs resolvers of one distinct issuer each")]
+    IssuerNotDistinct,
     /// An HMAC secret is shorter than [`MIN_HMAC_SECRET_LEN`] bytes.
     #[error("the HMAC secret must be at least {MIN_HMAC_SECRET_LEN} bytes long")]
     SecretTooShort,
@@ -83,9 +92,10 @@ pub(crate) enum Keys {
 /// * `exp` is required and `nbf` honoured, with a leeway (default 30 s); issuers and
 ///   audiences are checked when configured (`aud` is then required). With a JWKS or
 ///   OIDC discovery both are required unless explicitly waived.
-/// * With more than one issuer, the external reference is namespaced by issuer
-///   (`<iss>|<sub>`), so the same `sub` from two providers is two customers; with one
-///   issuer it is the claim alone.
+/// * One resolver verifies one issuer's tokens with that issuer's keys. Several issuers
+///   are combined with [`JwtResolver::per_issuer`]: a token is verified only by the
+///   resolver of the issuer it claims, and its external reference is namespaced by
+///   issuer (`<iss>|<sub>`), so the same `sub` from two providers is two customers.
 /// * Tokens longer than the maximum (default 8 KiB) are refused before any parsing.
 /// * Claims → identity through a [`ClaimMapping`] (`sub`, `email`, `name` by default).
 /// * Every bad token is [`IdentityError::Invalid`] (a 401). When no key can verify it
@@ -125,8 +135,8 @@ pub struct JwtResolver {
     /// of a validation matches the key's family, so families cannot share one.
     pub(crate) validations: Vec<(Algorithm, Validation)>,
     pub(crate) algorithms: Vec<Algorithm>,
-    /// Prefix external references with the issuer (more than one issuer configured).
-    pub(crate) namespace_by_issuer: bool,
+    /// The one issuer whose tokens this resolver verifies, if it requires one.
+    pub(crate) issuer: Option<String>,
     pub(crate) source: TokenSource,
     pub(crate) max_token_len: usize,
     pub(crate) claims: ClaimMapping,
@@ -302,14 +312,7 @@ impl JwtResolver {
         for key in keys.candidates(header.kid.as_deref(), header.alg) {
             match jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, validation) {
                 Ok(data) => {
-                    let mut identity = self.claims.identity(&data.claims)?;
-                    if self.namespace_by_issuer {
-                        // Validation guaranteed `iss` is one of the configured issuers.
-                        let iss = data.claims.get("iss").and_then(Value::as_str);
-                        if let Some(iss) = iss {
-                            identity.external_ref = format!("{iss}|{}", identity.external_ref);
-                        }
-                    }
+                    let identity = self.claims.identity(&data.claims)?;
                     if let Some(cache) = &self.cache {
                         let exp = data.claims.get("exp").and_then(Value::as_u64);
                         cache.insert(token, &identity, exp, epoch);
