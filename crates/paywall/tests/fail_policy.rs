@@ -191,3 +191,33 @@ async fn identity_provider_down_is_503_not_401() {
     assert_eq!(body["kind"], "identity_unavailable");
     assert!(!body.to_string().contains("10.0.0.1"));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_after_of_an_hour_locks_a_customer_out_for_a_minute_at_most() {
+    let backend = MemoryBackend::with_allowance(5);
+    let paywall = paywall(&backend, FailPolicy::Closed, Duration::from_millis(30));
+    assert_eq!(call(&paywall, "alice").await.0, StatusCode::OK);
+    backend.set_limits_down(true);
+    backend.set_limits_retry_after(Some(Duration::from_secs(3600)));
+    tokio::time::sleep(Duration::from_millis(40)).await;
+
+    let (status, headers, body) = call(&paywall, "alice").await;
+    assert_503_without_internals(status, &headers, &body);
+    let told: u64 = headers[RETRY_AFTER]
+        .to_str()
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After seconds");
+    assert!(told <= 60, "capped at a minute, not an hour: {told}");
+    let calls = backend.limits_calls();
+    backend.set_limits_down(false);
+
+    // Within the capped wait the backend is left alone...
+    tokio::time::sleep(Duration::from_secs(55)).await;
+    assert_eq!(call(&paywall, "alice").await.0, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(backend.limits_calls(), calls);
+    // ...and after it, the next request asks again and is served.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(call(&paywall, "alice").await.0, StatusCode::OK);
+    assert_eq!(backend.limits_calls(), calls + 1);
+}

@@ -261,10 +261,18 @@ impl Engine {
         }
     }
 
+    /// How long to leave the backend alone after `err`: its `Retry-After`, capped at
+    /// `max_retry_after` (a proxy's `Retry-After: 3600` must not lock a customer out for
+    /// an hour), or the failure back-off.
+    pub(super) fn wait_after(&self, err: &BackendError) -> std::time::Duration {
+        err.retry_after()
+            .map_or(self.failure_backoff, |wait| wait.min(self.max_retry_after))
+    }
+
     /// The 503 for a backend failure, with the backend's `Retry-After` when it gave one.
     pub(super) fn unavailable(&self, err: &BackendError) -> Rejection {
         Rejection::BillingUnavailable {
-            retry_after: err.retry_after().unwrap_or(self.failure_backoff),
+            retry_after: self.wait_after(err),
         }
     }
 

@@ -191,6 +191,7 @@ impl PaywallBuilder {
         self.validate()?;
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| ConfigError::NoRuntime)?;
         let backend: Arc<dyn DynBackend> = Arc::new(Instrumented::new(self.backend));
+        let max_retry_after = self.recorder.max_retry_after;
         let recorder =
             UsageRecorder::spawn(Arc::clone(&backend), self.recorder, self.outbox, &runtime);
         let engine = |me: &std::sync::Weak<Engine>| Engine {
@@ -204,6 +205,7 @@ impl PaywallBuilder {
             limits_ttl: self.limits_ttl,
             fail_policy: self.fail_policy,
             failure_backoff: self.failure_backoff,
+            max_retry_after,
             success: self.success,
             on_rejection: self.on_rejection,
             clock: super::clock::Clock::start(),

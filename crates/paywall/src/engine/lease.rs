@@ -254,7 +254,7 @@ impl Engine {
                             if let BackendError::NotFound(_) = &err {
                                 self.cache.forget(customer.external_ref()).await;
                             }
-                            let wait = err.retry_after().unwrap_or(self.failure_backoff);
+                            let wait = self.wait_after(&err);
                             if let Err(store_err) =
                                 shared.store.refresh_failed_boxed(id, &ticket, wait).await
                             {

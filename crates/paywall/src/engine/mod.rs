@@ -132,6 +132,9 @@ pub(crate) struct Engine {
     limits_ttl: Duration,
     fail_policy: crate::FailPolicy,
     failure_backoff: Duration,
+    /// The longest `Retry-After` of the billing backend honoured, on limits as on usage
+    /// ([`RecorderConfig::max_retry_after`](crate::recorder::RecorderConfig::max_retry_after)).
+    max_retry_after: Duration,
     success: Arc<SuccessFn>,
     on_rejection: Option<Arc<RejectionFn>>,
     clock: clock::Clock,

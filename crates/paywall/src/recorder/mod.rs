@@ -33,8 +33,9 @@ pub struct RecorderConfig {
     pub initial_backoff: Duration,
     /// Longest retry delay (default 30 s).
     pub max_backoff: Duration,
-    /// The longest `Retry-After` honoured (default 60 s): a proxy's `Retry-After:
-    /// 3600` must not stop metering for an hour.
+    /// The longest `Retry-After` of the billing backend honoured (default 60 s), on
+    /// usage calls and on limits checks alike: a proxy's `Retry-After: 3600` must not
+    /// stop metering, or lock a customer out, for an hour.
     pub max_retry_after: Duration,
     /// How long a response waits for room in a full queue (default 5 s). After that
     /// its event is not queued: with an outbox it stays stored there and is sent at the

@@ -35,6 +35,8 @@ struct State {
     usage_calls: AtomicUsize,
     ensure_down: AtomicBool,
     limits_down: AtomicBool,
+    /// The `Retry-After` of failing limits checks, in milliseconds (0: none).
+    limits_retry_after_ms: std::sync::atomic::AtomicU64,
     limits_held: AtomicBool,
     limits_released: tokio::sync::Notify,
     usage_failures: AtomicUsize,
@@ -108,6 +110,13 @@ impl MemoryBackend {
     /// Makes limits checks fail transiently (or work again).
     pub fn set_limits_down(&self, down: bool) {
         self.state.limits_down.store(down, Ordering::SeqCst);
+    }
+
+    /// Failing limits checks (see [`set_limits_down`](Self::set_limits_down)) carry
+    /// this `Retry-After`, as a provider's 429 or 503 does.
+    pub fn set_limits_retry_after(&self, wait: Option<std::time::Duration>) {
+        let ms = wait.map_or(0, |w| u64::try_from(w.as_millis()).unwrap_or(u64::MAX));
+        self.state.limits_retry_after_ms.store(ms, Ordering::SeqCst);
     }
 
     /// The next `calls` usage calls fail transiently before recording anything.
@@ -190,9 +199,11 @@ impl BillingBackend for MemoryBackend {
             released.await;
         }
         if self.state.limits_down.load(Ordering::SeqCst) {
-            return Err(BackendError::unavailable(
-                "upstream exploded: stack trace here",
-            ));
+            let retry_ms = self.state.limits_retry_after_ms.load(Ordering::SeqCst);
+            return Err(BackendError::Unavailable {
+                message: "upstream exploded: stack trace here".into(),
+                retry_after: (retry_ms > 0).then(|| std::time::Duration::from_millis(retry_ms)),
+            });
         }
         let used = self.recorded_units_for(customer);
         let remaining = self

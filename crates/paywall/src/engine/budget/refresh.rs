@@ -114,7 +114,7 @@ impl Engine {
             }
             Err(_) if ahead => return result.map(drop),
             Err(err) => {
-                let wait = err.retry_after().unwrap_or(self.failure_backoff);
+                let wait = self.wait_after(&err);
                 budget.mark_failed(self.now_ms().saturating_add(millis(wait)));
             }
         }
