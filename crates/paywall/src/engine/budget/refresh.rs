@@ -114,7 +114,7 @@ impl Engine {
             }
             Err(_) if ahead => return result.map(drop),
             Err(err) => {
-                let wait = self.wait_after(&err);
+                let wait = self.wait_after(err);
                 budget.mark_failed(self.now_ms().saturating_add(millis(wait)));
             }
         }
