@@ -25,6 +25,13 @@ pub const UPGRADE: &str = "upgrade";
 /// The name of the account tool.
 pub const MANAGE_ACCOUNT: &str = "manage_account";
 
+/// Which recovery tool.
+#[derive(Clone, Copy)]
+enum Which {
+    Upgrade,
+    ManageAccount,
+}
+
 /// What the recovery tools act with: the billing routes of the priced products.
 #[derive(Clone, Debug)]
 pub(crate) struct Recovery {
@@ -44,34 +51,30 @@ impl Recovery {
     /// The two tools as routes of any server's tool router.
     pub(crate) fn router<S: Send + Sync + 'static>(&self) -> ToolRouter<S> {
         let mut router = ToolRouter::new();
-        let upgrade = self.clone();
-        router.add_route(ToolRoute::new_dyn(
-            upgrade_tool(&self.products),
-            move |context: ToolCallContext<'_, S>| {
-                let recovery = upgrade.clone();
-                Box::pin(async move {
-                    let arguments = context.arguments.unwrap_or_default();
-                    recovery
-                        .upgrade(&context.request_context, &arguments)
-                        .await
+        for which in [Which::Upgrade, Which::ManageAccount] {
+            let recovery = self.clone();
+            let tool = match which {
+                Which::Upgrade => upgrade_tool(&self.products),
+                Which::ManageAccount => account_tool(&self.products),
+            };
+            router.add_route(ToolRoute::new_dyn(
+                tool,
+                move |context: ToolCallContext<'_, S>| {
+                    let recovery = recovery.clone();
+                    Box::pin(async move {
+                        let arguments = context.arguments.unwrap_or_default();
+                        let context = &context.request_context;
+                        match which {
+                            Which::Upgrade => recovery.upgrade(context, &arguments).await,
+                            Which::ManageAccount => {
+                                recovery.manage_account(context, &arguments).await
+                            }
+                        }
                         .map(CallToolResponse::from)
-                })
-            },
-        ));
-        let account = self.clone();
-        router.add_route(ToolRoute::new_dyn(
-            account_tool(&self.products),
-            move |context: ToolCallContext<'_, S>| {
-                let recovery = account.clone();
-                Box::pin(async move {
-                    let arguments = context.arguments.unwrap_or_default();
-                    recovery
-                        .manage_account(&context.request_context, &arguments)
-                        .await
-                        .map(CallToolResponse::from)
-                })
-            },
-        ));
+                    })
+                },
+            ));
+        }
         router
     }
 

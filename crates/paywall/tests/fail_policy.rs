@@ -214,7 +214,10 @@ async fn a_retry_after_of_an_hour_locks_a_customer_out_for_a_minute_at_most() {
 
     // Within the capped wait the backend is left alone...
     tokio::time::sleep(Duration::from_secs(55)).await;
-    assert_eq!(call(&paywall, "alice").await.0, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        call(&paywall, "alice").await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
     assert_eq!(backend.limits_calls(), calls);
     // ...and after it, the next request asks again and is served.
     tokio::time::sleep(Duration::from_secs(6)).await;

@@ -67,16 +67,7 @@ pub fn build_with(
             .meter("tokens")
             .by_consumption(),
     )?;
-    // Every meter the product is priced on: requests (`/api/hello`), tokens (`/api/generate`).
-    let billing = BillingRoutes::new(
-        &paywall,
-        [
-            Charge::new(&config.product),
-            Charge::new(&config.product)
-                .meter("tokens")
-                .by_consumption(),
-        ],
-    )?;
+    let billing = BillingRoutes::new(&paywall, paywall_examples::billing::shown_charges(config))?;
     Ok(ActixQuickstart {
         billing,
         paywall,

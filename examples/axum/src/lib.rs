@@ -107,16 +107,8 @@ pub fn build_with(
         .merge(generate)
         .route("/health", get(health))
         .route("/metrics", get(metrics));
-    // Every meter the product is priced on: requests (`/api/hello`), tokens (`/api/generate`).
-    let billing_routes = BillingRoutes::new(
-        &paywall,
-        [
-            Charge::new(&config.product),
-            Charge::new(&config.product)
-                .meter("tokens")
-                .by_consumption(),
-        ],
-    )?;
+    let billing_routes =
+        BillingRoutes::new(&paywall, paywall_examples::billing::shown_charges(config))?;
     router = router.merge(paywall_axum::billing_router("/api/billing", billing_routes));
     if let Some(local) = &local {
         router = router

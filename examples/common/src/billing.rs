@@ -113,3 +113,14 @@ pub fn identity(
         })?;
     Ok((resolver, Some(token), generated))
 }
+
+/// The charges the billing routes show: every meter the quickstart's product is priced
+/// on, `requests` (`/api/hello`) and `tokens` (`/api/generate`).
+pub fn shown_charges(config: &QuickstartConfig) -> [paywall::Charge; 2] {
+    [
+        paywall::Charge::new(&config.product),
+        paywall::Charge::new(&config.product)
+            .meter("tokens")
+            .by_consumption(),
+    ]
+}
