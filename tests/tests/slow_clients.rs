@@ -116,3 +116,127 @@ async fn a_legitimate_request_is_served_while_250_slow_clients_hold_connections(
     server.await.expect("join").expect("served");
     app.paywall.shutdown(Duration::from_secs(5)).await;
 }
+
+/// Reads `stream` until EOF or a reset: whether the server closed it within `within`.
+fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
+    let _ = stream.set_read_timeout(Some(within));
+    let mut buf = [0u8; 1024];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(err) => {
+                return !matches!(
+                    err.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                )
+            }
+        }
+    }
+}
+
+/// Serves the quickstart with `limits` until the returned sender fires.
+async fn served_with(
+    limits: ServeLimits,
+) -> (
+    std::net::SocketAddr,
+    String,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+) {
+    let listener = loopback().await;
+    let addr = listener.local_addr().expect("addr");
+    let base = format!("http://{addr}");
+    let app = quickstart::build(&quickstart_config(5), &base).expect("build");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(listener, app.router.clone(), limits, async {
+        let _ = stopped.await;
+    }));
+    (addr, base, stop, server)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_that_send_nothing_are_closed_and_give_their_slot_back() {
+    let limits = ServeLimits {
+        header_read_timeout: Duration::from_millis(300),
+        // Every slot taken by a silent client: only their closing lets anyone in.
+        max_connections: 20,
+        ..ServeLimits::default()
+    };
+    let (addr, base, stop, server) = served_with(limits).await;
+    let silent: Vec<TcpStream> = tokio::task::spawn_blocking(move || {
+        (0..20)
+            .map(|_| TcpStream::connect(addr).expect("connect"))
+            .collect()
+    })
+    .await
+    .expect("silent clients");
+
+    let started = Instant::now();
+    let answer = reqwest::Client::new()
+        .get(format!("{base}/health"))
+        .timeout(Duration::from_secs(3))
+        .send()
+        .await
+        .expect("served once the silent clients were cut off");
+    assert_eq!(answer.status(), 200);
+    assert!(started.elapsed() < Duration::from_secs(3));
+    let closed = tokio::task::spawn_blocking(move || {
+        silent
+            .into_iter()
+            .filter(|stream| {
+                closed_within(
+                    &mut stream.try_clone().expect("clone"),
+                    Duration::from_secs(3),
+                )
+            })
+            .count()
+    })
+    .await
+    .expect("reads");
+    assert_eq!(closed, 20, "every silent connection was closed");
+    let _ = stop.send(());
+    server.await.expect("join").expect("served");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_http2_connection_is_closed_and_gives_its_slot_back() {
+    let limits = ServeLimits {
+        header_read_timeout: Duration::from_millis(300),
+        idle_timeout: Duration::from_millis(500),
+        max_connections: 1,
+        ..ServeLimits::default()
+    };
+    let (addr, base, stop, server) = served_with(limits).await;
+    // HTTP/2 with prior knowledge: the preface and an empty SETTINGS frame, then nothing.
+    let mut idle = tokio::task::spawn_blocking(move || {
+        let mut stream = TcpStream::connect(addr).expect("connect");
+        stream
+            .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+            .expect("preface");
+        stream
+    })
+    .await
+    .expect("h2 client");
+    let started = Instant::now();
+    let closed =
+        tokio::task::spawn_blocking(move || closed_within(&mut idle, Duration::from_secs(5)))
+            .await
+            .expect("read");
+    assert!(closed, "the idle HTTP/2 connection was closed");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    // Its one slot is free again.
+    let answer = reqwest::Client::new()
+        .get(format!("{base}/health"))
+        .timeout(Duration::from_secs(3))
+        .send()
+        .await
+        .expect("served on the freed slot");
+    assert_eq!(answer.status(), 200);
+    let _ = stop.send(());
+    server.await.expect("join").expect("served");
+}

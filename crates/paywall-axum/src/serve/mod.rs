@@ -1,7 +1,12 @@
 //! [`serve`]: axum's server with the limits a public API needs, which `axum::serve`
-//! does not set: a header-read timeout (against clients that send headers a byte at a
-//! time, and idle keep-alive connections), a request-body timeout, and a cap on open
-//! connections kept under the process's file-descriptor limit; with graceful shutdown.
+//! does not set: a deadline for a connection's first byte and for each request's header
+//! section (against clients that connect and send nothing, or headers a byte at a
+//! time), an idle timeout for every connection, HTTP/1 and HTTP/2 alike (HTTP/2 pings
+//! too), a request-body timeout, and a cap on open connections kept under the process's
+//! file-descriptor limit, each slot released when its connection closes or idles out;
+//! with graceful shutdown.
+
+mod idle;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -10,10 +15,9 @@ use std::time::Duration;
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
 use tower::ServiceBuilder;
 use tower_http::timeout::RequestBodyTimeoutLayer;
 use tracing::{debug, warn};
@@ -21,9 +25,15 @@ use tracing::{debug, warn};
 /// How long slow or idle clients may hold the server.
 #[derive(Clone, Debug)]
 pub struct ServeLimits {
-    /// A client must send a request's whole header section within this time, also
-    /// when a kept-alive connection waits for its next request (default 10 s).
+    /// A client must send its first byte, and each request's whole header section,
+    /// within this time, also when a kept-alive connection waits for its next request
+    /// (default 10 s). An HTTP/2 peer must answer a ping within it too.
     pub header_read_timeout: Duration,
+    /// A connection that reads and writes nothing for this long is closed, gracefully
+    /// (in-flight requests finish), whatever its protocol (default 60 s).
+    pub idle_timeout: Duration,
+    /// How often an HTTP/2 connection is pinged (default 20 s).
+    pub http2_keep_alive_interval: Duration,
     /// A request body must keep arriving: each part within this time (default 30 s).
     pub body_timeout: Duration,
     /// Connections open at once; more wait in the listen backlog (default: the
@@ -37,6 +47,8 @@ impl Default for ServeLimits {
     fn default() -> Self {
         Self {
             header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            http2_keep_alive_interval: Duration::from_secs(20),
             body_timeout: Duration::from_secs(30),
             max_connections: default_max_connections(),
             shutdown_timeout: Duration::from_secs(30),
@@ -87,9 +99,15 @@ pub async fn serve(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout);
-    builder.http2().timer(TokioTimer::new());
-    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-    let graceful = GracefulShutdown::new();
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(limits.http2_keep_alive_interval))
+        .keep_alive_timeout(limits.header_read_timeout);
+    let builder = Arc::new(builder);
+    let max_connections = limits.max_connections.clamp(1, u32::MAX as usize);
+    let slots = Arc::new(Semaphore::new(max_connections));
+    let (stopping, stop) = watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let slot = tokio::select! {
@@ -112,19 +130,37 @@ pub async fn serve(
                 continue;
             }
         };
-        let service = TowerToHyperService::new(app.clone());
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
+        let (builder, app, limits, stop) = (
+            Arc::clone(&builder),
+            app.clone(),
+            limits.clone(),
+            stop.clone(),
+        );
         tokio::spawn(async move {
-            if let Err(err) = connection.await {
-                debug!(error = %err, "connection closed with an error");
+            // A client that sends nothing never reaches hyper (whose protocol detection
+            // would wait for it forever): its first byte is due like its headers.
+            let mut first = [0u8; 1];
+            match tokio::time::timeout(limits.header_read_timeout, stream.peek(&mut first)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => {
+                    debug!("connection closed before its first byte");
+                    drop(slot);
+                    return;
+                }
             }
+            let (stream, activity) = idle::Watched::new(stream);
+            let service = TowerToHyperService::new(app);
+            let connection = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .into_owned();
+            idle::drive(connection, activity, &limits, stop).await;
             drop(slot);
         });
     }
-    if tokio::time::timeout(limits.shutdown_timeout, graceful.shutdown())
+    let _ = stopping.send(true);
+    // Every connection holds a slot until it ends: all slots back means all closed.
+    let all = u32::try_from(max_connections).unwrap_or(u32::MAX);
+    if tokio::time::timeout(limits.shutdown_timeout, slots.acquire_many(all))
         .await
         .is_err()
     {

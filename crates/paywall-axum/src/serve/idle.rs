@@ -1,0 +1,168 @@
+//! A connection's idle clock: [`Watched`] notes when its socket last read or wrote a
+//! byte, and [`drive`] closes the connection gracefully once it has been idle for the
+//! idle timeout (or the server stops), then for good if the peer does not let go.
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use hyper_util::rt::TokioIo;
+use hyper_util::server::conn::auto::UpgradeableConnection;
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tracing::debug;
+
+use super::ServeLimits;
+
+/// When a connection was last active, in milliseconds since it was accepted.
+pub(super) struct Activity {
+    origin: Instant,
+    last_ms: AtomicU64,
+}
+
+impl Activity {
+    fn touch(&self) {
+        let now = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.store(now, Ordering::Relaxed);
+    }
+
+    /// How long the connection has been idle.
+    fn idle(&self) -> Duration {
+        let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+        self.origin.elapsed().saturating_sub(last)
+    }
+}
+
+/// A TCP stream that notes its activity.
+pub(super) struct Watched {
+    stream: TcpStream,
+    activity: Arc<Activity>,
+}
+
+impl Watched {
+    pub(super) fn new(stream: TcpStream) -> (Self, Arc<Activity>) {
+        let activity = Arc::new(Activity {
+            origin: Instant::now(),
+            last_ms: AtomicU64::new(0),
+        });
+        let watched = Self {
+            stream,
+            activity: Arc::clone(&activity),
+        };
+        (watched, activity)
+    }
+}
+
+impl AsyncRead for Watched {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.stream).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.touch();
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for Watched {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bytes: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.stream).poll_write(cx, bytes);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        polled
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+}
+
+/// The service every connection serves: the router behind the body timeout.
+pub(super) type App = tower_http::timeout::RequestBodyTimeout<axum::Router>;
+
+type Connection = UpgradeableConnection<
+    'static,
+    TokioIo<Watched>,
+    TowerToHyperService<App>,
+    hyper_util::rt::TokioExecutor,
+>;
+
+/// Serves `connection` until it ends, closing it gracefully when it has been idle for
+/// `limits.idle_timeout` or when `stop` turns true, and for good when it has not ended
+/// `limits.header_read_timeout` (idle) or `limits.shutdown_timeout` (stop) later.
+pub(super) async fn drive(
+    connection: Connection,
+    activity: Arc<Activity>,
+    limits: &ServeLimits,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut connection = std::pin::pin!(connection);
+    // When a graceful close began, and how long it may take before the socket is dropped.
+    let mut closing: Option<(Instant, Duration)> = None;
+    loop {
+        let tick = match closing {
+            Some((since, grace)) => grace.saturating_sub(since.elapsed()),
+            None => limits.idle_timeout.saturating_sub(activity.idle()),
+        };
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(err) = result {
+                    debug!(error = %err, "connection closed with an error");
+                }
+                return;
+            }
+            () = tokio::time::sleep(tick) => match closing {
+                Some(_) => {
+                    debug!("connection dropped: it did not close after a graceful close");
+                    return;
+                }
+                None if activity.idle() >= limits.idle_timeout => {
+                    debug!("connection idle: closing it");
+                    connection.as_mut().graceful_shutdown();
+                    closing = Some((Instant::now(), limits.header_read_timeout));
+                }
+                None => {}
+            },
+            changed = stop.changed(), if closing.is_none() => {
+                if changed.is_err() || *stop.borrow() {
+                    connection.as_mut().graceful_shutdown();
+                    closing = Some((Instant::now(), limits.shutdown_timeout));
+                }
+            }
+        }
+    }
+}
