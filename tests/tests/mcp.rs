@@ -227,3 +227,96 @@ async fn rmcp_client_failed_calls_give_units_back_and_generate_is_charged_what_i
     assert_eq!(app.recorded("tokens").await, 3);
     app.stop().await;
 }
+
+/// `initialize` over raw HTTP as `sub`, or with `session` a notification in it: the
+/// status and the session id the server named.
+async fn mcp_post(
+    app: &McpApp,
+    sub: &str,
+    session: Option<&str>,
+    method: &str,
+) -> (StatusCode, Option<String>, Value) {
+    let body = if method == "initialize" {
+        json!({ "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": { "name": "raw", "version": "1" } } })
+    } else {
+        json!({ "jsonrpc": "2.0", "method": method })
+    };
+    let mut request = reqwest::Client::new()
+        .post(app.url())
+        .bearer_auth(token(sub))
+        .header("accept", "application/json, text/event-stream")
+        .json(&body);
+    if let Some(session) = session {
+        request = request.header("mcp-session-id", session);
+    }
+    let response = request.send().await.expect("send");
+    let status = response.status();
+    let id = response
+        .headers()
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let text = response.text().await.unwrap_or_default();
+    (
+        status,
+        id,
+        serde_json::from_str(&text).unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_belong_to_who_opened_them_and_are_capped_per_identity() {
+    let app = McpApp::start(5).await;
+    // One identity opens sessions until the cap (8): the ninth is a 429 JSON.
+    let mut mine = Vec::new();
+    for _ in 0..8 {
+        let (status, id, _) = mcp_post(&app, "opener", None, "initialize").await;
+        assert_eq!(status, StatusCode::OK);
+        mine.push(id.expect("a session id"));
+    }
+    let (status, id, body) = mcp_post(&app, "opener", None, "initialize").await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(body["kind"], "too_many_sessions");
+    assert!(id.is_none(), "no ninth session");
+    // Another identity is not affected by that cap...
+    let (status, _, _) = mcp_post(&app, "someone-else", None, "initialize").await;
+    assert_eq!(status, StatusCode::OK);
+
+    // ...and cannot use, nor close, the opener's sessions.
+    let theirs = mine[0].clone();
+    let (status, _, body) = mcp_post(
+        &app,
+        "someone-else",
+        Some(&theirs),
+        "notifications/initialized",
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(body["kind"], "session_not_found");
+    let deleted = reqwest::Client::new()
+        .delete(app.url())
+        .bearer_auth(token("someone-else"))
+        .header("mcp-session-id", &theirs)
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(deleted.status(), StatusCode::NOT_FOUND);
+    let (status, _, _) = mcp_post(&app, "opener", Some(&theirs), "notifications/initialized").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "the owner's session lives on");
+
+    // Closing one of its own gives the opener a place back.
+    let closed = reqwest::Client::new()
+        .delete(app.url())
+        .bearer_auth(token("opener"))
+        .header("mcp-session-id", &theirs)
+        .send()
+        .await
+        .expect("delete");
+    assert!(closed.status().is_success(), "{}", closed.status());
+    let (status, id, _) = mcp_post(&app, "opener", None, "initialize").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(id.is_some());
+    app.stop().await;
+}

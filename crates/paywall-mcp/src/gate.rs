@@ -21,6 +21,7 @@ use rmcp::{ErrorData, RoleServer};
 use crate::layer::IdentifyLayer;
 use crate::recovery::{Recovery, MANAGE_ACCOUNT, UPGRADE};
 use crate::resource::ProtectedResource;
+use crate::sessions::{SessionLimits, Sessions};
 
 #[derive(Debug)]
 enum Price {
@@ -37,6 +38,7 @@ pub struct ToolPaywall {
     tools: Arc<HashMap<String, Price>>,
     resource: Option<Arc<ProtectedResource>>,
     recovery: Option<Recovery>,
+    sessions: Arc<Sessions>,
 }
 
 /// Configures a [`ToolPaywall`]: every tool the server offers is listed, free or with
@@ -48,6 +50,7 @@ pub struct ToolPaywallBuilder {
     tools: Vec<(String, Option<Charge>)>,
     resource: Option<ProtectedResource>,
     recovery: bool,
+    sessions: SessionLimits,
 }
 
 impl ToolPaywallBuilder {
@@ -71,6 +74,13 @@ impl ToolPaywallBuilder {
     /// [`ProtectedResource::metadata_paths`].
     pub fn protected_resource(mut self, resource: ProtectedResource) -> Self {
         self.resource = Some(resource);
+        self
+    }
+
+    /// How many MCP sessions callers may hold ([`SessionLimits`]; on by default). A
+    /// session is always bound to the identity that opened it.
+    pub fn session_limits(mut self, limits: SessionLimits) -> Self {
+        self.sessions = limits;
         self
     }
 
@@ -114,6 +124,7 @@ impl ToolPaywallBuilder {
             tools: Arc::new(tools),
             resource: self.resource.map(Arc::new),
             recovery,
+            sessions: Arc::new(Sessions::new(self.sessions)),
         })
     }
 }
@@ -126,6 +137,7 @@ impl ToolPaywall {
             tools: Vec::new(),
             resource: None,
             recovery: false,
+            sessions: SessionLimits::default(),
         }
     }
 
@@ -134,7 +146,11 @@ impl ToolPaywall {
     /// [protected resource metadata](ToolPaywallBuilder::protected_resource) in its
     /// 401s.
     pub fn layer(&self) -> IdentifyLayer {
-        IdentifyLayer::new(self.paywall.clone(), self.resource.clone())
+        IdentifyLayer::new(
+            self.paywall.clone(),
+            self.resource.clone(),
+            Arc::clone(&self.sessions),
+        )
     }
 
     /// The protected resource this server describes, if any.

@@ -21,17 +21,28 @@ use paywall::Paywall;
 use tower::{Layer, Service};
 
 use crate::resource::ProtectedResource;
+use crate::sessions::{Refused, Sessions, SESSION_HEADER};
 
-/// Identifies callers in front of an MCP transport (rmcp's `StreamableHttpService`).
+/// Identifies callers in front of an MCP transport (rmcp's `StreamableHttpService`),
+/// and binds each MCP session to the identity that opened it.
 #[derive(Clone, Debug)]
 pub struct IdentifyLayer {
     paywall: Paywall,
     resource: Option<Arc<ProtectedResource>>,
+    sessions: Arc<Sessions>,
 }
 
 impl IdentifyLayer {
-    pub(crate) fn new(paywall: Paywall, resource: Option<Arc<ProtectedResource>>) -> Self {
-        Self { paywall, resource }
+    pub(crate) fn new(
+        paywall: Paywall,
+        resource: Option<Arc<ProtectedResource>>,
+        sessions: Arc<Sessions>,
+    ) -> Self {
+        Self {
+            paywall,
+            resource,
+            sessions,
+        }
     }
 }
 
@@ -43,6 +54,7 @@ impl<S> Layer<S> for IdentifyLayer {
             inner,
             paywall: self.paywall.clone(),
             resource: self.resource.clone(),
+            sessions: Arc::clone(&self.sessions),
         }
     }
 }
@@ -55,6 +67,7 @@ pub struct Identify<S> {
     inner: S,
     paywall: Paywall,
     resource: Option<Arc<ProtectedResource>>,
+    sessions: Arc<Sessions>,
 }
 
 type Answer<B> = Response<Either<B, Full<Bytes>>>;
@@ -79,20 +92,61 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let paywall = self.paywall.clone();
         let resource = self.resource.clone();
+        let sessions = Arc::clone(&self.sessions);
         Box::pin(async move {
             let (mut parts, body) = request.into_parts();
-            match paywall.authenticate_head(&mut parts).await {
-                Ok(()) => {
-                    let response = inner.call(Request::from_parts(parts, body)).await?;
-                    Ok(response.map(Either::Left))
+            if let Err(mut refusal) = paywall.authenticate_head(&mut parts).await {
+                if let Some(resource) = &resource {
+                    name_metadata(&mut refusal, resource);
                 }
-                Err(mut refusal) => {
-                    if let Some(resource) = &resource {
-                        name_metadata(&mut refusal, resource);
+                return Ok(refusal.map(|body| Either::Right(Full::new(body))));
+            }
+            let caller = parts
+                .extensions
+                .get::<paywall::Identity>()
+                .map(|identity| identity.external_ref.clone())
+                .unwrap_or_default();
+            let session = parts
+                .headers
+                .get(SESSION_HEADER)
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_owned);
+            let method = parts.method.clone();
+            let opening = match &session {
+                Some(id) => {
+                    if let Err(refused) = sessions.check(id, &caller) {
+                        return Ok(session_refusal(refused));
                     }
-                    Ok(refusal.map(|body| Either::Right(Full::new(body))))
+                    false
+                }
+                None if method == http::Method::POST => {
+                    if let Err(refused) = sessions.reserve(&caller) {
+                        return Ok(session_refusal(refused));
+                    }
+                    true
+                }
+                None => false,
+            };
+            let response = inner.call(Request::from_parts(parts, body)).await;
+            if opening {
+                let opened = response.as_ref().ok().and_then(|response| {
+                    response
+                        .headers()
+                        .get(SESSION_HEADER)
+                        .and_then(|value| value.to_str().ok())
+                        .filter(|_| response.status().is_success())
+                });
+                match opened {
+                    Some(id) => sessions.opened(id, &caller),
+                    None => sessions.not_opened(&caller),
                 }
             }
+            if let (Some(id), Ok(response)) = (&session, &response) {
+                if method == http::Method::DELETE && response.status().is_success() {
+                    sessions.closed(id);
+                }
+            }
+            Ok(response?.map(Either::Left))
         })
     }
 }
@@ -110,4 +164,39 @@ fn name_metadata(refusal: &mut Response<Bytes>, resource: &ProtectedResource) {
     if let Ok(value) = HeaderValue::from_str(&resource.challenge(challenge)) {
         refusal.headers_mut().insert(WWW_AUTHENTICATE, value);
     }
+}
+
+/// A session request refused: 404 for a session that is not the caller's (the answer
+/// after which MCP clients open a new one), 429 or 503 for one session too many.
+fn session_refusal<B>(refused: Refused) -> Answer<B> {
+    let (status, kind, message) = match refused {
+        Refused::NotFound => (
+            StatusCode::NOT_FOUND,
+            "session_not_found",
+            "No such session for this caller: open a new one.",
+        ),
+        Refused::TooManyOfCaller => (
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_sessions",
+            "This caller holds as many MCP sessions as it may: close one (DELETE) or let one expire.",
+        ),
+        Refused::TooMany => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_sessions",
+            "The server holds as many MCP sessions as it may: retry later.",
+        ),
+    };
+    let body = paywall::adapter::problem_body(status, kind, message).to_string();
+    let mut response = Response::new(Either::Right(Full::new(Bytes::from(body))));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static(paywall::adapter::PROBLEM_JSON),
+    );
+    if status != StatusCode::NOT_FOUND {
+        response
+            .headers_mut()
+            .insert(http::header::RETRY_AFTER, HeaderValue::from_static("30"));
+    }
+    response
 }

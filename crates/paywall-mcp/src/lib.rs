@@ -16,6 +16,12 @@
 //!   the tool's result (`isError: true` gives the units back). `initialize`,
 //!   `tools/list` and every other method are never charged.
 //!
+//! Each MCP session (`Mcp-Session-Id`) is bound to the identity that opened it: another
+//! caller's request naming it, a `DELETE` included, gets a 404; an identity may hold
+//! [`SessionLimits::per_identity`] sessions (one more: 429) and the server
+//! [`SessionLimits::total`] (503), and unused sessions are forgotten after
+//! [`SessionLimits::idle`].
+//!
 //! The layer only authenticates: the billing backend is first asked at a caller's
 //! first priced call, so with billing down a caller with a valid token still connects,
 //! lists tools and calls free tools, and a priced tool answers a JSON-RPC error whose
@@ -129,9 +135,11 @@ mod gate;
 mod layer;
 mod recovery;
 mod resource;
+mod sessions;
 
 pub use answer::{payment_required, refusal};
 pub use gate::{ToolPaywall, ToolPaywallBuilder};
 pub use layer::{Identify, IdentifyLayer};
 pub use recovery::{MANAGE_ACCOUNT, UPGRADE};
 pub use resource::{MetadataService, ProtectedResource, ResourceError, WELL_KNOWN};
+pub use sessions::SessionLimits;

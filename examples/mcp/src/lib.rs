@@ -169,9 +169,12 @@ pub fn build_with(
     }
     let prices = prices.build()?;
     let tools = Tools::new(prices.clone());
+    // The transport forgets unused sessions when the paywall does.
+    let mut sessions = LocalSessionManager::default();
+    sessions.session_config.keep_alive = Some(paywall_mcp::SessionLimits::default().idle);
     let mcp = StreamableHttpService::new(
         move || Ok(tools.clone()),
-        LocalSessionManager::default().into(),
+        sessions.into(),
         StreamableHttpServerConfig::default(),
     );
     let mut router = Router::new()
