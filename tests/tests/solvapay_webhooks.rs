@@ -230,8 +230,8 @@ async fn every_event_type_is_acknowledged_and_those_that_change_allowance_refres
     dev.stop().await;
 }
 
-/// Polls `sub` on every base until each answers `want`, within a second.
-async fn within_a_second(bases: &[String], sub: &str, want: StatusCode) {
+/// Polls `sub` on every base until each answers `want`, within `limit`.
+async fn within(limit: Duration, bases: &[String], sub: &str, want: StatusCode) {
     let started = Instant::now();
     for base in bases {
         loop {
@@ -240,8 +240,8 @@ async fn within_a_second(bases: &[String], sub: &str, want: StatusCode) {
                 break;
             }
             assert!(
-                started.elapsed() < Duration::from_secs(1),
-                "{base}: still {status} a second after the webhook"
+                started.elapsed() < limit,
+                "{base}: still {status} {limit:?} after the webhook"
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -287,7 +287,7 @@ async fn the_dev_servers_envelopes_unlock_on_payment_and_downgrade_on_cancel_acr
         .to_owned();
     let paid = client().post(&checkout).send().await.expect("pay");
     assert_eq!(paid.status(), StatusCode::OK);
-    within_a_second(&bases, "subscriber", StatusCode::OK).await;
+    within(Duration::from_secs(1), &bases, "subscriber", StatusCode::OK).await;
 
     // Cancelled at the provider (not through the app): only the webhook tells.
     let purchases: Value = client()
@@ -310,10 +310,98 @@ async fn the_dev_servers_envelopes_unlock_on_payment_and_downgrade_on_cancel_acr
         .await
         .expect("cancel");
     assert_eq!(cancelled.status(), StatusCode::OK);
-    within_a_second(&bases, "subscriber", StatusCode::PAYMENT_REQUIRED).await;
+    // The receiving instance at once; the others once the units they leased ahead of
+    // need are spent (or given back when idle): a lease's worth, not a limits TTL.
+    within(
+        Duration::from_secs(1),
+        &bases[..1],
+        "subscriber",
+        StatusCode::PAYMENT_REQUIRED,
+    )
+    .await;
+    within(
+        Duration::from_secs(5),
+        &bases[1..],
+        "subscriber",
+        StatusCode::PAYMENT_REQUIRED,
+    )
+    .await;
 
     for instance in [a, b, c] {
         instance.stop().await;
+    }
+    dev.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_webhook_bodies_are_read_32_at_a_time_and_the_rest_wait_outside() {
+    let (dev, _ledger) = dev_server(loopback().await, "prd_quickstart", 1, None);
+    let config = QuickstartConfig {
+        solvapay: Some(solvapay_config(&dev.base)),
+        webhook_secret: Some(WEBHOOK_SECRET.into()),
+        ..quickstart_config(1)
+    };
+    for app in both_apps(config).await {
+        let addr = app
+            .base
+            .trim_start_matches("http://")
+            .parse::<std::net::SocketAddr>()
+            .expect("addr");
+        // 40 deliveries whose header passes the precheck and whose body stalls.
+        let header = signature_header(WEBHOOK_SECRET, now(), b"whatever");
+        let busy = tokio::task::spawn_blocking(move || {
+            use std::io::{Read, Write};
+            let stalled: Vec<std::net::TcpStream> = (0..40)
+                .map(|_| {
+                    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+                    let head = format!(
+                        "POST /webhooks/solvapay HTTP/1.1\r\nHost: x\r\n{SIGNATURE_HEADER}: {header}\r\n\
+                         Content-Type: application/json\r\nContent-Length: 60000\r\n\r\n{{\"id\":"
+                    );
+                    stream.write_all(head.as_bytes()).expect("write");
+                    stream
+                })
+                .collect();
+            // The refused ones are answered at once; the others wait for their body.
+            std::thread::sleep(Duration::from_millis(700));
+            let busy = stalled
+                .iter()
+                .filter(|stream| {
+                    let mut stream = *stream;
+                    let _ = stream.set_nonblocking(true);
+                    let mut answer = [0u8; 12];
+                    matches!(stream.read(&mut answer), Ok(n) if n >= 12)
+                        && answer.starts_with(b"HTTP/1.1 503")
+                })
+                .count();
+            drop(stalled);
+            busy
+        })
+        .await
+        .expect("stalled deliveries");
+        assert_eq!(
+            busy, 8,
+            "{}: 32 bodies read at once, the other 8 told to retry",
+            app.name
+        );
+
+        // Once they are gone, a real delivery is read and acknowledged.
+        let body = envelope("purchase.created", "cus_nobody").to_string();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let (status, _) = post_signed(&app.base, &body).await;
+            if status == StatusCode::OK {
+                break;
+            }
+            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{}", app.name);
+            assert!(
+                Instant::now() < deadline,
+                "{}: the places came back",
+                app.name
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        app.stop().await;
     }
     dev.stop().await;
 }

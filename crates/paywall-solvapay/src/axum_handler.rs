@@ -59,6 +59,18 @@ async fn receive(State(hooks): State<Webhooks>, request: axum::extract::Request)
         let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_REQUEST);
         return (status, Json(answer.body)).into_response();
     }
+    // Bodies are read a bounded number at a time (anyone can pass the precheck).
+    let _reading = match hooks.verifier.admit() {
+        Ok(place) => place,
+        Err(busy) => {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(axum::http::header::RETRY_AFTER, "1")],
+                Json(busy.body),
+            )
+                .into_response()
+        }
+    };
     let body = match declared {
         Some(length) if length > MAX_WEBHOOK_BYTES => None,
         _ => axum::body::to_bytes(request.into_body(), MAX_WEBHOOK_BYTES as usize)

@@ -176,6 +176,8 @@ pub struct WebhookVerifier {
     secret: Arc<str>,
     tolerance: Duration,
     clock: Arc<dyn Fn() -> SystemTime + Send + Sync>,
+    /// Bodies read at once, shared by every clone.
+    intake: Arc<tokio::sync::Semaphore>,
 }
 
 impl fmt::Debug for WebhookVerifier {
@@ -195,7 +197,32 @@ impl WebhookVerifier {
             secret: Arc::from(secret.into()),
             tolerance: DEFAULT_TOLERANCE,
             clock: Arc::new(SystemTime::now),
+            intake: Arc::new(tokio::sync::Semaphore::new(MAX_WEBHOOKS_IN_FLIGHT)),
         }
+    }
+
+    /// How many webhook bodies are read at once, at most (default
+    /// [`MAX_WEBHOOKS_IN_FLIGHT`]): anyone can send a well-formed `SV-Signature` with a
+    /// current time, and the body is read before the signature can be checked.
+    pub fn in_flight(mut self, bodies: usize) -> Self {
+        self.intake = Arc::new(tokio::sync::Semaphore::new(bodies.max(1)));
+        self
+    }
+
+    /// A place to read one delivery's body, or the 503 to answer at once when as many
+    /// bodies as allowed are being read (SolvaPay delivers again later). Hold the place
+    /// until the body is read and handled.
+    pub fn admit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Handled> {
+        Arc::clone(&self.intake)
+            .try_acquire_owned()
+            .map_err(|_| Handled {
+                status: 503,
+                body: paywall::adapter::error_body(
+                    "Service Unavailable",
+                    "busy",
+                    "Too many webhook deliveries are being read at once; retry later.",
+                ),
+            })
     }
 
     /// Largest accepted difference between the signature's time and now.
@@ -318,6 +345,10 @@ pub fn too_large() -> Handled {
         ),
     }
 }
+
+/// How many webhook bodies are read at once by default (see
+/// [`WebhookVerifier::in_flight`]); a delivery past it is answered 503, `Retry-After: 1`.
+pub const MAX_WEBHOOKS_IN_FLIGHT: usize = 32;
 
 /// The largest webhook body accepted; larger ones are refused before being read.
 pub const MAX_WEBHOOK_BYTES: u64 = 64 * 1024;

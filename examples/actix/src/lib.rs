@@ -312,6 +312,15 @@ async fn receive_webhook(
         let answer = webhook::refused(&err);
         return json(StatusCode::BAD_REQUEST, answer.body);
     }
+    // Bodies are read a bounded number at a time (anyone can pass the precheck).
+    let _reading = match verifier.admit() {
+        Ok(place) => place,
+        Err(busy) => {
+            return HttpResponse::ServiceUnavailable()
+                .insert_header(("retry-after", "1"))
+                .json(busy.body)
+        }
+    };
     let too_large = || json(StatusCode::PAYLOAD_TOO_LARGE, webhook::too_large().body);
     let limit = webhook::MAX_WEBHOOK_BYTES as usize;
     let mut body = web::BytesMut::new();
