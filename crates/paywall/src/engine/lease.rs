@@ -93,6 +93,32 @@ impl Engine {
                 warn!(error = %err, customer = %customer, "shared budget not marked stale");
             }
         }
+        // Units this instance leased ahead of need for the customer go back: from now
+        // on its requests are admitted from a refreshed budget only.
+        let meters = self.meter_map();
+        for (key, budget) in self.cache.live_budgets() {
+            if key.customer != *customer {
+                continue;
+            }
+            if let Some((product, meter)) = meters.get(&key.meter) {
+                let id = BudgetId {
+                    customer,
+                    product,
+                    meter,
+                };
+                settle(&*shared.store, id, &budget).await;
+            }
+        }
+    }
+
+    /// The (product, meter) names of the interned meter ids.
+    fn meter_map(&self) -> HashMap<u32, (Arc<str>, Arc<str>)> {
+        self.meters
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .iter()
+            .map(|(names, id)| (*id, names.clone()))
+            .collect()
     }
 
     /// Admission through the shared store. `None`: the store is unreachable and the
@@ -386,13 +412,7 @@ impl Engine {
         let Some(shared) = &self.shared else {
             return;
         };
-        let meters: HashMap<u32, (Arc<str>, Arc<str>)> = self
-            .meters
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .iter()
-            .map(|(names, id)| (*id, names.clone()))
-            .collect();
+        let meters = self.meter_map();
         let mut settled = 0usize;
         for (key, budget) in self.cache.live_budgets() {
             let Some((product, meter)) = meters.get(&key.meter) else {
