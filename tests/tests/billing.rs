@@ -511,3 +511,47 @@ async fn every_meter_a_product_is_priced_on_shows_what_was_used() {
         app.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unauthenticated_caller_is_answered_before_its_body_is_read() {
+    for app in both_apps(quickstart_config(5)).await {
+        let addr = app
+            .base
+            .trim_start_matches("http://")
+            .parse::<std::net::SocketAddr>()
+            .expect("addr");
+        let name = app.name;
+        // 50 checkouts without a token whose bodies never come: each is a 401 at once.
+        let answers = tokio::task::spawn_blocking(move || {
+            use std::io::{Read, Write};
+            let streams: Vec<std::net::TcpStream> = (0..50)
+                .map(|_| {
+                    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+                    stream
+                        .write_all(
+                            b"POST /api/billing/checkout HTTP/1.1\r\nHost: x\r\n\
+                              Content-Type: application/json\r\nContent-Length: 10000\r\n\r\n{",
+                        )
+                        .expect("write");
+                    stream
+                })
+                .collect();
+            streams
+                .iter()
+                .filter(|stream| {
+                    let mut stream = *stream;
+                    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+                    let mut head = [0u8; 12];
+                    stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.1 401")
+                })
+                .count()
+        })
+        .await
+        .expect("stalled callers");
+        assert_eq!(
+            answers, 50,
+            "{name}: every one answered 401 without its body"
+        );
+        app.stop().await;
+    }
+}

@@ -240,3 +240,75 @@ async fn an_idle_http2_connection_is_closed_and_gives_its_slot_back() {
     let _ = stop.send(());
     server.await.expect("join").expect("served");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_trickles_is_cut_off_at_its_deadline_not_per_chunk() {
+    let limits = ServeLimits {
+        body_timeout: Duration::from_millis(600),
+        ..ServeLimits::default()
+    };
+    let (addr, _base, stop, server) = served_with(limits).await;
+    let (elapsed, answer) = trickle(addr).await;
+    assert!(
+        elapsed < Duration::from_millis(2_000),
+        "cut off after {elapsed:?}, not after 40 trickled bytes"
+    );
+    assert!(!answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let _ = stop.send(());
+    server.await.expect("join").expect("served");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_actix_too_a_trickling_body_is_cut_off_at_its_deadline() {
+    let listener = std_loopback();
+    let addr = listener.local_addr().expect("addr");
+    let base = format!("http://{addr}");
+    let mut app = quickstart_actix::build(&quickstart_config(5), &base).expect("actix build");
+    app.body_deadline = Duration::from_millis(600);
+    let paywall = app.paywall.clone();
+    let served = ActixServed::start(listener, app);
+    let (elapsed, answer) = trickle(addr).await;
+    assert!(
+        elapsed < Duration::from_millis(2_000),
+        "cut off after {elapsed:?}, not after 40 trickled bytes"
+    );
+    assert!(!answer.starts_with("HTTP/1.1 200"), "{answer}");
+    served.stop().await;
+    paywall.shutdown(Duration::from_secs(5)).await;
+}
+
+/// Sends the head of a 1,000-byte `POST /api/generate`, then its body one byte every
+/// 100 ms until the server answers or closes: how long that took, and the answer.
+async fn trickle(addr: std::net::SocketAddr) -> (Duration, String) {
+    tokio::task::spawn_blocking(move || {
+        let mut stream = TcpStream::connect(addr).expect("connect");
+        let head = format!(
+            "POST /api/generate HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {}\r\n\
+             Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n",
+            bearer("trickler")
+        );
+        stream.write_all(head.as_bytes()).expect("write");
+        let started = Instant::now();
+        // One byte every 100 ms: each chunk well within any per-chunk timeout.
+        for _ in 0..40 {
+            if stream.write_all(b" ").is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            let _ = stream.set_nonblocking(true);
+            let mut peek = [0u8; 1];
+            let answered = matches!(stream.peek(&mut peek), Ok(n) if n > 0);
+            let _ = stream.set_nonblocking(false);
+            if answered {
+                break;
+            }
+        }
+        let elapsed = started.elapsed();
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        (elapsed, String::from_utf8_lossy(&answer).into_owned())
+    })
+    .await
+    .expect("trickler")
+}

@@ -3,7 +3,7 @@
 
 use actix_web::{web, HttpRequest, HttpResponse, Scope};
 use futures_util::StreamExt;
-use paywall::adapter::MAX_BILLING_BODY;
+use paywall::adapter::{BILLING_BODY_DEADLINE, MAX_BILLING_BODY};
 use paywall::BillingRoutes;
 
 use crate::{head_of, to_actix};
@@ -27,16 +27,28 @@ async fn handle(
     mut payload: web::Payload,
     mounted: web::Data<Mounted>,
 ) -> HttpResponse {
-    let mut body = web::BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        match chunk {
-            Ok(chunk) if body.len() + chunk.len() <= MAX_BILLING_BODY => {
-                body.extend_from_slice(&chunk)
-            }
-            _ => return to_actix(BillingRoutes::too_large()),
-        }
-    }
     let parts = head_of(&request);
+    // The credentials first: an unauthenticated caller's body is never read.
+    if let Err(refused) = mounted.routes.authenticate(&parts).await {
+        return to_actix(refused);
+    }
+    let read = async {
+        let mut body = web::BytesMut::new();
+        while let Some(chunk) = payload.next().await {
+            match chunk {
+                Ok(chunk) if body.len() + chunk.len() <= MAX_BILLING_BODY => {
+                    body.extend_from_slice(&chunk)
+                }
+                _ => return None,
+            }
+        }
+        Some(body)
+    };
+    let body = match tokio::time::timeout(BILLING_BODY_DEADLINE, read).await {
+        Ok(Some(body)) => body,
+        Ok(None) => return to_actix(BillingRoutes::too_large()),
+        Err(_) => return to_actix(BillingRoutes::timed_out()),
+    };
     let path = request
         .path()
         .strip_prefix(mounted.mount.as_str())

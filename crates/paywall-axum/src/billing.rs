@@ -8,7 +8,7 @@ use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::Router;
-use paywall::adapter::MAX_BILLING_BODY;
+use paywall::adapter::{BILLING_BODY_DEADLINE, MAX_BILLING_BODY};
 use paywall::BillingRoutes;
 
 /// The billing routes at `path` (e.g. `/api/billing`, with or without a trailing
@@ -30,9 +30,16 @@ struct Mounted {
 
 async fn handle(State(mounted): State<Arc<Mounted>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    let Ok(body) = to_bytes(body, MAX_BILLING_BODY).await else {
-        return BillingRoutes::too_large().map(Body::from).into_response();
-    };
+    // The credentials first: an unauthenticated caller's body is never read.
+    if let Err(refused) = mounted.routes.authenticate(&parts).await {
+        return refused.map(Body::from).into_response();
+    }
+    let body =
+        match tokio::time::timeout(BILLING_BODY_DEADLINE, to_bytes(body, MAX_BILLING_BODY)).await {
+            Ok(Ok(body)) => body,
+            Ok(Err(_)) => return BillingRoutes::too_large().map(Body::from).into_response(),
+            Err(_) => return BillingRoutes::timed_out().map(Body::from).into_response(),
+        };
     let path = parts
         .uri
         .path()

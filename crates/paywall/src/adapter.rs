@@ -12,7 +12,7 @@ use http::Response;
 
 use crate::engine::{Paywall, Route};
 
-pub use crate::billing::MAX_BILLING_BODY;
+pub use crate::billing::{BILLING_BODY_DEADLINE, MAX_BILLING_BODY};
 pub use crate::body::PaywallBody;
 pub use crate::charge::MAX_UNITS;
 pub use crate::customer::{missing_customer_body, X_CUSTOMER_REF};

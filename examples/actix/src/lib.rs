@@ -36,6 +36,8 @@ pub struct ActixQuickstart {
     metered: PaywallMiddleware,
     billing: BillingRoutes,
     generate_delay: Duration,
+    /// How long a whole request body may take (see [`BODY_DEADLINE`]).
+    pub body_deadline: Duration,
     webhooks: Option<WebhookVerifier>,
 }
 
@@ -78,6 +80,7 @@ pub fn build_with(
         middleware,
         metered,
         generate_delay: config.generate_delay,
+        body_deadline: BODY_DEADLINE,
         webhooks: config
             .webhook_secret
             .as_ref()
@@ -142,6 +145,39 @@ impl ActixQuickstart {
     }
 }
 
+/// How long a whole request body may take to arrive (the axum quickstart's
+/// `ServeLimits::body_timeout`): actix has a deadline for the head only.
+pub const BODY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Puts every request body under [`BODY_DEADLINE`], counted from the request's arrival
+/// rather than per chunk: a body that trickles one byte at a time still ends in time.
+async fn body_deadline(
+    mut request: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
+    within: Duration,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    let deadline = tokio::time::Instant::now() + within;
+    let payload = actix_web::HttpMessage::take_payload(&mut request);
+    let bounded = futures_util::stream::unfold(Some(payload), move |payload| async move {
+        let mut payload = payload?;
+        match tokio::time::timeout_at(deadline, futures_util::StreamExt::next(&mut payload)).await {
+            Ok(Some(chunk)) => Some((chunk, Some(payload))),
+            Ok(None) => None,
+            Err(_) => Some((
+                Err(actix_web::error::PayloadError::Io(std::io::Error::from(
+                    std::io::ErrorKind::TimedOut,
+                ))),
+                None,
+            )),
+        }
+    });
+    let boxed: std::pin::Pin<
+        Box<dyn futures_util::Stream<Item = Result<web::Bytes, actix_web::error::PayloadError>>>,
+    > = Box::pin(bounded);
+    request.set_payload(actix_web::dev::Payload::from(boxed));
+    next.call(request).await
+}
+
 /// Serves `app` on `listener` with `workers` threads; call inside an actix system.
 pub fn start(
     listener: std::net::TcpListener,
@@ -154,8 +190,12 @@ pub fn start(
     let header_timeout = paywall_examples::startup::HEADER_READ_TIMEOUT;
     let max_connections = paywall_examples::startup::connection_budget();
     let workers = workers.max(1);
+    let deadline = app.body_deadline;
     let server = HttpServer::new(move || {
         App::new()
+            .wrap(actix_web::middleware::from_fn(move |request, next| {
+                body_deadline(request, next, deadline)
+            }))
             .app_data(web::PayloadConfig::new(
                 generate::MAX_BODY_BYTES as usize * 4,
             ))

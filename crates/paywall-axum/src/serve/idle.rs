@@ -111,8 +111,8 @@ impl AsyncWrite for Watched {
     }
 }
 
-/// The service every connection serves: the router behind the body timeout.
-pub(super) type App = tower_http::timeout::RequestBodyTimeout<axum::Router>;
+/// The service every connection serves: the router behind the body deadline.
+pub(super) type App = super::body::Deadline;
 
 type Connection = UpgradeableConnection<
     'static,

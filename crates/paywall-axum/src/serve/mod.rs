@@ -2,10 +2,11 @@
 //! does not set: a deadline for a connection's first byte and for each request's header
 //! section (against clients that connect and send nothing, or headers a byte at a
 //! time), an idle timeout for every connection, HTTP/1 and HTTP/2 alike (HTTP/2 pings
-//! too), a request-body timeout, and a cap on open connections kept under the process's
+//! too), a deadline for each whole request body, and a cap on open connections kept under the process's
 //! file-descriptor limit, each slot released when its connection closes or idles out;
 //! with graceful shutdown.
 
+mod body;
 mod idle;
 
 use std::future::Future;
@@ -18,8 +19,6 @@ use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
-use tower::ServiceBuilder;
-use tower_http::timeout::RequestBodyTimeoutLayer;
 use tracing::{debug, warn};
 
 /// How long slow or idle clients may hold the server.
@@ -34,7 +33,8 @@ pub struct ServeLimits {
     pub idle_timeout: Duration,
     /// How often an HTTP/2 connection is pinged (default 20 s).
     pub http2_keep_alive_interval: Duration,
-    /// A request body must keep arriving: each part within this time (default 30 s).
+    /// A request body must have arrived whole within this time from the request's
+    /// arrival, however steadily it trickles (default 30 s).
     pub body_timeout: Duration,
     /// Connections open at once; more wait in the listen backlog (default: the
     /// process's file-descriptor limit less 64, at most 10,000; 1,024 when unknown).
@@ -91,9 +91,10 @@ pub async fn serve(
     limits: ServeLimits,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
-    let app = ServiceBuilder::new()
-        .layer(RequestBodyTimeoutLayer::new(limits.body_timeout))
-        .service(router);
+    let app = body::Deadline {
+        router,
+        timeout: limits.body_timeout,
+    };
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()

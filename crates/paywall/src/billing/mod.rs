@@ -36,6 +36,9 @@ use crate::rejection::{problem_body, PROBLEM_JSON};
 /// The largest request body the billing routes read.
 pub const MAX_BILLING_BODY: usize = 16 * 1024;
 
+/// How long the billing routes wait for a whole request body (not per chunk).
+pub const BILLING_BODY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The billing routes of a paywall, for the products the application protects.
 #[derive(Clone, Debug)]
 pub struct BillingRoutes {
@@ -118,6 +121,28 @@ impl BillingRoutes {
             Ok(body) => json_response(StatusCode::OK, &body),
             Err(failure) => self.failure(failure),
         }
+    }
+
+    /// Checks the caller's credentials from the request head alone (what
+    /// [`handle`](Self::handle) does first): adapters call it before reading a body, so
+    /// that an unauthenticated caller's body is never read. On refusal, the answer to
+    /// send (401, or 503 when the identity provider cannot be reached).
+    pub async fn authenticate(&self, parts: &Parts) -> Result<(), Response<Bytes>> {
+        self.paywall
+            .authenticate(parts)
+            .await
+            .map(drop)
+            .map_err(|rejection| self.paywall.rejection_response(&rejection))
+    }
+
+    /// The 408 adapters answer for a body that did not arrive within
+    /// [`BILLING_BODY_DEADLINE`].
+    pub fn timed_out() -> Response<Bytes> {
+        problem(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "The request body did not arrive in time.",
+        )
     }
 
     /// The 413 adapters answer for a body over [`MAX_BILLING_BODY`].
