@@ -555,3 +555,64 @@ async fn an_unauthenticated_caller_is_answered_before_its_body_is_read() {
         app.stop().await;
     }
 }
+
+/// The security headers of a page at `url`.
+async fn assert_page_headers(url: &str) {
+    let page = reqwest::Client::new().get(url).send().await.expect("page");
+    assert_eq!(page.status(), StatusCode::OK, "{url}");
+    let headers = page.headers();
+    assert!(
+        headers["content-security-policy"]
+            .to_str()
+            .is_ok_and(|csp| csp.contains("frame-ancestors 'none'")),
+        "{url}"
+    );
+    assert_eq!(headers["x-frame-options"], "DENY", "{url}");
+    assert_eq!(headers["x-content-type-options"], "nosniff", "{url}");
+    assert_eq!(headers["referrer-policy"], "no-referrer", "{url}");
+    assert_eq!(headers["cache-control"], "no-store", "{url}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_page_refuses_framing_sniffing_referrers_and_caches() {
+    for app in both_apps(quickstart_config(5)).await {
+        let (_, _, checkout) = call(
+            &app,
+            Method::POST,
+            "/api/billing/checkout",
+            Some("framed"),
+            Some(json!({ "product": "prd_quickstart" })),
+        )
+        .await;
+        assert_page_headers(checkout["checkoutUrl"].as_str().expect("checkoutUrl")).await;
+        let (_, _, portal) = call(
+            &app,
+            Method::POST,
+            "/api/billing/portal",
+            Some("framed"),
+            None,
+        )
+        .await;
+        assert_page_headers(portal["url"].as_str().expect("portal url")).await;
+        app.stop().await;
+    }
+    // The dev server's checkout page too.
+    let (dev, _ledger) = dev_server(loopback().await, "prd_quickstart", 0, None);
+    let config = QuickstartConfig {
+        solvapay: Some(solvapay_config(&dev.base)),
+        ..quickstart_config(0)
+    };
+    let [axum_app, actix_app] = both_apps(config).await;
+    let (_, _, checkout) = call(
+        &axum_app,
+        Method::POST,
+        "/api/billing/checkout",
+        Some("framed-at-dev"),
+        Some(json!({ "product": "prd_quickstart" })),
+    )
+    .await;
+    assert_page_headers(checkout["checkoutUrl"].as_str().expect("checkoutUrl")).await;
+    axum_app.stop().await;
+    actix_app.stop().await;
+    dev.stop().await;
+}

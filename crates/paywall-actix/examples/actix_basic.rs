@@ -35,11 +35,14 @@ struct Billing {
 }
 
 fn page(page: checkout::Page) -> HttpResponse {
-    HttpResponse::build(
+    let mut response = HttpResponse::build(
         StatusCode::from_u16(page.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-    )
-    .content_type(page.content_type)
-    .body(page.body)
+    );
+    response.content_type(page.content_type);
+    for header in checkout::PAGE_HEADERS {
+        response.insert_header(header);
+    }
+    response.body(page.body)
 }
 
 /// `GET /checkout?customer=…&product=…`: the plan and a pay button.

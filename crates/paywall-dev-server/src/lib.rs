@@ -185,6 +185,7 @@ pub fn router(ledger: LocalBackend, config: DevServerConfig) -> Router {
             get(checkout::page).post(checkout::pay),
         )
         .route("/portal/{session}", get(portal::page))
+        .layer(middleware::map_response(page_headers))
         .route("/health", get(|| async { Json(json!({ "status": "ok" })) }))
         .fallback(|| async { api_error(StatusCode::NOT_FOUND, "No route for this path") })
         .method_not_allowed_fallback(|| async {
@@ -194,4 +195,22 @@ pub fn router(ledger: LocalBackend, config: DevServerConfig) -> Router {
             )
         })
         .with_state(state)
+}
+
+/// The HTML pages (checkout, portal) get the embedded checkout's security headers.
+async fn page_headers(mut response: axum::response::Response) -> axum::response::Response {
+    let html = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("text/html"));
+    if html {
+        for (name, value) in paywall_local::checkout::PAGE_HEADERS {
+            response.headers_mut().insert(
+                axum::http::HeaderName::from_static(name),
+                axum::http::HeaderValue::from_static(value),
+            );
+        }
+    }
+    response
 }

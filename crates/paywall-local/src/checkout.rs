@@ -32,6 +32,21 @@ use crate::{LocalBackend, LocalError};
 /// The path the checkout is served on.
 pub const PATH: &str = "/checkout";
 
+/// The headers every page of the checkout and the portal is sent with: no framing (no
+/// clickjacking of the pay and cancel buttons), no content sniffing, no referrer (the
+/// portal's URL is its session), not cached, and nothing loaded but the page itself.
+pub const PAGE_HEADERS: [(&str, &str); 5] = [
+    (
+        "content-security-policy",
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; \
+         frame-ancestors 'none'; base-uri 'none'",
+    ),
+    ("x-frame-options", "DENY"),
+    ("x-content-type-options", "nosniff"),
+    ("referrer-policy", "no-referrer"),
+    ("cache-control", "no-store"),
+];
+
 /// A checkout answer, independent of the web framework: status, content type, body.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Page {
@@ -189,12 +204,19 @@ pub fn router(backend: LocalBackend, paywall: Option<Paywall>) -> Router {
 impl IntoResponse for Page {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (
+        let mut response = (
             status,
             [(header::CONTENT_TYPE, self.content_type)],
             self.body,
         )
-            .into_response()
+            .into_response();
+        for (name, value) in PAGE_HEADERS {
+            response.headers_mut().insert(
+                header::HeaderName::from_static(name),
+                header::HeaderValue::from_static(value),
+            );
+        }
+        response
     }
 }
 
