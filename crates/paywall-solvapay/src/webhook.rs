@@ -178,6 +178,8 @@ pub struct WebhookVerifier {
     clock: Arc<dyn Fn() -> SystemTime + Send + Sync>,
     /// Bodies read at once, shared by every clone.
     intake: Arc<tokio::sync::Semaphore>,
+    /// Event ids handled within twice the tolerance: a replay changes nothing.
+    seen: moka::sync::Cache<String, ()>,
 }
 
 impl fmt::Debug for WebhookVerifier {
@@ -198,6 +200,7 @@ impl WebhookVerifier {
             tolerance: DEFAULT_TOLERANCE,
             clock: Arc::new(SystemTime::now),
             intake: Arc::new(tokio::sync::Semaphore::new(MAX_WEBHOOKS_IN_FLIGHT)),
+            seen: seen_ids(DEFAULT_TOLERANCE),
         }
     }
 
@@ -228,6 +231,7 @@ impl WebhookVerifier {
     /// Largest accepted difference between the signature's time and now.
     pub fn tolerance(mut self, tolerance: Duration) -> Self {
         self.tolerance = tolerance;
+        self.seen = seen_ids(tolerance);
         self
     }
 
@@ -306,6 +310,21 @@ pub async fn handle(
         Ok(event) => event,
         Err(err) => return refused(&err),
     };
+    // A signed delivery replayed within the tolerance is acknowledged and changes
+    // nothing (each replay would otherwise cost a limits call).
+    if !event.id.is_empty()
+        && !verifier
+            .seen
+            .entry(event.id.clone())
+            .or_insert(())
+            .is_fresh()
+    {
+        tracing::debug!(event = %event.id, "webhook replayed: already handled");
+        return Handled {
+            status: 200,
+            body: serde_json::json!({ "received": true, "duplicate": true }),
+        };
+    }
     match event.customer_ref() {
         Some(customer) if event.affects_allowance() => {
             tracing::info!(event = %event.id, kind = %event.kind, customer, "webhook: refreshing the customer's budgets");
@@ -344,6 +363,15 @@ pub fn too_large() -> Handled {
             "The webhook body could not be read (too large or cut short).",
         ),
     }
+}
+
+/// The event ids remembered: a delivery is verified only within `tolerance` of its
+/// signing time, so an id need not be remembered longer than twice that.
+fn seen_ids(tolerance: Duration) -> moka::sync::Cache<String, ()> {
+    moka::sync::Cache::builder()
+        .max_capacity(100_000)
+        .time_to_live(tolerance.saturating_mul(2).max(Duration::from_secs(1)))
+        .build()
 }
 
 /// How many webhook bodies are read at once by default (see
@@ -539,6 +567,57 @@ mod tests {
         );
         assert!(!event("product.updated", Value::Null).affects_allowance());
         assert!(event("purchase.cancelled", Value::Null).affects_allowance());
+    }
+
+    #[tokio::test]
+    async fn a_replayed_delivery_is_acknowledged_and_changes_nothing() {
+        use paywall::test_util::{HeaderResolver, MemoryBackend};
+        use paywall::{Charge, Paywall};
+
+        let backend = MemoryBackend::with_allowance(10);
+        let paywall = Paywall::builder(HeaderResolver::new(), backend.clone())
+            .build()
+            .expect("paywall");
+        let route = paywall.route(Charge::new("prd_x")).expect("route");
+        let head = || {
+            http::Request::builder()
+                .header("x-user", "ada")
+                .body(())
+                .expect("request")
+                .into_parts()
+                .0
+        };
+        let admit = || async {
+            let admission = paywall.admit(&head(), &route).await.expect("admitted");
+            admission.finish(http::StatusCode::OK).await;
+        };
+        admit().await;
+        assert_eq!(backend.limits_calls(), 1);
+
+        let verifier = WebhookVerifier::new("whsec_test_secret");
+        let body = serde_json::json!({
+            "id": "evt_once", "type": "purchase.created",
+            "data": { "object": { "customerRef": "cus_ada" }, "previous_attributes": null },
+        })
+        .to_string();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let header = signature_header("whsec_test_secret", now, body.as_bytes());
+        let first = handle(&verifier, &paywall, Some(&header), body.as_bytes()).await;
+        assert_eq!((first.status, first.body.get("duplicate")), (200, None));
+        admit().await;
+        assert_eq!(
+            backend.limits_calls(),
+            2,
+            "the delivery refreshed the customer"
+        );
+
+        let replay = handle(&verifier, &paywall, Some(&header), body.as_bytes()).await;
+        assert_eq!(replay.status, 200);
+        assert_eq!(replay.body["duplicate"], true);
+        admit().await;
+        assert_eq!(backend.limits_calls(), 2, "the replay cost nothing");
     }
 
     #[test]
