@@ -616,3 +616,54 @@ async fn every_page_refuses_framing_sniffing_referrers_and_caches() {
     actix_app.stop().await;
     dev.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkout_returns_only_to_an_allowed_origin() {
+    for app in both_apps(quickstart_config(5)).await {
+        for (url, allowed) in [
+            ("https://app.example/done", true),
+            ("https://evil.example/phish", false),
+            ("https://app.example.evil.example/", false),
+            ("http://app.example/done", false),
+        ] {
+            let (status, _, body) = call(
+                &app,
+                Method::POST,
+                "/api/billing/checkout",
+                Some("returner"),
+                Some(json!({ "product": "prd_quickstart", "returnUrl": url })),
+            )
+            .await;
+            let expected = if allowed {
+                StatusCode::OK
+            } else {
+                StatusCode::BAD_REQUEST
+            };
+            assert_eq!(status, expected, "{} {url}: {body}", app.name);
+        }
+        app.stop().await;
+    }
+    // By default, the app's own origin only.
+    let own = QuickstartConfig {
+        return_origins: Vec::new(),
+        ..quickstart_config(5)
+    };
+    for app in both_apps(own).await {
+        let home = format!("{}/done", app.base);
+        for (url, expected) in [
+            (home.as_str(), StatusCode::OK),
+            ("https://app.example/done", StatusCode::BAD_REQUEST),
+        ] {
+            let (status, _, body) = call(
+                &app,
+                Method::POST,
+                "/api/billing/checkout",
+                Some("returner"),
+                Some(json!({ "product": "prd_quickstart", "returnUrl": url })),
+            )
+            .await;
+            assert_eq!(status, expected, "{} {url}: {body}", app.name);
+        }
+        app.stop().await;
+    }
+}

@@ -69,7 +69,7 @@ pub fn build_with(
             .meter("tokens")
             .by_consumption(),
     )?;
-    let billing = BillingRoutes::new(&paywall, paywall_examples::billing::shown_charges(config))?;
+    let billing = paywall_examples::billing::billing_routes(&paywall, config, base_url)?;
     Ok(ActixQuickstart {
         billing,
         paywall,

@@ -27,7 +27,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use paywall::adapter::X_CUSTOMER_REF;
-use paywall::{BillingRoutes, Charge, IdentityResolver, Paywall};
+use paywall::{Charge, IdentityResolver, Paywall};
 use paywall_axum::{BilledCustomer, UsageMeter};
 use paywall_jwt::JwtResolver;
 use paywall_local::{checkout, portal, LocalBackend};
@@ -107,8 +107,7 @@ pub fn build_with(
         .merge(generate)
         .route("/health", get(health))
         .route("/metrics", get(metrics));
-    let billing_routes =
-        BillingRoutes::new(&paywall, paywall_examples::billing::shown_charges(config))?;
+    let billing_routes = paywall_examples::billing::billing_routes(&paywall, config, base_url)?;
     router = router.merge(paywall_axum::billing_router("/api/billing", billing_routes));
     if let Some(local) = &local {
         router = router

@@ -114,13 +114,24 @@ pub fn identity(
     Ok((resolver, Some(token), generated))
 }
 
-/// The charges the billing routes show: every meter the quickstart's product is priced
-/// on, `requests` (`/api/hello`) and `tokens` (`/api/generate`).
-pub fn shown_charges(config: &QuickstartConfig) -> [paywall::Charge; 2] {
-    [
+/// The billing routes of the quickstarts: every meter the product is priced on
+/// (`requests` for `/api/hello`, `tokens` for `/api/generate`), and checkout return URLs
+/// on `PAYWALL_RETURN_ORIGINS` or, by default, the app's own origin (`base_url`).
+pub fn billing_routes(
+    paywall: &Paywall,
+    config: &QuickstartConfig,
+    base_url: &str,
+) -> Result<paywall::BillingRoutes, paywall::ConfigError> {
+    let charges = [
         paywall::Charge::new(&config.product),
         paywall::Charge::new(&config.product)
             .meter("tokens")
             .by_consumption(),
-    ]
+    ];
+    let origins = if config.return_origins.is_empty() {
+        vec![base_url.trim_end_matches('/').to_owned()]
+    } else {
+        config.return_origins.clone()
+    };
+    Ok(paywall::BillingRoutes::new(paywall, charges)?.return_origins(origins))
 }

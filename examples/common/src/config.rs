@@ -59,6 +59,9 @@ pub struct QuickstartConfig {
     /// metadata (default: `PAYWALL_JWT_AUDIENCE` when it is an http(s) URL, else
     /// `http://127.0.0.1:<PORT>/mcp`).
     pub mcp_resource: Option<String>,
+    /// `PAYWALL_RETURN_ORIGINS`: the origins a checkout's `returnUrl` may point to
+    /// (comma-separated; empty: the app's own origin).
+    pub return_origins: Vec<String>,
 }
 
 impl std::fmt::Debug for QuickstartConfig {
@@ -86,6 +89,7 @@ impl std::fmt::Debug for QuickstartConfig {
             .field("redis_url", &self.redis_url.as_ref().map(|_| "[redacted]"))
             .field("redis_cluster_nodes", &self.redis_cluster_urls.len())
             .field("mcp_resource", &self.mcp_resource)
+            .field("return_origins", &self.return_origins)
             .finish()
     }
 }
@@ -222,6 +226,16 @@ impl QuickstartConfig {
             redis_url,
             redis_cluster_urls,
             mcp_resource: set("PAYWALL_MCP_RESOURCE"),
+            return_origins: set("PAYWALL_RETURN_ORIGINS")
+                .map(|origins| {
+                    origins
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|origin| !origin.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default(),
             jwks_url,
             oidc_issuer,
             jwt_issuer,

@@ -5,7 +5,7 @@
 //! | method and path (under the mount) | answer |
 //! |---|---|
 //! | `GET /` | `{"customerRef", "products": [{"product", "meter", "plan", "remaining", "withinLimits", "allowance", "resetsAt"}], "credits"}`: one entry per charge given to [`BillingRoutes::new`] (a product priced on two meters shows both) |
-//! | `POST /checkout` `{"product", "plan"?, "returnUrl"?}` | `{"checkoutUrl"}` (an idempotency key per call) |
+//! | `POST /checkout` `{"product", "plan"?, "returnUrl"?}` | `{"checkoutUrl"}` (an idempotency key per call; `returnUrl` on one of the [`return_origins`](BillingRoutes::return_origins)) |
 //! | `POST /portal` | `{"url"}`: the provider's customer portal |
 //! | `GET /purchases` | `{"purchases": [...]}` |
 //! | `POST /purchases/{reference}/cancel` | `{"purchase"}`; 404 when it is not the caller's |
@@ -44,6 +44,8 @@ pub const BILLING_BODY_DEADLINE: std::time::Duration = std::time::Duration::from
 pub struct BillingRoutes {
     paywall: Paywall,
     products: Arc<[Route]>,
+    /// The origins a checkout's `returnUrl` may point to (any, when empty).
+    return_origins: Arc<[String]>,
 }
 
 impl BillingRoutes {
@@ -61,7 +63,20 @@ impl BillingRoutes {
         Ok(Self {
             paywall: paywall.clone(),
             products: products.into(),
+            return_origins: Arc::from([]),
         })
+    }
+
+    /// The origins (`https://app.example`, scheme and host and port as a browser
+    /// writes them) a checkout's `returnUrl` may point to; any other is refused with a
+    /// 400, so the checkout cannot be made an open redirect. Without this, any absolute
+    /// http(s) URL is accepted.
+    pub fn return_origins(mut self, origins: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.return_origins = origins
+            .into_iter()
+            .map(|origin| origin.into().trim_end_matches('/').to_owned())
+            .collect();
+        self
     }
 
     /// Answers a request: `path` is relative to where the routes are mounted (`""`,
@@ -189,7 +204,8 @@ impl BillingRoutes {
         customer: &Customer,
         object: &serde_json::Map<String, Value>,
     ) -> Result<Value, Failure> {
-        let request = wire::checkout(object).map_err(|wire::BadRequest(why)| Failure::Bad(why))?;
+        let request = wire::checkout(object, &self.return_origins)
+            .map_err(|wire::BadRequest(why)| Failure::Bad(why))?;
         if !self.products.iter().any(|r| r.product() == request.product) {
             return Err(Failure::NotFound("No such product."));
         }

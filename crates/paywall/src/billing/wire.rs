@@ -41,8 +41,12 @@ pub(crate) fn object(body: &[u8]) -> Result<Map<String, Value>, BadRequest> {
     Ok(object)
 }
 
-/// `{"product", "plan"?, "returnUrl"?}` → a checkout request.
-pub(crate) fn checkout(object: &Map<String, Value>) -> Result<CheckoutRequest, BadRequest> {
+/// `{"product", "plan"?, "returnUrl"?}` → a checkout request; a `returnUrl` must be an
+/// absolute http(s) URL on one of `origins` (any, when empty).
+pub(crate) fn checkout(
+    object: &Map<String, Value>,
+    origins: &[String],
+) -> Result<CheckoutRequest, BadRequest> {
     let text = |name: &str| -> Result<Option<String>, BadRequest> {
         match object.get(name) {
             None | Some(Value::Null) => Ok(None),
@@ -61,10 +65,16 @@ pub(crate) fn checkout(object: &Map<String, Value>) -> Result<CheckoutRequest, B
             let absolute = url::Url::parse(&url)
                 .ok()
                 .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
-            if absolute.is_none() {
+            let Some(absolute) = absolute else {
                 return Err(BadRequest(
                     "`returnUrl` must be an absolute http(s) URL".into(),
                 ));
+            };
+            let origin = absolute.origin().ascii_serialization();
+            if !origins.is_empty() && !origins.contains(&origin) {
+                return Err(BadRequest(format!(
+                    "`returnUrl` must be on an allowed origin, not {origin}"
+                )));
             }
             Some(url)
         }
@@ -131,7 +141,8 @@ mod tests {
 
     #[test]
     fn checkout_requests_are_checked() {
-        let parse = |body: &str| object(body.as_bytes()).and_then(|o| checkout(&o));
+        let origins = ["https://app.example".to_owned()];
+        let parse = |body: &str| object(body.as_bytes()).and_then(|o| checkout(&o, &origins));
         let ok =
             parse(r#"{"product":"prd_a","plan":"pln_b","returnUrl":"https://app.example/done"}"#)
                 .expect("valid");
@@ -144,8 +155,15 @@ mod tests {
             r#"{"product":7}"#,
             r#"{"product":"p","returnUrl":"javascript:alert(1)"}"#,
             r#"{"product":"p","returnUrl":"/relative"}"#,
+            r#"{"product":"p","returnUrl":"https://evil.example/done"}"#,
+            r#"{"product":"p","returnUrl":"https://app.example.evil.example/"}"#,
+            r#"{"product":"p","returnUrl":"http://app.example/done"}"#,
         ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
+        // No origins configured: any absolute http(s) URL.
+        let open = object(br#"{"product":"p","returnUrl":"https://elsewhere.example/"}"#)
+            .and_then(|o| checkout(&o, &[]));
+        assert!(open.is_ok());
     }
 }
