@@ -2,7 +2,9 @@
 //! cancelling one (only the customer's own), and short-lived customer-portal sessions
 //! (the page itself is [`portal`](crate::portal)).
 
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, UNIX_EPOCH};
 
 use paywall::backend::{BackendError, CheckoutRequest, Purchase};
 use paywall::CustomerRef;
@@ -71,35 +73,22 @@ impl LocalBackend {
     }
 
     /// Opens a portal session for `customer`: the link to its page, valid
-    /// 15 minutes; `None` without a portal URL.
+    /// 15 minutes; `None` without a portal URL. A customer holds at most
+    /// [`MAX_PORTAL_SESSIONS_PER_CUSTOMER`] sessions: opening one more closes its oldest.
     pub fn open_portal(&self, customer: &str) -> Option<String> {
         let base = self.inner.portal_url.as_ref()?;
         let session = ledger::new_reference("ps");
-        let now = Instant::now();
-        let mut sessions = self
-            .inner
-            .portal_sessions
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        sessions.retain(|_, (_, expires)| *expires > now);
-        sessions.insert(
-            session.clone(),
-            (customer.to_owned(), now + PORTAL_SESSION_TTL),
-        );
+        self.inner.portal_sessions.open(&session, customer);
         Some(format!("{}/{session}", base.trim_end_matches('/')))
     }
 
     /// The customer of a live portal session.
     pub fn portal_customer(&self, session: &str) -> Option<String> {
-        let sessions = self
-            .inner
+        self.inner
             .portal_sessions
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        sessions
+            .by_session
             .get(session)
-            .filter(|(_, expires)| *expires > Instant::now())
-            .map(|(customer, _)| customer.clone())
+            .map(|customer| customer.to_string())
     }
 
     pub(crate) async fn checkout_session_for(
@@ -126,4 +115,76 @@ pub(crate) fn purchase(record: &PurchaseRecord) -> Purchase {
     Purchase::new(&record.reference, &record.product_ref, &record.status)
         .with_plan(&record.plan_ref)
         .with_times(at(record.started_at), record.cancelled_at.and_then(at))
+}
+
+/// Portal sessions a customer holds at most; opening one more closes its oldest.
+pub const MAX_PORTAL_SESSIONS_PER_CUSTOMER: usize = 5;
+
+/// The open portal sessions: expiring on their own (no purge under a lock), at most
+/// [`MAX_PORTAL_SESSIONS_PER_CUSTOMER`] per customer.
+pub(crate) struct PortalSessions {
+    by_session: moka::sync::Cache<String, Arc<str>>,
+    by_customer: moka::sync::Cache<Arc<str>, Arc<Mutex<VecDeque<String>>>>,
+}
+
+impl PortalSessions {
+    pub(crate) fn new() -> Self {
+        Self {
+            by_session: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(PORTAL_SESSION_TTL)
+                .build(),
+            by_customer: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_idle(PORTAL_SESSION_TTL)
+                .build(),
+        }
+    }
+
+    fn open(&self, session: &str, customer: &str) {
+        let customer: Arc<str> = Arc::from(customer);
+        self.by_session
+            .insert(session.to_owned(), Arc::clone(&customer));
+        let sessions = self
+            .by_customer
+            .get_with(Arc::clone(&customer), Default::default);
+        let mut sessions = sessions
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        sessions.push_back(session.to_owned());
+        while sessions.len() > MAX_PORTAL_SESSIONS_PER_CUSTOMER {
+            if let Some(oldest) = sessions.pop_front() {
+                self.by_session.invalidate(&oldest);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{LocalBackend, Product};
+
+    #[test]
+    fn a_customer_holds_a_few_portal_sessions_at_most() {
+        let backend = LocalBackend::builder()
+            .product(Product::new("prd_x"))
+            .portal_url("http://127.0.0.1:1/portal")
+            .open()
+            .expect("backend");
+        let session = |url: String| url.rsplit('/').next().unwrap_or_default().to_owned();
+        let opened: Vec<String> = (0..7)
+            .map(|_| session(backend.open_portal("cus_a").expect("a portal")))
+            .collect();
+        let other = session(backend.open_portal("cus_b").expect("a portal"));
+        for (i, id) in opened.iter().enumerate() {
+            let live = backend.portal_customer(id);
+            if i < 2 {
+                assert_eq!(live, None, "the oldest were closed");
+            } else {
+                assert_eq!(live.as_deref(), Some("cus_a"));
+            }
+        }
+        assert_eq!(backend.portal_customer(&other).as_deref(), Some("cus_b"));
+        assert_eq!(backend.portal_customer("ps_unknown"), None);
+    }
 }

@@ -92,7 +92,7 @@ impl LocalBackendBuilder {
                     .portal_url
                     .or_else(|| local_portal_url(self.checkout_url.as_deref())),
                 checkout_url: self.checkout_url,
-                portal_sessions: Mutex::new(std::collections::HashMap::new()),
+                portal_sessions: crate::account::PortalSessions::new(),
                 path: self.path,
                 replay_horizon_ms: i64::try_from(
                     self.replay_horizon

@@ -73,9 +73,8 @@ pub(crate) struct Inner {
     pub(crate) conn: Mutex<Connection>,
     pub(crate) checkout_url: Option<String>,
     pub(crate) portal_url: Option<String>,
-    /// Portal session → (customer, expiry).
-    pub(crate) portal_sessions:
-        Mutex<std::collections::HashMap<String, (String, std::time::Instant)>>,
+    /// The open portal sessions, by session and by customer.
+    pub(crate) portal_sessions: account::PortalSessions,
     pub(crate) path: Option<PathBuf>,
     /// How long idempotency keys are remembered, in milliseconds.
     pub(crate) replay_horizon_ms: i64,
