@@ -15,6 +15,7 @@
 //! or bad token: the paywall's 401. Unknown product: 404. A capability the backend
 //! does not have: 501. Every error is a JSON body; backend texts never reach the client.
 
+mod cache;
 mod wire;
 
 use std::sync::Arc;
@@ -44,6 +45,7 @@ pub const BILLING_BODY_DEADLINE: std::time::Duration = std::time::Duration::from
 pub struct BillingRoutes {
     paywall: Paywall,
     products: Arc<[Route]>,
+    cache: Arc<cache::BillingCache>,
     /// The origins a checkout's `returnUrl` may point to (any, when empty).
     return_origins: Arc<[String]>,
 }
@@ -63,6 +65,7 @@ impl BillingRoutes {
         Ok(Self {
             paywall: paywall.clone(),
             products: products.into(),
+            cache: Arc::new(cache::BillingCache::new()),
             return_origins: Arc::from([]),
         })
     }
@@ -180,17 +183,26 @@ impl BillingRoutes {
             products.push(wire::product(route.product(), route.meter(), &state));
         }
         // Credits are extra: a provider that cannot tell them now still shows the rest.
-        let credits = match self
-            .paywall
-            .account_backend()
-            .credits_boxed(customer.reference())
-            .await
-        {
-            Ok(credits) => credits,
-            Err(err) => {
-                tracing::debug!(error = %err, "credit balance unavailable");
-                None
-            }
+        let epoch = self.paywall.invalidations();
+        let credits = match self.cache.credits(customer.reference(), epoch).await {
+            Some(credits) => credits,
+            None => match self
+                .paywall
+                .account_backend()
+                .credits_boxed(customer.reference())
+                .await
+            {
+                Ok(credits) => {
+                    self.cache
+                        .keep_credits(customer.reference(), epoch, credits.clone())
+                        .await;
+                    credits
+                }
+                Err(err) => {
+                    tracing::debug!(error = %err, "credit balance unavailable");
+                    None
+                }
+            },
         };
         Ok(json!({
             "customerRef": customer.reference().as_str(),
@@ -209,11 +221,29 @@ impl BillingRoutes {
         if !self.products.iter().any(|r| r.product() == request.product) {
             return Err(Failure::NotFound("No such product."));
         }
+        // The same link again while it is fresh, and a bounded number of new sessions
+        // per customer: a caller cannot turn requests into provider sessions.
+        let epoch = self.paywall.invalidations();
+        let key = (
+            customer.reference().clone(),
+            request.product.clone(),
+            request.plan.clone(),
+            request.return_url.clone(),
+        );
+        if let Some(url) = self.cache.checkout(&key, epoch).await {
+            return Ok(json!({ "checkoutUrl": &*url }));
+        }
+        if !self.cache.may_open_checkout(customer.reference()).await {
+            return Err(Failure::RateLimited);
+        }
         let url = self
             .paywall
             .account_backend()
             .checkout_session_boxed(customer.reference(), &request)
             .await?;
+        self.cache
+            .keep_checkout(key, epoch, Arc::from(url.as_str()))
+            .await;
         Ok(json!({ "checkoutUrl": url }))
     }
 
@@ -227,11 +257,22 @@ impl BillingRoutes {
     }
 
     async fn purchases(&self, customer: &Customer) -> Result<Value, Failure> {
-        let purchases = self
-            .paywall
-            .account_backend()
-            .purchases_boxed(customer.reference())
-            .await?;
+        let epoch = self.paywall.invalidations();
+        let purchases = match self.cache.purchases(customer.reference(), epoch).await {
+            Some(purchases) => purchases,
+            None => {
+                let purchases = Arc::new(
+                    self.paywall
+                        .account_backend()
+                        .purchases_boxed(customer.reference())
+                        .await?,
+                );
+                self.cache
+                    .keep_purchases(customer.reference(), epoch, Arc::clone(&purchases))
+                    .await;
+                purchases
+            }
+        };
         Ok(json!({ "purchases": purchases.iter().map(wire::purchase).collect::<Vec<_>>() }))
     }
 
@@ -252,6 +293,18 @@ impl BillingRoutes {
     fn failure(&self, failure: Failure) -> Response<Bytes> {
         match failure {
             Failure::Rejected(rejection) => self.paywall.rejection_response(&rejection),
+            Failure::RateLimited => {
+                let mut response = problem(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    "Too many checkout sessions opened for this customer; retry in a minute.",
+                );
+                response.headers_mut().insert(
+                    http::header::RETRY_AFTER,
+                    HeaderValue::from(cache::CHECKOUT_WINDOW.as_secs()),
+                );
+                response
+            }
             Failure::Bad(why) => problem(StatusCode::BAD_REQUEST, "bad_request", &why),
             Failure::NotFound(what) => problem(StatusCode::NOT_FOUND, "not_found", what),
             Failure::Backend(BackendError::NotFound(_)) => problem(
@@ -289,6 +342,8 @@ enum Call<'a> {
 
 enum Failure {
     Rejected(crate::Rejection),
+    /// Too many new checkout sessions for one customer this minute.
+    RateLimited,
     Bad(String),
     NotFound(&'static str),
     Backend(BackendError),

@@ -215,6 +215,7 @@ impl PaywallBuilder {
             decisions: Decisions::new(),
             token_refusals: crate::telemetry::RefusalLog::new(Duration::from_secs(60)),
             ratelimit_headers: self.ratelimit_headers,
+            invalidations: std::sync::atomic::AtomicU64::new(0),
         };
         Ok(Paywall {
             engine: Arc::new_cyclic(engine),

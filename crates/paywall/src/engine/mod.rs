@@ -143,6 +143,8 @@ pub(crate) struct Engine {
     /// Refused credentials, summarised in the logs once a minute.
     token_refusals: crate::telemetry::RefusalLog,
     ratelimit_headers: bool,
+    /// Customer invalidations so far (see `Paywall::invalidations`).
+    invalidations: std::sync::atomic::AtomicU64,
 }
 
 impl Engine {
@@ -309,9 +311,21 @@ impl Paywall {
     /// With a shared store the budgets are marked stale there too, for every instance;
     /// a store failure is logged (the budgets refresh within the limits TTL anyway).
     pub async fn invalidate_customer(&self, customer: &CustomerRef) {
+        self.engine
+            .invalidations
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         let count = self.engine.cache.mark_stale(customer);
         self.engine.mark_shared_stale(customer).await;
         info!(customer = %customer, budgets = count, "customer budgets invalidated");
+    }
+
+    /// How many customer invalidations (webhooks, purchases, cancellations) this paywall
+    /// has seen: what is cached about customers beside the budgets is valid only while
+    /// it has not changed.
+    pub(crate) fn invalidations(&self) -> u64 {
+        self.engine
+            .invalidations
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Forgets the cached customer of `external_ref` (it is ensured again on next use).
