@@ -667,3 +667,38 @@ async fn a_checkout_returns_only_to_an_allowed_origin() {
         app.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_checkout_form_refuses_a_post_from_another_site() {
+    for app in both_apps(quickstart_config(5)).await {
+        let (_, _, checkout) = call(
+            &app,
+            Method::POST,
+            "/api/billing/checkout",
+            Some("target"),
+            Some(json!({ "product": "prd_quickstart" })),
+        )
+        .await;
+        let url = checkout["checkoutUrl"]
+            .as_str()
+            .expect("checkoutUrl")
+            .to_owned();
+        let form: Vec<(String, String)> = reqwest::Url::parse(&url)
+            .expect("url")
+            .query_pairs()
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        let post = |origin: String| {
+            reqwest::Client::new()
+                .post(format!("{}/checkout", app.base))
+                .header("origin", origin)
+                .form(&form)
+                .send()
+        };
+        let forged = post("https://evil.example".into()).await.expect("send");
+        assert_eq!(forged.status(), StatusCode::FORBIDDEN, "{}", app.name);
+        let own = post(app.base.clone()).await.expect("send");
+        assert_eq!(own.status(), StatusCode::OK, "{}", app.name);
+        app.stop().await;
+    }
+}

@@ -50,8 +50,17 @@ async fn checkout_page(billing: web::Data<Billing>, request: HttpRequest) -> Htt
     page(checkout::page(&billing.backend, request.query_string().as_bytes()).await)
 }
 
-/// `POST /checkout`: buys the plan and unlocks the customer at once.
-async fn checkout_pay(billing: web::Data<Billing>, form: web::Bytes) -> HttpResponse {
+/// `POST /checkout`: buys the plan and unlocks the customer at once (only from the
+/// checkout page's own origin).
+async fn checkout_pay(
+    billing: web::Data<Billing>,
+    request: HttpRequest,
+    form: web::Bytes,
+) -> HttpResponse {
+    let header = |name| request.headers().get(name).and_then(|v| v.to_str().ok());
+    if !checkout::same_origin(header("origin"), header("host")) {
+        return page(checkout::cross_site());
+    }
     page(checkout::pay(&billing.backend, Some(&billing.paywall), &form).await)
 }
 

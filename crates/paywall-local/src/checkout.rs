@@ -237,7 +237,45 @@ pub fn declared_too_large(headers: &axum::http::HeaderMap, limit: u64) -> bool {
         .is_some_and(|length| length > limit)
 }
 
+/// Whether a form post comes from the page's own origin: its `Origin` header, when the
+/// browser sent one, must name the host the request was sent to (`Host`). A form posted
+/// from another site (a cross-site request forgery) names that site.
+pub fn same_origin(origin: Option<&str>, host: Option<&str>) -> bool {
+    let Some(origin) = origin else {
+        return true; // not a browser's cross-site post
+    };
+    let Some(host) = host else {
+        return false;
+    };
+    let authority = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"));
+    authority.is_some_and(|authority| authority.eq_ignore_ascii_case(host))
+}
+
+/// The 403 for a form posted from another origin.
+pub fn cross_site() -> Page {
+    Page::problem(
+        403,
+        "cross_site",
+        "This form can only be sent from its own page.".into(),
+    )
+}
+
+/// [`same_origin`] of an axum request.
+pub(crate) fn from_own_page(headers: &axum::http::HeaderMap) -> bool {
+    let header = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &axum::http::HeaderValue| v.to_str().ok())
+    };
+    same_origin(header(header::ORIGIN), header(header::HOST))
+}
+
 async fn post_pay(State(checkout): State<Checkout>, request: axum::extract::Request) -> Page {
+    if !from_own_page(request.headers()) {
+        return cross_site();
+    }
     if declared_too_large(request.headers(), MAX_FORM_BYTES) {
         return Page::problem(
             413,
@@ -273,7 +311,30 @@ pub(crate) fn escape(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{escape, params};
+    use super::{escape, params, same_origin};
+
+    #[test]
+    fn only_the_pages_own_origin_may_post() {
+        assert!(same_origin(None, Some("127.0.0.1:3000")));
+        assert!(same_origin(
+            Some("http://127.0.0.1:3000"),
+            Some("127.0.0.1:3000")
+        ));
+        assert!(same_origin(
+            Some("https://APP.example"),
+            Some("app.example")
+        ));
+        assert!(!same_origin(
+            Some("https://evil.example"),
+            Some("app.example")
+        ));
+        assert!(!same_origin(Some("null"), Some("app.example")));
+        assert!(!same_origin(Some("https://app.example"), None));
+        assert!(!same_origin(
+            Some("https://app.example.evil"),
+            Some("app.example")
+        ));
+    }
 
     #[test]
     fn params_need_both_fields_once() {

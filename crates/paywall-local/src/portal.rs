@@ -167,6 +167,9 @@ async fn cancel(
     Path(session): Path<String>,
     request: axum::extract::Request,
 ) -> Page {
+    if !crate::checkout::from_own_page(request.headers()) {
+        return crate::checkout::cross_site();
+    }
     if declared_too_large(request.headers(), MAX_FORM_BYTES) {
         return Page::problem(413, "payload_too_large", "The form is too large.".into());
     }

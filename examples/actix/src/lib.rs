@@ -311,7 +311,25 @@ async fn checkout_page(app: web::Data<ActixQuickstart>, request: HttpRequest) ->
     }
 }
 
-async fn checkout_pay(app: web::Data<ActixQuickstart>, body: web::Bytes) -> HttpResponse {
+/// [`checkout::same_origin`] of an actix request.
+fn from_own_page(request: &HttpRequest) -> bool {
+    let header = |name| {
+        request
+            .headers()
+            .get(name)
+            .and_then(|value: &actix_web::http::header::HeaderValue| value.to_str().ok())
+    };
+    checkout::same_origin(header("origin"), header("host"))
+}
+
+async fn checkout_pay(
+    app: web::Data<ActixQuickstart>,
+    request: HttpRequest,
+    body: web::Bytes,
+) -> HttpResponse {
+    if !from_own_page(&request) {
+        return page(checkout::cross_site());
+    }
     match &app.local {
         Some(local) => page(checkout::pay(local, Some(&app.paywall), &body).await),
         None => not_found().await,
@@ -327,9 +345,13 @@ async fn portal_page(app: web::Data<ActixQuickstart>, session: web::Path<String>
 
 async fn portal_cancel(
     app: web::Data<ActixQuickstart>,
+    request: HttpRequest,
     session: web::Path<String>,
     body: web::Bytes,
 ) -> HttpResponse {
+    if !from_own_page(&request) {
+        return page(checkout::cross_site());
+    }
     match &app.local {
         Some(local) => {
             page(portal::cancel_purchase(local, Some(&app.paywall), &session, &body).await)
