@@ -61,6 +61,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use paywall::backend::{Limits, UsageEvent};
 use rusqlite::Connection;
 
+pub use account::{MAX_PORTAL_SESSIONS_PER_CUSTOMER, PORTAL_SESSION_TTL};
 pub use builder::LocalBackendBuilder;
 pub use catalog::{Allowance, Plan, Product};
 pub use directory::{CustomerPatch, CustomerRecord, Lookup, PurchaseRecord, SessionRecord};
