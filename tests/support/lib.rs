@@ -24,6 +24,7 @@
 
 pub mod apps;
 pub mod backend;
+pub mod billing;
 pub mod cluster;
 pub mod compare;
 pub mod contract;
@@ -38,6 +39,7 @@ pub mod servers;
 
 pub use apps::{both_apps, quickstart_config, App};
 pub use backend::{recorded, LossyAcks};
+pub use billing::billing_call;
 pub use cluster::RedisCluster;
 pub use compare::{assert_same, normalize, reset_seconds, send, Seen};
 pub use contract::{openapi, Answer, Bend, ContractServer};

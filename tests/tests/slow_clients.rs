@@ -61,21 +61,10 @@ async fn a_legitimate_request_is_served_while_250_slow_clients_hold_connections(
     let closed = tokio::task::spawn_blocking(move || {
         slow.into_iter()
             .filter(|stream| {
-                let mut stream = stream;
-                let _ = stream.set_read_timeout(Some(Duration::from_secs(3)));
-                let mut buf = [0u8; 1024];
-                loop {
-                    match stream.read(&mut buf) {
-                        Ok(0) => return true,
-                        Ok(_) => continue,
-                        Err(err) => {
-                            return !matches!(
-                                err.kind(),
-                                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                            )
-                        }
-                    }
-                }
+                closed_within(
+                    &mut stream.try_clone().expect("clone"),
+                    Duration::from_secs(3),
+                )
             })
             .count()
     })

@@ -1,13 +1,23 @@
 //! Webhook verification: `SV-Signature: t=<unix seconds>,v1=<hex>`, an HMAC-SHA256
 //! keyed with the whole secret (`whsec_...`) over `"<t>.<raw body>"`.
+//!
+//! | file | owns |
+//! |---|---|
+//! | `mod.rs` | [`WebhookVerifier`]: the signature, its freshness, replays, bodies in flight |
+//! | `event.rs` | [`WebhookEvent`]: SolvaPay's envelope and the customer it is about |
+//! | `handle.rs` | [`handle`]: the endpoint, independent of the web framework |
+
+mod event;
+mod handle;
+
+pub use event::{WebhookEvent, ALLOWANCE_EVENTS};
+pub use handle::{handle, refused, too_large, Handled};
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hmac::{Hmac, Mac};
-use serde::Deserialize;
-use serde_json::Value;
 use sha2::Sha256;
 
 type HmacSha256 = Hmac<Sha256>;
@@ -62,99 +72,6 @@ fn mac(secret: &str, timestamp: u64, body: &[u8]) -> HmacSha256 {
     mac.update(b".");
     mac.update(body);
     mac
-}
-
-/// A SolvaPay webhook event, in SolvaPay's envelope: `{id, type, created,
-/// api_version, data: {object, previous_attributes}, livemode, request}` (the official
-/// SDK's `WebhookEvent`). Purchases and credits name their customer in
-/// `data.object.customerRef`, customers are `data.object` themselves (`reference`).
-/// The earlier flat shape (`data` being the object) is still read.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
-pub struct WebhookEvent {
-    /// `evt_...` (empty when the event has none).
-    #[serde(default, deserialize_with = "crate::wire::lenient::string")]
-    pub id: String,
-    /// For example `purchase.created`, `customer.updated`.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// Unix seconds, when sent.
-    #[serde(default, deserialize_with = "crate::wire::lenient::option")]
-    pub created: Option<i64>,
-    /// The event's data: `{object, previous_attributes}`.
-    #[serde(default)]
-    pub data: Value,
-}
-
-/// The event types after which a customer's allowance may differ: their budgets are
-/// refreshed at once. Every other type (informative ones such as
-/// `purchase.renewal_reminder`, and types SolvaPay adds later) is acknowledged and
-/// changes nothing.
-pub const ALLOWANCE_EVENTS: &[&str] = &[
-    "purchase.created",
-    "purchase.activated",
-    "purchase.updated",
-    "purchase.renewed",
-    "purchase.plan_changed",
-    "purchase.cancelled",
-    "purchase.expired",
-    "purchase.suspended",
-    "purchase.past_due",
-    "purchase.refunded",
-    "purchase.reactivated",
-    "purchase.trial_converted",
-    "customer.created",
-    "customer.updated",
-    "customer.deleted",
-    "customer.credit.topped_up",
-    "customer.credit.granted",
-    "customer.credit.adjusted",
-    "customer.credit.debited",
-    "customer.credit.exhausted",
-    "checkout_session.completed",
-    "payment.succeeded",
-    "payment.refunded",
-];
-
-impl WebhookEvent {
-    /// The object the event is about: `data.object`, or `data` itself in the flat
-    /// shape.
-    pub fn object(&self) -> &Value {
-        match self.data.get("object") {
-            Some(object) if object.is_object() => object,
-            _ => &self.data,
-        }
-    }
-
-    /// The customer the event is about, when it names one: `customerRef` (or
-    /// `customer_ref`, `customer`, `customer.reference`) of the object, and for
-    /// `customer.*` events the object's own `reference`.
-    pub fn customer_ref(&self) -> Option<&str> {
-        let object = self.object();
-        let direct = object
-            .get("customerRef")
-            .or_else(|| object.get("customer_ref"))
-            .and_then(Value::as_str);
-        let nested = || {
-            object.get("customer").and_then(|c| {
-                c.as_str()
-                    .or_else(|| c.get("reference").and_then(Value::as_str))
-            })
-        };
-        let own = || {
-            (self.kind.starts_with("customer.") && !self.kind.starts_with("customer.credit."))
-                .then(|| object.get("reference").and_then(Value::as_str))
-                .flatten()
-        };
-        direct
-            .or_else(nested)
-            .or_else(own)
-            .filter(|r| r.starts_with("cus_"))
-    }
-
-    /// Whether the event can change what a customer may use ([`ALLOWANCE_EVENTS`]).
-    pub fn affects_allowance(&self) -> bool {
-        ALLOWANCE_EVENTS.contains(&self.kind.as_str())
-    }
 }
 
 /// Verifies webhook deliveries.
@@ -284,84 +201,6 @@ impl WebhookVerifier {
     ) -> Result<WebhookEvent, WebhookError> {
         self.verify(header, body)?;
         serde_json::from_slice(body).map_err(|err| WebhookError::InvalidPayload(err.to_string()))
-    }
-}
-
-/// What a webhook endpoint answers: a status and a JSON body.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Handled {
-    /// 200 for verified events (acted on or ignored), 400 otherwise.
-    pub status: u16,
-    /// `{"received": true}` or the error body.
-    pub body: Value,
-}
-
-/// The whole webhook endpoint, independent of the web framework: verifies `signature`
-/// (the `SV-Signature` value) against the raw `body`, then, for purchase, customer,
-/// subscription and payment events that name a customer, makes `paywall` refresh that
-/// customer's budgets on their next request.
-pub async fn handle(
-    verifier: &WebhookVerifier,
-    paywall: &paywall::Paywall,
-    signature: Option<&str>,
-    body: &[u8],
-) -> Handled {
-    let event = match verifier.verify_event(signature, body) {
-        Ok(event) => event,
-        Err(err) => return refused(&err),
-    };
-    // A signed delivery replayed within the tolerance is acknowledged and changes
-    // nothing (each replay would otherwise cost a limits call).
-    if !event.id.is_empty()
-        && !verifier
-            .seen
-            .entry(event.id.clone())
-            .or_insert(())
-            .is_fresh()
-    {
-        tracing::debug!(event = %event.id, "webhook replayed: already handled");
-        return Handled {
-            status: 200,
-            body: serde_json::json!({ "received": true, "duplicate": true }),
-        };
-    }
-    match event.customer_ref() {
-        Some(customer) if event.affects_allowance() => {
-            tracing::info!(event = %event.id, kind = %event.kind, customer, "webhook: refreshing the customer's budgets");
-            paywall
-                .invalidate_customer(&paywall::CustomerRef::new(customer))
-                .await;
-        }
-        _ => tracing::debug!(event = %event.id, kind = %event.kind, "webhook ignored"),
-    }
-    Handled {
-        status: 200,
-        body: serde_json::json!({ "received": true }),
-    }
-}
-
-/// The 400 answer to a webhook that failed verification.
-pub fn refused(err: &WebhookError) -> Handled {
-    tracing::warn!(error = %err, "webhook refused");
-    let message = match err {
-        WebhookError::InvalidPayload(_) => "The payload is not a webhook event.",
-        _ => "The SV-Signature header is missing, malformed, stale or does not match.",
-    };
-    Handled {
-        status: 400,
-        body: paywall::adapter::error_body("Bad Request", "invalid_signature", message),
-    }
-}
-
-/// The 413 answer to a webhook body over [`MAX_WEBHOOK_BYTES`] (or cut short).
-pub fn too_large() -> Handled {
-    Handled {
-        status: 413,
-        body: paywall::adapter::error_body(
-            "Payload Too Large",
-            "invalid_payload",
-            "The webhook body could not be read (too large or cut short).",
-        ),
     }
 }
 
@@ -527,135 +366,5 @@ mod tests {
         let header = format!("t={T},v1={},v1={VECTOR}", "00".repeat(32));
         assert_eq!(verifier().verify(Some(&header), BODY), Ok(()));
         assert!(!format!("{:?}", verifier()).contains("test_secret"));
-    }
-
-    #[test]
-    fn events_name_their_customer() {
-        let event = |kind: &str, data: Value| WebhookEvent {
-            id: "evt".into(),
-            kind: kind.into(),
-            created: None,
-            data,
-        };
-        assert_eq!(
-            event(
-                "purchase.created",
-                serde_json::json!({"customerRef": "cus_1"})
-            )
-            .customer_ref(),
-            Some("cus_1")
-        );
-        assert_eq!(
-            event(
-                "purchase.created",
-                serde_json::json!({"customer": {"reference": "cus_2"}})
-            )
-            .customer_ref(),
-            Some("cus_2")
-        );
-        assert_eq!(
-            event(
-                "customer.updated",
-                serde_json::json!({"reference": "cus_3"})
-            )
-            .customer_ref(),
-            Some("cus_3")
-        );
-        assert_eq!(
-            event("product.updated", serde_json::json!({"reference": "prd_1"})).customer_ref(),
-            None
-        );
-        assert!(!event("product.updated", Value::Null).affects_allowance());
-        assert!(event("purchase.cancelled", Value::Null).affects_allowance());
-    }
-
-    #[tokio::test]
-    async fn a_replayed_delivery_is_acknowledged_and_changes_nothing() {
-        use paywall::test_util::{HeaderResolver, MemoryBackend};
-        use paywall::{Charge, Paywall};
-
-        let backend = MemoryBackend::with_allowance(10);
-        let paywall = Paywall::builder(HeaderResolver::new(), backend.clone())
-            .build()
-            .expect("paywall");
-        let route = paywall.route(Charge::new("prd_x")).expect("route");
-        let head = || {
-            http::Request::builder()
-                .header("x-user", "ada")
-                .body(())
-                .expect("request")
-                .into_parts()
-                .0
-        };
-        let admit = || async {
-            let admission = paywall.admit(&head(), &route).await.expect("admitted");
-            admission.finish(http::StatusCode::OK).await;
-        };
-        admit().await;
-        assert_eq!(backend.limits_calls(), 1);
-
-        let verifier = WebhookVerifier::new("whsec_test_secret");
-        let body = serde_json::json!({
-            "id": "evt_once", "type": "purchase.created",
-            "data": { "object": { "customerRef": "cus_ada" }, "previous_attributes": null },
-        })
-        .to_string();
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let header = signature_header("whsec_test_secret", now, body.as_bytes());
-        let first = handle(&verifier, &paywall, Some(&header), body.as_bytes()).await;
-        assert_eq!((first.status, first.body.get("duplicate")), (200, None));
-        admit().await;
-        assert_eq!(
-            backend.limits_calls(),
-            2,
-            "the delivery refreshed the customer"
-        );
-
-        let replay = handle(&verifier, &paywall, Some(&header), body.as_bytes()).await;
-        assert_eq!(replay.status, 200);
-        assert_eq!(replay.body["duplicate"], true);
-        admit().await;
-        assert_eq!(backend.limits_calls(), 2, "the replay cost nothing");
-    }
-
-    #[test]
-    fn the_envelope_names_its_customer_in_data_object() {
-        let envelope = |kind: &str, object: Value| -> WebhookEvent {
-            serde_json::from_value(serde_json::json!({
-                "id": "evt_1", "type": kind, "created": 1_740_000_000,
-                "api_version": "2025-10-01",
-                "data": { "object": object, "previous_attributes": null },
-                "livemode": false,
-                "request": { "id": null, "idempotency_key": null },
-                "unknown": ["extras", "are", "ignored"],
-            }))
-            .expect("the SDK's WebhookEvent")
-        };
-        let purchase = envelope(
-            "purchase.created",
-            serde_json::json!({"reference": "pur_1", "customerRef": "cus_9", "status": "active"}),
-        );
-        assert_eq!(purchase.customer_ref(), Some("cus_9"));
-        assert!(purchase.affects_allowance());
-        let customer = envelope(
-            "customer.updated",
-            serde_json::json!({"id": "cus_8", "created": 1, "product": null, "reference": "cus_8"}),
-        );
-        assert_eq!(customer.customer_ref(), Some("cus_8"));
-        let credit = envelope(
-            "customer.credit.topped_up",
-            serde_json::json!({"reference": "crd_1", "customerRef": "cus_7"}),
-        );
-        assert_eq!(credit.customer_ref(), Some("cus_7"));
-        let reminder = envelope(
-            "purchase.renewal_reminder",
-            serde_json::json!({"customerRef": "cus_7"}),
-        );
-        assert!(!reminder.affects_allowance(), "informative");
-        // `data.object` that is not an object: nothing to act on, never a panic.
-        let odd = envelope("purchase.created", serde_json::json!("cus_6"));
-        assert_eq!(odd.customer_ref(), None);
     }
 }
