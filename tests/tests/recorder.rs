@@ -100,3 +100,80 @@ async fn shutdown_flushes_every_accepted_event() {
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(paywall.recorder().report().pending, 1);
 }
+
+/// A paywall over `backend` whose usage queue holds 2 events (the worker takes 1 at a
+/// time), writing through the outbox at `path`.
+fn tiny_queue_with_outbox(backend: &MemoryBackend, path: &std::path::Path) -> Paywall {
+    Paywall::builder(resolver(), backend.clone())
+        .recorder(paywall::recorder::RecorderConfig {
+            capacity: 2,
+            max_batch: 1,
+            ..fast_recorder()
+        })
+        .outbox(paywall_local::SqliteOutbox::open(path).expect("outbox"))
+        .build()
+        .expect("paywall")
+}
+
+#[tokio::test]
+async fn a_full_queue_with_an_outbox_bills_every_request_once_across_a_restart() {
+    use paywall::recorder::Outbox;
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("outbox.db");
+    let outbox = paywall_local::SqliteOutbox::open(&path).expect("outbox");
+
+    // The usage endpoint refuses: 30 responses go out at once, their events in the
+    // outbox, most of them added up in the full queue's overflow.
+    let down = MemoryBackend::with_allowance(1_000);
+    down.fail_next_usage_calls(usize::MAX);
+    let first = tiny_queue_with_outbox(&down, &path);
+    let service = protected(&first);
+    for _ in 0..30 {
+        let status = tokio::time::timeout(Duration::from_secs(10), status_of(&service, "alice"))
+            .await
+            .expect("not held by the full queue");
+        assert_eq!(status, StatusCode::OK);
+    }
+    assert_eq!(outbox.len().await.expect("len"), 30);
+    assert_eq!(first.shutdown(Duration::from_millis(100)).await.pending, 30);
+
+    // A restart on the same outbox (the first process as good as dead: its backend
+    // never answers) sends every stored event once.
+    let up = MemoryBackend::with_allowance(1_000);
+    let second = tiny_queue_with_outbox(&up, &path);
+    let mut waited = 0;
+    while up.recorded_units() < 30 && waited < 500 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        waited += 1;
+    }
+    second.flush().await;
+    assert_eq!(
+        up.recorded_units(),
+        30,
+        "every request once after the restart"
+    );
+
+    // In one process: the endpoint refuses, then recovers; the sums replace their
+    // events in the outbox and the outbox ends empty.
+    let flaky = MemoryBackend::with_allowance(1_000);
+    flaky.fail_next_usage_calls(usize::MAX);
+    let third_path = dir.path().join("third.db");
+    let third = tiny_queue_with_outbox(&flaky, &third_path);
+    let service = protected(&third);
+    for _ in 0..30 {
+        assert_eq!(status_of(&service, "bob").await, StatusCode::OK);
+    }
+    flaky.fail_next_usage_calls(0);
+    let report = third.flush().await;
+    assert_eq!((report.recorded, report.pending), (30, 0), "{report:?}");
+    assert_eq!(flaky.recorded_units(), 30);
+    assert!(
+        flaky.recorded_events().len() < 30,
+        "added up, not one event per request"
+    );
+    let third_outbox = paywall_local::SqliteOutbox::open(&third_path).expect("outbox");
+    assert!(
+        third_outbox.is_empty().await.expect("len"),
+        "nothing left to send twice"
+    );
+}

@@ -90,39 +90,27 @@ impl SqliteOutbox {
 impl Outbox for SqliteOutbox {
     async fn store(&self, event: &UsageEvent) -> Result<(), OutboxError> {
         let event = event.clone();
-        self.run(move |conn| {
-            conn.execute(
-                "INSERT OR IGNORE INTO outbox(idempotency_key, customer_ref, product_ref, meter, units,
-                                              outcome, occurred_at, duration_ms, stored_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                params![
-                    event.idempotency_key,
-                    event.customer.as_str(),
-                    &*event.product,
-                    &*event.meter,
-                    to_i64(event.units),
-                    event.outcome.as_str(),
-                    millis(event.timestamp),
-                    event.duration.map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
-                    crate::ledger::now_ms(),
-                ],
-            )
-            .map(drop)
-        })
-        .await
+        self.run(move |conn| insert(conn, &event)).await
     }
 
     async fn remove(&self, keys: &[String]) -> Result<(), OutboxError> {
         let keys = keys.to_vec();
         self.run(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            {
-                let mut delete =
-                    tx.prepare_cached("DELETE FROM outbox WHERE idempotency_key = ?1")?;
-                for key in &keys {
-                    delete.execute([key])?;
-                }
-            }
+            delete(&tx, &keys)?;
+            tx.commit()
+        })
+        .await
+    }
+
+    /// One transaction: the sum is stored and its events gone, or nothing changed.
+    async fn replace(&self, keys: &[String], event: &UsageEvent) -> Result<(), OutboxError> {
+        let keys = keys.to_vec();
+        let event = event.clone();
+        self.run(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            insert(&tx, &event)?;
+            delete(&tx, &keys)?;
             tx.commit()
         })
         .await
@@ -161,6 +149,38 @@ impl Outbox for SqliteOutbox {
         })
         .await
     }
+}
+
+/// Stores `event` unless its key is stored already.
+fn insert(conn: &Connection, event: &UsageEvent) -> Result<(), rusqlite::Error> {
+    conn.prepare_cached(
+        "INSERT OR IGNORE INTO outbox(idempotency_key, customer_ref, product_ref, meter, units,
+                                      outcome, occurred_at, duration_ms, stored_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?
+    .execute(params![
+        event.idempotency_key,
+        event.customer.as_str(),
+        &*event.product,
+        &*event.meter,
+        to_i64(event.units),
+        event.outcome.as_str(),
+        millis(event.timestamp),
+        event
+            .duration
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+        crate::ledger::now_ms(),
+    ])
+    .map(drop)
+}
+
+/// Forgets the events stored under `keys`.
+fn delete(conn: &Connection, keys: &[String]) -> Result<(), rusqlite::Error> {
+    let mut delete = conn.prepare_cached("DELETE FROM outbox WHERE idempotency_key = ?1")?;
+    for key in keys {
+        delete.execute([key])?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -207,6 +227,18 @@ mod tests {
         assert_eq!(pending[0].units, 2);
         assert_eq!(pending[0].duration, Some(Duration::from_millis(7)));
         assert_eq!(outbox.len().await.expect("len"), 2);
+        let mut sum = event("k4");
+        sum.units = 4;
+        outbox
+            .replace(&["k1".to_owned(), "k3".to_owned()], &sum)
+            .await
+            .expect("replace");
+        let pending = outbox.pending().await.expect("pending");
+        assert_eq!(pending.len(), 1, "the sum in place of its events");
+        assert_eq!(
+            (pending[0].idempotency_key.as_str(), pending[0].units),
+            ("k4", 4)
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -94,9 +94,13 @@
 //! **Usage** is committed when the handler's response head is produced (2xx by default,
 //! `success_when` to change); a streaming body that fails afterwards still counts. Events
 //! queue in a bounded buffer (10,000 by default) and go out in batches of up to 500, each
-//! event waiting at most 100 ms for its batch to fill; when it is full the request waits for room
-//! (backpressure), at most `enqueue_timeout` (5 s): after that the event is kept in the outbox
-//! for the next start (with `PAYWALL_OUTBOX`) or logged with its key and reported as pending.
+//! event waiting at most 100 ms for its batch to fill. A full queue (the backend refusing for a
+//! while under load) holds no response and bills every admitted request: its events are added
+//! up per customer, product and meter, one counter each (at most `capacity` counters), and each
+//! sum goes out as one event once there is room (with an outbox, the sum replaces its events
+//! there in one transaction). Past that many counters an event waits for room in a task, at most
+//! `enqueue_timeout` (5 s): after that it is kept in the outbox for the next start (with
+//! `PAYWALL_OUTBOX`) or logged with its key and reported as pending.
 //! A batch the backend refuses for good is split in halves until only the refused events are
 //! left, so one bad event (a customer deleted at the provider) never drops its neighbours. `Paywall::shutdown(deadline)` flushes and
 //! reports how many events were not recorded in time.

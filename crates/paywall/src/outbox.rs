@@ -27,6 +27,23 @@ pub trait Outbox: Send + Sync + 'static {
 
     /// Every event still stored, oldest first.
     fn pending(&self) -> impl Future<Output = Result<Vec<UsageEvent>, OutboxError>> + Send;
+
+    /// Stores `event` in place of the events stored under `keys` (a full usage queue
+    /// adds events up, and stores their sum in place of them).
+    ///
+    /// Implement it as one atomic step where the storage allows: this default stores,
+    /// then removes, so a crash between the two leaves both (the next start sends the
+    /// units twice).
+    fn replace(
+        &self,
+        keys: &[String],
+        event: &UsageEvent,
+    ) -> impl Future<Output = Result<(), OutboxError>> + Send {
+        async move {
+            self.store(event).await?;
+            self.remove(keys).await
+        }
+    }
 }
 
 impl<T: Outbox> Outbox for Arc<T> {
@@ -41,6 +58,14 @@ impl<T: Outbox> Outbox for Arc<T> {
     fn pending(&self) -> impl Future<Output = Result<Vec<UsageEvent>, OutboxError>> + Send {
         T::pending(self)
     }
+
+    fn replace(
+        &self,
+        keys: &[String],
+        event: &UsageEvent,
+    ) -> impl Future<Output = Result<(), OutboxError>> + Send {
+        T::replace(self, keys, event)
+    }
 }
 
 /// The object-safe form of [`Outbox`] the engine stores.
@@ -48,6 +73,11 @@ pub(crate) trait DynOutbox: Send + Sync {
     fn store_boxed<'a>(&'a self, event: &'a UsageEvent) -> BoxFuture<'a, Result<(), OutboxError>>;
     fn remove_boxed<'a>(&'a self, keys: &'a [String]) -> BoxFuture<'a, Result<(), OutboxError>>;
     fn pending_boxed(&self) -> BoxFuture<'_, Result<Vec<UsageEvent>, OutboxError>>;
+    fn replace_boxed<'a>(
+        &'a self,
+        keys: &'a [String],
+        event: &'a UsageEvent,
+    ) -> BoxFuture<'a, Result<(), OutboxError>>;
 }
 
 impl<T: Outbox> DynOutbox for T {
@@ -61,5 +91,13 @@ impl<T: Outbox> DynOutbox for T {
 
     fn pending_boxed(&self) -> BoxFuture<'_, Result<Vec<UsageEvent>, OutboxError>> {
         Box::pin(self.pending())
+    }
+
+    fn replace_boxed<'a>(
+        &'a self,
+        keys: &'a [String],
+        event: &'a UsageEvent,
+    ) -> BoxFuture<'a, Result<(), OutboxError>> {
+        Box::pin(self.replace(keys, event))
     }
 }

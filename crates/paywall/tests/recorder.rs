@@ -1,12 +1,12 @@
 //! The usage recorder: retries with the same idempotency keys, a shutdown that reports
-//! what it could not record, and backpressure instead of drops.
+//! what it could not record, and a full queue that adds events up instead of holding
+//! responses or dropping events.
 
 use std::collections::HashSet;
 use std::time::Duration;
 
 use http::StatusCode;
 use paywall::Paywall;
-use tower::ServiceExt;
 
 mod common;
 use common::*;
@@ -59,70 +59,89 @@ async fn shutdown_reports_what_it_could_not_record_before_the_deadline() {
     assert!(!report.is_complete());
 }
 
-#[tokio::test]
-async fn a_full_queue_applies_backpressure_instead_of_dropping() {
-    let backend = MemoryBackend::with_allowance(100);
+/// A paywall whose usage queue holds 2 events and whose worker takes 1 at a time, on
+/// a backend that refuses usage until told otherwise.
+fn tiny_queue(backend: &MemoryBackend, enqueue_timeout: Duration) -> Paywall {
     backend.fail_next_usage_calls(usize::MAX);
-    let paywall = Paywall::builder(HeaderResolver::new(), backend.clone())
+    Paywall::builder(HeaderResolver::new(), backend.clone())
         .recorder(paywall::recorder::RecorderConfig {
             capacity: 2,
             max_batch: 1,
+            enqueue_timeout,
             ..fast_recorder()
         })
         .build()
-        .expect("paywall");
-    let service = protected(&paywall);
-    // The worker holds one event in its retry loop and the queue holds two more.
-    for _ in 0..3 {
-        assert_eq!(status_of(&service, "alice").await, StatusCode::OK);
-    }
-    let blocked = tokio::time::timeout(
-        Duration::from_millis(200),
-        service.clone().oneshot(request("alice")),
-    )
-    .await;
-    assert!(
-        blocked.is_err(),
-        "the fourth response waits for room in the usage queue"
-    );
-    backend.fail_next_usage_calls(0);
-    let response = service.clone().oneshot(request("alice")).await.expect("ok");
-    assert_eq!(response.status(), StatusCode::OK);
-    let report = paywall.flush().await;
-    assert_eq!(report.pending, 0);
-    // The abandoned fourth request was cancelled before its event was queued: 4 recorded.
-    assert_eq!(backend.recorded_units(), 4);
+        .expect("paywall")
 }
 
 #[tokio::test]
-async fn a_full_queue_holds_a_response_at_most_the_enqueue_timeout() {
-    let backend = MemoryBackend::with_allowance(100);
-    backend.fail_next_usage_calls(usize::MAX);
-    let paywall = Paywall::builder(HeaderResolver::new(), backend.clone())
-        .recorder(paywall::recorder::RecorderConfig {
-            capacity: 2,
-            max_batch: 1,
-            enqueue_timeout: Duration::from_millis(100),
-            ..fast_recorder()
-        })
-        .build()
-        .expect("paywall");
+async fn a_full_queue_adds_events_up_and_holds_no_response() {
+    let backend = MemoryBackend::with_allowance(1_000);
+    // A response that waited for room would wait an hour.
+    let paywall = tiny_queue(&backend, Duration::from_secs(3600));
     let service = protected(&paywall);
-    for _ in 0..3 {
-        assert_eq!(status_of(&service, "alice").await, StatusCode::OK);
+    // The worker holds one event in its retry loop and the queue holds two more; the
+    // rest of the 200 requests are added up per customer.
+    for round in 0..100 {
+        for user in ["alice", "bob"] {
+            let status = tokio::time::timeout(Duration::from_secs(10), status_of(&service, user))
+                .await
+                .unwrap_or_else(|_| panic!("request {round} of {user} was held"));
+            assert_eq!(status, StatusCode::OK);
+        }
     }
-    // The usage endpoint is down and the queue is full: the response still goes out.
-    let started = std::time::Instant::now();
-    let status = tokio::time::timeout(Duration::from_secs(5), status_of(&service, "alice"))
-        .await
-        .expect("answered after the enqueue timeout, not blocked");
-    assert_eq!(status, StatusCode::OK);
-    assert!(started.elapsed() >= Duration::from_millis(100));
+    assert_eq!(backend.recorded_units(), 0, "the usage endpoint refuses");
+    backend.fail_next_usage_calls(0);
+    let report = paywall.flush().await;
+    assert_eq!((report.recorded, report.pending), (200, 0), "{report:?}");
     assert_eq!(
-        paywall.recorder().report().pending,
-        4,
-        "the unqueued event is reported, not lost silently"
+        backend.recorded_units(),
+        200,
+        "every admitted request billed once"
     );
+    assert!(
+        backend.recorded_events().len() <= 5,
+        "3 queued events and one sum per customer, not one event per request: {}",
+        backend.recorded_events().len()
+    );
+}
+
+#[tokio::test]
+async fn past_its_limit_the_overflow_waits_for_room_off_the_response_path() {
+    let backend = MemoryBackend::with_allowance(100);
+    let paywall = tiny_queue(&backend, Duration::from_millis(100));
+    let service = protected(&paywall);
+    assert_eq!(status_of(&service, "alice").await, StatusCode::OK);
+    assert!(
+        within(Duration::from_secs(5), || backend.usage_calls() >= 1).await,
+        "the worker took the first event"
+    );
+    // The queue holds two; two counters fit in the overflow (as many as the queue
+    // holds events).
+    for user in ["alice", "alice", "bob", "carol"] {
+        assert_eq!(status_of(&service, user).await, StatusCode::OK);
+    }
+    assert_eq!(paywall.recorder().report().pending, 5);
+    // A third customer's event waits for room (at most the enqueue timeout) in a task:
+    // the response goes out at once, and the event is reported, not lost silently.
+    let status = tokio::time::timeout(Duration::from_secs(10), status_of(&service, "dave"))
+        .await
+        .expect("answered at once");
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        within(Duration::from_secs(5), || paywall
+            .recorder()
+            .report()
+            .pending
+            == 6)
+        .await,
+        "{:?}",
+        paywall.recorder().report()
+    );
+    backend.fail_next_usage_calls(0);
+    let report = paywall.flush().await;
+    assert_eq!((report.recorded, report.pending), (5, 1), "{report:?}");
+    assert_eq!(backend.recorded_units(), 5);
 }
 
 /// Polls `done` every 10 ms for at most `limit`; whether it became true.

@@ -123,8 +123,8 @@ impl Admission {
 
     /// Settles the admission with the handler's status: a success (2xx unless
     /// configured otherwise) commits the units and queues a usage event; anything else
-    /// gives the units back. Waits only if the usage queue is full, and at most the
-    /// recorder's `enqueue_timeout`.
+    /// gives the units back. Without an outbox it does not wait (a full queue adds the
+    /// event to its customer's counter); with one it waits for the event to be stored.
     ///
     /// On a route priced by consumption this settles at once to what the handler
     /// reported so far; adapters that stream use [`finish_head`](Self::finish_head).
@@ -137,24 +137,20 @@ impl Admission {
             debug!(%status, "handler did not succeed; units given back");
             return; // the reservation's drop gives the units back
         }
-        if self.customer.is_none() {
-            return;
-        }
-        let engine = Arc::clone(&self.engine);
-        if let Some(outbox) = engine.recorder.outbox().cloned() {
-            return self.finish_durably(outbox).await;
-        }
-        // Wait for room first: if this future is dropped while waiting, the admission
-        // drops with it and its units are given back (the client got no response).
-        let slot = engine.recorder.slot().await;
         let Some((event, budget)) = self.commit() else {
             return;
         };
-        match slot {
-            Ok(slot) => slot.send(Pending::new(event, budget)),
-            // Shutting down, or the queue stayed full: the event is logged with its key
-            // and counted as pending.
-            Err(why) => engine.recorder.refuse(&event, why),
+        let engine = Arc::clone(&self.engine);
+        match engine.recorder.outbox().cloned() {
+            None => engine.record_detached(event, budget),
+            // Store, then queue, in a task the request cannot cancel halfway.
+            Some(outbox) => {
+                let task = tokio::spawn(async move {
+                    store(&*outbox, &event).await;
+                    engine.enqueue(Pending::new(event, budget)).await;
+                });
+                let _ = task.await;
+            }
         }
     }
 
@@ -173,27 +169,6 @@ impl Admission {
             duration: Some(self.started.elapsed()),
         };
         Some((event, budget))
-    }
-
-    /// With an outbox: store, then queue, in a task the request cannot cancel halfway.
-    async fn finish_durably(mut self, outbox: Arc<dyn DynOutbox>) {
-        let engine = Arc::clone(&self.engine);
-        let slot = engine.recorder.slot().await;
-        let Some((event, budget)) = self.commit() else {
-            return;
-        };
-        let recorder = engine.recorder.clone();
-        let task = tokio::spawn(async move {
-            if let Err(err) = outbox.store_boxed(&event).await {
-                error!(idempotency_key = %event.idempotency_key, error = %err,
-                       "usage event not stored in the outbox; kept in memory only");
-            }
-            match slot {
-                Ok(slot) => slot.send(Pending::new(event, budget)),
-                Err(why) => recorder.refuse(&event, why),
-            }
-        });
-        let _ = task.await;
     }
 }
 
@@ -231,37 +206,62 @@ impl Drop for Settlement {
 }
 
 impl Engine {
-    /// Hands a committed event to the recorder without waiting: into the queue now
-    /// when it has room (and no outbox must store it first), otherwise from a task.
+    /// Hands a committed event to the recorder without waiting: into the queue, or its
+    /// counter in a full queue's overflow, when no outbox must store it first;
+    /// otherwise from a task.
     pub(super) fn record_detached(
         self: &Arc<Self>,
         event: UsageEvent,
         budget: Option<Arc<Budget>>,
     ) {
         let outbox = self.recorder.outbox().cloned();
+        let mut pending = Pending::new(event, budget);
         if outbox.is_none() {
-            if let Some(slot) = self.recorder.try_slot() {
-                slot.send(Pending::new(event, budget));
-                return;
+            match self.recorder.record(pending) {
+                Ok(()) => return,
+                Err(back) => pending = back,
             }
         }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            self.recorder
-                .refuse(&event, crate::recorder::NoSlot::Closed);
-            return;
+        let runtime = match tokio::runtime::Handle::try_current() {
+            Ok(runtime) if !self.recorder.is_closed() => runtime,
+            _ => {
+                self.recorder
+                    .refuse(&pending.event, crate::recorder::NoSlot::Closed);
+                return;
+            }
         };
         let engine = Arc::clone(self);
         runtime.spawn(async move {
             if let Some(outbox) = outbox {
-                if let Err(err) = outbox.store_boxed(&event).await {
-                    error!(idempotency_key = %event.idempotency_key, error = %err,
-                           "usage event not stored in the outbox; kept in memory only");
-                }
-            }
-            match engine.recorder.slot().await {
-                Ok(slot) => slot.send(Pending::new(event, budget)),
-                Err(why) => engine.recorder.refuse(&event, why),
+                store(&*outbox, &pending.event).await;
+                engine.enqueue(pending).await;
+            } else {
+                engine.wait_for_slot(pending).await;
             }
         });
+    }
+
+    /// Queues `pending` (or adds it to its counter), waiting for room only when the
+    /// overflow is at its limit.
+    async fn enqueue(&self, pending: Pending) {
+        if let Err(pending) = self.recorder.record(pending) {
+            self.wait_for_slot(pending).await;
+        }
+    }
+
+    /// Waits for room in the queue, at most the enqueue timeout.
+    async fn wait_for_slot(&self, pending: Pending) {
+        match self.recorder.slot().await {
+            Ok(slot) => slot.send(pending),
+            Err(why) => self.recorder.refuse(&pending.event, why),
+        }
+    }
+}
+
+/// Stores `event` in the outbox; on failure it is kept in memory only (and logged).
+async fn store(outbox: &dyn DynOutbox, event: &UsageEvent) {
+    if let Err(err) = outbox.store_boxed(event).await {
+        error!(idempotency_key = %event.idempotency_key, error = %err,
+               "usage event not stored in the outbox; kept in memory only");
     }
 }

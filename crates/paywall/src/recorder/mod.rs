@@ -5,6 +5,7 @@
 //! An application sets these through [`PaywallBuilder::recorder`](crate::PaywallBuilder::recorder)
 //! and [`PaywallBuilder::outbox`](crate::PaywallBuilder::outbox).
 
+mod overflow;
 mod worker;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -37,9 +38,13 @@ pub struct RecorderConfig {
     /// usage calls and on limits checks alike: a proxy's `Retry-After: 3600` must not
     /// stop metering, or lock a customer out, for an hour.
     pub max_retry_after: Duration,
-    /// How long a response waits for room in a full queue (default 5 s). After that
-    /// its event is not queued: with an outbox it stays stored there and is sent at the
-    /// next start; without one it is logged with its key and reported as pending.
+    /// How long an event waits for room in a full queue (in a task, never holding its
+    /// response) when the queue's overflow already holds `capacity` counters and none
+    /// is the event's (default 5 s). Below that, a full queue adds its events up per
+    /// customer, product and meter, and sends each sum as one event once there is room.
+    /// After the timeout the event is not queued: with an outbox it stays stored there
+    /// and is sent at the next start; without one it is logged with its key and
+    /// reported as pending.
     pub enqueue_timeout: Duration,
 }
 
@@ -87,6 +92,8 @@ pub(crate) trait Acknowledge: Send + Sync {
 pub(crate) struct Pending {
     pub(crate) event: UsageEvent,
     pub(crate) budget: Option<Arc<dyn Acknowledge>>,
+    /// When the event adds up several (a full queue's counter), what it stands for.
+    pub(crate) merged: Option<Box<Merged>>,
 }
 
 impl Pending {
@@ -95,13 +102,21 @@ impl Pending {
         Self {
             event,
             budget: budget.map(|budget| budget as Arc<dyn Acknowledge>),
+            merged: None,
         }
+    }
+
+    /// How many committed events this one stands for.
+    fn events(&self) -> u64 {
+        self.merged.as_ref().map_or(1, |merged| merged.events)
     }
 }
 
 enum Message {
     Event(Pending),
     Flush(oneshot::Sender<()>),
+    /// The overflow has counters (sent only when the queue has room again).
+    Nudge,
 }
 
 struct Counters {
@@ -165,8 +180,11 @@ impl Default for Counters {
 /// Admitted requests hand their usage event to a bounded queue; one background task
 /// batches events by size and by interval and sends each batch to the backend. A batch
 /// that fails transiently is retried, with the same idempotency keys, after a jittered
-/// exponential backoff that honours the backend's `Retry-After`. A full queue makes the
-/// enqueuing request wait (backpressure); events are never dropped silently.
+/// exponential backoff that honours the backend's `Retry-After`. A full queue (the
+/// backend refusing for a while under load) does not hold responses: their events are
+/// added up per customer, product and meter, and each sum goes out as one event once
+/// there is room. Only past `capacity` such sums does enqueuing wait (backpressure);
+/// events are never dropped silently.
 ///
 /// Obtained from [`Paywall::recorder`](crate::Paywall::recorder); cheap to clone.
 #[derive(Clone)]
@@ -176,6 +194,7 @@ pub struct UsageRecorder {
     counters: Arc<Counters>,
     closed: Arc<AtomicBool>,
     outbox: Option<Arc<dyn DynOutbox>>,
+    overflow: Arc<Overflow>,
 }
 
 impl std::fmt::Debug for UsageRecorder {
@@ -211,11 +230,13 @@ impl UsageRecorder {
             config.max_batch.clamp(1, config.capacity.max(1)),
             Ordering::Relaxed,
         );
+        let overflow = Arc::new(Overflow::new(config.capacity, outbox.is_some()));
         let worker = Worker {
             backend,
             config,
             counters: Arc::clone(&counters),
             outbox: outbox.clone(),
+            overflow: Arc::clone(&overflow),
         };
         runtime.spawn(worker.run(rx));
         let recorder = Self {
@@ -224,6 +245,7 @@ impl UsageRecorder {
             counters,
             closed: Arc::new(AtomicBool::new(false)),
             outbox,
+            overflow,
         };
         if let Some(outbox) = recorder.outbox.clone() {
             runtime.spawn(recorder.clone().replay(outbox));
@@ -246,10 +268,7 @@ impl UsageRecorder {
         for event in events {
             self.counters.accepted.fetch_add(1, Ordering::AcqRel);
             self.counters.pending.increment(1.0);
-            let pending = Pending {
-                event,
-                budget: None,
-            };
+            let pending = Pending::new::<Noop>(event, None);
             self.counters.enqueuing();
             if self.tx.send(Message::Event(pending)).await.is_err() {
                 self.counters.not_enqueued();
@@ -259,6 +278,11 @@ impl UsageRecorder {
             }
             self.counters.enqueued();
         }
+    }
+
+    /// Whether [`shutdown`](Self::shutdown) was called.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
     }
 
     /// Whether events must be stored durably before the response goes out.
@@ -297,16 +321,38 @@ impl UsageRecorder {
         }
     }
 
-    /// Room in the queue right now, without waiting; `None` when it is full or closed.
-    pub(crate) fn try_slot(&self) -> Option<Slot> {
+    /// Queues `pending` without waiting: into the queue when it has room, otherwise
+    /// into its counter in the overflow. Gives it back when the recorder is shut down,
+    /// or the overflow holds `capacity` counters and none is this event's (then wait
+    /// for a [`slot`](Self::slot)).
+    // The event given back is moved, not copied to the heap: the usual path stays
+    // free of allocations.
+    #[allow(clippy::result_large_err)]
+    pub(crate) fn record(&self, pending: Pending) -> Result<(), Pending> {
         if self.closed.load(Ordering::Acquire) {
-            return None;
+            return Err(pending);
         }
-        let permit = self.tx.clone().try_reserve_owned().ok()?;
-        Some(Slot {
-            permit,
-            counters: Arc::clone(&self.counters),
-        })
+        match self.tx.try_reserve() {
+            Ok(permit) => {
+                self.counters.accepted.fetch_add(1, Ordering::AcqRel);
+                self.counters.pending.increment(1.0);
+                self.counters.enqueuing();
+                permit.send(Message::Event(pending));
+                self.counters.enqueued();
+                Ok(())
+            }
+            Err(mpsc::error::TrySendError::Full(())) => {
+                self.overflow.absorb(pending)?;
+                self.counters.accepted.fetch_add(1, Ordering::AcqRel);
+                self.counters.pending.increment(1.0);
+                // Full: the worker has messages to take, and takes the overflow after
+                // them. Room already: tell it, or the counter would wait for the next
+                // event.
+                let _ = self.tx.try_send(Message::Nudge);
+                Ok(())
+            }
+            Err(mpsc::error::TrySendError::Closed(())) => Err(pending),
+        }
     }
 
     /// Logs and counts an event that could not be queued (reported as pending).
@@ -389,4 +435,12 @@ impl Slot {
     }
 }
 
+/// A budget that is not there (events replayed from the outbox).
+struct Noop;
+
+impl Acknowledge for Noop {
+    fn ack(&self, _units: u64) {}
+}
+
+use overflow::{Merged, Overflow};
 use worker::Worker;

@@ -1,6 +1,7 @@
 //! The recorder's background task: collects queued events into batches (by size and by
-//! interval, sleeping between wake-ups rather than waking per event), sends each batch
-//! until the backend acknowledges or refuses it, and settles the budgets.
+//! interval, sleeping between wake-ups rather than waking per event), takes the
+//! overflow's counters after what it took from the queue, sends each batch until the
+//! backend acknowledges or refuses it, and settles the budgets.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, error, warn};
 
-use super::{Counters, Message, Pending, RecorderConfig};
+use super::{Counters, Message, Overflow, Pending, RecorderConfig};
 use crate::backend::{BackendError, DynBackend, UsageEvent};
 use crate::backoff::Backoff;
 use crate::outbox::DynOutbox;
@@ -29,6 +30,7 @@ pub(super) struct Worker {
     pub(super) config: RecorderConfig,
     pub(super) counters: Arc<Counters>,
     pub(super) outbox: Option<Arc<dyn DynOutbox>>,
+    pub(super) overflow: Arc<Overflow>,
 }
 
 impl Worker {
@@ -46,6 +48,7 @@ impl Worker {
                     self.take(message, &mut batch).await;
                     next = rx.try_recv().ok();
                 }
+                self.take_overflow(&mut batch).await;
                 let Some(at) = batch.due else { break };
                 // Collecting: sleep until the batch is due, or until the queue holds
                 // what fills the batch, or a flush (see `Counters::wake`), not once
@@ -65,6 +68,7 @@ impl Worker {
                         while let Ok(message) = rx.try_recv() {
                             self.take(message, &mut batch).await;
                         }
+                        self.take_overflow(&mut batch).await;
                         self.send(&mut batch.events).await;
                         batch.due = None;
                     }
@@ -73,7 +77,34 @@ impl Worker {
             }
         }
         // Every sender is gone.
+        self.take_overflow(&mut batch).await;
         self.send(&mut batch.events).await;
+    }
+
+    /// Adds the overflow's counters to the batch (sending it whenever it is full). With
+    /// an outbox, each counter's event first replaces the events it adds up there.
+    async fn take_overflow(&self, batch: &mut Batch) {
+        for pending in self.overflow.take() {
+            if let (Some(outbox), Some(merged)) = (&self.outbox, &pending.merged) {
+                if let Err(err) = outbox.replace_boxed(&merged.keys, &pending.event).await {
+                    warn!(error = %err, events = merged.keys.len(),
+                          "cannot replace added-up usage in the outbox; the events stay there");
+                }
+            }
+            self.push(pending, batch).await;
+        }
+    }
+
+    /// Adds one event to the batch, sending the batch when it is full.
+    async fn push(&self, pending: Pending, batch: &mut Batch) {
+        if batch.events.is_empty() {
+            batch.due = Some(Instant::now() + self.config.flush_interval.max(MIN_WAIT));
+        }
+        batch.events.push(pending);
+        if batch.events.len() >= self.config.max_batch.max(1) {
+            self.send(&mut batch.events).await;
+            batch.due = None;
+        }
     }
 
     /// Adds an event to the batch (sent when full), or flushes.
@@ -81,16 +112,11 @@ impl Worker {
         match message {
             Message::Event(pending) => {
                 self.counters.queued.fetch_sub(1, Ordering::AcqRel);
-                if batch.events.is_empty() {
-                    batch.due = Some(Instant::now() + self.config.flush_interval.max(MIN_WAIT));
-                }
-                batch.events.push(pending);
-                if batch.events.len() >= self.config.max_batch.max(1) {
-                    self.send(&mut batch.events).await;
-                    batch.due = None;
-                }
+                self.push(pending, batch).await;
             }
+            Message::Nudge => {}
             Message::Flush(done) => {
+                self.take_overflow(batch).await;
                 self.send(&mut batch.events).await;
                 batch.due = None;
                 let _ = done.send(());
@@ -111,7 +137,7 @@ impl Worker {
             match self.deliver(&events).await {
                 Ok(()) => {
                     debug!(events = events.len(), "usage recorded");
-                    self.forget(&events).await;
+                    self.forget(&part).await;
                     self.settle(&mut part, true);
                 }
                 Err(err) if part.len() > 1 => {
@@ -130,7 +156,7 @@ impl Worker {
                             "usage event refused by the billing backend"
                         );
                     }
-                    self.forget(&events).await;
+                    self.forget(&part).await;
                     self.settle(&mut part, false);
                 }
             }
@@ -172,21 +198,38 @@ impl Worker {
 
     /// Removes settled events from the outbox. Should that fail, they are sent again at
     /// the next start, and the backend ignores them by their keys.
-    async fn forget(&self, events: &[UsageEvent]) {
+    async fn forget(&self, part: &[Pending]) {
         let Some(outbox) = &self.outbox else { return };
-        let keys: Vec<String> = events.iter().map(|e| e.idempotency_key.clone()).collect();
+        let mut keys = Vec::with_capacity(part.len());
+        for pending in part {
+            keys.push(pending.event.idempotency_key.clone());
+            // An added-up event's own events, should replacing them have failed.
+            if let Some(merged) = &pending.merged {
+                keys.extend(merged.keys.iter().cloned());
+            }
+        }
         if let Err(err) = outbox.remove_boxed(&keys).await {
             warn!(error = %err, events = keys.len(), "cannot remove recorded usage from the outbox");
         }
     }
 
     fn settle(&self, batch: &mut Vec<Pending>, recorded: bool) {
-        let count = batch.len() as u64;
+        let mut count = 0;
         for pending in batch.drain(..) {
+            count += pending.events();
+            // A refused event will never be counted by the backend; treating it as
+            // acknowledged lets the next refresh give the units back.
+            let own = pending
+                .merged
+                .as_ref()
+                .map_or(pending.event.units, |m| m.own);
             if let Some(budget) = &pending.budget {
-                // A refused event will never be counted by the backend; treating it as
-                // acknowledged lets the next refresh give the units back.
-                budget.ack(pending.event.units);
+                budget.ack(own);
+            }
+            if let Some(merged) = pending.merged {
+                for (budget, units) in merged.acks {
+                    budget.ack(units);
+                }
             }
         }
         let counter = if recorded {
