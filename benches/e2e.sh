@@ -4,12 +4,23 @@
 #   bash benches/e2e.sh            # DURATION=10s CONNECTIONS=32 THREADS=1 ROUNDS=3 by default
 #   ONLY="bare-axum quickstart-hs256 quickstart-redis" bash benches/e2e.sh   # a subset
 #   PIN=0 THREADS=2 CONNECTIONS=64 bash benches/e2e.sh   # the old unpinned method
+#   USERS=2000 bash benches/e2e.sh   # the tokens of 2,000 users, round robin (wrk Lua script)
 #
 # Builds the release binaries, installs wrk from Debian's packages if it is missing,
 # starts each target on 127.0.0.1 and loads it with wrk, interleaving the targets round
 # after round so drift affects all alike. Prints req/s, p50, p99 and max latency (medians
 # over the rounds) and each target's ratio to its bare server. Everything stays on
 # loopback and every server is stopped at the end.
+#
+# It also reports each server's CPU time per request: the process's utime + stime (all
+# threads, from /proc/<pid>/stat) before and after each wrk run, divided by the requests
+# served, and what a target adds to its bare server's in the same round (the median of
+# the rounds' differences). Unlike req/s, this holds on a noisy machine.
+#
+# With USERS=N (N > 1) wrk sends the HS256 tokens of N users (`bench-tokens`) round robin
+# through a Lua script, and every target is warmed with that script first, so that each
+# user is known (customer, budget, verified token) before the measured runs. The RS256
+# target keeps its one token.
 #
 # With PIN=1 (the default when the machine has two cores or more) every server under test
 # runs on core 0 (`taskset -c 0`: one tokio worker, one actix worker, since both size
@@ -55,10 +66,12 @@ PIDS=()
 cleanup() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
 
+declare -A PID
 start() { # name port env... binary  (servers under test: on the server core)
     local name=$1 port=$2; shift 2
     "${SERVER_CPU[@]}" env RUST_LOG=warn PORT="$port" "$@" >"$LOGS/$name.log" 2>&1 &
     PIDS+=($!)
+    PID[$name]=$! # taskset and env exec: this is the server's own pid
     for _ in $(seq 1 100); do
         grep -q "listening on" "$LOGS/$name.log" 2>/dev/null && return 0
         sleep 0.1
@@ -126,10 +139,39 @@ URL[quickstart-redis-cluster]="http://127.0.0.1:$((BASE_PORT + 12))/api/hello"
 TOKEN[quickstart-redis-cluster]=$HS_TOKEN
 if [ -n "${ONLY:-}" ]; then read -r -a TARGETS <<<"$ONLY"; fi
 
+USERS=${USERS:-1}
+SCRIPT=()
+if [ "$USERS" -gt 1 ]; then
+    "$BIN/bench-tokens" "$SECRET" "$USERS" >"$LOGS/tokens.txt"
+    cat >"$LOGS/users.lua" <<LUA
+local tokens = {}
+for line in io.lines("$LOGS/tokens.txt") do tokens[#tokens + 1] = "Bearer " .. line end
+local i = 0
+request = function()
+    i = i % #tokens + 1
+    return wrk.format(nil, nil, { ["Authorization"] = tokens[i] })
+end
+LUA
+    SCRIPT=(-s "$LOGS/users.lua")
+fi
+load() { # target duration [--latency]: wrk against the target, one user or USERS round robin
+    local t=$1 d=$2; shift 2
+    if [ "$USERS" -gt 1 ] && [ "$t" != quickstart-rs256 ]; then
+        "${LOAD_CPU[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$d" "$@" "${SCRIPT[@]}" "${URL[$t]}"
+    else
+        "${LOAD_CPU[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$d" "$@" -H "Authorization: Bearer ${TOKEN[$t]}" "${URL[$t]}"
+    fi
+}
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+TICK=$(getconf CLK_TCK)
+
 # Warm every cache (customer, budget, JWKS, verified token) and check the answers.
 for t in "${TARGETS[@]}"; do
     status=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer ${TOKEN[$t]}" "${URL[$t]}")
     [ "$status" = 200 ] || { echo "$t answered $status" >&2; exit 1; }
+    if [ "$USERS" -gt 1 ]; then
+        load "$t" 3s >/dev/null # every user seen (many times) before the measured runs
+    fi
 done
 
 to_ms() { # wrk latency (e.g. 812.00us, 1.20ms, 1.01s) in milliseconds
@@ -139,15 +181,18 @@ to_ms() { # wrk latency (e.g. 812.00us, 1.20ms, 1.01s) in milliseconds
 RESULTS="$LOGS/results.tsv"
 for round in $(seq 1 "$ROUNDS"); do
     for t in "${TARGETS[@]}"; do
-        out=$("${LOAD_CPU[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -H "Authorization: Bearer ${TOKEN[$t]}" "${URL[$t]}")
+        before=$(cpu_ticks "${PID[$t]}")
+        out=$(load "$t" "$DURATION" --latency)
+        after=$(cpu_ticks "${PID[$t]}")
         rps=$(echo "$out" | awk '/Requests\/sec/ { print $2 }')
         p50=$(to_ms "$(echo "$out" | awk '$1 == "50%" { print $2 }')")
         p99=$(to_ms "$(echo "$out" | awk '$1 == "99%" { print $2 }')")
         max=$(to_ms "$(echo "$out" | awk '$1 == "Latency" { print $4 }')")
         non2xx=$(echo "$out" | awk '/Non-2xx/ { print $NF }')
         total=$(echo "$out" | awk '/requests in/ { print $1 }')
-        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "$rps" "$p50" "$p99" "${non2xx:-0}" "$max" "$total" "$round" >>"$RESULTS"
-        echo "round $round $t: $rps req/s, p50 ${p50} ms, p99 ${p99} ms, max ${max} ms, non-2xx ${non2xx:-0}" >&2
+        cpu=$(awk -v a="$after" -v b="$before" -v n="$total" -v hz="$TICK" 'BEGIN { printf "%.2f", (a - b) * 1e6 / hz / n }')
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "$rps" "$p50" "$p99" "${non2xx:-0}" "$max" "$total" "$round" "$cpu" >>"$RESULTS"
+        echo "round $round $t: $rps req/s, p50 ${p50} ms, p99 ${p99} ms, max ${max} ms, non-2xx ${non2xx:-0}, CPU ${cpu} µs/req" >&2
     done
 done
 
@@ -160,8 +205,13 @@ round_ratio() { # target base
     awk -F'\t' -v t="$1" -v b="$2" '$1 == t { x[$8] = $2 } $1 == b { y[$8] = $2 }
         END { for (r in x) if (y[r] > 0) print 100 * x[r] / y[r] }' "$RESULTS" | median
 }
-echo "| target | req/s | p50 ms | p99 ms | max ms | vs bare | vs bare, per round |"
-echo "|---|---|---|---|---|---|---|"
+# Each round's CPU per request minus the bare server's in the same round, then their median.
+round_added() { # target base
+    awk -F'\t' -v t="$1" -v b="$2" '$1 == t { x[$8] = $9 } $1 == b { y[$8] = $9 }
+        END { for (r in x) if (r in y) print x[r] - y[r] }' "$RESULTS" | median
+}
+echo "| target | req/s | p50 ms | p99 ms | max ms | vs bare | vs bare, per round | CPU µs/req | added µs/req |"
+echo "|---|---|---|---|---|---|---|---|---|"
 for t in "${TARGETS[@]}"; do
     RPS[$t]=$(awk -F'\t' -v t="$t" '$1 == t { print $2 }' "$RESULTS" | median)
     p50=$(awk -F'\t' -v t="$t" '$1 == t { print $3 }' "$RESULTS" | median)
@@ -170,7 +220,9 @@ for t in "${TARGETS[@]}"; do
     case $t in *actix*) base=bare-actix ;; *) base=bare-axum ;; esac
     ratio=$(awk -v a="${RPS[$t]}" -v b="${RPS[$base]}" 'BEGIN { printf "%.1f %%", 100 * a / b }')
     per_round=$(printf '%.1f %%' "$(round_ratio "$t" "$base")")
-    printf '| %s | %.0f | %s | %s | %s | %s | %s |\n' "$t" "${RPS[$t]}" "$p50" "$p99" "$max" "$ratio" "$per_round"
+    cpu=$(awk -F'\t' -v t="$t" '$1 == t { print $9 }' "$RESULTS" | median)
+    added=$(printf '%+.2f' "$(round_added "$t" "$base")")
+    printf '| %s | %.0f | %s | %s | %s | %s | %s | %.2f | %s |\n' "$t" "${RPS[$t]}" "$p50" "$p99" "$max" "$ratio" "$per_round" "$cpu" "$added"
 done
 if [[ " ${TARGETS[*]} " == *" quickstart-redis "* && " ${TARGETS[*]} " == *" quickstart-hs256 "* ]]; then
     # Target 4 of the benchmarks: budgets shared through Redis against local budgets.
@@ -202,4 +254,4 @@ if [ "$PIN" = 1 ]; then
 else
     where="$(nproc) cores shared by wrk and the server"
 fi
-echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION, $ROUNDS interleaved rounds, medians; $where; $(lscpu | sed -n 's/^Model name: *//p')"
+echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION, $ROUNDS interleaved rounds, medians, $USERS user(s) round robin; $where; $(lscpu | sed -n 's/^Model name: *//p')"

@@ -75,6 +75,7 @@ pub fn normalize(mut seen: Seen, server: &App, customers: &[&str]) -> Seen {
     for (i, customer) in customers.iter().enumerate() {
         seen.body = seen.body.replace(customer, &format!("{{customer{i}}}"));
     }
+    seen.body = without_sessions(&seen.body);
     // Seconds to the period's end, read a moment apart on the two servers: any
     // rounding can straddle a boundary, so only their presence is compared here
     // (`reset_seconds` checks that they agree).
@@ -95,4 +96,25 @@ pub fn reset_seconds(value: Option<&str>) -> Option<u64> {
 pub fn assert_same(scenario: &str, seen: &[Seen; 2], status: u16) {
     assert_eq!(seen[0].status, status, "{scenario} (axum): {:?}", seen[0]);
     assert_eq!(seen[0], seen[1], "{scenario}: axum and actix differ");
+}
+
+/// `text` with every checkout session id (`cs_` and 20 alphanumerics, random per
+/// server) replaced by `{session}`.
+fn without_sessions(text: &str) -> String {
+    const LEN: usize = 20;
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("cs_") {
+        let id = &rest[at + 3..];
+        let run = id.bytes().take_while(u8::is_ascii_alphanumeric).count();
+        out.push_str(&rest[..at]);
+        if run == LEN {
+            out.push_str("{session}");
+        } else {
+            out.push_str(&rest[at..at + 3 + run]);
+        }
+        rest = &id[run..];
+    }
+    out.push_str(rest);
+    out
 }

@@ -82,11 +82,7 @@ async fn the_embedded_backend_on_both_adapters() {
         )
         .await;
         assert_eq!(status, StatusCode::OK, "{checkout}");
-        pay_locally(
-            &app.base,
-            checkout["checkoutUrl"].as_str().expect("checkoutUrl"),
-        )
-        .await;
+        pay_locally(checkout["checkoutUrl"].as_str().expect("checkoutUrl")).await;
         let paid = state(&app, &alice).await;
         assert_ne!(
             paid["products"][0]["plan"], before["products"][0]["plan"],

@@ -128,19 +128,27 @@ async fn the_same_answers_from_axum_and_actix() {
             405,
         ),
         Scenario::new(
-            "checkout without fields",
+            "checkout of an unknown session",
             reqwest::Method::GET,
-            "/checkout?customer=x".into(),
+            "/checkout/cs_unknown".into(),
             vec![],
             None,
-            400,
+            404,
         ),
         Scenario::new(
-            "checkout for nobody",
+            "checkout paying an unknown session",
             reqwest::Method::POST,
-            "/checkout".into(),
+            "/checkout/cs_nobody".into(),
             vec![],
-            Some("customer=cus_nobody&product=prd_quickstart"),
+            None,
+            404,
+        ),
+        Scenario::new(
+            "checkout of a malformed session",
+            reqwest::Method::GET,
+            "/checkout/cs%20%3Cscript%3E".into(),
+            vec![],
+            None,
             404,
         ),
     ];
@@ -254,6 +262,7 @@ async fn the_same_answers_from_axum_and_actix() {
     }
 
     let mut pages = Vec::new();
+    let mut links = Vec::new();
     for ((server, customer), body) in servers.iter().zip(&customers).zip(&raw) {
         let body: serde_json::Value = serde_json::from_str(body).expect("json");
         let checkout = body["checkoutUrl"]
@@ -268,13 +277,13 @@ async fn the_same_answers_from_axum_and_actix() {
             server,
             &[customer],
         ));
+        links.push(checkout);
     }
     assert_same("checkout page", &pages.try_into().expect("two"), 200);
     let mut paid = Vec::new();
-    for (server, customer) in servers.iter().zip(&customers) {
-        let form = format!("customer={customer}&product=prd_quickstart");
+    for ((server, customer), checkout) in servers.iter().zip(&customers).zip(&links) {
         paid.push(normalize(
-            send(server, reqwest::Method::POST, "/checkout", &[], Some(&form))
+            send(server, reqwest::Method::POST, checkout, &[], None)
                 .await
                 .0,
             server,

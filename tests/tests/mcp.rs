@@ -77,7 +77,7 @@ async fn the_official_client_is_gated_after_the_allowance_and_admitted_after_pay
     let client = reqwest::Client::new();
     let page = client.get(checkout).send().await.expect("checkout page");
     assert_eq!(page.status(), StatusCode::OK);
-    pay_locally(&app.base, checkout).await;
+    pay_locally(checkout).await;
     let after = official_client(
         &app.url(),
         json!({ "token": token, "steps": [summarize("paid for")] }),

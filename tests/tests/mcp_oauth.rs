@@ -153,7 +153,7 @@ async fn discovers_authorization_and_recovers_from_the_gate(dev: bool) {
 
     // Pay on the link `upgrade` gave; the next priced call is admitted.
     match &backend {
-        Backend::Embedded => pay_locally(&app.base, &checkout).await,
+        Backend::Embedded => pay_locally(&checkout).await,
         Backend::DevServer(_) => {
             let paid = reqwest::Client::new()
                 .post(&checkout)

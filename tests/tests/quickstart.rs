@@ -118,17 +118,20 @@ async fn free_allowance_then_402_then_checkout_then_allowed_again() {
         .expect("checkoutUrl")
         .to_owned();
     assert!(
-        checkout.starts_with(&format!("{base}/checkout?")),
+        checkout.starts_with(&format!("{base}/checkout/cs_")),
         "{checkout}"
     );
-    assert!(checkout.contains(&customer));
+    assert!(
+        !checkout.contains(&customer),
+        "the link names a session, not the customer"
+    );
 
-    // The checkout page, then "paying".
+    // The checkout page, then "paying" that session (nothing else can be paid).
     let page = client.get(&checkout).send().await.expect("page");
     assert_eq!(page.status(), StatusCode::OK);
     let html = page.text().await.expect("html");
     assert!(html.contains("<form") && html.contains(&customer));
-    let paid = client
+    let forged = client
         .post(format!("{base}/checkout"))
         .form(&[
             ("customer", customer.as_str()),
@@ -136,8 +139,31 @@ async fn free_allowance_then_402_then_checkout_then_allowed_again() {
         ])
         .send()
         .await
-        .expect("pay");
+        .expect("forged");
+    assert!(
+        forged.status().is_client_error(),
+        "a form naming a customer buys nothing: {}",
+        forged.status()
+    );
+    let guessed = client
+        .post(format!("{base}/checkout/cs_00000000000000000000"))
+        .send()
+        .await
+        .expect("guessed");
+    assert_eq!(guessed.status(), StatusCode::NOT_FOUND);
+    let paid = client.post(&checkout).send().await.expect("pay");
     assert_eq!(paid.status(), StatusCode::OK);
+    assert!(paid
+        .text()
+        .await
+        .expect("html")
+        .contains("Payment received"));
+    let again = client.post(&checkout).send().await.expect("pay again");
+    assert_eq!(again.status(), StatusCode::OK);
+    assert!(
+        again.text().await.expect("html").contains("Already paid"),
+        "a session pays once"
+    );
 
     // Unlocked at once, not after the cache TTL.
     let (status, _, body) = hello(&client, base, "user-e2e").await;

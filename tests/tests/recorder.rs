@@ -117,7 +117,6 @@ fn tiny_queue_with_outbox(backend: &MemoryBackend, path: &std::path::Path) -> Pa
 
 #[tokio::test]
 async fn a_full_queue_with_an_outbox_bills_every_request_once_across_a_restart() {
-    use paywall::recorder::Outbox;
     let dir = tempfile::tempdir().expect("tmp");
     let path = dir.path().join("outbox.db");
     let outbox = paywall_local::SqliteOutbox::open(&path).expect("outbox");

@@ -45,23 +45,23 @@ fn page(page: checkout::Page) -> HttpResponse {
     response.body(page.body)
 }
 
-/// `GET /checkout?customer=…&product=…`: the plan and a pay button.
-async fn checkout_page(billing: web::Data<Billing>, request: HttpRequest) -> HttpResponse {
-    page(checkout::page(&billing.backend, request.query_string().as_bytes()).await)
+/// `GET /checkout/{session}`: the plan and a pay button.
+async fn checkout_page(billing: web::Data<Billing>, session: web::Path<String>) -> HttpResponse {
+    page(checkout::page(&billing.backend, &session).await)
 }
 
-/// `POST /checkout`: buys the plan and unlocks the customer at once (only from the
-/// checkout page's own origin).
+/// `POST /checkout/{session}`: buys the session's plan and unlocks the customer at once
+/// (only from the checkout page's own origin).
 async fn checkout_pay(
     billing: web::Data<Billing>,
     request: HttpRequest,
-    form: web::Bytes,
+    session: web::Path<String>,
 ) -> HttpResponse {
     let header = |name| request.headers().get(name).and_then(|v| v.to_str().ok());
     if !checkout::same_origin(header("origin"), header("host")) {
         return page(checkout::cross_site());
     }
-    page(checkout::pay(&billing.backend, Some(&billing.paywall), &form).await)
+    page(checkout::pay(&billing.backend, Some(&billing.paywall), &session).await)
 }
 
 #[actix_web::main]
@@ -90,8 +90,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     .wrap(paid.clone())
                     .route("/hello", web::get().to(hello)),
             )
-            .route(checkout::PATH, web::get().to(checkout_page))
-            .route(checkout::PATH, web::post().to(checkout_pay))
+            .route(
+                &format!("{}/{{session}}", checkout::PATH),
+                web::get().to(checkout_page),
+            )
+            .route(
+                &format!("{}/{{session}}", checkout::PATH),
+                web::post().to(checkout_pay),
+            )
             .route("/health", web::get().to(|| async { "ok" })) // public
     })
     .bind(("127.0.0.1", port))?;

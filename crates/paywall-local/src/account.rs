@@ -21,7 +21,7 @@ impl LocalBackend {
     pub async fn purchases_of(&self, customer: &str) -> Result<Vec<PurchaseRecord>, LocalError> {
         let customer = customer.to_owned();
         self.run(move |conn| {
-            directory::find_by(conn, "reference", &customer)?
+            directory::find_by(conn, directory::Column::Reference, &customer)?
                 .map(|record| record.purchases)
                 .ok_or_else(|| LocalError::NotFound(format!("customer {customer}")))
         })
@@ -37,15 +37,16 @@ impl LocalBackend {
     ) -> Result<PurchaseRecord, LocalError> {
         let (customer, purchase) = (customer.to_owned(), purchase.to_owned());
         self.run(move |conn| {
-            let changed = conn.execute(
-                "UPDATE purchases SET status = 'cancelled', cancelled_at = ?3
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE purchases SET status = 'cancelled', cancelled_at = ?3
                  WHERE reference = ?1 AND customer_ref = ?2 AND status = 'active'",
-                params![purchase, customer, ledger::now_ms()],
-            )?;
+                )?
+                .execute(params![purchase, customer, ledger::now_ms()])?;
             if changed == 0 {
                 return Err(LocalError::NotFound(format!("purchase {purchase}")));
             }
-            directory::find_by(conn, "reference", &customer)?
+            directory::find_by(conn, directory::Column::Reference, &customer)?
                 .and_then(|record| {
                     record
                         .purchases
@@ -62,11 +63,8 @@ impl LocalBackend {
         let purchase = purchase.to_owned();
         self.run(move |conn| {
             Ok(conn
-                .query_row(
-                    "SELECT customer_ref FROM purchases WHERE reference = ?1",
-                    [&purchase],
-                    |row| row.get(0),
-                )
+                .prepare_cached("SELECT customer_ref FROM purchases WHERE reference = ?1")?
+                .query_row([&purchase], |row| row.get(0))
                 .optional()?)
         })
         .await
@@ -98,10 +96,16 @@ impl LocalBackend {
     ) -> Result<String, BackendError> {
         // The product must exist (its paid plan is what the local checkout sells).
         self.paid_plan(&request.product).await?;
-        self.checkout_url_for(customer.as_str(), &request.product)
-            .ok_or(BackendError::Unsupported(
-                "checkout sessions (no checkout URL)",
-            ))
+        self.checkout_link(
+            customer.as_str(),
+            &request.product,
+            request.plan.as_deref(),
+            request.return_url.as_deref(),
+        )
+        .await?
+        .ok_or(BackendError::Unsupported(
+            "checkout sessions (no checkout URL)",
+        ))
     }
 }
 

@@ -25,7 +25,9 @@ impl BillingBackend for LocalBackend {
         let offers_checkout = allowance.offers_checkout();
         let mut limits = allowance.limits;
         if offers_checkout {
-            limits.checkout_url = self.checkout_url_for(customer.as_str(), product);
+            limits.checkout_url = self
+                .checkout_link(customer.as_str(), product, None, None)
+                .await?;
         }
         Ok(limits)
     }

@@ -36,7 +36,7 @@ impl LocalBackendBuilder {
     }
 
     /// The local checkout page (see [`checkout`](crate::checkout)) put in 402 answers, as
-    /// `<url>?customer=cus_...&product=prd_...`.
+    /// `<url>/<session>`: a checkout session of that customer and product.
     pub fn checkout_url(mut self, url: impl Into<String>) -> Self {
         self.checkout_url = Some(url.into());
         self
@@ -81,6 +81,9 @@ impl LocalBackendBuilder {
             )?,
         };
         conn.busy_timeout(Duration::from_secs(5))?;
+        // Every statement of the ledger is fixed text run through the statement cache,
+        // so SQLite parses each once; the cache holds all of them (about 40).
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         schema::migrate(&mut conn)?;
         for product in &self.products {
             ledger::upsert_product(&mut conn, product)?;
@@ -118,3 +121,6 @@ fn local_portal_url(checkout_url: Option<&str>) -> Option<String> {
 fn local_portal_url(_: Option<&str>) -> Option<String> {
     None
 }
+
+/// Statements the ledger's connection keeps prepared: more than it has.
+const STATEMENT_CACHE: usize = 64;

@@ -1,9 +1,13 @@
 //! The local checkout: pages where "paying" moves a customer to the paid plan.
 //!
-//! `GET /checkout?customer=cus_...&product=prd_...` shows the plan and a pay button;
-//! `POST /checkout` (form fields `customer`, `product`) buys it and tells the paywall to
-//! refresh that customer's budgets at once. No money moves: it is the embedded
-//! backend's stand-in for a provider's hosted checkout.
+//! Every link names a checkout session, `/checkout/cs_...`, opened for one customer and
+//! product when the paywall needs a link (a 402, `POST /api/billing/checkout`). Its id is
+//! 20 random alphanumerics (119 bits): the link is the customer's capability, and it
+//! pays only its own session, once. `GET /checkout/{session}` shows the plan and a pay
+//! button; `POST /checkout/{session}` from that page (a post from another site is
+//! refused) buys it and tells the paywall to refresh that customer's budgets at once;
+//! posting again buys nothing more. No money moves: it is the embedded backend's
+//! stand-in for a provider's hosted checkout.
 //!
 //! ```
 //! use paywall_local::{checkout, LocalBackend, Product};
@@ -19,7 +23,7 @@
 //! # }
 //! ```
 
-use axum::extract::{RawQuery, State};
+use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -100,42 +104,41 @@ impl Page {
             }
         }
     }
+}
 
-    fn bad_params(what: &str) -> Self {
-        Self::problem(
-            400,
-            "bad_request",
-            format!("Missing or malformed {what}: expected the fields `customer` and `product`."),
-        )
+/// The longest session id accepted in a path (ours have 23 characters).
+const MAX_SESSION_ID: usize = 64;
+
+/// The open or paid session `id`, or the page that answers for it.
+async fn session(backend: &LocalBackend, id: &str) -> Result<crate::SessionRecord, Page> {
+    let well_formed = !id.is_empty()
+        && id.len() <= MAX_SESSION_ID
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    let unknown = || Page::problem(404, "not_found", "Unknown checkout session.".into());
+    if !well_formed {
+        return Err(unknown());
+    }
+    match backend.checkout_session(id).await {
+        Ok(Some(session)) => Ok(session),
+        Ok(None) => Err(unknown()),
+        Err(err) => Err(Page::failure(err)),
     }
 }
 
-/// `customer` and `product` from a query string or form body.
-fn params(raw: &[u8]) -> Option<(String, String)> {
-    let (mut customer, mut product) = (None, None);
-    for (name, value) in form_urlencoded::parse(raw) {
-        match name.as_ref() {
-            "customer" if customer.is_none() => customer = Some(value.into_owned()),
-            "product" if product.is_none() => product = Some(value.into_owned()),
-            _ => {}
-        }
-    }
-    match (customer, product) {
-        (Some(c), Some(p)) if !c.is_empty() && !p.is_empty() => Some((c, p)),
-        _ => None,
-    }
-}
-
-/// `GET /checkout?customer=..&product=..`: the plan and a pay button.
-pub async fn page(backend: &LocalBackend, query: &[u8]) -> Page {
-    let Some((customer, product)) = params(query) else {
-        return Page::bad_params("query");
+/// `GET /checkout/{session}`: the plan and a pay button (or the receipt, once paid).
+pub async fn page(backend: &LocalBackend, session_id: &str) -> Page {
+    let session = match session(backend, session_id).await {
+        Ok(session) => session,
+        Err(page) => return page,
     };
-    let plan = match backend.paid_plan(&product).await {
+    let plan = match backend.paid_plan(&session.product_ref).await {
         Ok(plan) => plan,
         Err(err) => return Page::failure(err),
     };
-    let (customer, product) = (escape(&customer), escape(&product));
+    if session.status == "complete" {
+        return paid(&session, &plan, false);
+    }
+    let id = escape(&session.id);
     Page::html(format!(
         "<!doctype html>
 <html lang=\"en\"><head><meta charset=\"utf-8\"><title>Checkout</title></head>
@@ -143,13 +146,13 @@ pub async fn page(backend: &LocalBackend, query: &[u8]) -> Page {
 <h1>Checkout (local test mode)</h1>
 <p>Customer <code>{customer}</code>, product <code>{product}</code>.</p>
 <p>Plan <strong>{name}</strong>: {units} units every {days} days for {price}.</p>
-<form method=\"post\" action=\"{PATH}\">
-<input type=\"hidden\" name=\"customer\" value=\"{customer}\">
-<input type=\"hidden\" name=\"product\" value=\"{product}\">
+<form method=\"post\" action=\"{PATH}/{id}\">
 <button type=\"submit\">Pay (no money moves)</button>
 </form>
 </body></html>
 ",
+        customer = escape(&session.customer_ref),
+        product = escape(&session.product_ref),
         name = escape(&plan.name),
         units = plan.units,
         days = plan.period.as_secs() / 86_400,
@@ -157,33 +160,48 @@ pub async fn page(backend: &LocalBackend, query: &[u8]) -> Page {
     ))
 }
 
-/// `POST /checkout` (form `customer`, `product`): buys the paid plan and, with a
-/// `paywall`, invalidates the customer's cached budgets so the next request passes.
-pub async fn pay(backend: &LocalBackend, paywall: Option<&Paywall>, form: &[u8]) -> Page {
-    let Some((customer, product)) = params(form) else {
-        return Page::bad_params("form");
-    };
-    let plan = match backend.purchase(&customer, &product).await {
-        Ok(plan) => plan,
+/// `POST /checkout/{session}`: buys the session's plan, once; with a `paywall`,
+/// invalidates the customer's cached budgets so the next request passes. Posting a
+/// paid session again shows the receipt and buys nothing.
+pub async fn pay(backend: &LocalBackend, paywall: Option<&Paywall>, session_id: &str) -> Page {
+    if let Err(page) = session(backend, session_id).await {
+        return page;
+    }
+    let (session, plan, bought) = match backend.complete_checkout_session(session_id).await {
+        Ok(done) => done,
         Err(err) => return Page::failure(err),
     };
-    tracing::info!(%customer, %product, plan = %plan.reference, "local checkout paid");
-    if let Some(paywall) = paywall {
-        paywall
-            .invalidate_customer(&CustomerRef::new(customer.as_str()))
-            .await;
+    if bought {
+        tracing::info!(customer = %session.customer_ref, product = %session.product_ref,
+                       plan = %plan.reference, "local checkout paid");
+        if let Some(paywall) = paywall {
+            paywall
+                .invalidate_customer(&CustomerRef::new(session.customer_ref.as_str()))
+                .await;
+        }
     }
+    paid(&session, &plan, bought)
+}
+
+/// The receipt of a paid session, with the link back when the session has one.
+fn paid(session: &crate::SessionRecord, plan: &crate::Plan, now: bool) -> Page {
+    let back = session
+        .return_url
+        .as_deref()
+        .map(|url| format!("<p><a href=\"{}\">Continue</a></p>\n", escape(url)))
+        .unwrap_or_default();
     Page::html(format!(
         "<!doctype html>
 <html lang=\"en\"><head><meta charset=\"utf-8\"><title>Paid</title></head>
-<body><h1>Payment received</h1>
-<p>Customer <code>{}</code> is on plan <strong>{}</strong> of <code>{}</code>: {} units per period.</p>
-</body></html>
+<body><h1>{title}</h1>
+<p>Customer <code>{customer}</code> is on plan <strong>{name}</strong> of <code>{product}</code>: {units} units per period.</p>
+{back}</body></html>
 ",
-        escape(&customer),
-        escape(&plan.name),
-        escape(&product),
-        plan.units,
+        title = if now { "Payment received" } else { "Already paid" },
+        customer = escape(&session.customer_ref),
+        name = escape(&plan.name),
+        product = escape(&session.product_ref),
+        units = plan.units,
     ))
 }
 
@@ -193,11 +211,12 @@ struct Checkout {
     paywall: Option<Paywall>,
 }
 
-/// The checkout routes, at [`PATH`], as an axum router. With a `paywall`, a purchase
-/// invalidates the customer's cached budgets so the next request is admitted at once.
+/// The checkout routes, `{PATH}/{session}`, as an axum router. With a `paywall`, a
+/// purchase invalidates the customer's cached budgets so the next request is admitted
+/// at once.
 pub fn router(backend: LocalBackend, paywall: Option<Paywall>) -> Router {
     Router::new()
-        .route(PATH, get(get_page).post(post_pay))
+        .route(&format!("{PATH}/{{session}}"), get(get_page).post(post_pay))
         .with_state(Checkout { backend, paywall })
 }
 
@@ -220,11 +239,11 @@ impl IntoResponse for Page {
     }
 }
 
-async fn get_page(State(checkout): State<Checkout>, RawQuery(query): RawQuery) -> Page {
-    page(&checkout.backend, query.unwrap_or_default().as_bytes()).await
+async fn get_page(State(checkout): State<Checkout>, Path(session): Path<String>) -> Page {
+    page(&checkout.backend, &session).await
 }
 
-/// The largest checkout form accepted (it holds two short fields).
+/// The largest checkout form accepted (the pay form has no fields).
 pub const MAX_FORM_BYTES: u64 = 16 * 1024;
 
 /// Whether the request declares a body larger than `limit`: such requests are refused
@@ -272,7 +291,11 @@ pub(crate) fn from_own_page(headers: &axum::http::HeaderMap) -> bool {
     same_origin(header(header::ORIGIN), header(header::HOST))
 }
 
-async fn post_pay(State(checkout): State<Checkout>, request: axum::extract::Request) -> Page {
+async fn post_pay(
+    State(checkout): State<Checkout>,
+    Path(session): Path<String>,
+    request: axum::extract::Request,
+) -> Page {
     if !from_own_page(request.headers()) {
         return cross_site();
     }
@@ -283,8 +306,9 @@ async fn post_pay(State(checkout): State<Checkout>, request: axum::extract::Requ
             format!("The form is larger than {MAX_FORM_BYTES} bytes."),
         );
     }
+    // The form carries nothing the purchase reads; it is drained, within the limit.
     match axum::body::to_bytes(request.into_body(), MAX_FORM_BYTES as usize).await {
-        Ok(body) => pay(&checkout.backend, checkout.paywall.as_ref(), &body).await,
+        Ok(_) => pay(&checkout.backend, checkout.paywall.as_ref(), &session).await,
         Err(_) => Page::problem(
             413,
             "payload_too_large",
@@ -311,7 +335,7 @@ pub(crate) fn escape(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{escape, params, same_origin};
+    use super::{escape, same_origin};
 
     #[test]
     fn only_the_pages_own_origin_may_post() {
@@ -334,21 +358,6 @@ mod tests {
             Some("https://app.example.evil"),
             Some("app.example")
         ));
-    }
-
-    #[test]
-    fn params_need_both_fields_once() {
-        assert_eq!(
-            params(b"customer=cus_1&product=prd_a"),
-            Some(("cus_1".into(), "prd_a".into()))
-        );
-        assert_eq!(
-            params(b"customer=cus%201&product=p&customer=other"),
-            Some(("cus 1".into(), "p".into()))
-        );
-        assert_eq!(params(b"customer=cus_1"), None);
-        assert_eq!(params(b"customer=&product=p"), None);
-        assert_eq!(params(b"\xff\xfe"), None);
     }
 
     #[test]

@@ -85,11 +85,44 @@ pub struct SessionRecord {
 
 impl Lookup<'_> {
     /// The column searched and the value sought.
-    pub(crate) fn parts(self) -> (&'static str, String) {
+    pub(crate) fn parts(self) -> (Column, String) {
         match self {
-            Lookup::Reference(v) => ("reference", v.to_owned()),
-            Lookup::ExternalRef(v) => ("external_ref", v.to_owned()),
-            Lookup::Email(v) => ("email", v.to_owned()),
+            Lookup::Reference(v) => (Column::Reference, v.to_owned()),
+            Lookup::ExternalRef(v) => (Column::ExternalRef, v.to_owned()),
+            Lookup::Email(v) => (Column::Email, v.to_owned()),
+        }
+    }
+}
+
+/// A unique column of `customers`, with its statements spelled out (fixed text, so
+/// the connection's statement cache prepares each once).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Column {
+    Reference,
+    ExternalRef,
+    Email,
+}
+
+impl Column {
+    fn select_customer(self) -> &'static str {
+        match self {
+            Column::Reference => {
+                "SELECT reference, external_ref, email, name FROM customers WHERE reference = ?1"
+            }
+            Column::ExternalRef => {
+                "SELECT reference, external_ref, email, name FROM customers WHERE external_ref = ?1"
+            }
+            Column::Email => {
+                "SELECT reference, external_ref, email, name FROM customers WHERE email = ?1"
+            }
+        }
+    }
+
+    fn select_reference(self) -> &'static str {
+        match self {
+            Column::Reference => "SELECT reference FROM customers WHERE reference = ?1",
+            Column::ExternalRef => "SELECT reference FROM customers WHERE external_ref = ?1",
+            Column::Email => "SELECT reference FROM customers WHERE email = ?1",
         }
     }
 }
@@ -102,16 +135,15 @@ pub(crate) fn find(
     find_by(conn, column, &value)
 }
 
-/// `column` is one of [`Lookup::parts`]'s, never client text.
+/// The customer whose `column` is `value`, with its purchases.
 pub(crate) fn find_by(
     conn: &Connection,
-    column: &str,
+    column: Column,
     value: &str,
 ) -> Result<Option<CustomerRecord>, LocalError> {
-    let sql =
-        format!("SELECT reference, external_ref, email, name FROM customers WHERE {column} = ?1");
     let found = conn
-        .query_row(&sql, [value], |row| {
+        .prepare_cached(column.select_customer())?
+        .query_row([value], |row| {
             Ok(CustomerRecord {
                 reference: row.get(0)?,
                 external_ref: row.get(1)?,
@@ -124,7 +156,7 @@ pub(crate) fn find_by(
     let Some(mut customer) = found else {
         return Ok(None);
     };
-    let mut query = conn.prepare(
+    let mut query = conn.prepare_cached(
         "SELECT u.reference, u.product_ref, p.name, u.plan_ref, u.status, u.started_at, l.price_cents,
                 u.cancelled_at
          FROM purchases u JOIN products p ON p.reference = u.product_ref
@@ -154,19 +186,22 @@ fn conflicts(
     email: Option<&str>,
     external_ref: Option<&str>,
 ) -> Result<(), LocalError> {
-    let owner = |column: &str, value: &str| -> Result<Option<String>, LocalError> {
-        let sql = format!("SELECT reference FROM customers WHERE {column} = ?1");
-        Ok(conn.query_row(&sql, [value], |row| row.get(0)).optional()?)
+    let owner = |column: Column, value: &str| -> Result<Option<String>, LocalError> {
+        Ok(conn
+            .prepare_cached(column.select_reference())?
+            .query_row([value], |row| row.get(0))
+            .optional()?)
     };
     if let Some(email) = email {
-        if owner("email", email)?.is_some_and(|o| Some(o.as_str()) != reference) {
+        if owner(Column::Email, email)?.is_some_and(|o| Some(o.as_str()) != reference) {
             return Err(LocalError::Conflict(format!(
                 "a customer with email {email} already exists"
             )));
         }
     }
     if let Some(external_ref) = external_ref {
-        if owner("external_ref", external_ref)?.is_some_and(|o| Some(o.as_str()) != reference) {
+        if owner(Column::ExternalRef, external_ref)?.is_some_and(|o| Some(o.as_str()) != reference)
+        {
             return Err(LocalError::Conflict(format!(
                 "a customer with externalRef {external_ref} already exists"
             )));
@@ -184,9 +219,7 @@ pub(crate) fn create(
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     conflicts(&tx, None, Some(email), external_ref)?;
     let reference = new_reference("cus");
-    tx.execute(
-        "INSERT INTO customers(reference, external_ref, email, name, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![reference, external_ref, email, name, now_ms()],
+    tx.prepare_cached("INSERT INTO customers(reference, external_ref, email, name, created_at) VALUES (?1, ?2, ?3, ?4, ?5)")?.execute(params![reference, external_ref, email, name, now_ms()],
     )?;
     tx.commit()?;
     find(conn, Lookup::Reference(&reference))?
@@ -206,12 +239,17 @@ pub(crate) fn update(
         patch.email.as_deref(),
         patch.external_ref.as_deref(),
     )?;
-    tx.execute(
+    tx.prepare_cached(
         "UPDATE customers SET email = COALESCE(?2, email), name = COALESCE(?3, name),
                               external_ref = COALESCE(?4, external_ref)
          WHERE reference = ?1",
-        params![reference, patch.email, patch.name, patch.external_ref],
-    )?;
+    )?
+    .execute(params![
+        reference,
+        patch.email,
+        patch.name,
+        patch.external_ref
+    ])?;
     tx.commit()?;
     find(conn, Lookup::Reference(reference))?
         .ok_or_else(|| LocalError::NotFound(format!("customer {reference}")))
@@ -229,9 +267,7 @@ pub(crate) fn open_session(
     ledger::require_customer(&tx, customer)?;
     let plan = match plan {
         Some(plan) => tx
-            .query_row(
-                "SELECT reference FROM plans WHERE reference = ?1 AND product_ref = ?2 AND is_free = 0",
-                params![plan, product],
+            .prepare_cached("SELECT reference FROM plans WHERE reference = ?1 AND product_ref = ?2 AND is_free = 0")?.query_row(params![plan, product],
                 |row| row.get::<_, String>(0),
             )
             .optional()?
@@ -239,21 +275,20 @@ pub(crate) fn open_session(
         None => ledger::paid_plan(&tx, product)?.reference,
     };
     let open: Option<String> = tx
-        .query_row(
+        .prepare_cached(
             "SELECT id FROM checkout_sessions WHERE customer_ref = ?1 AND product_ref = ?2
                AND plan_ref = ?3 AND status = 'open' AND return_url IS ?4",
-            params![customer, product, plan, return_url],
-            |row| row.get(0),
-        )
+        )?
+        .query_row(params![customer, product, plan, return_url], |row| {
+            row.get(0)
+        })
         .optional()?;
     let id = match open {
         Some(id) => id,
         None => {
             let id = new_reference("cs");
-            tx.execute(
-                "INSERT INTO checkout_sessions(id, customer_ref, product_ref, plan_ref, return_url, status, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 'open', ?6)",
-                params![id, customer, product, plan, return_url, now_ms()],
+            tx.prepare_cached("INSERT INTO checkout_sessions(id, customer_ref, product_ref, plan_ref, return_url, status, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'open', ?6)")?.execute(params![id, customer, product, plan, return_url, now_ms()],
             )?;
             id
         }
@@ -264,22 +299,21 @@ pub(crate) fn open_session(
 
 pub(crate) fn session(conn: &Connection, id: &str) -> Result<Option<SessionRecord>, LocalError> {
     Ok(conn
-        .query_row(
+        .prepare_cached(
             "SELECT id, customer_ref, product_ref, plan_ref, return_url, status, purchase_ref
              FROM checkout_sessions WHERE id = ?1",
-            [id],
-            |row| {
-                Ok(SessionRecord {
-                    id: row.get(0)?,
-                    customer_ref: row.get(1)?,
-                    product_ref: row.get(2)?,
-                    plan_ref: row.get(3)?,
-                    return_url: row.get(4)?,
-                    status: row.get(5)?,
-                    purchase_ref: row.get(6)?,
-                })
-            },
-        )
+        )?
+        .query_row([id], |row| {
+            Ok(SessionRecord {
+                id: row.get(0)?,
+                customer_ref: row.get(1)?,
+                product_ref: row.get(2)?,
+                plan_ref: row.get(3)?,
+                return_url: row.get(4)?,
+                status: row.get(5)?,
+                purchase_ref: row.get(6)?,
+            })
+        })
         .optional()?)
 }
 
@@ -296,10 +330,10 @@ pub(crate) fn complete(
     let plan = if bought {
         let (plan, purchase) =
             ledger::purchase_in(&tx, &current.customer_ref, &current.product_ref)?;
-        tx.execute(
+        tx.prepare_cached(
             "UPDATE checkout_sessions SET status = 'complete', purchase_ref = ?2 WHERE id = ?1",
-            params![id, purchase],
-        )?;
+        )?
+        .execute(params![id, purchase])?;
         plan
     } else {
         ledger::paid_plan(&tx, &current.product_ref)?

@@ -34,19 +34,17 @@ pub(crate) fn new_reference(prefix: &str) -> String {
 /// Inserts or updates a product and its plans.
 pub(crate) fn upsert_product(conn: &mut Connection, product: &Product) -> Result<(), LocalError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO products(reference, name) VALUES (?1, ?2)
          ON CONFLICT(reference) DO UPDATE SET name = excluded.name",
-        params![product.reference, product.name],
-    )?;
+    )?
+    .execute(params![product.reference, product.name])?;
     for plan in [&product.free_plan, &product.paid_plan] {
-        tx.execute(
-            "INSERT INTO plans(reference, product_ref, name, units, period_secs, price_cents, is_free)
+        tx.prepare_cached("INSERT INTO plans(reference, product_ref, name, units, period_secs, price_cents, is_free)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
              ON CONFLICT(reference) DO UPDATE SET name = excluded.name, units = excluded.units,
                  period_secs = excluded.period_secs, price_cents = excluded.price_cents,
-                 is_free = excluded.is_free",
-            params![
+                 is_free = excluded.is_free")?.execute(params![
                 plan.reference,
                 product.reference,
                 plan.name,
@@ -68,11 +66,8 @@ pub(crate) fn ensure_customer(
 ) -> Result<String, LocalError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let existing: Option<String> = tx
-        .query_row(
-            "SELECT reference FROM customers WHERE external_ref = ?1",
-            [&identity.external_ref],
-            |row| row.get(0),
-        )
+        .prepare_cached("SELECT reference FROM customers WHERE external_ref = ?1")?
+        .query_row([&identity.external_ref], |row| row.get(0))
         .optional()?;
     let reference = match existing {
         Some(reference) => reference,
@@ -83,17 +78,17 @@ pub(crate) fn ensure_customer(
                 Some(email) if !email_taken(&tx, email)? => Some(email),
                 _ => None,
             };
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO customers(reference, external_ref, email, name, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![
-                    reference,
-                    identity.external_ref,
-                    email,
-                    identity.name,
-                    now_ms()
-                ],
-            )?;
+            )?
+            .execute(params![
+                reference,
+                identity.external_ref,
+                email,
+                identity.name,
+                now_ms()
+            ])?;
             reference
         }
     };
@@ -103,9 +98,8 @@ pub(crate) fn ensure_customer(
 
 pub(crate) fn email_taken(conn: &Connection, email: &str) -> Result<bool, LocalError> {
     Ok(conn
-        .query_row("SELECT 1 FROM customers WHERE email = ?1", [email], |_| {
-            Ok(())
-        })
+        .prepare_cached("SELECT 1 FROM customers WHERE email = ?1")?
+        .query_row([email], |_| Ok(()))
         .optional()?
         .is_some())
 }
@@ -137,25 +131,25 @@ pub(crate) fn period(
     now: i64,
 ) -> Result<Period, LocalError> {
     let purchased: Option<(String, i64, i64, i64)> = conn
-        .query_row(
+        .prepare_cached(
             "SELECT p.reference, p.units, p.period_secs, u.started_at
              FROM purchases u JOIN plans p ON p.reference = u.plan_ref
              WHERE u.customer_ref = ?1 AND u.product_ref = ?2 AND u.status = 'active'
              ORDER BY u.started_at DESC LIMIT 1",
-            params![customer, product],
-            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
-        )
+        )?
+        .query_row(params![customer, product], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+        })
         .optional()?;
     let (plan, units, period_secs, anchor, is_free) = match purchased {
         Some((plan, units, period, started)) => (plan, units, period, started, false),
         None => {
             let (plan, units, period): (String, i64, i64) = conn
-                .query_row(
+                .prepare_cached(
                     "SELECT reference, units, period_secs FROM plans
                      WHERE product_ref = ?1 AND is_free = 1 LIMIT 1",
-                    [product],
-                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
-                )
+                )?
+                .query_row([product], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
                 .optional()?
                 .ok_or_else(|| LocalError::NotFound(format!("product {product}")))?;
             // Free periods are fixed windows counted from the Unix epoch; a purchase
@@ -195,18 +189,18 @@ pub(crate) fn used(
     if let Some(total) = total {
         return Ok(total);
     }
-    let total: i64 = conn.query_row(
-        "SELECT COALESCE(SUM(units), 0) FROM usage_events_v4
+    let total: i64 = conn
+        .prepare_cached(
+            "SELECT COALESCE(SUM(units), 0) FROM usage_events_v4
          WHERE customer_ref = ?1 AND product_ref = ?2 AND meter = ?3
            AND outcome = 'success' AND occurred_at >= ?4",
-        params![customer, product, meter, start],
-        |row| row.get(0),
-    )?;
-    conn.execute(
+        )?
+        .query_row(params![customer, product, meter, start], |row| row.get(0))?;
+    conn.prepare_cached(
         "INSERT INTO usage_totals(customer_ref, product_ref, meter, period_start, units)
          VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![customer, product, meter, start, total],
-    )?;
+    )?
+    .execute(params![customer, product, meter, start, total])?;
     Ok(total)
 }
 
@@ -250,45 +244,47 @@ pub(crate) fn purchase_in(
 ) -> Result<(Plan, String), LocalError> {
     require_customer(tx, customer)?;
     let plan = paid_plan(tx, product)?;
-    tx.execute(
+    tx.prepare_cached(
         "UPDATE purchases SET status = 'replaced'
          WHERE customer_ref = ?1 AND product_ref = ?2 AND status = 'active'",
-        params![customer, product],
-    )?;
+    )?
+    .execute(params![customer, product])?;
     let reference = new_reference("pur");
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO purchases(reference, customer_ref, product_ref, plan_ref, status, started_at)
          VALUES (?1, ?2, ?3, ?4, 'active', ?5)",
-        params![reference, customer, product, plan.reference, now_ms()],
-    )?;
+    )?
+    .execute(params![
+        reference,
+        customer,
+        product,
+        plan.reference,
+        now_ms()
+    ])?;
     Ok((plan, reference))
 }
 
 pub(crate) fn require_customer(conn: &Connection, customer: &str) -> Result<(), LocalError> {
-    conn.query_row(
-        "SELECT 1 FROM customers WHERE reference = ?1",
-        [customer],
-        |_| Ok(()),
-    )
-    .optional()?
-    .ok_or_else(|| LocalError::NotFound(format!("customer {customer}")))
+    conn.prepare_cached("SELECT 1 FROM customers WHERE reference = ?1")?
+        .query_row([customer], |_| Ok(()))
+        .optional()?
+        .ok_or_else(|| LocalError::NotFound(format!("customer {customer}")))
 }
 
 pub(crate) fn paid_plan(conn: &Connection, product: &str) -> Result<Plan, LocalError> {
-    conn.query_row(
+    conn.prepare_cached(
         "SELECT reference, name, units, period_secs, price_cents FROM plans
          WHERE product_ref = ?1 AND is_free = 0 ORDER BY price_cents LIMIT 1",
-        [product],
-        |row| {
-            Ok(Plan {
-                reference: row.get(0)?,
-                name: row.get(1)?,
-                units: u64::try_from(row.get::<_, i64>(2)?).unwrap_or(0),
-                period: Duration::from_secs(u64::try_from(row.get::<_, i64>(3)?).unwrap_or(1)),
-                price_cents: u64::try_from(row.get::<_, i64>(4)?).unwrap_or(0),
-            })
-        },
-    )
+    )?
+    .query_row([product], |row| {
+        Ok(Plan {
+            reference: row.get(0)?,
+            name: row.get(1)?,
+            units: u64::try_from(row.get::<_, i64>(2)?).unwrap_or(0),
+            period: Duration::from_secs(u64::try_from(row.get::<_, i64>(3)?).unwrap_or(1)),
+            price_cents: u64::try_from(row.get::<_, i64>(4)?).unwrap_or(0),
+        })
+    })
     .optional()?
     .ok_or_else(|| LocalError::NotFound(format!("a paid plan for product {product}")))
 }
@@ -298,16 +294,15 @@ pub(crate) fn customer_by_external_ref(
     external_ref: &str,
 ) -> Result<Option<String>, LocalError> {
     Ok(conn
-        .query_row(
-            "SELECT reference FROM customers WHERE external_ref = ?1",
-            [external_ref],
-            |row| row.get(0),
-        )
+        .prepare_cached("SELECT reference FROM customers WHERE external_ref = ?1")?
+        .query_row([external_ref], |row| row.get(0))
         .optional()?)
 }
 
 pub(crate) fn count_customers(conn: &Connection) -> Result<u64, LocalError> {
-    let count: i64 = conn.query_row("SELECT COUNT(*) FROM customers", [], |row| row.get(0))?;
+    let count: i64 = conn
+        .prepare_cached("SELECT COUNT(*) FROM customers")?
+        .query_row([], |row| row.get(0))?;
     Ok(u64::try_from(count).unwrap_or(0))
 }
 

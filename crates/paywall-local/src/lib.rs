@@ -119,15 +119,28 @@ impl LocalBackend {
         .map_err(|_| LocalError::TaskFailed)?
     }
 
-    /// The checkout URL for `customer` and `product`, when a checkout is configured.
-    pub fn checkout_url_for(&self, customer: &str, product: &str) -> Option<String> {
-        let base = self.inner.checkout_url.as_ref()?;
-        let query = form_urlencoded::Serializer::new(String::new())
-            .append_pair("customer", customer)
-            .append_pair("product", product)
-            .finish();
-        let separator = if base.contains('?') { '&' } else { '?' };
-        Some(format!("{base}{separator}{query}"))
+    /// A checkout link for `customer` and `product`, when a checkout is configured:
+    /// `<checkout url>/<session>`, the customer's open session for the product's paid
+    /// plan (or `plan`, a paid plan of it) and `return_url`, opened if there is none.
+    /// The session id is the link's secret: the page pays that session only.
+    pub async fn checkout_link(
+        &self,
+        customer: &str,
+        product: &str,
+        plan: Option<&str>,
+        return_url: Option<&str>,
+    ) -> Result<Option<String>, LocalError> {
+        let Some(base) = self.inner.checkout_url.as_ref() else {
+            return Ok(None);
+        };
+        let session = self
+            .open_checkout_session(customer, product, plan, return_url)
+            .await?;
+        Ok(Some(format!(
+            "{}/{}",
+            base.trim_end_matches('/'),
+            session.id
+        )))
     }
 
     /// Moves `customer` to `product`'s paid plan, starting a new period now: what the
@@ -382,9 +395,27 @@ mod tests {
         assert!(limits.within_limits);
         assert_eq!(limits.plan.as_deref(), Some("pln_prd_a_free"));
         let url = limits.checkout_url.expect("checkout url");
+        let id = url
+            .strip_prefix("http://127.0.0.1:9/checkout/")
+            .expect("a session link");
+        let session = backend.checkout_session(id).await.expect("read");
+        let session = session.expect("the link names a session");
         assert_eq!(
-            url,
-            format!("http://127.0.0.1:9/checkout?customer={customer}&product=prd_a")
+            (session.customer_ref.as_str(), session.status.as_str()),
+            (customer.as_str(), "open")
+        );
+        assert!(
+            !url.contains(customer.as_str()),
+            "the link is not the customer's name"
+        );
+        let again = backend
+            .check_limits(&customer, "prd_a", "requests")
+            .await
+            .expect("limits");
+        assert_eq!(
+            again.checkout_url.as_deref(),
+            Some(url.as_str()),
+            "one open session"
         );
     }
 

@@ -73,10 +73,9 @@ impl SqliteOutbox {
     /// How many events are waiting.
     pub async fn len(&self) -> Result<u64, OutboxError> {
         self.run(|conn| {
-            conn.query_row("SELECT COUNT(*) FROM outbox", [], |row| {
-                row.get::<_, i64>(0)
-            })
-            .map(|n| u64::try_from(n).unwrap_or(0))
+            conn.prepare_cached("SELECT COUNT(*) FROM outbox")?
+                .query_row([], |row| row.get::<_, i64>(0))
+                .map(|n| u64::try_from(n).unwrap_or(0))
         })
         .await
     }
@@ -118,7 +117,7 @@ impl Outbox for SqliteOutbox {
 
     async fn pending(&self) -> Result<Vec<UsageEvent>, OutboxError> {
         self.run(|conn| {
-            let mut query = conn.prepare(
+            let mut query = conn.prepare_cached(
                 "SELECT idempotency_key, customer_ref, product_ref, meter, units, outcome,
                         occurred_at, duration_ms
                  FROM outbox ORDER BY stored_at, rowid",

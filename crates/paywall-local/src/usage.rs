@@ -168,12 +168,13 @@ fn prune(tx: &Transaction<'_>, now: i64, oldest: i64, every_ms: i64) -> Result<(
     if last.is_some_and(|last| now.saturating_sub(last) < every_ms) {
         return Ok(());
     }
-    tx.execute("DELETE FROM usage_keys WHERE seen_at < ?1", [oldest])?;
-    tx.execute(
+    tx.prepare_cached("DELETE FROM usage_keys WHERE seen_at < ?1")?
+        .execute([oldest])?;
+    tx.prepare_cached(
         "INSERT INTO ledger_meta(name, value) VALUES ('keys_pruned_at', ?1)
          ON CONFLICT(name) DO UPDATE SET value = excluded.value",
-        [now],
-    )?;
+    )?
+    .execute([now])?;
     Ok(())
 }
 
@@ -207,7 +208,7 @@ pub(crate) fn ledger(
     conn: &Connection,
     customer: Option<&str>,
 ) -> Result<Vec<LedgerRow>, LocalError> {
-    let mut query = conn.prepare(
+    let mut query = conn.prepare_cached(
         "SELECT customer_ref, product_ref, meter, outcome, SUM(units), SUM(events)
          FROM usage_daily WHERE ?1 IS NULL OR customer_ref = ?1
          GROUP BY customer_ref, product_ref, meter, outcome

@@ -118,7 +118,7 @@ impl ActixQuickstart {
         ));
         if self.local.is_some() {
             cfg.service(
-                web::resource(checkout::PATH)
+                web::resource(format!("{}/{{session}}", checkout::PATH))
                     .route(web::get().to(checkout_page))
                     .route(web::post().to(checkout_pay))
                     .default_service(web::to(method_not_allowed)),
@@ -304,9 +304,12 @@ fn page(page: checkout::Page) -> HttpResponse {
     response.body(page.body)
 }
 
-async fn checkout_page(app: web::Data<ActixQuickstart>, request: HttpRequest) -> HttpResponse {
+async fn checkout_page(
+    app: web::Data<ActixQuickstart>,
+    session: web::Path<String>,
+) -> HttpResponse {
     match &app.local {
-        Some(local) => page(checkout::page(local, request.query_string().as_bytes()).await),
+        Some(local) => page(checkout::page(local, &session).await),
         None => not_found().await,
     }
 }
@@ -325,13 +328,13 @@ fn from_own_page(request: &HttpRequest) -> bool {
 async fn checkout_pay(
     app: web::Data<ActixQuickstart>,
     request: HttpRequest,
-    body: web::Bytes,
+    session: web::Path<String>,
 ) -> HttpResponse {
     if !from_own_page(&request) {
         return page(checkout::cross_site());
     }
     match &app.local {
-        Some(local) => page(checkout::pay(local, Some(&app.paywall), &body).await),
+        Some(local) => page(checkout::pay(local, Some(&app.paywall), &session).await),
         None => not_found().await,
     }
 }
