@@ -2,8 +2,6 @@
 //! (`@modelcontextprotocol/sdk` from npm, run by node from `tests/node/mcp_client.mjs`)
 //! to drive it.
 
-use std::process::Command;
-
 use serde_json::Value;
 
 use crate::net::{loopback, Served};
@@ -79,26 +77,5 @@ impl McpApp {
 /// Runs the official MCP client against `url` with `scenario` (see
 /// `tests/node/mcp_client.mjs`) and returns its report.
 pub async fn official_client(url: &str, scenario: Value) -> Value {
-    let dir = node::dir();
-    node::install();
-    let url = url.to_owned();
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .arg("mcp_client.mjs")
-            .arg(url)
-            .arg(scenario.to_string())
-            .current_dir(dir)
-            .output()
-            .expect("node is installed (apt-get install nodejs npm)")
-    })
-    .await
-    .expect("join");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let line = stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(line).unwrap_or_else(|_| {
-        panic!(
-            "the MCP client said: {stdout}\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        )
-    })
+    node::report("mcp_client.mjs", vec![url.to_owned(), scenario.to_string()]).await
 }

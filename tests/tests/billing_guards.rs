@@ -66,7 +66,7 @@ async fn assert_page_headers(url: &str) {
     );
     assert_eq!(headers["x-frame-options"], "DENY", "{url}");
     assert_eq!(headers["x-content-type-options"], "nosniff", "{url}");
-    assert_eq!(headers["referrer-policy"], "no-referrer", "{url}");
+    assert_eq!(headers["referrer-policy"], "same-origin", "{url}");
     assert_eq!(headers["cache-control"], "no-store", "{url}");
 }
 

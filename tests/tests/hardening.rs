@@ -126,7 +126,7 @@ async fn an_absurd_content_length_is_refused_by_hyper() {
     let (server, _app) = app().await;
     let answer = raw(
         &server.base,
-        b"POST /checkout HTTP/1.1\r\nHost: x\r\nContent-Length: 18446744073709551615\r\nConnection: close\r\n\r\ncustomer=a",
+        b"POST /checkout/cs_x HTTP/1.1\r\nHost: x\r\nContent-Length: 18446744073709551615\r\nConnection: close\r\n\r\ncustomer=a",
     )
     .await;
     assert_eq!(status(&answer), 431, "{answer}");
@@ -138,7 +138,7 @@ async fn a_huge_declared_body_is_413_json_without_reading_it() {
     let (server, _app) = app().await;
     let answer = raw(
         &server.base,
-        b"POST /checkout HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 10000000000\r\nConnection: close\r\n\r\ncustomer=a",
+        b"POST /checkout/cs_x HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 10000000000\r\nConnection: close\r\n\r\ncustomer=a",
     )
     .await;
     assert_eq!(status(&answer), 413, "{answer}");
@@ -157,7 +157,9 @@ async fn a_truncated_body_does_not_hang_the_server() {
         .await
         .expect("connect");
     stream
-        .write_all(b"POST /checkout HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\ncustomer=")
+        .write_all(
+            b"POST /checkout/cs_x HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\ncustomer=",
+        )
         .await
         .expect("write");
     drop(stream); // the client goes away mid-body

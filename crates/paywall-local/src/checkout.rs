@@ -37,8 +37,13 @@ use crate::{LocalBackend, LocalError};
 pub const PATH: &str = "/checkout";
 
 /// The headers every page of the checkout and the portal is sent with: no framing (no
-/// clickjacking of the pay and cancel buttons), no content sniffing, no referrer (the
-/// portal's URL is its session), not cached, and nothing loaded but the page itself.
+/// clickjacking of the pay and cancel buttons), no content sniffing, no referrer to
+/// other sites (the page's URL is its session), not cached, and nothing loaded but the
+/// page itself.
+///
+/// The referrer policy is `same-origin`, not `no-referrer`: under `no-referrer` a
+/// browser sends `Origin: null` with the page's own form posts, which [`same_origin`]
+/// must refuse (a sandboxed frame on any site sends the same), so no one could pay.
 pub const PAGE_HEADERS: [(&str, &str); 5] = [
     (
         "content-security-policy",
@@ -47,7 +52,7 @@ pub const PAGE_HEADERS: [(&str, &str); 5] = [
     ),
     ("x-frame-options", "DENY"),
     ("x-content-type-options", "nosniff"),
-    ("referrer-policy", "no-referrer"),
+    ("referrer-policy", "same-origin"),
     ("cache-control", "no-store"),
 ];
 

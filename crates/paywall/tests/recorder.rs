@@ -191,3 +191,66 @@ async fn a_full_batch_goes_out_at_once_and_a_partial_one_when_it_is_due() {
     );
     assert_eq!(backend.recorded_units(), 13);
 }
+
+/// An outbox in memory whose read of the leftovers comes 100 ms late.
+#[derive(Clone, Default)]
+struct SlowOutbox(std::sync::Arc<std::sync::Mutex<Vec<paywall::backend::UsageEvent>>>);
+
+impl paywall::recorder::Outbox for SlowOutbox {
+    async fn store(
+        &self,
+        event: &paywall::backend::UsageEvent,
+    ) -> Result<(), paywall::recorder::OutboxError> {
+        self.0
+            .lock()
+            .map_err(|_| paywall::recorder::OutboxError("poisoned".into()))?
+            .push(event.clone());
+        Ok(())
+    }
+
+    async fn remove(&self, keys: &[String]) -> Result<(), paywall::recorder::OutboxError> {
+        let mut events = self
+            .0
+            .lock()
+            .map_err(|_| paywall::recorder::OutboxError("poisoned".into()))?;
+        events.retain(|event| !keys.contains(&event.idempotency_key));
+        Ok(())
+    }
+
+    async fn pending(
+        &self,
+    ) -> Result<Vec<paywall::backend::UsageEvent>, paywall::recorder::OutboxError> {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        Ok(self
+            .0
+            .lock()
+            .map_err(|_| paywall::recorder::OutboxError("poisoned".into()))?
+            .clone())
+    }
+}
+
+#[tokio::test]
+async fn events_of_this_run_are_not_replayed_as_a_previous_runs() {
+    let backend = MemoryBackend::with_allowance(100);
+    let outbox = SlowOutbox::default();
+    let paywall = Paywall::builder(HeaderResolver::new(), backend.clone())
+        .recorder(paywall::recorder::RecorderConfig {
+            flush_interval: Duration::from_millis(400),
+            ..fast_recorder()
+        })
+        .outbox(outbox.clone())
+        .build()
+        .expect("paywall");
+    let service = protected(&paywall);
+    // Answered while the recorder still reads what a previous run left (nothing).
+    for _ in 0..5 {
+        assert_eq!(status_of(&service, "alice").await, StatusCode::OK);
+    }
+    // Past the read of the leftovers (this run's events still in the outbox then).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let report = paywall.flush().await;
+    assert_eq!((report.recorded, report.pending), (5, 0), "{report:?}");
+    let sent: usize = backend.usage_attempts().iter().map(Vec::len).sum();
+    assert_eq!(sent, 5, "each event sent once, none again as a leftover");
+    assert!(outbox.0.lock().expect("lock").is_empty());
+}

@@ -146,7 +146,7 @@ impl Admission {
             // Store, then queue, in a task the request cannot cancel halfway.
             Some(outbox) => {
                 let task = tokio::spawn(async move {
-                    store(&*outbox, &event).await;
+                    engine.store(&*outbox, &event).await;
                     engine.enqueue(Pending::new(event, budget)).await;
                 });
                 let _ = task.await;
@@ -233,7 +233,7 @@ impl Engine {
         let engine = Arc::clone(self);
         runtime.spawn(async move {
             if let Some(outbox) = outbox {
-                store(&*outbox, &pending.event).await;
+                engine.store(&*outbox, &pending.event).await;
                 engine.enqueue(pending).await;
             } else {
                 engine.wait_for_slot(pending).await;
@@ -249,19 +249,22 @@ impl Engine {
         }
     }
 
+    /// Stores `event` in the outbox; on failure it is kept in memory only (and logged).
+    /// Waits, at start, until the recorder has read what a previous run left there: an
+    /// event stored by this run is sent by this run, never replayed beside it.
+    async fn store(&self, outbox: &dyn DynOutbox, event: &UsageEvent) {
+        self.recorder.replay_read().await;
+        if let Err(err) = outbox.store_boxed(event).await {
+            error!(idempotency_key = %event.idempotency_key, error = %err,
+                   "usage event not stored in the outbox; kept in memory only");
+        }
+    }
+
     /// Waits for room in the queue, at most the enqueue timeout.
     async fn wait_for_slot(&self, pending: Pending) {
         match self.recorder.slot().await {
             Ok(slot) => slot.send(pending),
             Err(why) => self.recorder.refuse(&pending.event, why),
         }
-    }
-}
-
-/// Stores `event` in the outbox; on failure it is kept in memory only (and logged).
-async fn store(outbox: &dyn DynOutbox, event: &UsageEvent) {
-    if let Err(err) = outbox.store_boxed(event).await {
-        error!(idempotency_key = %event.idempotency_key, error = %err,
-               "usage event not stored in the outbox; kept in memory only");
     }
 }

@@ -195,6 +195,8 @@ pub struct UsageRecorder {
     closed: Arc<AtomicBool>,
     outbox: Option<Arc<dyn DynOutbox>>,
     overflow: Arc<Overflow>,
+    /// Whether the outbox's leftovers have been read (true at once without an outbox).
+    replay_read: tokio::sync::watch::Receiver<bool>,
 }
 
 impl std::fmt::Debug for UsageRecorder {
@@ -239,6 +241,7 @@ impl UsageRecorder {
             overflow: Arc::clone(&overflow),
         };
         runtime.spawn(worker.run(rx));
+        let (read, replay_read) = tokio::sync::watch::channel(outbox.is_none());
         let recorder = Self {
             tx,
             enqueue_timeout,
@@ -246,16 +249,28 @@ impl UsageRecorder {
             closed: Arc::new(AtomicBool::new(false)),
             outbox,
             overflow,
+            replay_read,
         };
         if let Some(outbox) = recorder.outbox.clone() {
-            runtime.spawn(recorder.clone().replay(outbox));
+            runtime.spawn(recorder.clone().replay(outbox, read));
         }
         recorder
     }
 
-    /// Sends again what a previous run left in the outbox, with the original keys.
-    async fn replay(self, outbox: Arc<dyn DynOutbox>) {
-        let events = match outbox.pending_boxed().await {
+    /// Waits until what a previous run left in the outbox has been read.
+    pub(crate) async fn replay_read(&self) {
+        let mut read = self.replay_read.clone();
+        // An error means the replay task is gone: nothing to wait for.
+        let _ = read.wait_for(|read| *read).await;
+    }
+
+    /// Sends again what a previous run left in the outbox, with the original keys. This
+    /// run's events are stored only once the list is read (see `replay_read`), so it
+    /// holds a previous run's events only.
+    async fn replay(self, outbox: Arc<dyn DynOutbox>, read: tokio::sync::watch::Sender<bool>) {
+        let pending = outbox.pending_boxed().await;
+        let _ = read.send(true);
+        let events = match pending {
             Ok(events) => events,
             Err(err) => {
                 error!(error = %err, "cannot read the usage outbox; its events stay there");
