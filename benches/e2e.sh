@@ -5,6 +5,7 @@
 #   ONLY="bare-axum quickstart-hs256 quickstart-redis" bash benches/e2e.sh   # a subset
 #   PIN=0 THREADS=2 CONNECTIONS=64 bash benches/e2e.sh   # the old unpinned method
 #   USERS=2000 bash benches/e2e.sh   # the tokens of 2,000 users, round robin (wrk Lua script)
+#   BEFORE=/tmp/base/target/release bash benches/e2e.sh   # also an earlier build's quickstarts
 #
 # Builds the release binaries, installs wrk from Debian's packages if it is missing,
 # starts each target on 127.0.0.1 and loads it with wrk, interleaving the targets round
@@ -21,6 +22,11 @@
 # through a Lua script, and every target is warmed with that script first, so that each
 # user is known (customer, budget, verified token) before the measured runs. The RS256
 # target keeps its one token.
+#
+# With BEFORE=<dir of release binaries> (an earlier commit built with `cargo build
+# --release -p quickstart-axum -p quickstart-actix --bins`), that build's axum and actix
+# quickstarts run too (quickstart-hs256-before, actix-quickstart-before), interleaved
+# with the rest: a before/after comparison from one run.
 #
 # With PIN=1 (the default when the machine has two cores or more) every server under test
 # runs on core 0 (`taskset -c 0`: one tokio worker, one actix worker, since both size
@@ -137,6 +143,15 @@ TOKEN[quickstart-redis]=$HS_TOKEN; TOKEN[quickstart-solvapay]=$HS_TOKEN
 TARGETS+=(quickstart-redis-cluster)
 URL[quickstart-redis-cluster]="http://127.0.0.1:$((BASE_PORT + 12))/api/hello"
 TOKEN[quickstart-redis-cluster]=$HS_TOKEN
+if [ -n "${BEFORE:-}" ]; then
+    start quickstart-hs256-before $((BASE_PORT + 13)) PAYWALL_JWT_SECRET=$SECRET PAYWALL_FREE_UNITS=$UNITS "$BEFORE/axum-quickstart"
+    start actix-quickstart-before $((BASE_PORT + 14)) PAYWALL_JWT_SECRET=$SECRET PAYWALL_FREE_UNITS=$UNITS "$BEFORE/actix-quickstart"
+    URL[quickstart-hs256-before]="http://127.0.0.1:$((BASE_PORT + 13))/api/hello"
+    URL[actix-quickstart-before]="http://127.0.0.1:$((BASE_PORT + 14))/api/hello"
+    TOKEN[quickstart-hs256-before]=$HS_TOKEN
+    TOKEN[actix-quickstart-before]=$HS_TOKEN
+    TARGETS+=(quickstart-hs256-before actix-quickstart-before)
+fi
 if [ -n "${ONLY:-}" ]; then read -r -a TARGETS <<<"$ONLY"; fi
 
 USERS=${USERS:-1}
