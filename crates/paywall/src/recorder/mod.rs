@@ -105,11 +105,6 @@ impl Pending {
             merged: None,
         }
     }
-
-    /// How many committed events this one stands for.
-    fn events(&self) -> u64 {
-        self.merged.as_ref().map_or(1, |merged| merged.events)
-    }
 }
 
 enum Message {

@@ -128,36 +128,42 @@ impl Worker {
     /// batch is split in halves and each sent again, so that only the events the
     /// backend refuses are dropped (and logged with their keys), not their neighbours.
     async fn send(&self, batch: &mut Vec<Pending>) {
-        let mut parts = vec![std::mem::take(batch)];
-        while let Some(mut part) = parts.pop() {
-            if part.is_empty() {
+        if batch.is_empty() {
+            return;
+        }
+        // The events go to the backend as they are (not copied); what settles them
+        // travels beside them, split with them.
+        let (events, settles): (Vec<UsageEvent>, Vec<Settle>) =
+            batch.drain(..).map(Settle::split).unzip();
+        let mut parts = vec![(events, settles)];
+        while let Some((mut events, mut settles)) = parts.pop() {
+            if events.is_empty() {
                 continue;
             }
-            let events: Vec<UsageEvent> = part.iter().map(|p| p.event.clone()).collect();
             match self.deliver(&events).await {
                 Ok(()) => {
                     debug!(events = events.len(), "usage recorded");
-                    self.forget(&part).await;
-                    self.settle(&mut part, true);
+                    self.forget(&events, &settles).await;
+                    self.settle(settles, true);
                 }
-                Err(err) if part.len() > 1 => {
-                    debug!(events = part.len(), error = %err, "batch refused; sending its halves apart");
-                    let second = part.split_off(part.len() / 2);
-                    parts.push(second);
-                    parts.push(part);
+                Err(err) if events.len() > 1 => {
+                    debug!(events = events.len(), error = %err, "batch refused; sending its halves apart");
+                    let half = events.len() / 2;
+                    parts.push((events.split_off(half), settles.split_off(half)));
+                    parts.push((events, settles));
                 }
                 Err(err) => {
-                    for pending in &part {
+                    for event in &events {
                         error!(
-                            idempotency_key = %pending.event.idempotency_key,
-                            customer = %pending.event.customer,
-                            units = pending.event.units,
+                            idempotency_key = %event.idempotency_key,
+                            customer = %event.customer,
+                            units = event.units,
                             error = %err,
                             "usage event refused by the billing backend"
                         );
                     }
-                    self.forget(&part).await;
-                    self.settle(&mut part, false);
+                    self.forget(&events, &settles).await;
+                    self.settle(settles, false);
                 }
             }
         }
@@ -198,35 +204,29 @@ impl Worker {
 
     /// Removes settled events from the outbox. Should that fail, they are sent again at
     /// the next start, and the backend ignores them by their keys.
-    async fn forget(&self, part: &[Pending]) {
+    async fn forget(&self, events: &[UsageEvent], settles: &[Settle]) {
         let Some(outbox) = &self.outbox else { return };
-        let mut keys = Vec::with_capacity(part.len());
-        for pending in part {
-            keys.push(pending.event.idempotency_key.clone());
-            // An added-up event's own events, should replacing them have failed.
-            if let Some(merged) = &pending.merged {
-                keys.extend(merged.keys.iter().cloned());
-            }
+        let mut keys: Vec<String> = events.iter().map(|e| e.idempotency_key.clone()).collect();
+        // An added-up event's own events, should replacing them have failed.
+        for merged in settles.iter().filter_map(|settle| settle.merged.as_ref()) {
+            keys.extend(merged.keys.iter().cloned());
         }
         if let Err(err) = outbox.remove_boxed(&keys).await {
             warn!(error = %err, events = keys.len(), "cannot remove recorded usage from the outbox");
         }
     }
 
-    fn settle(&self, batch: &mut Vec<Pending>, recorded: bool) {
+    fn settle(&self, settles: Vec<Settle>, recorded: bool) {
         let mut count = 0;
-        for pending in batch.drain(..) {
-            count += pending.events();
+        for settle in settles {
+            count += settle.merged.as_ref().map_or(1, |merged| merged.events);
             // A refused event will never be counted by the backend; treating it as
             // acknowledged lets the next refresh give the units back.
-            let own = pending
-                .merged
-                .as_ref()
-                .map_or(pending.event.units, |m| m.own);
-            if let Some(budget) = &pending.budget {
+            let own = settle.merged.as_ref().map_or(settle.units, |m| m.own);
+            if let Some(budget) = &settle.budget {
                 budget.ack(own);
             }
-            if let Some(merged) = pending.merged {
+            if let Some(merged) = settle.merged {
                 for (budget, units) in merged.acks {
                     budget.ack(units);
                 }
@@ -241,5 +241,33 @@ impl Worker {
         };
         counter.fetch_add(count, Ordering::AcqRel);
         self.counters.pending.decrement(count as f64);
+    }
+}
+
+/// What settles an event once the backend has answered for it: its units, its budget,
+/// and what a sum stands for.
+struct Settle {
+    units: u64,
+    budget: Option<Arc<dyn super::Acknowledge>>,
+    merged: Option<Box<super::Merged>>,
+}
+
+impl Settle {
+    /// The event to send, and what settles it.
+    fn split(pending: Pending) -> (UsageEvent, Settle) {
+        let Pending {
+            event,
+            budget,
+            merged,
+        } = pending;
+        let units = event.units;
+        (
+            event,
+            Settle {
+                units,
+                budget,
+                merged,
+            },
+        )
     }
 }

@@ -1,0 +1,152 @@
+//! Heap allocations per warm request: the paywall layer against the same handler
+//! without it (a handler that answers `hello` and reads nothing), counted by dhat's global allocator (every block allocated, by any
+//! thread, the usage recorder's background worker included).
+//!
+//! ```sh
+//! cargo bench -p paywall-benches --bench allocs        # REQUESTS=20000 by default
+//! DHAT_FILE=/tmp/dhat.json cargo bench -p paywall-benches --bench allocs   # and where
+//! ```
+//!
+//! The billing backend answers at once and keeps nothing, so that the figures are the
+//! paywall's own: resolving the caller (a header here; `paywall-jwt`'s token cache in
+//! the HS256 line), the cached customer and budget, the quota headers, the usage event
+//! and its batch.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::Full;
+use paywall::backend::{BackendError, BillingBackend, Limits, UsageEvent};
+use paywall::test_util::{HeaderResolver, TEST_PRODUCT};
+use paywall::{Charge, CustomerRef, Identity, IdentityResolver, Paywall};
+use paywall_jwt::JwtResolver;
+use paywall_tests::{token, SECRET};
+use tower::{service_fn, Layer, Service, ServiceExt};
+
+#[global_allocator]
+static ALLOC: dhat::Alloc = dhat::Alloc;
+
+/// Everyone is a customer with unlimited allowance; usage is acknowledged and dropped.
+struct Discard;
+
+impl BillingBackend for Discard {
+    async fn ensure_customer(&self, identity: &Identity) -> Result<CustomerRef, BackendError> {
+        Ok(CustomerRef::new(format!("cus_{}", identity.external_ref)))
+    }
+    async fn check_limits(
+        &self,
+        _: &CustomerRef,
+        _: &str,
+        _: &str,
+    ) -> Result<Limits, BackendError> {
+        Ok(Limits::remaining(u64::MAX / 2))
+    }
+    async fn record_usage(&self, _events: &[UsageEvent]) -> Result<(), BackendError> {
+        Ok(())
+    }
+}
+
+/// The handler: a static `hello`, the same with and without the paywall.
+async fn hello<B>(_: Request<B>) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
+    Ok(Response::new(Full::new(Bytes::from_static(b"hello"))))
+}
+
+fn request(auth: &(&'static str, String)) -> Request<Full<Bytes>> {
+    Request::builder()
+        .uri("/api/echo")
+        .header(auth.0, auth.1.as_str())
+        .body(Full::default())
+        .unwrap_or_default()
+}
+
+/// Allocated blocks and bytes per call of `service`, over `n` warm calls.
+async fn per_request<S>(
+    service: S,
+    auth: &(&'static str, String),
+    n: u64,
+    paywall: Option<&Paywall>,
+) -> (f64, f64)
+where
+    S: Service<Request<Full<Bytes>>> + Clone,
+    S::Error: std::fmt::Debug,
+{
+    for _ in 0..100 {
+        let _ = service.clone().oneshot(request(auth)).await;
+    }
+    if let Some(paywall) = paywall {
+        paywall.flush().await;
+    }
+    let before = dhat::HeapStats::get();
+    for _ in 0..n {
+        let _ = service.clone().oneshot(request(auth)).await;
+    }
+    if let Some(paywall) = paywall {
+        paywall.flush().await;
+    }
+    let after = dhat::HeapStats::get();
+    (
+        (after.total_blocks - before.total_blocks) as f64 / n as f64,
+        (after.total_bytes - before.total_bytes) as f64 / n as f64,
+    )
+}
+
+fn paywall<R: IdentityResolver>(resolver: R) -> Option<Paywall> {
+    Paywall::builder(resolver, Discard)
+        .limits_ttl(Duration::from_secs(3600))
+        .build()
+        .ok()
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    // DHAT_FILE=<path> saves where the blocks were allocated (dhat's viewer, or any
+    // JSON reader: `pps` sorted by `tb`); otherwise only the counts are kept.
+    let _profiler = match std::env::var("DHAT_FILE") {
+        Ok(file) => dhat::Profiler::builder()
+            .file_name(file)
+            .trim_backtraces(Some(16))
+            .build(),
+        Err(_) => dhat::Profiler::builder().testing().build(),
+    };
+    let n: u64 = std::env::var("REQUESTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let header = ("x-user", "bench-user".to_owned());
+    let bearer = ("authorization", format!("Bearer {}", token("bench-user")));
+
+    let bare = per_request(service_fn(hello), &header, n, None).await;
+    println!("| path | allocations per request | bytes per request |");
+    println!("|---|---|---|");
+    println!("| handler alone | {:.2} | {:.0} |", bare.0, bare.1);
+    let Some(by_header) = paywall(HeaderResolver::new()) else {
+        return eprintln!("allocs: cannot build the paywall");
+    };
+    let Ok(layer) = by_header.layer(Charge::new(TEST_PRODUCT)) else {
+        return eprintln!("allocs: bad charge");
+    };
+    let with = per_request(layer.layer(service_fn(hello)), &header, n, Some(&by_header)).await;
+    println!(
+        "| paywall, caller from a header | {:.2} (+{:.2}) | {:.0} (+{:.0}) |",
+        with.0,
+        with.0 - bare.0,
+        with.1,
+        with.1 - bare.1
+    );
+    let Some(by_jwt) = JwtResolver::hs256(SECRET).build().ok().and_then(paywall) else {
+        return eprintln!("allocs: cannot build the JWT paywall");
+    };
+    let Ok(layer) = by_jwt.layer(Charge::new(TEST_PRODUCT)) else {
+        return eprintln!("allocs: bad charge");
+    };
+    let jwt = per_request(layer.layer(service_fn(hello)), &bearer, n, Some(&by_jwt)).await;
+    println!(
+        "| paywall, HS256 token (cached) | {:.2} (+{:.2}) | {:.0} (+{:.0}) |",
+        jwt.0,
+        jwt.0 - bare.0,
+        jwt.1,
+        jwt.1 - bare.1
+    );
+    println!("\n{n} warm requests each, one user, usage recorded (and dropped by the backend)");
+}
