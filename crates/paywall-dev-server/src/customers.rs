@@ -8,7 +8,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use paywall_local::directory::{CustomerPatch, CustomerRecord, Lookup};
+use paywall_local::{CustomerPatch, CustomerRecord, Lookup};
 use paywall_solvapay::wire;
 
 use crate::error::{api_error, bad_json, ledger_error};

@@ -8,7 +8,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
-use paywall_local::directory::Lookup;
+use paywall_local::Lookup;
 use serde::Deserialize;
 use serde_json::json;
 

@@ -7,7 +7,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use paywall_local::directory::{Lookup, PurchaseRecord};
+use paywall_local::{Lookup, PurchaseRecord};
 use paywall_local::LocalError;
 use serde_json::{json, Value};
 

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use paywall::backend::{Outcome, UsageEvent};
 use paywall::CustomerRef;
-use paywall_local::directory::Lookup;
+use paywall_local::Lookup;
 use paywall_solvapay::wire;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};

@@ -43,7 +43,7 @@ mod catalog;
 #[cfg(feature = "checkout")]
 #[cfg_attr(docsrs, doc(cfg(feature = "checkout")))]
 pub mod checkout;
-pub mod directory;
+mod directory;
 mod error;
 mod ledger;
 mod outbox;
