@@ -5,8 +5,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use paywall_local::SessionRecord;
 use paywall_local::LocalError;
+use paywall_local::SessionRecord;
 use paywall_solvapay::wire;
 use serde_json::Value;
 

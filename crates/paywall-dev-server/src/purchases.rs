@@ -7,8 +7,8 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use paywall_local::{Lookup, PurchaseRecord};
 use paywall_local::LocalError;
+use paywall_local::{Lookup, PurchaseRecord};
 use serde_json::{json, Value};
 
 use crate::error::{api_error, ledger_error};
