@@ -32,6 +32,25 @@ async fn handle(
     if let Err(refused) = mounted.routes.authenticate(&parts).await {
         return to_actix(refused);
     }
+    let body = match read_body(&mut payload).await {
+        Ok(body) => body,
+        Err(refused) => return refused,
+    };
+    let path = request
+        .path()
+        .strip_prefix(mounted.mount.as_str())
+        .unwrap_or_default();
+    to_actix(
+        mounted
+            .routes
+            .handle(&parts.method, path, &parts, &body)
+            .await,
+    )
+}
+
+/// Reads a billing request's body: at most [`MAX_BILLING_BODY`] bytes (413 beyond),
+/// within [`BILLING_BODY_DEADLINE`] (408 after).
+pub(crate) async fn read_body(payload: &mut web::Payload) -> Result<web::BytesMut, HttpResponse> {
     let read = async {
         let mut body = web::BytesMut::new();
         while let Some(chunk) = payload.next().await {
@@ -44,19 +63,9 @@ async fn handle(
         }
         Some(body)
     };
-    let body = match tokio::time::timeout(BILLING_BODY_DEADLINE, read).await {
-        Ok(Some(body)) => body,
-        Ok(None) => return to_actix(BillingRoutes::too_large()),
-        Err(_) => return to_actix(BillingRoutes::timed_out()),
-    };
-    let path = request
-        .path()
-        .strip_prefix(mounted.mount.as_str())
-        .unwrap_or_default();
-    to_actix(
-        mounted
-            .routes
-            .handle(&parts.method, path, &parts, &body)
-            .await,
-    )
+    match tokio::time::timeout(BILLING_BODY_DEADLINE, read).await {
+        Ok(Some(body)) => Ok(body),
+        Ok(None) => Err(to_actix(BillingRoutes::too_large())),
+        Err(_) => Err(to_actix(BillingRoutes::timed_out())),
+    }
 }

@@ -69,8 +69,10 @@ use paywall::adapter::{Settlement, X_CUSTOMER_REF};
 use paywall::{Charge, ConfigError, Paywall, Route};
 
 mod billing;
+mod react;
 
 pub use billing::billing_scope;
+pub use react::react_services;
 
 /// The paywall as actix-web middleware, for one charge.
 #[derive(Clone, Debug)]

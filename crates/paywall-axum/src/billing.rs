@@ -34,12 +34,10 @@ async fn handle(State(mounted): State<Arc<Mounted>>, request: Request) -> Respon
     if let Err(refused) = mounted.routes.authenticate(&parts).await {
         return refused.map(Body::from).into_response();
     }
-    let body =
-        match tokio::time::timeout(BILLING_BODY_DEADLINE, to_bytes(body, MAX_BILLING_BODY)).await {
-            Ok(Ok(body)) => body,
-            Ok(Err(_)) => return BillingRoutes::too_large().map(Body::from).into_response(),
-            Err(_) => return BillingRoutes::timed_out().map(Body::from).into_response(),
-        };
+    let body = match read_body(body).await {
+        Ok(body) => body,
+        Err(refused) => return refused,
+    };
     let path = parts
         .uri
         .path()
@@ -51,4 +49,14 @@ async fn handle(State(mounted): State<Arc<Mounted>>, request: Request) -> Respon
         .await
         .map(Body::from)
         .into_response()
+}
+
+/// Reads a billing request's body: at most [`MAX_BILLING_BODY`] bytes (413 beyond),
+/// within [`BILLING_BODY_DEADLINE`] (408 after).
+pub(crate) async fn read_body(body: Body) -> Result<bytes::Bytes, Response> {
+    match tokio::time::timeout(BILLING_BODY_DEADLINE, to_bytes(body, MAX_BILLING_BODY)).await {
+        Ok(Ok(body)) => Ok(body),
+        Ok(Err(_)) => Err(BillingRoutes::too_large().map(Body::from).into_response()),
+        Err(_) => Err(BillingRoutes::timed_out().map(Body::from).into_response()),
+    }
 }

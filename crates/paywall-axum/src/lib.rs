@@ -42,11 +42,13 @@
 #![warn(missing_docs)]
 
 mod billing;
+mod react;
 #[cfg(feature = "serve")]
 #[cfg_attr(docsrs, doc(cfg(feature = "serve")))]
 mod serve;
 
 pub use billing::billing_router;
+pub use react::react_router;
 #[cfg(feature = "serve")]
 pub use serve::{serve, shutdown_signal, ServeLimits};
 

@@ -179,7 +179,7 @@ pub mod test_util;
 // What an application writes. Backend authors find their items in [`backend`], adapter
 // authors in [`adapter`], the shared-store protocol in [`shared`], the usage recorder's
 // settings in [`recorder`], metric names in [`telemetry`].
-pub use billing::BillingRoutes;
+pub use billing::{BillingRoutes, ReactRoutes};
 pub use charge::{Charge, Price};
 pub use customer::Customer;
 pub use customer::CustomerRef;

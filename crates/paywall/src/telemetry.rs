@@ -52,7 +52,7 @@ use metrics::{counter, histogram, Counter};
 use tracing::field::Empty;
 use tracing::{info, warn, Instrument};
 
-use crate::account::{CheckoutRequest, Credits, Purchase};
+use crate::account::{AccountCall, CheckoutRequest, Credits, Purchase};
 use crate::backend::{BackendError, DynBackend, Limits, UsageEvent};
 use crate::customer::Customer;
 use crate::customer::CustomerRef;
@@ -297,5 +297,16 @@ impl DynBackend for Instrumented {
         customer: &'a CustomerRef,
     ) -> BoxFuture<'a, Result<Option<Credits>, BackendError>> {
         Box::pin(measure("credits", self.inner.credits_boxed(customer)))
+    }
+
+    fn account_call_boxed<'a>(
+        &'a self,
+        customer: &'a CustomerRef,
+        call: &'a AccountCall,
+    ) -> BoxFuture<'a, Result<serde_json::Value, BackendError>> {
+        Box::pin(measure(
+            "account_call",
+            self.inner.account_call_boxed(customer, call),
+        ))
     }
 }

@@ -11,7 +11,7 @@ use crate::identity::Identity;
 
 mod object;
 
-pub use crate::account::{CheckoutRequest, Credits, Purchase};
+pub use crate::account::{AccountCall, CheckoutRequest, Credits, Purchase};
 pub use crate::backoff::Backoff;
 pub(crate) use object::DynBackend;
 
@@ -309,6 +309,19 @@ pub trait BillingBackend: Send + Sync + 'static {
         let _ = customer;
         async { Ok(None) }
     }
+
+    /// Answers a call of SolvaPay's React components for `customer` (see
+    /// [`AccountCall`]): the JSON the component reads. The default offers none
+    /// ([`BackendError::Unsupported`]).
+    fn account_call(
+        &self,
+        customer: &CustomerRef,
+        call: &AccountCall,
+    ) -> impl Future<Output = Result<serde_json::Value, BackendError>> + Send {
+        let _ = customer;
+        let what = call.what();
+        async move { Err(BackendError::Unsupported(what)) }
+    }
 }
 
 impl<T: BillingBackend> BillingBackend for Arc<T> {
@@ -378,6 +391,14 @@ impl<T: BillingBackend> BillingBackend for Arc<T> {
         customer: &CustomerRef,
     ) -> impl Future<Output = Result<Option<Credits>, BackendError>> + Send {
         T::credits(self, customer)
+    }
+
+    fn account_call(
+        &self,
+        customer: &CustomerRef,
+        call: &AccountCall,
+    ) -> impl Future<Output = Result<serde_json::Value, BackendError>> + Send {
+        T::account_call(self, customer, call)
     }
 }
 

@@ -2,7 +2,7 @@
 //! (boxed futures), implemented for every backend.
 
 use super::{BackendError, BillingBackend, CustomerRef, Limits, UsageEvent};
-use crate::account::{CheckoutRequest, Credits, Purchase};
+use crate::account::{AccountCall, CheckoutRequest, Credits, Purchase};
 use crate::identity::{BoxFuture, Identity};
 
 /// The object-safe form of [`BillingBackend`] the engine stores.
@@ -48,6 +48,11 @@ pub(crate) trait DynBackend: Send + Sync {
         &'a self,
         customer: &'a CustomerRef,
     ) -> BoxFuture<'a, Result<Option<Credits>, BackendError>>;
+    fn account_call_boxed<'a>(
+        &'a self,
+        customer: &'a CustomerRef,
+        call: &'a AccountCall,
+    ) -> BoxFuture<'a, Result<serde_json::Value, BackendError>>;
 }
 
 impl<T: BillingBackend> DynBackend for T {
@@ -117,5 +122,13 @@ impl<T: BillingBackend> DynBackend for T {
         customer: &'a CustomerRef,
     ) -> BoxFuture<'a, Result<Option<Credits>, BackendError>> {
         Box::pin(self.credits(customer))
+    }
+
+    fn account_call_boxed<'a>(
+        &'a self,
+        customer: &'a CustomerRef,
+        call: &'a AccountCall,
+    ) -> BoxFuture<'a, Result<serde_json::Value, BackendError>> {
+        Box::pin(self.account_call(customer, call))
     }
 }

@@ -3,6 +3,8 @@
 //! the checkout link of a customer, product, plan and return URL while it is fresh,
 //! and how many checkout sessions a customer opened this minute. Everything is dropped
 //! when the paywall invalidates a customer (a webhook, a purchase, a cancellation).
+//! The catalogue (merchant, products, plans: the same for every caller) is kept a
+//! minute.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -21,6 +23,8 @@ const CHECKOUT_TTL: Duration = Duration::from_secs(120);
 pub(super) const CHECKOUT_WINDOW: Duration = Duration::from_secs(60);
 /// New checkout sessions a customer may open per window.
 pub(super) const CHECKOUTS_PER_WINDOW: u32 = 10;
+/// How long the catalogue is reused.
+const CATALOGUE_TTL: Duration = Duration::from_secs(60);
 /// Customers remembered at most, per cache.
 const CAPACITY: u64 = 100_000;
 
@@ -39,6 +43,7 @@ pub(super) struct BillingCache {
     purchases: Cache<CustomerRef, Stamped<Arc<Vec<Purchase>>>>,
     checkouts: Cache<CheckoutKey, Stamped<Arc<str>>>,
     opened: Cache<CustomerRef, Arc<AtomicU32>>,
+    catalogue: Cache<String, Arc<serde_json::Value>>,
 }
 
 impl std::fmt::Debug for BillingCache {
@@ -73,6 +78,10 @@ impl BillingCache {
             opened: Cache::builder()
                 .max_capacity(CAPACITY)
                 .time_to_live(CHECKOUT_WINDOW)
+                .build(),
+            catalogue: Cache::builder()
+                .max_capacity(1_000)
+                .time_to_live(CATALOGUE_TTL)
                 .build(),
         }
     }
@@ -130,5 +139,14 @@ impl BillingCache {
             .get_with(customer.clone(), async { Arc::new(AtomicU32::new(0)) })
             .await;
         opened.fetch_add(1, Ordering::AcqRel) < CHECKOUTS_PER_WINDOW
+    }
+
+    /// A catalogue answer (`merchant`, `product:…`, `plans:…`) read in the last minute.
+    pub(super) async fn catalogue(&self, key: &str) -> Option<Arc<serde_json::Value>> {
+        self.catalogue.get(key).await
+    }
+
+    pub(super) async fn keep_catalogue(&self, key: String, value: Arc<serde_json::Value>) {
+        self.catalogue.insert(key, value).await;
     }
 }

@@ -16,7 +16,11 @@
 //! does not have: 501. Every error is a JSON body; backend texts never reach the client.
 
 mod cache;
+mod react;
+mod react_wire;
 mod wire;
+
+pub use react::ReactRoutes;
 
 use std::sync::Arc;
 
@@ -26,6 +30,7 @@ use http::request::Parts;
 use http::{Method, Response, StatusCode};
 use serde_json::{json, Value};
 
+use crate::account::{Credits, Purchase};
 use crate::backend::BackendError;
 use crate::charge::Charge;
 use crate::customer::Customer;
@@ -108,15 +113,9 @@ impl BillingRoutes {
             }
             _ => return problem(StatusCode::NOT_FOUND, "not_found", "No such billing route."),
         };
-        // The caller and its customer; `None` only when a fail-open policy let a caller
-        // through whose customer cannot be ensured: there is nothing to show then.
-        let (identity, customer) = match self.paywall.identify(parts).await {
-            Ok((identity, Some(customer))) => (identity, customer),
-            Ok((_, None)) => {
-                let outage = BackendError::unavailable("the customer cannot be ensured");
-                return self.failure(Failure::Backend(outage));
-            }
-            Err(rejection) => return self.paywall.rejection_response(&rejection),
+        let (identity, customer) = match self.caller(parts).await {
+            Ok(caller) => caller,
+            Err(refused) => return refused,
         };
         let object = if *method == Method::POST {
             match wire::object(body) {
@@ -131,13 +130,32 @@ impl BillingRoutes {
         let answer = match route {
             Call::State => self.state(&identity, &customer).await,
             Call::Checkout => self.checkout(&customer, &object).await,
-            Call::Portal => self.portal(&customer).await,
-            Call::Purchases => self.purchases(&customer).await,
-            Call::Cancel(reference) => self.cancel(&customer, reference).await,
+            Call::Portal => self.portal(&customer).await.map(|url| json!({ "url": url })),
+            Call::Purchases => self.purchases(&customer).await.map(|purchases| {
+                json!({ "purchases": purchases.iter().map(wire::purchase).collect::<Vec<_>>() })
+            }),
+            Call::Cancel(reference) => self
+                .cancel(&customer, reference)
+                .await
+                .map(|purchase| json!({ "purchase": wire::purchase(&purchase) })),
         };
         match answer {
             Ok(body) => json_response(StatusCode::OK, &body),
             Err(failure) => self.failure(failure),
+        }
+    }
+
+    /// The caller and its customer, or the answer to send.
+    async fn caller(&self, parts: &Parts) -> Result<(Identity, Customer), Response<Bytes>> {
+        // `None` only when a fail-open policy let a caller through whose customer cannot
+        // be ensured: there is nothing to show then.
+        match self.paywall.identify(parts).await {
+            Ok((identity, Some(customer))) => Ok((identity, customer)),
+            Ok((_, None)) => {
+                let outage = BackendError::unavailable("the customer cannot be ensured");
+                Err(self.failure(Failure::Backend(outage)))
+            }
+            Err(rejection) => Err(self.paywall.rejection_response(&rejection)),
         }
     }
 
@@ -183,32 +201,34 @@ impl BillingRoutes {
             products.push(wire::product(route.product(), route.meter(), &state));
         }
         // Credits are extra: a provider that cannot tell them now still shows the rest.
-        let epoch = self.paywall.invalidations();
-        let credits = match self.cache.credits(customer.reference(), epoch).await {
-            Some(credits) => credits,
-            None => match self
-                .paywall
-                .account_backend()
-                .credits_boxed(customer.reference())
-                .await
-            {
-                Ok(credits) => {
-                    self.cache
-                        .keep_credits(customer.reference(), epoch, credits.clone())
-                        .await;
-                    credits
-                }
-                Err(err) => {
-                    tracing::debug!(error = %err, "credit balance unavailable");
-                    None
-                }
-            },
-        };
+        let credits = self.credits_of(customer).await;
         Ok(json!({
             "customerRef": customer.reference().as_str(),
             "products": products,
             "credits": wire::credits(credits.as_ref()),
         }))
+    }
+
+    /// The credit balance of `customer` (cached a few seconds); `None` when the
+    /// provider has none or cannot tell now.
+    async fn credits_of(&self, customer: &Customer) -> Option<Credits> {
+        let epoch = self.paywall.invalidations();
+        if let Some(credits) = self.cache.credits(customer.reference(), epoch).await {
+            return credits;
+        }
+        let backend = self.paywall.account_backend();
+        match backend.credits_boxed(customer.reference()).await {
+            Ok(credits) => {
+                self.cache
+                    .keep_credits(customer.reference(), epoch, credits.clone())
+                    .await;
+                credits
+            }
+            Err(err) => {
+                tracing::debug!(error = %err, "credit balance unavailable");
+                None
+            }
+        }
     }
 
     async fn checkout(
@@ -247,16 +267,15 @@ impl BillingRoutes {
         Ok(json!({ "checkoutUrl": url }))
     }
 
-    async fn portal(&self, customer: &Customer) -> Result<Value, Failure> {
-        let url = self
+    async fn portal(&self, customer: &Customer) -> Result<String, Failure> {
+        Ok(self
             .paywall
             .account_backend()
             .portal_url_boxed(customer.reference())
-            .await?;
-        Ok(json!({ "url": url }))
+            .await?)
     }
 
-    async fn purchases(&self, customer: &Customer) -> Result<Value, Failure> {
+    async fn purchases(&self, customer: &Customer) -> Result<Arc<Vec<Purchase>>, Failure> {
         let epoch = self.paywall.invalidations();
         let purchases = match self.cache.purchases(customer.reference(), epoch).await {
             Some(purchases) => purchases,
@@ -273,21 +292,30 @@ impl BillingRoutes {
                 purchases
             }
         };
-        Ok(json!({ "purchases": purchases.iter().map(wire::purchase).collect::<Vec<_>>() }))
+        Ok(purchases)
     }
 
-    async fn cancel(&self, customer: &Customer, reference: &str) -> Result<Value, Failure> {
-        // The caller's own purchases only: checked here, whatever the backend checks.
+    /// Checks that `reference` is one of `customer`'s purchases (read afresh, whatever
+    /// the backend checks itself).
+    async fn own_purchase(&self, customer: &Customer, reference: &str) -> Result<(), Failure> {
         let backend = self.paywall.account_backend();
         let own = backend.purchases_boxed(customer.reference()).await?;
-        if !own.iter().any(|p| p.reference == reference) {
-            return Err(Failure::NotFound("No such purchase."));
+        if own.iter().any(|p| p.reference == reference) {
+            Ok(())
+        } else {
+            Err(Failure::NotFound("No such purchase."))
         }
-        let purchase = backend
+    }
+
+    async fn cancel(&self, customer: &Customer, reference: &str) -> Result<Purchase, Failure> {
+        self.own_purchase(customer, reference).await?;
+        let purchase = self
+            .paywall
+            .account_backend()
             .cancel_purchase_boxed(customer.reference(), reference)
             .await?;
         self.paywall.invalidate_customer(customer.reference()).await;
-        Ok(json!({ "purchase": wire::purchase(&purchase) }))
+        Ok(purchase)
     }
 
     fn failure(&self, failure: Failure) -> Response<Bytes> {

@@ -10,7 +10,7 @@ use crate::engine::ProductState;
 
 /// Members that would name a customer: a request carrying one is refused, because the
 /// caller is always the resolved identity.
-const CALLER_MEMBERS: [&str; 8] = [
+pub(super) const CALLER_MEMBERS: [&str; 8] = [
     "customer",
     "customerRef",
     "customer_ref",
