@@ -41,6 +41,7 @@ pub fn quickstart_config(free_units: u64) -> QuickstartConfig {
         limits_ttl: Duration::from_secs(3600),
         // The frontend the billing tests return to.
         return_origins: vec!["https://app.example".into()],
+        cors_origins: vec!["https://app.example".into()],
         ..QuickstartConfig::from_lookup(|_| None).expect("defaults")
     }
 }

@@ -143,6 +143,7 @@ async fn a_checkout_returns_only_to_an_allowed_origin() {
     // By default, the app's own origin only.
     let own = QuickstartConfig {
         return_origins: Vec::new(),
+        cors_origins: Vec::new(),
         ..quickstart_config(5)
     };
     for app in both_apps(own).await {

@@ -12,9 +12,13 @@
 //! | `POST /v1/sdk/usages`, `POST /v1/sdk/usages/bulk` | 200, idempotent on `idempotencyKey` (`timestamp` defaults to now; `units`, `duration` any number); 400, 404 |
 //! | `POST /v1/sdk/checkout-sessions` | 201 `{sessionId, checkoutUrl}` (`productRef` defaults to the first product; `returnUrl` http(s) only), 400, 404 |
 //! | `POST /v1/sdk/customers/customer-sessions`, `GET .../customer-sessions/{sessionId}` | 201 `{sessionId, customerUrl}`, 200, 404 |
-//! | `GET /v1/sdk/customers/{reference}/balance` | 200 (no credits are sold), 404 |
-//! | `GET /v1/sdk/purchases/customer/{customerRef}` | 200 `{purchases}`, 404 |
-//! | `POST /v1/sdk/purchases/{purchaseRef}/cancel` | 200 `{success, purchase}`, 404 |
+//! | `GET /v1/sdk/customers/{reference}/balance` | 200 `CustomerBalanceResponse` (no credits are sold: 0), 404 |
+//! | `GET /v1/sdk/purchases/customer/{customerRef}` | 200 `{purchases}` (`SdkPurchaseResponse`), 404 |
+//! | `POST /v1/sdk/purchases/{purchaseRef}/cancel` | 200 `{success, purchase}` and `purchase.cancelled`, 404 |
+//! | `POST /v1/sdk/purchases/{purchaseRef}/reactivate` | 200 the purchase and `purchase.reactivated` (cancelled, within its period), 404 |
+//! | `GET /v1/sdk/merchant`, `GET /v1/sdk/products`, `GET /v1/sdk/products/{productRef}`, `GET /v1/sdk/products/{productRef}/plans` | the catalogue: `Merchant`, `{products}`, `Product`, `{plans}`; 404 |
+//! | `POST /v1/sdk/activate` | `ActivatePlanResponseDto`: `already_active`, `payment_required` with a checkout link, `invalid` |
+//! | `POST /v1/sdk/payment-intents…`, `GET /v1/sdk/payment-method`, `/v1/sdk/auto-recharge` | 501 `{statusCode, error, message}`: card payments are not simulated |
 //! | `GET /portal/{sessionId}` | the customer's purchases, while the session lasts |
 //! | `GET /checkout/{sessionId}`, `POST /checkout/{sessionId}` | the checkout page; paying buys the plan and sends `purchase.created` |
 //!
@@ -37,6 +41,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod catalogue;
 mod checkout;
 mod customers;
 mod error;
@@ -170,6 +175,27 @@ pub fn router(ledger: LocalBackend, config: DevServerConfig) -> Router {
         .route(
             "/v1/sdk/purchases/{purchase}/cancel",
             post(purchases::cancel),
+        )
+        .route(
+            "/v1/sdk/purchases/{purchase}/reactivate",
+            post(catalogue::reactivate),
+        )
+        .route("/v1/sdk/merchant", get(catalogue::merchant))
+        .route("/v1/sdk/products", get(catalogue::products))
+        .route("/v1/sdk/products/{product}", get(catalogue::product))
+        .route("/v1/sdk/products/{product}/plans", get(catalogue::plans))
+        .route("/v1/sdk/activate", post(catalogue::activate))
+        .route("/v1/sdk/payment-intents", post(catalogue::not_simulated))
+        .route(
+            "/v1/sdk/payment-intents/{intent}/{action}",
+            post(catalogue::not_simulated),
+        )
+        .route("/v1/sdk/payment-method", get(catalogue::not_simulated))
+        .route(
+            "/v1/sdk/auto-recharge",
+            get(catalogue::not_simulated)
+                .put(catalogue::not_simulated)
+                .delete(catalogue::not_simulated),
         )
         .route("/v1/sdk/limits", post(limits::limits))
         .route("/v1/sdk/usages", post(usage::single))

@@ -156,6 +156,14 @@ pub(crate) async fn balance(State(dev): State<Shared>, Path(reference): Path<Str
             "credits": 0,
             "creditsPerMinorUnit": 100,
             "displayCurrency": "USD",
+            "displayExchangeRate": 1,
+            "display": {
+                "amountMajor": 0,
+                "currency": "USD",
+                "formatted": "$0.00",
+                "exchangeRate": 1,
+                "rateSource": "parity",
+            },
         }))
         .into_response(),
         Ok(None) => api_error(

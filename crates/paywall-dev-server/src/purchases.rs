@@ -22,7 +22,7 @@ fn rfc3339(ms: i64) -> Value {
     })
 }
 
-fn purchase_json(customer: &str, email: Option<&str>, p: &PurchaseRecord) -> Value {
+pub(crate) fn purchase_json(customer: &str, email: Option<&str>, p: &PurchaseRecord) -> Value {
     json!({
         "reference": p.reference,
         "customerRef": customer,

@@ -118,6 +118,8 @@ pub(crate) fn purchase(record: &PurchaseRecord) -> Purchase {
     };
     Purchase::new(&record.reference, &record.product_ref, &record.status)
         .with_plan(&record.plan_ref)
+        .with_amount(record.price_cents, "USD")
+        .with_product_name(&record.product_name)
         .with_times(at(record.started_at), record.cancelled_at.and_then(at))
 }
 

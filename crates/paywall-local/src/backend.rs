@@ -1,7 +1,8 @@
 //! The embedded ledger as the paywall's [`BillingBackend`]: customers, limits and
-//! usage, and the account calls of the billing routes (checkout, portal, purchases).
+//! usage, and the account calls of the billing routes (checkout, portal, purchases,
+//! and SolvaPay's React components' calls, in `sdk.rs`).
 
-use paywall::backend::{BackendError, BillingBackend, Limits, UsageEvent};
+use paywall::backend::{AccountCall, BackendError, BillingBackend, Limits, UsageEvent};
 use paywall::{CustomerRef, Identity};
 
 use crate::{account, ledger, LocalBackend};
@@ -67,5 +68,13 @@ impl BillingBackend for LocalBackend {
     ) -> Result<paywall::backend::Purchase, BackendError> {
         let record = self.cancel_purchase_of(customer.as_str(), purchase).await?;
         Ok(account::purchase(&record))
+    }
+
+    async fn account_call(
+        &self,
+        customer: &CustomerRef,
+        call: &AccountCall,
+    ) -> Result<serde_json::Value, BackendError> {
+        self.answer_call(customer, call).await
     }
 }

@@ -19,6 +19,7 @@ pub struct LocalBackendBuilder {
     checkout_url: Option<String>,
     portal_url: Option<String>,
     replay_horizon: Option<Duration>,
+    merchant: Option<String>,
 }
 
 impl LocalBackendBuilder {
@@ -47,6 +48,13 @@ impl LocalBackendBuilder {
     /// `/portal`.
     pub fn portal_url(mut self, url: impl Into<String>) -> Self {
         self.portal_url = Some(url.into());
+        self
+    }
+
+    /// The merchant's display name, for SolvaPay's React components (`Paywall` by
+    /// default).
+    pub fn merchant(mut self, name: impl Into<String>) -> Self {
+        self.merchant = Some(name.into());
         self
     }
 
@@ -97,6 +105,7 @@ impl LocalBackendBuilder {
                 checkout_url: self.checkout_url,
                 portal_sessions: crate::account::PortalSessions::new(),
                 path: self.path,
+                merchant: self.merchant.unwrap_or_else(|| "Paywall".into()),
                 replay_horizon_ms: i64::try_from(
                     self.replay_horizon
                         .unwrap_or(DEFAULT_REPLAY_HORIZON)

@@ -51,6 +51,7 @@ mod outbox;
 #[cfg_attr(docsrs, doc(cfg(feature = "checkout")))]
 pub mod portal;
 mod schema;
+mod sdk;
 mod usage;
 
 use std::fmt;
@@ -68,6 +69,7 @@ pub use directory::{CustomerPatch, CustomerRecord, Lookup, PurchaseRecord, Sessi
 pub use error::LocalError;
 pub use outbox::SqliteOutbox;
 pub use schema::SCHEMA_VERSION;
+pub use sdk::CatalogueProduct;
 pub use usage::LedgerRow;
 
 pub(crate) struct Inner {
@@ -77,6 +79,8 @@ pub(crate) struct Inner {
     /// The open portal sessions, by session and by customer.
     pub(crate) portal_sessions: account::PortalSessions,
     pub(crate) path: Option<PathBuf>,
+    /// The merchant's display name.
+    pub(crate) merchant: String,
     /// How long idempotency keys are remembered, in milliseconds.
     pub(crate) replay_horizon_ms: i64,
 }

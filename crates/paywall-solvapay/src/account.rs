@@ -32,6 +32,13 @@ struct WirePurchase {
     cancelled_at: Option<String>,
     #[serde(default, deserialize_with = "lenient::option")]
     plan_snapshot: Option<serde_json::Value>,
+    /// Minor units (SolvaPay's normalised amount).
+    #[serde(default, deserialize_with = "lenient::option")]
+    amount: Option<u64>,
+    #[serde(default, deserialize_with = "lenient::option")]
+    currency: Option<String>,
+    #[serde(default, deserialize_with = "lenient::option")]
+    product_name: Option<String>,
 }
 
 #[derive(Default, Deserialize)]
@@ -80,6 +87,12 @@ fn purchase(wire: WirePurchase) -> Purchase {
     );
     if let Some(plan) = plan {
         purchase = purchase.with_plan(plan);
+    }
+    if let Some(amount) = wire.amount {
+        purchase = purchase.with_amount(amount, wire.currency.unwrap_or_else(|| "USD".into()));
+    }
+    if let Some(name) = wire.product_name {
+        purchase = purchase.with_product_name(name);
     }
     purchase
 }

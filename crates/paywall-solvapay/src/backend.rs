@@ -230,6 +230,14 @@ impl BillingBackend for SolvaPayBackend {
         self.balance(customer).await
     }
 
+    async fn account_call(
+        &self,
+        customer: &CustomerRef,
+        call: &paywall::backend::AccountCall,
+    ) -> Result<serde_json::Value, BackendError> {
+        self.forward(customer, call).await
+    }
+
     async fn check_limits(
         &self,
         customer: &CustomerRef,

@@ -61,6 +61,7 @@ mod backend;
 mod client;
 mod config;
 mod error;
+mod sdk;
 pub mod webhook;
 pub mod wire;
 

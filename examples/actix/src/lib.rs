@@ -8,7 +8,7 @@ use std::time::Duration;
 use actix_web::dev::Server;
 use actix_web::http::StatusCode;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
-use paywall::{BillingRoutes, Charge, IdentityResolver, Paywall};
+use paywall::{BillingRoutes, Charge, IdentityResolver, Paywall, ReactRoutes};
 use paywall_actix::{BilledCustomer, PaywallMiddleware, UsageMeter};
 use paywall_jwt::JwtResolver;
 use paywall_local::{checkout, portal, LocalBackend};
@@ -35,6 +35,7 @@ pub struct ActixQuickstart {
     middleware: PaywallMiddleware,
     metered: PaywallMiddleware,
     billing: BillingRoutes,
+    react: ReactRoutes,
     generate_delay: Duration,
     /// How long a whole request body may take (see [`BODY_DEADLINE`]).
     pub body_deadline: Duration,
@@ -70,8 +71,10 @@ pub fn build_with(
             .by_consumption(),
     )?;
     let billing = paywall_examples::billing::billing_routes(&paywall, config, base_url)?;
+    let react = paywall_examples::billing::react_routes(&billing, config)?;
     Ok(ActixQuickstart {
         billing,
+        react,
         paywall,
         local,
         sample_token: None,
@@ -116,6 +119,7 @@ impl ActixQuickstart {
             "/api/billing",
             self.billing.clone(),
         ));
+        cfg.configure(paywall_actix::react_services("/api", self.react.clone()));
         if self.local.is_some() {
             cfg.service(
                 web::resource(format!("{}/{{session}}", checkout::PATH))

@@ -9,6 +9,7 @@
 //! | `GET /api/hello` | costs 1 unit of `PAYWALL_PRODUCT`: `{"customerRef", "externalRef"}` |
 //! | `POST /api/generate` | charged per token streamed (meter `tokens`), see [`paywall_examples::generate`] |
 //! | `GET /api/billing`, `POST /api/billing/checkout`, `POST /api/billing/portal`, `GET /api/billing/purchases`, `POST /api/billing/purchases/{ref}/cancel` | the caller's billing, for the app's frontend (same token, not charged), see `paywall::BillingRoutes` |
+//! | `/api/check-purchase`, `/api/limits`, `/api/create-checkout-session`… (the 19 routes of `paywall::ReactRoutes`) | the same for SolvaPay's React components; CORS for `PAYWALL_CORS_ORIGINS` |
 //! | `GET/POST /checkout` | the local checkout a 402's `checkoutUrl` points to (embedded backend) |
 //! | `GET /portal/{session}`, `POST /portal/{session}/cancel` | the local customer portal (embedded backend) |
 //! | `POST /webhooks/solvapay` | SolvaPay webhooks, when `SOLVAPAY_WEBHOOK_SECRET` is set |
@@ -108,7 +109,10 @@ pub fn build_with(
         .route("/health", get(health))
         .route("/metrics", get(metrics));
     let billing_routes = paywall_examples::billing::billing_routes(&paywall, config, base_url)?;
-    router = router.merge(paywall_axum::billing_router("/api/billing", billing_routes));
+    let react_routes = paywall_examples::billing::react_routes(&billing_routes, config)?;
+    router = router
+        .merge(paywall_axum::billing_router("/api/billing", billing_routes))
+        .merge(paywall_axum::react_router("/api", react_routes));
     if let Some(local) = &local {
         router = router
             .merge(checkout::router(local.clone(), Some(paywall.clone())))

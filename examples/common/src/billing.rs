@@ -116,7 +116,8 @@ pub fn identity(
 
 /// The billing routes of the quickstarts: every meter the product is priced on
 /// (`requests` for `/api/hello`, `tokens` for `/api/generate`), and checkout return URLs
-/// on `PAYWALL_RETURN_ORIGINS` or, by default, the app's own origin (`base_url`).
+/// on `PAYWALL_RETURN_ORIGINS` or, by default, the app's own origin (`base_url`) and
+/// the `PAYWALL_CORS_ORIGINS` frontends.
 pub fn billing_routes(
     paywall: &Paywall,
     config: &QuickstartConfig,
@@ -129,9 +130,22 @@ pub fn billing_routes(
             .by_consumption(),
     ];
     let origins = if config.return_origins.is_empty() {
-        vec![base_url.trim_end_matches('/').to_owned()]
+        let mut own = vec![base_url.trim_end_matches('/').to_owned()];
+        own.extend(config.cors_origins.iter().cloned());
+        own
     } else {
         config.return_origins.clone()
     };
     Ok(paywall::BillingRoutes::new(paywall, charges)?.return_origins(origins))
+}
+
+/// The routes of SolvaPay's React components over `billing`, callable from the
+/// `PAYWALL_CORS_ORIGINS` frontends.
+pub fn react_routes(
+    billing: &paywall::BillingRoutes,
+    config: &QuickstartConfig,
+) -> Result<paywall::ReactRoutes, paywall::ConfigError> {
+    billing
+        .react()
+        .cors_origins(config.cors_origins.iter().cloned())
 }

@@ -62,6 +62,9 @@ pub struct QuickstartConfig {
     /// `PAYWALL_RETURN_ORIGINS`: the origins a checkout's `returnUrl` may point to
     /// (comma-separated; empty: the app's own origin).
     pub return_origins: Vec<String>,
+    /// `PAYWALL_CORS_ORIGINS`: the origins a browser frontend may call the routes of
+    /// SolvaPay's React components from (comma-separated; none by default).
+    pub cors_origins: Vec<String>,
 }
 
 impl std::fmt::Debug for QuickstartConfig {
@@ -90,6 +93,7 @@ impl std::fmt::Debug for QuickstartConfig {
             .field("redis_cluster_nodes", &self.redis_cluster_urls.len())
             .field("mcp_resource", &self.mcp_resource)
             .field("return_origins", &self.return_origins)
+            .field("cors_origins", &self.cors_origins)
             .finish()
     }
 }
@@ -227,6 +231,16 @@ impl QuickstartConfig {
             redis_cluster_urls,
             mcp_resource: set("PAYWALL_MCP_RESOURCE"),
             return_origins: set("PAYWALL_RETURN_ORIGINS")
+                .map(|origins| {
+                    origins
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|origin| !origin.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            cors_origins: set("PAYWALL_CORS_ORIGINS")
                 .map(|origins| {
                     origins
                         .split(',')
