@@ -272,6 +272,11 @@ impl SolvaPayClient {
             StatusCode::NOT_FOUND => SolvaPayError::NotFound { body },
             StatusCode::CONFLICT => SolvaPayError::Conflict { body },
             StatusCode::TOO_MANY_REQUESTS => SolvaPayError::RateLimited { retry_after, body },
+            // Not offered (a dev server without card payments): asking again will not help.
+            StatusCode::NOT_IMPLEMENTED => SolvaPayError::BadRequest {
+                status: status.as_u16(),
+                body,
+            },
             StatusCode::REQUEST_TIMEOUT => SolvaPayError::Server {
                 status: status.as_u16(),
                 body,

@@ -11,7 +11,7 @@ use paywall::CustomerRef;
 use reqwest::Method;
 use serde_json::{json, Map, Value};
 
-use crate::SolvaPayBackend;
+use crate::{SolvaPayBackend, SolvaPayError};
 
 /// Merges a `data` member into its object, the object's own members winning (as the
 /// SDK's client does for products and plans).
@@ -216,7 +216,17 @@ impl SolvaPayBackend {
             }
             other => return Err(BackendError::Unsupported(other.what())),
         };
-        let answer = client.call(method, url, body.as_ref(), key).await?;
+        let answer =
+            client
+                .call(method, url, body.as_ref(), key)
+                .await
+                .map_err(|err| match err {
+                    // SolvaPay (or the dev server) does not offer it: the frontend hears so.
+                    SolvaPayError::BadRequest { status: 501, .. } => {
+                        BackendError::Unsupported(call.what())
+                    }
+                    other => other.into(),
+                })?;
         // An empty answer (a DELETE) is a success without a body.
         let answer: Value = answer.json().unwrap_or_else(|_| json!({ "success": true }));
         Ok(match call {

@@ -197,7 +197,7 @@ impl BillingRoutes {
                 .paywall
                 .product_state(identity, route)
                 .await
-                .map_err(Failure::Rejected)?;
+                .map_err(|rejection| Failure::Rejected(Box::new(rejection)))?;
             products.push(wire::product(route.product(), route.meter(), &state));
         }
         // Credits are extra: a provider that cannot tell them now still shows the rest.
@@ -369,7 +369,7 @@ enum Call<'a> {
 }
 
 enum Failure {
-    Rejected(crate::Rejection),
+    Rejected(Box<crate::Rejection>),
     /// Too many new checkout sessions for one customer this minute.
     RateLimited,
     Bad(String),

@@ -210,7 +210,7 @@ impl ReactRoutes {
                     .paywall
                     .product_state(identity, route)
                     .await
-                    .map_err(Failure::Rejected)?;
+                    .map_err(|rejection| Failure::Rejected(Box::new(rejection)))?;
                 Ok(wire::limits(route.meter(), &state))
             }
             ("usage", _) => {
@@ -221,7 +221,7 @@ impl ReactRoutes {
                     .paywall
                     .product_state(identity, route)
                     .await
-                    .map_err(Failure::Rejected)?;
+                    .map_err(|rejection| Failure::Rejected(Box::new(rejection)))?;
                 Ok(wire::usage(route.meter(), &state))
             }
             ("create-checkout-session", _) => {
@@ -435,6 +435,14 @@ impl ReactRoutes {
     }
 }
 
+/// What a route reads of its request.
+struct Request<'a> {
+    identity: &'a Identity,
+    customer: &'a Customer,
+    query: &'a Map<String, Value>,
+    body: &'a [u8],
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -466,12 +474,4 @@ mod tests {
             assert!(routes.clone().cors_origins([bad]).is_err(), "{bad}");
         }
     }
-}
-
-/// What a route reads of its request.
-struct Request<'a> {
-    identity: &'a Identity,
-    customer: &'a Customer,
-    query: &'a Map<String, Value>,
-    body: &'a [u8],
 }
