@@ -6,7 +6,7 @@
 //! | metric | labels | what |
 //! |---|---|---|
 //! | `paywall_decisions_total` | `outcome`: `admitted`, `unauthenticated`, `payment_required`, `unavailable`, `rejected` | once per protected request |
-//! | `paywall_backend_calls_total` | `call`: `ensure_customer`, `check_limits`, `record_usage`, `checkout`, `portal`, `purchases`, `cancel_purchase`, `credits`; `result`: `ok`, `error` | billing backend calls |
+//! | `paywall_backend_calls_total` | `call`: `ensure_customer`, `check_limits`, `record_usage`, `checkout`, `portal`, `purchases`, `cancel_purchase`, `credits`, `account_call`; `result`: `ok`, `error` | billing backend calls |
 //! | `paywall_backend_call_duration_seconds` | `call` | histogram |
 //! | `paywall_usage_events_total` | `result`: `recorded`, `dropped` | usage events settled |
 //! | `paywall_usage_pending` | | gauge: events accepted, not yet acknowledged |
@@ -27,7 +27,7 @@
 pub const DECISIONS_TOTAL: &str = "paywall_decisions_total";
 /// `paywall_backend_calls_total`, counter. Labels `call` (`ensure_customer`,
 /// `check_limits`, `record_usage`, `checkout`, `portal`, `purchases`,
-/// `cancel_purchase`, `credits`) and `result` (`ok`, `error`).
+/// `cancel_purchase`, `credits`, `account_call`) and `result` (`ok`, `error`).
 pub const BACKEND_CALLS_TOTAL: &str = "paywall_backend_calls_total";
 /// `paywall_backend_call_duration_seconds`, histogram. Label `call`, as
 /// [`BACKEND_CALLS_TOTAL`].
