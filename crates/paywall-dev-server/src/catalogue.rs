@@ -10,12 +10,12 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use paywall_local::{LocalError, Lookup};
+use paywall_local::LocalError;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::error::{api_error, bad_json, ledger_error};
-use crate::purchases::purchase_json;
+use crate::purchases::announce;
 use crate::Shared;
 
 /// `GET /v1/sdk/merchant`.
@@ -91,16 +91,7 @@ pub(crate) async fn reactivate(
     };
     match dev.ledger.reactivate_purchase_of(&owner, &purchase).await {
         Ok(record) => {
-            let email = dev
-                .ledger
-                .find_customer(Lookup::Reference(&owner))
-                .await
-                .ok()
-                .flatten()
-                .and_then(|c| c.email);
-            let purchase = purchase_json(&owner, email.as_deref(), &record);
-            crate::webhooks::deliver(&dev, "purchase.reactivated", purchase.clone());
-            Json(purchase).into_response()
+            Json(announce(&dev, &owner, &record, "purchase.reactivated").await).into_response()
         }
         Err(err) => ledger_error(err),
     }

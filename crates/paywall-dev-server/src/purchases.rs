@@ -77,15 +77,7 @@ pub(crate) async fn cancel(State(dev): State<Shared>, Path(purchase): Path<Strin
     };
     match dev.ledger.cancel_purchase_of(&owner, &purchase).await {
         Ok(record) => {
-            let email = dev
-                .ledger
-                .find_customer(Lookup::Reference(&owner))
-                .await
-                .ok()
-                .flatten()
-                .and_then(|c| c.email);
-            let purchase = purchase_json(&owner, email.as_deref(), &record);
-            crate::webhooks::deliver(&dev, "purchase.cancelled", purchase.clone());
+            let purchase = announce(&dev, &owner, &record, "purchase.cancelled").await;
             Json(json!({ "success": true, "purchase": purchase })).into_response()
         }
         Err(LocalError::NotFound(_)) => api_error(
@@ -94,4 +86,23 @@ pub(crate) async fn cancel(State(dev): State<Shared>, Path(purchase): Path<Strin
         ),
         Err(err) => ledger_error(err),
     }
+}
+
+/// `record` of `owner` in SolvaPay's shape, sent as a `kind` webhook too.
+pub(crate) async fn announce(
+    dev: &crate::Dev,
+    owner: &str,
+    record: &PurchaseRecord,
+    kind: &str,
+) -> Value {
+    let email = dev
+        .ledger
+        .find_customer(Lookup::Reference(owner))
+        .await
+        .ok()
+        .flatten()
+        .and_then(|c| c.email);
+    let purchase = purchase_json(owner, email.as_deref(), record);
+    crate::webhooks::deliver(dev, kind, purchase.clone());
+    purchase
 }

@@ -271,20 +271,23 @@ pub(crate) fn require_customer(conn: &Connection, customer: &str) -> Result<(), 
         .ok_or_else(|| LocalError::NotFound(format!("customer {customer}")))
 }
 
+/// A plan from a row of `reference, name, units, period_secs, price_cents`.
+pub(crate) fn plan_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Plan> {
+    Ok(Plan {
+        reference: row.get(0)?,
+        name: row.get(1)?,
+        units: u64::try_from(row.get::<_, i64>(2)?).unwrap_or(0),
+        period: Duration::from_secs(u64::try_from(row.get::<_, i64>(3)?).unwrap_or(1)),
+        price_cents: u64::try_from(row.get::<_, i64>(4)?).unwrap_or(0),
+    })
+}
+
 pub(crate) fn paid_plan(conn: &Connection, product: &str) -> Result<Plan, LocalError> {
     conn.prepare_cached(
         "SELECT reference, name, units, period_secs, price_cents FROM plans
          WHERE product_ref = ?1 AND is_free = 0 ORDER BY price_cents LIMIT 1",
     )?
-    .query_row([product], |row| {
-        Ok(Plan {
-            reference: row.get(0)?,
-            name: row.get(1)?,
-            units: u64::try_from(row.get::<_, i64>(2)?).unwrap_or(0),
-            period: Duration::from_secs(u64::try_from(row.get::<_, i64>(3)?).unwrap_or(1)),
-            price_cents: u64::try_from(row.get::<_, i64>(4)?).unwrap_or(0),
-        })
-    })
+    .query_row([product], plan_from_row)
     .optional()?
     .ok_or_else(|| LocalError::NotFound(format!("a paid plan for product {product}")))
 }

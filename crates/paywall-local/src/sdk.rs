@@ -4,8 +4,6 @@
 //! React components. Card payments are not simulated: those calls are
 //! [`BackendError::Unsupported`] (the local checkout and portal take payments here).
 
-use std::time::Duration;
-
 use paywall::backend::{AccountCall, BackendError};
 use paywall::CustomerRef;
 use rusqlite::{params, Connection};
@@ -94,15 +92,7 @@ fn catalogue_in(
     )?;
     for product in &mut products {
         product.plans = plans
-            .query_map([&product.reference], |row| {
-                Ok(Plan {
-                    reference: row.get(0)?,
-                    name: row.get(1)?,
-                    units: u64::try_from(row.get::<_, i64>(2)?).unwrap_or(0),
-                    period: Duration::from_secs(u64::try_from(row.get::<_, i64>(3)?).unwrap_or(1)),
-                    price_cents: u64::try_from(row.get::<_, i64>(4)?).unwrap_or(0),
-                })
-            })?
+            .query_map([&product.reference], ledger::plan_from_row)?
             .collect::<Result<Vec<_>, _>>()?;
     }
     Ok(products)

@@ -230,26 +230,8 @@ impl QuickstartConfig {
             redis_url,
             redis_cluster_urls,
             mcp_resource: set("PAYWALL_MCP_RESOURCE"),
-            return_origins: set("PAYWALL_RETURN_ORIGINS")
-                .map(|origins| {
-                    origins
-                        .split(',')
-                        .map(str::trim)
-                        .filter(|origin| !origin.is_empty())
-                        .map(str::to_owned)
-                        .collect()
-                })
-                .unwrap_or_default(),
-            cors_origins: set("PAYWALL_CORS_ORIGINS")
-                .map(|origins| {
-                    origins
-                        .split(',')
-                        .map(str::trim)
-                        .filter(|origin| !origin.is_empty())
-                        .map(str::to_owned)
-                        .collect()
-                })
-                .unwrap_or_default(),
+            return_origins: set("PAYWALL_RETURN_ORIGINS").map_or_else(Vec::new, |v| comma_list(&v)),
+            cors_origins: set("PAYWALL_CORS_ORIGINS").map_or_else(Vec::new, |v| comma_list(&v)),
             jwks_url,
             oidc_issuer,
             jwt_issuer,
@@ -298,6 +280,16 @@ pub fn load(name: &str) -> Result<QuickstartConfig, std::process::ExitCode> {
         eprintln!("{name}: {err}");
         std::process::ExitCode::from(2)
     })
+}
+
+/// A comma-separated list, without blanks.
+fn comma_list(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 #[cfg(test)]
