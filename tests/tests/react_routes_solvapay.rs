@@ -123,5 +123,28 @@ async fn through_solvapay_the_calls_are_forwarded_for_the_callers_customer() {
         money_routes_are_unsupported(&app, &alice).await;
         app.stop().await;
     }
+    // What the dev server does not simulate is a clear JSON error, never "no route".
+    for (method, path) in [
+        (Method::POST, "/v1/sdk/payment-intents"),
+        (Method::POST, "/v1/sdk/user-info"),
+        (Method::POST, "/v1/sdk/products"),
+        (Method::GET, "/v1/sdk/platform-config"),
+    ] {
+        let answer = reqwest::Client::new()
+            .request(method, format!("{}{path}", dev.base))
+            .bearer_auth(DEV_KEY)
+            .json(&json!({}))
+            .send()
+            .await
+            .expect("dev server");
+        assert_eq!(answer.status(), StatusCode::NOT_IMPLEMENTED, "{path}");
+        let body: serde_json::Value = answer.json().await.expect("json");
+        assert!(
+            body["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("not simulated")),
+            "{path}: {body}"
+        );
+    }
     dev.stop().await;
 }

@@ -106,3 +106,13 @@ pub(crate) async fn not_simulated() -> Response {
          methods, auto-recharge): use its hosted checkout (checkout sessions) instead",
     )
 }
+
+/// Catalogue management, credits, user info and platform config: 501, naming what is
+/// not simulated.
+pub(crate) async fn not_managed() -> Response {
+    api_error(
+        StatusCode::NOT_IMPLEMENTED,
+        "Managing products and plans, assigning credits, user info and platform config are \
+         not simulated by the dev server: its catalogue is the ledger's products",
+    )
+}

@@ -19,6 +19,7 @@
 //! | `GET /v1/sdk/merchant`, `GET /v1/sdk/products`, `GET /v1/sdk/products/{productRef}`, `GET /v1/sdk/products/{productRef}/plans` | the catalogue: `Merchant`, `{products}`, `Product`, `{plans}`; 404 |
 //! | `POST /v1/sdk/activate` | `ActivatePlanResponseDto`: `already_active`, `payment_required` with a checkout link, `invalid` |
 //! | `POST /v1/sdk/payment-intents…`, `GET /v1/sdk/payment-method`, `/v1/sdk/auto-recharge` | 501 `{statusCode, error, message}`: card payments are not simulated |
+//! | creating, changing or deleting products and plans, assigning credits, `user-info`, `platform-config` | 501 `{statusCode, error, message}`: not simulated (the catalogue is the ledger's) |
 //! | `GET /portal/{sessionId}` | the customer's purchases, while the session lasts |
 //! | `GET /checkout/{sessionId}`, `POST /checkout/{sessionId}` | the checkout page; paying buys the plan and sends `purchase.created` |
 //!
@@ -59,7 +60,7 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use axum::middleware;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use paywall_local::LocalBackend;
 use serde_json::json;
@@ -181,9 +182,40 @@ pub fn router(ledger: LocalBackend, config: DevServerConfig) -> Router {
             post(catalogue::reactivate),
         )
         .route("/v1/sdk/merchant", get(catalogue::merchant))
-        .route("/v1/sdk/products", get(catalogue::products))
-        .route("/v1/sdk/products/{product}", get(catalogue::product))
-        .route("/v1/sdk/products/{product}/plans", get(catalogue::plans))
+        .route(
+            "/v1/sdk/products",
+            get(catalogue::products).post(catalogue::not_managed),
+        )
+        .route(
+            "/v1/sdk/products/{product}",
+            get(catalogue::product).delete(catalogue::not_managed),
+        )
+        .route(
+            "/v1/sdk/products/{product}/plans",
+            get(catalogue::plans).post(catalogue::not_managed),
+        )
+        .route(
+            "/v1/sdk/products/{product}/plans/{plan}",
+            put(catalogue::not_managed).delete(catalogue::not_managed),
+        )
+        .route(
+            "/v1/sdk/products/{product}/clone",
+            post(catalogue::not_managed),
+        )
+        .route(
+            "/v1/sdk/products/{product}/mcp/plans",
+            put(catalogue::not_managed),
+        )
+        .route(
+            "/v1/sdk/products/mcp/bootstrap",
+            post(catalogue::not_managed),
+        )
+        .route(
+            "/v1/sdk/customers/{reference}/credits",
+            post(catalogue::not_managed),
+        )
+        .route("/v1/sdk/user-info", post(catalogue::not_managed))
+        .route("/v1/sdk/platform-config", get(catalogue::not_managed))
         .route("/v1/sdk/activate", post(catalogue::activate))
         .route("/v1/sdk/payment-intents", post(catalogue::not_simulated))
         .route(
