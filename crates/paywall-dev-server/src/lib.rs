@@ -126,6 +126,8 @@ pub(crate) struct Dev {
     pub(crate) config: DevServerConfig,
     pub(crate) http: reqwest::Client,
     customer_sessions: Mutex<HashMap<String, portal::CustomerSession>>,
+    /// Fractional usage, as a running total per customer, product, meter and outcome.
+    pub(crate) fractions: usage::Fractions,
 }
 
 impl Dev {
@@ -150,6 +152,7 @@ pub fn router(ledger: LocalBackend, config: DevServerConfig) -> Router {
         config,
         http,
         customer_sessions: Mutex::new(HashMap::new()),
+        fractions: usage::Fractions::default(),
     });
     Router::new()
         .route(

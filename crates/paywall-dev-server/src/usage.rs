@@ -1,4 +1,8 @@
 //! `POST /v1/sdk/usages` and `/v1/sdk/usages/bulk`: idempotent on `idempotencyKey`.
+//! Fractional `units` are exact: they add up in a running total (in millionths) per
+//! customer, product, meter and outcome, and each event debits the whole units its
+//! share completes (four events of 0.25 debit one unit). The running total lives in
+//! memory: a restart drops the fractions not yet completed.
 
 use std::time::{Duration, SystemTime};
 
@@ -48,8 +52,19 @@ pub(crate) struct BulkIn {
     events: Vec<UsageIn>,
 }
 
-/// Validates a usage event and turns it into a ledger event.
-fn usage_event(usage: UsageIn) -> Result<UsageEvent, ApiError> {
+/// Millionths of a unit.
+const MICROS: u64 = 1_000_000;
+
+/// What the running totals are kept by.
+type FractionKey = (String, String, String, &'static str);
+
+/// The running totals of fractional usage, in millionths of a unit.
+#[derive(Default)]
+pub(crate) struct Fractions(tokio::sync::Mutex<std::collections::HashMap<FractionKey, u64>>);
+
+/// Validates a usage event and turns it into a ledger event, with its units in
+/// millionths when they are not whole.
+fn usage_event(usage: UsageIn) -> Result<(UsageEvent, Option<u64>), ApiError> {
     let bad = |message: &str| Err(ApiError::bad_request(message));
     if usage.customer_ref.is_empty() {
         return bad("customerRef must not be empty");
@@ -104,17 +119,19 @@ fn usage_event(usage: UsageIn) -> Result<UsageEvent, ApiError> {
         .and_then(|metadata| metadata.get("meterName"))
         .and_then(Value::as_str)
         .unwrap_or("requests");
-    Ok(UsageEvent {
+    let micros = (units.fract() != 0.0).then(|| (units * MICROS as f64).round() as u64);
+    let event = UsageEvent {
         idempotency_key: key,
         customer: CustomerRef::new(usage.customer_ref.as_str()),
         product: usage.product_ref.as_deref().unwrap_or("").into(),
         meter: meter.into(),
-        // The ledger counts whole units: fractions round to the nearest.
-        units: units.round() as u64,
+        // Whole units as they are; fractions are settled in `record`.
+        units: if micros.is_some() { 0 } else { units as u64 },
         outcome,
         timestamp,
         duration,
-    })
+    };
+    Ok((event, micros))
 }
 
 fn usage_reference(event: &UsageEvent) -> String {
@@ -122,10 +139,12 @@ fn usage_reference(event: &UsageEvent) -> String {
 }
 
 async fn record(dev: &Dev, usages: Vec<UsageIn>) -> Result<(Vec<UsageEvent>, Vec<bool>), ApiError> {
-    let events = usages
+    let (mut events, micros): (Vec<UsageEvent>, Vec<Option<u64>>) = usages
         .into_iter()
         .map(usage_event)
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .unzip();
     let mut customers: Vec<&str> = events.iter().map(|e| e.customer.as_str()).collect();
     customers.sort_unstable();
     customers.dedup();
@@ -142,7 +161,36 @@ async fn record(dev: &Dev, usages: Vec<UsageIn>) -> Result<(Vec<UsageEvent>, Vec
             });
         }
     }
+    if micros.iter().all(Option::is_none) {
+        let inserted = dev.ledger.record_each(&events).await?;
+        return Ok((events, inserted));
+    }
+    // Fractions: one batch at a time, each event's share counted once (a key seen
+    // before, in the ledger or earlier in this batch, adds nothing), and the totals
+    // kept only when the ledger took the batch.
+    let mut totals = dev.fractions.0.lock().await;
+    let mut updated = totals.clone();
+    let mut seen = std::collections::HashSet::new();
+    for (event, micros) in events.iter_mut().zip(&micros) {
+        let Some(micros) = micros else { continue };
+        if !seen.insert(event.idempotency_key.clone())
+            || dev.ledger.is_recorded(&event.idempotency_key).await?
+        {
+            continue;
+        }
+        let key = (
+            event.customer.as_str().to_owned(),
+            event.product.to_string(),
+            event.meter.to_string(),
+            event.outcome.as_str(),
+        );
+        let total = updated.entry(key).or_insert(0);
+        let before = *total / MICROS;
+        *total += micros;
+        event.units = *total / MICROS - before;
+    }
     let inserted = dev.ledger.record_each(&events).await?;
+    *totals = updated;
     Ok((events, inserted))
 }
 
