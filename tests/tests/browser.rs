@@ -1,9 +1,12 @@
 //! The embedded backend's pages in a real browser (Debian's chromium, driven by
 //! playwright-core from npm; `tests/node/browser.mjs`), on both quickstarts: a customer
 //! pays the checkout a link names and cancels from the portal, while a site on another
-//! origin can neither frame the checkout nor post its form.
+//! origin can neither frame the checkout nor post its form; and a frontend on another
+//! origin calls the routes of SolvaPay's React components (`tests/node/react_cors.mjs`)
+//! only when that origin is allowed.
 
 use http::{Method, StatusCode};
+use paywall_examples::config::QuickstartConfig;
 use paywall_tests::*;
 use serde_json::{json, Value};
 
@@ -98,6 +101,41 @@ async fn a_browser_pays_and_cancels_while_another_site_can_neither_frame_nor_pos
             "{name}: one purchase, however often Pay was posted: {purchases}"
         );
         assert_ne!(list[0]["status"], "active", "{name}: {purchases}");
+        app.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frontend_on_an_allowed_origin_calls_the_react_routes_and_no_other_can() {
+    // A free port for the allowed frontend (the quickstart must know its origin first).
+    let port = std_loopback().local_addr().expect("addr").port();
+    let config = QuickstartConfig {
+        cors_origins: vec![format!("http://127.0.0.1:{port}")],
+        ..quickstart_config(5)
+    };
+    for app in both_apps(config).await {
+        let name = &app.name;
+        let args = vec![app.base.clone(), token("frontend-user"), port.to_string()];
+        let report = node::report("react_cors.mjs", args).await;
+        assert!(report.get("error").is_none(), "{name}: {report}");
+        let allowed = &report["allowed"];
+        assert_eq!(allowed["checkPurchase"]["status"], 200, "{name}: {report}");
+        assert!(
+            text(&allowed["checkPurchase"]["body"], "customerRef").starts_with("cus_"),
+            "{name}: {report}"
+        );
+        assert_eq!(allowed["checkout"]["status"], 200, "{name}: {report}");
+        assert!(
+            text(&allowed["checkout"]["body"], "checkoutUrl").contains("/checkout/cs_"),
+            "{name}: {report}"
+        );
+        // Another origin: the browser gives the page nothing (a failed fetch).
+        for call in ["checkPurchase", "checkout"] {
+            assert!(
+                text(&report["other"][call], "error").contains("Failed to fetch"),
+                "{name}: {call}: {report}"
+            );
+        }
         app.stop().await;
     }
 }
