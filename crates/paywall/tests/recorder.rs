@@ -254,3 +254,86 @@ async fn events_of_this_run_are_not_replayed_as_a_previous_runs() {
     assert_eq!(sent, 5, "each event sent once, none again as a leftover");
     assert!(outbox.0.lock().expect("lock").is_empty());
 }
+
+/// A paywall that adds each batch's events up, with `outbox`.
+fn coalescing(backend: &MemoryBackend, outbox: &SlowOutbox) -> Paywall {
+    Paywall::builder(HeaderResolver::new(), backend.clone())
+        .recorder(paywall::recorder::RecorderConfig {
+            coalesce: true,
+            max_batch: 100,
+            flush_interval: Duration::from_secs(3600),
+            ..fast_recorder()
+        })
+        .outbox(outbox.clone())
+        .build()
+        .expect("paywall")
+}
+
+/// 30 requests of alice and 20 of bob, every one admitted.
+async fn fifty_requests(paywall: &Paywall) {
+    let service = protected(paywall);
+    for i in 0..50 {
+        let who = if i % 5 < 3 { "alice" } else { "bob" };
+        assert_eq!(status_of(&service, who).await, StatusCode::OK);
+    }
+}
+
+#[tokio::test]
+async fn a_coalescing_recorder_sends_one_event_per_customer_and_meter() {
+    let backend = MemoryBackend::with_allowance(1_000);
+    backend.fail_next_usage_calls(2);
+    let outbox = SlowOutbox::default();
+    let paywall = coalescing(&backend, &outbox);
+    fifty_requests(&paywall).await;
+    // Past the read of the leftovers, so this run's events are in the outbox.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let report = paywall.flush().await;
+    assert_eq!((report.recorded, report.pending), (50, 0), "{report:?}");
+    let mut units: Vec<u64> = backend.recorded_events().iter().map(|e| e.units).collect();
+    units.sort_unstable();
+    assert_eq!(units, [20, 30], "one event per customer, carrying the sum");
+    let attempts = backend.usage_attempts();
+    assert_eq!(attempts.len(), 3, "two failures, then success");
+    assert!(
+        attempts.iter().all(|keys| keys == &attempts[0]),
+        "a sum keeps its key across retries"
+    );
+    assert!(
+        outbox.0.lock().expect("lock").is_empty(),
+        "acknowledged sums leave the outbox"
+    );
+}
+
+#[tokio::test]
+async fn sums_left_in_the_outbox_are_counted_once_however_often_replayed() {
+    let down = MemoryBackend::with_allowance(1_000);
+    down.fail_next_usage_calls(usize::MAX);
+    let outbox = SlowOutbox::default();
+    let paywall = coalescing(&down, &outbox);
+    fifty_requests(&paywall).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The process stops while the backend refuses: the batch went through the outbox.
+    let report = paywall.shutdown(Duration::from_millis(300)).await;
+    assert_eq!(report.pending, 50, "{report:?}");
+    let left = outbox.0.lock().expect("lock").clone();
+    let mut units: Vec<u64> = left.iter().map(|e| e.units).collect();
+    units.sort_unstable();
+    assert_eq!(
+        units,
+        [20, 30],
+        "the sums replaced their 50 events in the outbox"
+    );
+
+    let up = MemoryBackend::with_allowance(1_000);
+    for _ in 0..2 {
+        // The second start finds the same sums again (as if the first crashed after
+        // the backend had them but before the outbox forgot them).
+        *outbox.0.lock().expect("lock") = left.clone();
+        let paywall = coalescing(&up, &outbox);
+        // Past the read of the leftovers (100 ms), which queues them again.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let report = paywall.flush().await;
+        assert_eq!(report.pending, 0, "{report:?}");
+    }
+    assert_eq!(up.recorded_units(), 50, "every admitted unit once");
+}

@@ -46,6 +46,15 @@ pub struct RecorderConfig {
     /// and is sent at the next start; without one it is logged with its key and
     /// reported as pending.
     pub enqueue_timeout: Duration,
+    /// Adds up a batch's events per customer, product, meter, outcome and UTC day
+    /// before sending them: one event each, carrying the sum of the units, with a key
+    /// of its own that is stable across retries (an event alone in its sum keeps its
+    /// key). With an outbox, each sum replaces its events there in one step just before
+    /// it is sent, so a crash or a replay never counts a unit twice. The backend then
+    /// writes a counter per customer and meter per batch instead of a record per
+    /// request; it no longer sees each request's `duration`, and a sum is dated at its
+    /// latest event. Default `false`: every event is sent as it happened.
+    pub coalesce: bool,
 }
 
 impl Default for RecorderConfig {
@@ -58,6 +67,7 @@ impl Default for RecorderConfig {
             max_backoff: Duration::from_secs(30),
             max_retry_after: Duration::from_secs(60),
             enqueue_timeout: Duration::from_secs(5),
+            coalesce: false,
         }
     }
 }

@@ -1,17 +1,21 @@
-//! What a full usage queue does with the events it has no room for: it adds them up,
-//! per customer, product, meter and outcome, into one counter each, so that the
-//! response that committed them goes out at once and no admitted request goes unbilled.
+//! Adding usage events up per customer, product, meter, outcome and UTC day
+//! ([`Sums`]): what a full usage queue does with the events it has no room for
+//! ([`Overflow`]), and what the worker does with a batch when
+//! [`RecorderConfig::coalesce`](super::RecorderConfig::coalesce) is set.
 //!
-//! The worker takes the counters out whenever it takes from the queue, and sends each
-//! as one event carrying the sum of the units (with a key of its own, stable across
-//! retries). With an outbox, the events a counter absorbed stay stored under their own
-//! keys until the counter's event replaces them there in one step
-//! ([`Outbox::replace`](crate::recorder::Outbox::replace)), so a crash in between
-//! neither loses nor doubles a unit.
+//! A full queue adds its events up so that the response that committed them goes out at
+//! once and no admitted request goes unbilled; the worker takes the counters out
+//! whenever it takes from the queue. A counter that absorbed events is sent as one
+//! event carrying the sum of the units, with a key of its own, stable across retries; a
+//! counter of one event keeps that event's key. With an outbox, the events a counter
+//! absorbed stay stored under their own keys until the counter's event replaces them
+//! there in one step ([`Outbox::replace`](crate::recorder::Outbox::replace)), just
+//! before it is sent, so a crash in between neither loses nor doubles a unit.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::SystemTime;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::{Acknowledge, Pending};
 use crate::backend::{Outcome, UsageEvent};
@@ -27,8 +31,11 @@ pub(crate) struct Merged {
     pub(crate) own: u64,
     /// Other budgets to acknowledge and their units.
     pub(crate) acks: Vec<(Arc<dyn Acknowledge>, u64)>,
-    /// The absorbed events' own keys (with an outbox only).
+    /// The keys the absorbed events are stored under in the outbox (with one only).
     pub(crate) keys: Vec<String>,
+    /// Whether the counter absorbed events since its key was last made: it gets a new
+    /// one when taken.
+    fresh: bool,
 }
 
 #[derive(PartialEq, Eq, Hash)]
@@ -37,101 +44,194 @@ struct Key {
     product: Arc<str>,
     meter: Arc<str>,
     outcome: Outcome,
+    /// The UTC day of the event: daily counters stay exact.
+    day: u64,
+}
+
+impl Key {
+    fn of(event: &UsageEvent) -> Self {
+        let day = event
+            .timestamp
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| since.as_secs() / 86_400);
+        Self {
+            customer: event.customer.clone(),
+            product: Arc::clone(&event.product),
+            meter: Arc::clone(&event.meter),
+            outcome: event.outcome,
+            day,
+        }
+    }
+}
+
+/// Counters of usage events, one per customer, product, meter, outcome and UTC day.
+pub(super) struct Sums {
+    counters: HashMap<Key, Pending>,
+    keep_keys: bool,
+}
+
+impl Sums {
+    /// Empty; `keep_keys` when an outbox stores the events.
+    pub(super) fn new(keep_keys: bool) -> Self {
+        Self {
+            counters: HashMap::new(),
+            keep_keys,
+        }
+    }
+
+    /// How many counters there are.
+    pub(super) fn len(&self) -> usize {
+        self.counters.len()
+    }
+
+    /// Adds `pending` (an event, or a counter taken from elsewhere) to its counter.
+    pub(super) fn add(&mut self, pending: Pending) {
+        let key = Key::of(&pending.event);
+        match self.counters.entry(key) {
+            Entry::Occupied(counter) => absorb(counter.into_mut(), pending, self.keep_keys),
+            Entry::Vacant(new) => {
+                new.insert(pending);
+            }
+        }
+    }
+
+    /// Adds `pending` to its counter; gives it back when there are `limit` counters
+    /// already and none is its own.
+    // The event given back is moved, not copied to the heap: the usual path stays
+    // free of allocations.
+    #[allow(clippy::result_large_err)]
+    fn add_within(&mut self, pending: Pending, limit: usize) -> Result<(), Pending> {
+        let key = Key::of(&pending.event);
+        if let Some(counter) = self.counters.get_mut(&key) {
+            absorb(counter, pending, self.keep_keys);
+            return Ok(());
+        }
+        if self.counters.len() >= limit {
+            return Err(pending);
+        }
+        self.counters.insert(key, pending);
+        Ok(())
+    }
+
+    /// Every counter, as one event each (with a new key if it absorbed any); the sums
+    /// are left empty.
+    pub(super) fn take(&mut self) -> Vec<Pending> {
+        if self.counters.is_empty() {
+            return Vec::new();
+        }
+        let now = SystemTime::now();
+        self.counters
+            .drain()
+            .map(|(_, mut pending)| {
+                if let Some(merged) = pending.merged.as_mut().filter(|merged| merged.fresh) {
+                    merged.fresh = false;
+                    pending.event.idempotency_key = UsageEvent::new_key(now);
+                    pending.event.duration = None;
+                }
+                pending
+            })
+            .collect()
+    }
 }
 
 /// The counters of a full queue, bounded in how many distinct ones it holds.
 pub(super) struct Overflow {
-    counters: Mutex<HashMap<Key, Pending>>,
+    sums: Mutex<Sums>,
     limit: usize,
-    keep_keys: bool,
 }
 
 impl Overflow {
     /// At most `limit` counters; `keep_keys` when an outbox stores the events.
     pub(super) fn new(limit: usize, keep_keys: bool) -> Self {
         Self {
-            counters: Mutex::new(HashMap::new()),
+            sums: Mutex::new(Sums::new(keep_keys)),
             limit: limit.max(1),
-            keep_keys,
         }
     }
 
     /// Adds `pending` to its counter; gives it back when the overflow already holds
     /// `limit` counters and none is this event's.
-    // The event given back is moved, not copied to the heap: the usual path stays
-    // free of allocations.
     #[allow(clippy::result_large_err)]
     pub(super) fn absorb(&self, pending: Pending) -> Result<(), Pending> {
-        let mut counters = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
-        let key = Key {
-            customer: pending.event.customer.clone(),
-            product: Arc::clone(&pending.event.product),
-            meter: Arc::clone(&pending.event.meter),
-            outcome: pending.event.outcome,
-        };
-        if let Some(counter) = counters.get_mut(&key) {
-            add(counter, pending, self.keep_keys);
-            return Ok(());
-        }
-        if counters.len() >= self.limit {
-            return Err(pending);
-        }
-        let mut first = pending;
-        let units = first.event.units;
-        let merged = first.merged.get_or_insert_with(Box::default);
-        merged.events = 1;
-        merged.own = units;
-        if self.keep_keys {
-            merged.keys.push(first.event.idempotency_key.clone());
-        }
-        counters.insert(key, first);
-        Ok(())
+        self.lock().add_within(pending, self.limit)
     }
 
-    /// Every counter, as one event each with a new key; the overflow is left empty.
+    /// Every counter, as one event each; the overflow is left empty.
     pub(super) fn take(&self) -> Vec<Pending> {
-        let counters = {
-            let mut counters = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
-            if counters.is_empty() {
-                return Vec::new();
-            }
-            std::mem::take(&mut *counters)
-        };
-        let now = SystemTime::now();
-        counters
-            .into_values()
-            .map(|mut pending| {
-                pending.event.idempotency_key = UsageEvent::new_key(now);
-                pending.event.duration = None;
-                pending
-            })
-            .collect()
+        self.lock().take()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Sums> {
+        self.sums.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Whether no counter is waiting.
     #[cfg(test)]
     pub(super) fn is_empty(&self) -> bool {
-        self.counters
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_empty()
+        self.lock().len() == 0
     }
 }
 
-/// Adds `pending`, a single event, into `counter`.
-fn add(counter: &mut Pending, pending: Pending, keep_keys: bool) {
-    let units = pending.event.units;
-    counter.event.units = counter.event.units.saturating_add(units);
-    counter.event.timestamp = counter.event.timestamp.max(pending.event.timestamp);
-    let merged = counter.merged.get_or_insert_with(Box::default);
-    merged.events += 1;
-    if keep_keys {
-        merged.keys.push(pending.event.idempotency_key);
+/// Adds `pending` (an event, or a counter) into `counter`.
+fn absorb(counter: &mut Pending, pending: Pending, keep_keys: bool) {
+    let first_units = counter.event.units;
+    let merged = counter.merged.get_or_insert_with(|| {
+        Box::new(Merged {
+            events: 1,
+            own: first_units,
+            ..Merged::default()
+        })
+    });
+    if !merged.fresh {
+        // Its current key is stored in the outbox: the sum replaces it too.
+        if keep_keys {
+            merged.keys.push(counter.event.idempotency_key.clone());
+        }
+        merged.fresh = true;
     }
-    let Some(budget) = pending.budget else { return };
+    let Pending {
+        event,
+        budget,
+        merged: theirs,
+    } = pending;
+    counter.event.units = counter.event.units.saturating_add(event.units);
+    counter.event.timestamp = counter.event.timestamp.max(event.timestamp);
+    if keep_keys {
+        merged.keys.push(event.idempotency_key);
+    }
+    let Some(theirs) = theirs else {
+        merged.events += 1;
+        acknowledge(merged, counter.budget.as_ref(), budget, event.units);
+        return;
+    };
+    let Merged {
+        events,
+        own,
+        acks,
+        keys,
+        ..
+    } = *theirs;
+    merged.events += events;
+    if keep_keys {
+        merged.keys.extend(keys);
+    }
+    acknowledge(merged, counter.budget.as_ref(), budget, own);
+    for (budget, units) in acks {
+        acknowledge(merged, counter.budget.as_ref(), Some(budget), units);
+    }
+}
+
+/// Adds `units` to acknowledge to `budget`: the counter's own, or one of its others.
+fn acknowledge(
+    merged: &mut Merged,
+    own: Option<&Arc<dyn Acknowledge>>,
+    budget: Option<Arc<dyn Acknowledge>>,
+    units: u64,
+) {
+    let Some(budget) = budget else { return };
     let same =
         |other: &Arc<dyn Acknowledge>| std::ptr::addr_eq(Arc::as_ptr(other), Arc::as_ptr(&budget));
-    if counter.budget.as_ref().is_some_and(same) {
+    if own.is_some_and(same) {
         merged.own = merged.own.saturating_add(units);
         return;
     }

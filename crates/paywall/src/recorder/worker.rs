@@ -1,7 +1,9 @@
 //! The recorder's background task: collects queued events into batches (by size and by
-//! interval, sleeping between wake-ups rather than waking per event), takes the
-//! overflow's counters after what it took from the queue, sends each batch until the
-//! backend acknowledges or refuses it, and settles the budgets.
+//! interval, sleeping between wake-ups rather than waking per event; with
+//! [`RecorderConfig::coalesce`] a batch adds its events up per customer, product,
+//! meter, outcome and day), takes the overflow's counters after what it took from the
+//! queue, sends each batch until the backend acknowledges or refuses it, and settles
+//! the budgets.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -11,6 +13,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, error, warn};
 
+use super::overflow::Sums;
 use super::{Counters, Message, Overflow, Pending, RecorderConfig};
 use crate::backend::{BackendError, DynBackend, UsageEvent};
 use crate::backoff::Backoff;
@@ -21,8 +24,41 @@ const MIN_WAIT: Duration = Duration::from_millis(1);
 
 /// The batch being collected and when its oldest event must go out.
 struct Batch {
-    events: Vec<Pending>,
+    events: Events,
     due: Option<Instant>,
+}
+
+/// A batch's events: as they came, or added up.
+enum Events {
+    Each(Vec<Pending>),
+    Summed(Sums),
+}
+
+impl Events {
+    fn len(&self) -> usize {
+        match self {
+            Self::Each(events) => events.len(),
+            Self::Summed(sums) => sums.len(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn push(&mut self, pending: Pending) {
+        match self {
+            Self::Each(events) => events.push(pending),
+            Self::Summed(sums) => sums.add(pending),
+        }
+    }
+
+    fn take(&mut self) -> Vec<Pending> {
+        match self {
+            Self::Each(events) => std::mem::take(events),
+            Self::Summed(sums) => sums.take(),
+        }
+    }
 }
 
 pub(super) struct Worker {
@@ -35,10 +71,12 @@ pub(super) struct Worker {
 
 impl Worker {
     pub(super) async fn run(self, mut rx: mpsc::Receiver<Message>) {
-        let mut batch = Batch {
-            events: Vec::with_capacity(self.config.max_batch.max(1)),
-            due: None,
+        let events = if self.config.coalesce {
+            Events::Summed(Sums::new(self.outbox.is_some()))
+        } else {
+            Events::Each(Vec::with_capacity(self.config.max_batch.max(1)))
         };
+        let mut batch = Batch { events, due: None };
         // Idle: the first event (or flush) wakes the worker.
         while let Some(first) = rx.recv().await {
             let mut next = Some(first);
@@ -81,16 +119,9 @@ impl Worker {
         self.send(&mut batch.events).await;
     }
 
-    /// Adds the overflow's counters to the batch (sending it whenever it is full). With
-    /// an outbox, each counter's event first replaces the events it adds up there.
+    /// Adds the overflow's counters to the batch (sending it whenever it is full).
     async fn take_overflow(&self, batch: &mut Batch) {
         for pending in self.overflow.take() {
-            if let (Some(outbox), Some(merged)) = (&self.outbox, &pending.merged) {
-                if let Err(err) = outbox.replace_boxed(&merged.keys, &pending.event).await {
-                    warn!(error = %err, events = merged.keys.len(),
-                          "cannot replace added-up usage in the outbox; the events stay there");
-                }
-            }
             self.push(pending, batch).await;
         }
     }
@@ -127,14 +158,27 @@ impl Worker {
     /// Sends `batch` until the backend acknowledges or refuses it for good. A refused
     /// batch is split in halves and each sent again, so that only the events the
     /// backend refuses are dropped (and logged with their keys), not their neighbours.
-    async fn send(&self, batch: &mut Vec<Pending>) {
+    /// With an outbox, each sum first replaces the events it adds up there.
+    async fn send(&self, batch: &mut Events) {
+        let batch = batch.take();
         if batch.is_empty() {
             return;
+        }
+        if let Some(outbox) = &self.outbox {
+            for pending in &batch {
+                let Some(merged) = &pending.merged else {
+                    continue;
+                };
+                if let Err(err) = outbox.replace_boxed(&merged.keys, &pending.event).await {
+                    warn!(error = %err, events = merged.keys.len(),
+                          "cannot replace added-up usage in the outbox; the events stay there");
+                }
+            }
         }
         // The events go to the backend as they are (not copied); what settles them
         // travels beside them, split with them.
         let (events, settles): (Vec<UsageEvent>, Vec<Settle>) =
-            batch.drain(..).map(Settle::split).unzip();
+            batch.into_iter().map(Settle::split).unzip();
         let mut parts = vec![(events, settles)];
         while let Some((mut events, mut settles)) = parts.pop() {
             if events.is_empty() {
