@@ -176,3 +176,46 @@ async fn a_full_queue_with_an_outbox_bills_every_request_once_across_a_restart()
         "nothing left to send twice"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coalesced_usage_through_the_sqlite_outbox_is_exact_despite_lost_acks() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let ledger = ledger_backend(Some(&dir.path().join("ledger.db")), 1000);
+    let outbox = paywall_local::SqliteOutbox::open(dir.path().join("outbox.db")).expect("outbox");
+    // Of every 3 usage calls: one fails before writing, one writes and then loses its ack.
+    let lossy = LossyAcks {
+        inner: ledger.clone(),
+        calls: Arc::new(AtomicUsize::new(0)),
+        fail_before: vec![0],
+        fail_after: vec![1],
+        period: 3,
+    };
+    let calls = lossy.calls.clone();
+    let paywall = Paywall::builder(resolver(), lossy)
+        .recorder(paywall::recorder::RecorderConfig {
+            coalesce: true,
+            // Sums of several requests each, of the 3 users below.
+            max_batch: 100,
+            flush_interval: Duration::from_millis(20),
+            ..fast_recorder()
+        })
+        .outbox(outbox.clone())
+        .build()
+        .expect("paywall");
+    let service = protected(&paywall);
+    for i in 0..120 {
+        let who = format!("user-{}", i % 3);
+        assert_eq!(status_of(&service, &who).await, StatusCode::OK);
+    }
+    let report = paywall.shutdown(Duration::from_secs(30)).await;
+    assert!(report.is_complete(), "{report:?}");
+    assert_eq!(report.recorded, 120, "every request settled");
+    assert!(calls.load(Ordering::SeqCst) > 3, "faults were exercised");
+    let (events, units) = recorded(&ledger, None).await;
+    assert_eq!(units, 120, "every admitted unit once, none twice");
+    assert!(
+        events < 120,
+        "{events} ledger events: batches were added up"
+    );
+    assert_eq!(outbox.len().await.expect("len"), 0, "the outbox is empty");
+}

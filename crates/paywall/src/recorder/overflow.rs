@@ -86,9 +86,9 @@ impl Sums {
 
     /// Adds `pending` (an event, or a counter taken from elsewhere) to its counter.
     pub(super) fn add(&mut self, pending: Pending) {
-        let key = Key::of(&pending.event);
-        match self.counters.entry(key) {
-            Entry::Occupied(counter) => absorb(counter.into_mut(), pending, self.keep_keys),
+        let keep_keys = self.keep_keys;
+        match self.counters.entry(Key::of(&pending.event)) {
+            Entry::Occupied(counter) => absorb(counter.into_mut(), pending, keep_keys),
             Entry::Vacant(new) => {
                 new.insert(pending);
             }
@@ -101,15 +101,10 @@ impl Sums {
     // free of allocations.
     #[allow(clippy::result_large_err)]
     fn add_within(&mut self, pending: Pending, limit: usize) -> Result<(), Pending> {
-        let key = Key::of(&pending.event);
-        if let Some(counter) = self.counters.get_mut(&key) {
-            absorb(counter, pending, self.keep_keys);
-            return Ok(());
-        }
-        if self.counters.len() >= limit {
+        if self.counters.len() >= limit && !self.counters.contains_key(&Key::of(&pending.event)) {
             return Err(pending);
         }
-        self.counters.insert(key, pending);
+        self.add(pending);
         Ok(())
     }
 
