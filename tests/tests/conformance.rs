@@ -354,9 +354,9 @@ async fn exact_admission_and_an_exact_ledger_on_both() {
             .await
             .is_complete());
         assert_eq!(
-            recorded(&local, None).await.0,
+            recorded(&local, None).await.1,
             5,
-            "{name}: one event per admitted success"
+            "{name}: the admitted successes billed, a unit each"
         );
     }
 }

@@ -176,9 +176,9 @@ async fn free_allowance_then_402_then_checkout_then_allowed_again() {
     assert!(report.is_complete());
     let local = running.app.local.as_ref().expect("embedded backend");
     assert_eq!(
-        recorded(local, Some(&customer)).await,
-        (4, 4),
-        "3 free + 1 paid request, one event each"
+        recorded(local, Some(&customer)).await.1,
+        4,
+        "3 free + 1 paid request, a unit each"
     );
 }
 

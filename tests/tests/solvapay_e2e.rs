@@ -112,7 +112,7 @@ async fn free_then_402_then_dev_checkout_then_webhook_unlocks_before_the_ttl() {
     assert!(report.is_complete(), "{report:?}");
     let rows = ledger.ledger(Some(&customer)).await.expect("ledger");
     assert_eq!(rows.len(), 1, "{rows:?}");
-    assert_eq!((rows[0].events, rows[0].units), (4, 4), "3 free + 1 paid");
+    assert_eq!(rows[0].units, 4, "3 free + 1 paid: {rows:?}");
     assert!(rows
         .iter()
         .all(|r| r.meter == "requests" && r.product_ref == "prd_quickstart"));

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use paywall::recorder::RecorderConfig;
 use paywall::{IdentityResolver, Paywall};
 use paywall_jwt::{Hs256Signer, JwtResolver};
 use paywall_local::{checkout, LocalBackend, Product, SqliteOutbox};
@@ -63,6 +64,11 @@ pub fn billing(
         }
     };
     let paywall = builder
+        // One usage event per customer and meter per batch, not one per request.
+        .recorder(RecorderConfig {
+            coalesce: true,
+            ..RecorderConfig::default()
+        })
         .ratelimit_headers(true)
         .limits_ttl(if config.limits_ttl.is_zero() {
             Duration::from_secs(30)
