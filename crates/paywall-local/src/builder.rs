@@ -104,6 +104,7 @@ impl LocalBackendBuilder {
                     .or_else(|| local_portal_url(self.checkout_url.as_deref())),
                 checkout_url: self.checkout_url,
                 portal_sessions: crate::account::PortalSessions::new(),
+                periods: Mutex::default(),
                 path: self.path,
                 merchant: self.merchant.unwrap_or_else(|| "Paywall".into()),
                 replay_horizon_ms: i64::try_from(

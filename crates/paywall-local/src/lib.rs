@@ -47,6 +47,7 @@ mod directory;
 mod error;
 mod ledger;
 mod outbox;
+mod periods;
 #[cfg(feature = "checkout")]
 #[cfg_attr(docsrs, doc(cfg(feature = "checkout")))]
 pub mod portal;
@@ -83,6 +84,8 @@ pub(crate) struct Inner {
     pub(crate) merchant: String,
     /// How long idempotency keys are remembered, in milliseconds.
     pub(crate) replay_horizon_ms: i64,
+    /// The allowance periods recording usage found (locked after `conn`).
+    pub(crate) periods: Mutex<periods::Periods>,
 }
 
 /// The embedded billing backend. Cheap to clone; clones share one ledger.
@@ -325,8 +328,17 @@ impl LocalBackend {
     pub async fn record_each(&self, events: &[UsageEvent]) -> Result<Vec<bool>, LocalError> {
         let events = events.to_vec();
         let horizon = self.inner.replay_horizon_ms;
-        self.run(move |conn| usage::record_usage(conn, &events, horizon))
-            .await
+        let inner = Arc::clone(&self.inner);
+        self.run(move |conn| {
+            // After a panic mid-batch, start over rather than trust what was found.
+            let mut periods = inner.periods.lock().unwrap_or_else(|poisoned| {
+                let mut periods = poisoned.into_inner();
+                *periods = periods::Periods::default();
+                periods
+            });
+            usage::record_usage(conn, &mut periods, &events, horizon)
+        })
+        .await
     }
 }
 

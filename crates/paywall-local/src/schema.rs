@@ -100,6 +100,32 @@ const MIGRATIONS: &[&str] = &[
         name  TEXT PRIMARY KEY,
         value INTEGER NOT NULL
     ) WITHOUT ROWID;",
+    // 6: a version of purchases and plans, bumped by every write to either from any
+    // connection, so that recording usage can reuse the periods it found (`periods.rs`).
+    "CREATE TRIGGER purchases_inserted AFTER INSERT ON purchases BEGIN
+        INSERT INTO ledger_meta(name, value) VALUES ('plans_version', 1)
+        ON CONFLICT(name) DO UPDATE SET value = value + 1;
+    END;
+    CREATE TRIGGER purchases_updated AFTER UPDATE ON purchases BEGIN
+        INSERT INTO ledger_meta(name, value) VALUES ('plans_version', 1)
+        ON CONFLICT(name) DO UPDATE SET value = value + 1;
+    END;
+    CREATE TRIGGER purchases_deleted AFTER DELETE ON purchases BEGIN
+        INSERT INTO ledger_meta(name, value) VALUES ('plans_version', 1)
+        ON CONFLICT(name) DO UPDATE SET value = value + 1;
+    END;
+    CREATE TRIGGER plans_inserted AFTER INSERT ON plans BEGIN
+        INSERT INTO ledger_meta(name, value) VALUES ('plans_version', 1)
+        ON CONFLICT(name) DO UPDATE SET value = value + 1;
+    END;
+    CREATE TRIGGER plans_updated AFTER UPDATE ON plans BEGIN
+        INSERT INTO ledger_meta(name, value) VALUES ('plans_version', 1)
+        ON CONFLICT(name) DO UPDATE SET value = value + 1;
+    END;
+    CREATE TRIGGER plans_deleted AFTER DELETE ON plans BEGIN
+        INSERT INTO ledger_meta(name, value) VALUES ('plans_version', 1)
+        ON CONFLICT(name) DO UPDATE SET value = value + 1;
+    END;",
 ];
 
 /// The data steps, by the version they migrate to.

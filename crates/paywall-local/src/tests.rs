@@ -138,6 +138,21 @@ async fn purchase_moves_the_customer_to_the_paid_plan() {
         .expect("limits");
     assert_eq!(limits.remaining, 10);
     assert_eq!(limits.plan.as_deref(), Some("pln_prd_a_pro"));
+    // Usage after the purchase counts in the paid plan's new period, though the free
+    // period was the one found for this customer before.
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    let events: Vec<_> = (3..7)
+        .map(|i| UsageEvent {
+            timestamp: SystemTime::now(),
+            ..event(&customer, &format!("k{i}"))
+        })
+        .collect();
+    backend.record(&events).await.expect("record");
+    let limits = backend
+        .check_limits(&customer, "prd_a", "requests")
+        .await
+        .expect("limits");
+    assert_eq!(limits.remaining, 6);
 }
 
 #[tokio::test]

@@ -6,7 +6,10 @@
 //! into counters summed per batch: `usage_totals` (units of the current allowance
 //! period, what a limits check reads) and `usage_daily` (units and events per customer,
 //! product, meter, outcome and UTC day: the history the portal and
-//! [`LocalBackend::ledger`](crate::LocalBackend::ledger) show).
+//! [`LocalBackend::ledger`](crate::LocalBackend::ledger) show). Each customer's
+//! allowance period is looked up once and then reused across batches (`periods.rs`),
+//! so a batch costs, per customer and meter, the counters' two upserts and, per event,
+//! the key insert.
 //!
 //! **Exactly once.** A key is remembered for the replay horizon
 //! ([`LocalBackendBuilder::replay_horizon`](crate::LocalBackendBuilder::replay_horizon),
@@ -22,7 +25,8 @@ use paywall::backend::{Outcome, UsageEvent};
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 use tracing::warn;
 
-use crate::ledger::{millis, now_ms, period, to_i64, used};
+use crate::ledger::{millis, now_ms, to_i64};
+use crate::periods::Periods;
 use crate::LocalError;
 
 const DAY_MS: i64 = 24 * 3600 * 1000;
@@ -60,16 +64,18 @@ type DayKey<'a> = (&'a str, &'a str, &'a str, &'static str, i64);
 /// `horizon_ms`. Returns, per event, whether it was new. One immediate transaction.
 pub(crate) fn record_usage(
     conn: &mut Connection,
+    periods: &mut Periods,
     events: &[UsageEvent],
     horizon_ms: i64,
 ) -> Result<Vec<bool>, LocalError> {
     let now = now_ms();
     let oldest = now.saturating_sub(horizon_ms);
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    periods.sync(&tx)?;
     let mut inserted = Vec::with_capacity(events.len());
     // The current period of each (customer, product, meter) of the batch and the
     // success units that land in it.
-    let mut periods: HashMap<MeterKey<'_>, Option<(i64, i64)>> = HashMap::new();
+    let mut totals: HashMap<MeterKey<'_>, Option<(i64, i64)>> = HashMap::new();
     let mut days: HashMap<DayKey<'_>, (i64, i64)> = HashMap::new();
     let mut too_old = 0usize;
     {
@@ -100,16 +106,14 @@ pub(crate) fn record_usage(
             if event.outcome != Outcome::Success {
                 continue;
             }
-            let current = match periods.entry(meter) {
+            let current = match totals.entry(meter) {
                 Entry::Occupied(known) => known.into_mut(),
-                Entry::Vacant(new) => new.insert(match period(&tx, meter.0, meter.1, now) {
-                    // Made to exist (filled from older history) before this batch adds.
-                    Ok(period) => used(&tx, meter.0, meter.1, meter.2, period.start)
-                        .map(|_| Some((period.start, 0)))?,
-                    // An unknown product has no allowance to count against.
-                    Err(LocalError::NotFound(_)) => None,
-                    Err(err) => return Err(err),
-                }),
+                // An unknown product has no allowance to count against (`None`).
+                Entry::Vacant(new) => new.insert(
+                    periods
+                        .start(&tx, meter.0, meter.1, now)?
+                        .map(|start| (start, 0)),
+                ),
             };
             // An event stamped in the future counts as now.
             if let Some((start, total)) = current {
@@ -119,7 +123,7 @@ pub(crate) fn record_usage(
             }
         }
     }
-    add_counters(&tx, &periods, &days)?;
+    add_counters(&tx, &totals, &days)?;
     prune(&tx, now, oldest, horizon_ms.min(PRUNE_EVERY_MS))?;
     tx.commit()?;
     if too_old > 0 {
@@ -134,14 +138,20 @@ pub(crate) fn record_usage(
 
 fn add_counters(
     tx: &Transaction<'_>,
-    periods: &HashMap<MeterKey<'_>, Option<(i64, i64)>>,
+    totals: &HashMap<MeterKey<'_>, Option<(i64, i64)>>,
     days: &HashMap<DayKey<'_>, (i64, i64)>,
 ) -> Result<(), LocalError> {
+    // A period's first row starts from what the per-event table of schema 4 holds for
+    // it (nothing, for a ledger created since), as `ledger::used` fills it.
     let mut add = tx.prepare_cached(
-        "UPDATE usage_totals SET units = units + ?5
-         WHERE customer_ref = ?1 AND product_ref = ?2 AND meter = ?3 AND period_start = ?4",
+        "INSERT INTO usage_totals(customer_ref, product_ref, meter, period_start, units)
+         VALUES (?1, ?2, ?3, ?4, ?5 + (
+             SELECT COALESCE(SUM(units), 0) FROM usage_events_v4
+             WHERE customer_ref = ?1 AND product_ref = ?2 AND meter = ?3
+               AND outcome = 'success' AND occurred_at >= ?4))
+         ON CONFLICT DO UPDATE SET units = units + ?5",
     )?;
-    for (key, period) in periods {
+    for (key, period) in totals {
         if let Some((start, units)) = period.filter(|(_, units)| *units != 0) {
             add.execute(params![key.0, key.1, key.2, start, units])?;
         }
@@ -300,10 +310,10 @@ mod tests {
             .product(Product::new("prd_a").free_units(10))
             .open()
             .expect("migrated to 5");
-        assert_eq!(remaining(&backend, &customer).await, 7);
         let rows = backend.ledger(None).await.expect("ledger");
         assert_eq!((rows.len(), rows[0].events, rows[0].units), (1, 3, 3));
-        // Replays of the old events are recognised; a new one counts once.
+        // Replays of the old events are recognised; a new one counts once, on top of
+        // the old events (the period's counter is made by this batch, from them).
         let now = SystemTime::now();
         let replays: Vec<_> = [uuid, "k1", "k2", "k3"]
             .iter()
