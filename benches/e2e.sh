@@ -6,6 +6,7 @@
 #   PIN=0 THREADS=2 CONNECTIONS=64 bash benches/e2e.sh   # the old unpinned method
 #   USERS=2000 bash benches/e2e.sh   # the tokens of 2,000 users, round robin (wrk Lua script)
 #   BEFORE=/tmp/base/target/release bash benches/e2e.sh   # also an earlier build's quickstarts
+#   PROFILE=/tmp/profiles bash benches/e2e.sh   # and a perf profile of each target, by part
 #
 # Builds the release binaries, installs wrk from Debian's packages if it is missing,
 # starts each target on 127.0.0.1 and loads it with wrk, interleaving the targets round
@@ -210,6 +211,23 @@ for round in $(seq 1 "$ROUNDS"); do
         echo "round $round $t: $rps req/s, p50 ${p50} ms, p99 ${p99} ms, max ${max} ms, non-2xx ${non2xx:-0}, CPU ${cpu} µs/req" >&2
     done
 done
+
+if [ -n "${PROFILE:-}" ]; then
+    # One more run per target, not measured: `perf record -g` of the server (on the load
+    # core) while wrk loads it, and the share of its samples by where they were taken.
+    mkdir -p "$PROFILE"
+    for t in "${TARGETS[@]}"; do
+        "${LOAD_CPU[@]}" perf record -q -F 1999 -g -p "${PID[$t]}" -o "$PROFILE/$t.data" -- sleep 8 \
+            >/dev/null 2>&1 &
+        perf_pid=$!
+        load "$t" 9s >/dev/null
+        wait "$perf_pid" || true
+        perf report -i "$PROFILE/$t.data" --no-children --sort dso,sym --percent-limit 0.3 --stdio \
+            2>/dev/null | grep -v '^$' >"$PROFILE/$t.txt" || true
+        python3 benches/profile_share.py "$PROFILE/$t.data" >"$PROFILE/$t.share" || true
+        echo "profile of $t: $PROFILE/$t.txt, by part: $PROFILE/$t.share" >&2
+    done
+fi
 
 median() { sort -n | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 declare -A RPS

@@ -64,11 +64,7 @@ pub fn billing(
         }
     };
     let paywall = builder
-        // One usage event per customer and meter per batch, not one per request.
-        .recorder(RecorderConfig {
-            coalesce: true,
-            ..RecorderConfig::default()
-        })
+        .recorder(recorder(local.is_some()))
         .ratelimit_headers(true)
         .limits_ttl(if config.limits_ttl.is_zero() {
             Duration::from_secs(30)
@@ -77,6 +73,26 @@ pub fn billing(
         })
         .build()?;
     Ok(Billing { paywall, local })
+}
+
+/// Usage is added up per customer and meter in each batch, not sent per request. The
+/// embedded ledger takes batches as long as 100 ms of traffic (up to 10,000 events),
+/// so that with many users each still has several requests per batch; SolvaPay takes
+/// at most 1,000 events per call, the default 500 stay.
+fn recorder(embedded: bool) -> RecorderConfig {
+    let config = RecorderConfig {
+        coalesce: true,
+        ..RecorderConfig::default()
+    };
+    if embedded {
+        RecorderConfig {
+            max_batch: 10_000,
+            capacity: 20_000,
+            ..config
+        }
+    } else {
+        config
+    }
 }
 
 /// The JWT resolver: OIDC discovery when `PAYWALL_OIDC_ISSUER` is set, a JWKS when

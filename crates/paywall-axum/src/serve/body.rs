@@ -3,7 +3,7 @@
 //! body timeout in all, however steadily it trickles.
 
 use std::convert::Infallible;
-use std::future::Future;
+use std::future::Future as _;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -13,7 +13,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use pin_project_lite::pin_project;
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 
 /// The error a body past its deadline ends with.
 #[derive(Debug, thiserror::Error)]
@@ -21,12 +21,14 @@ use tokio::time::Sleep;
 pub(super) struct BodyDeadline;
 
 pin_project! {
-    /// A request body that fails once its deadline has passed.
+    /// A request body that fails once its deadline has passed. The timer is made the
+    /// first time the body waits for data: a request whose body is never read, or
+    /// arrives whole, costs no timer.
     pub(super) struct DeadlineBody {
         #[pin]
         inner: Incoming,
-        #[pin]
-        deadline: Sleep,
+        deadline: Instant,
+        timer: Option<Pin<Box<Sleep>>>,
         expired: bool,
     }
 }
@@ -46,7 +48,11 @@ impl Body for DeadlineBody {
         if let Poll::Ready(frame) = this.inner.poll_frame(cx) {
             return Poll::Ready(frame.map(|frame| frame.map_err(Into::into)));
         }
-        if this.deadline.poll(cx).is_ready() {
+        let deadline = *this.deadline;
+        let timer = this
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if timer.as_mut().poll(cx).is_ready() {
             *this.expired = true;
             return Poll::Ready(Some(Err(BodyDeadline.into())));
         }
@@ -80,10 +86,15 @@ impl tower::Service<http::Request<Incoming>> for Deadline {
     }
 
     fn call(&mut self, request: http::Request<Incoming>) -> Self::Future {
-        let timeout = self.timeout;
+        // As `tokio::time::sleep` does: a timeout past the clock's range is 30 years.
+        let now = Instant::now();
+        let deadline = now
+            .checked_add(self.timeout)
+            .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 30));
         let request = request.map(|inner| DeadlineBody {
             inner,
-            deadline: tokio::time::sleep(timeout),
+            deadline,
+            timer: None,
             expired: false,
         });
         self.router.call(request)
