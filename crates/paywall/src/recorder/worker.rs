@@ -84,6 +84,9 @@ impl Worker {
                 // Take what is queued, so batches fill from the backlog.
                 while let Some(message) = next.take() {
                     self.take(message, &mut batch).await;
+                    // A long backlog is taken in turns with the requests (Tokio's task
+                    // budget), not in one stretch that holds up a worker thread.
+                    tokio::task::consume_budget().await;
                     next = rx.try_recv().ok();
                 }
                 self.take_overflow(&mut batch).await;
@@ -105,6 +108,7 @@ impl Worker {
                     () = tokio::time::sleep_until(at) => {
                         while let Ok(message) = rx.try_recv() {
                             self.take(message, &mut batch).await;
+                            tokio::task::consume_budget().await;
                         }
                         self.take_overflow(&mut batch).await;
                         self.send(&mut batch.events).await;
