@@ -7,6 +7,7 @@
 #   USERS=2000 bash benches/e2e.sh   # the tokens of 2,000 users, round robin (wrk Lua script)
 #   BEFORE=/tmp/base/target/release bash benches/e2e.sh   # also an earlier build's quickstarts
 #   PROFILE=/tmp/profiles bash benches/e2e.sh   # and a perf profile of each target, by part
+#   USERS=100000 WARMUP=30s bash benches/e2e.sh   # a warm-up long enough to see every user
 #
 # Builds the release binaries, installs wrk from Debian's packages if it is missing,
 # starts each target on 127.0.0.1 and loads it with wrk, interleaving the targets round
@@ -186,7 +187,9 @@ for t in "${TARGETS[@]}"; do
     status=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer ${TOKEN[$t]}" "${URL[$t]}")
     [ "$status" = 200 ] || { echo "$t answered $status" >&2; exit 1; }
     if [ "$USERS" -gt 1 ]; then
-        load "$t" 3s >/dev/null # every user seen (many times) before the measured runs
+        # Every user seen before the measured runs: a first request is a new customer,
+        # so with very many users give it longer (WARMUP=30s for 100,000 users).
+        load "$t" "${WARMUP:-3s}" >/dev/null
     fi
 done
 

@@ -14,7 +14,7 @@ use rusqlite::{Connection, OptionalExtension};
 use crate::ledger::period;
 use crate::LocalError;
 
-/// Customers and products remembered at most; past this the memory starts over.
+/// Customers and products remembered at most (until purchases or plans change).
 const MAX_REMEMBERED: usize = 65_536;
 
 /// What is remembered of one customer and product: the period's bounds, or `None`
@@ -22,14 +22,30 @@ const MAX_REMEMBERED: usize = 65_536;
 type Remembered = Option<(i64, i64)>;
 
 /// The periods found at one `plans_version`, by customer and product.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Periods {
     version: Option<i64>,
     by_customer: HashMap<String, HashMap<String, Remembered>>,
     remembered: usize,
+    limit: usize,
+}
+
+impl Default for Periods {
+    fn default() -> Self {
+        Self::with_limit(MAX_REMEMBERED)
+    }
 }
 
 impl Periods {
+    fn with_limit(limit: usize) -> Self {
+        Self {
+            version: None,
+            by_customer: HashMap::new(),
+            remembered: 0,
+            limit,
+        }
+    }
+
     /// Forgets everything when the purchases or plans changed since the last call.
     /// Called once per batch, inside its transaction.
     pub(crate) fn sync(&mut self, conn: &Connection) -> Result<(), LocalError> {
@@ -73,12 +89,20 @@ impl Periods {
             Err(LocalError::NotFound(_)) => None,
             Err(err) => return Err(err),
         };
-        if self.remembered >= MAX_REMEMBERED {
-            self.forget();
-        }
-        let products = self.by_customer.entry(customer.to_owned()).or_default();
-        if products.insert(product.to_owned(), found).is_none() {
-            self.remembered += 1;
+        let known = self
+            .by_customer
+            .get_mut(customer)
+            .and_then(|products| products.get_mut(product));
+        match known {
+            Some(known) => *known = found,
+            // Full: those remembered stay (starting over would make every customer a
+            // miss when more of them take turns than fit), the others are looked up.
+            None if self.remembered >= self.limit => {}
+            None => {
+                let products = self.by_customer.entry(customer.to_owned()).or_default();
+                products.insert(product.to_owned(), found);
+                self.remembered += 1;
+            }
         }
         Ok(found.map(|(start, _)| start))
     }
@@ -87,6 +111,23 @@ impl Periods {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn when_full_those_remembered_stay() {
+        let conn = ledger();
+        let mut periods = Periods::with_limit(2);
+        periods.sync(&conn).expect("sync");
+        for customer in ["cus_a", "cus_b", "cus_c", "cus_a", "cus_b", "cus_c"] {
+            assert_eq!(
+                periods.start(&conn, customer, "prd", 5_000).expect("free"),
+                Some(0)
+            );
+        }
+        assert_eq!(periods.remembered, 2);
+        assert!(periods.by_customer.contains_key("cus_a"));
+        assert!(periods.by_customer.contains_key("cus_b"));
+        assert!(!periods.by_customer.contains_key("cus_c"));
+    }
 
     fn ledger() -> Connection {
         let mut conn = Connection::open_in_memory().expect("open");
