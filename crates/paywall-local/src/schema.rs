@@ -101,35 +101,33 @@ const MIGRATIONS: &[&str] = &[
         value INTEGER NOT NULL
     ) WITHOUT ROWID;",
     // 6: a version of purchases and plans, bumped by every write to either from any
-    // connection, so that recording usage can reuse the periods it found (`periods.rs`).
-    "CREATE TRIGGER purchases_inserted AFTER INSERT ON purchases BEGIN
-        INSERT INTO ledger_meta(name, value) VALUES ('plans_version', 1)
-        ON CONFLICT(name) DO UPDATE SET value = value + 1;
-    END;
-    CREATE TRIGGER purchases_updated AFTER UPDATE ON purchases BEGIN
-        INSERT INTO ledger_meta(name, value) VALUES ('plans_version', 1)
-        ON CONFLICT(name) DO UPDATE SET value = value + 1;
-    END;
-    CREATE TRIGGER purchases_deleted AFTER DELETE ON purchases BEGIN
-        INSERT INTO ledger_meta(name, value) VALUES ('plans_version', 1)
-        ON CONFLICT(name) DO UPDATE SET value = value + 1;
-    END;
-    CREATE TRIGGER plans_inserted AFTER INSERT ON plans BEGIN
-        INSERT INTO ledger_meta(name, value) VALUES ('plans_version', 1)
-        ON CONFLICT(name) DO UPDATE SET value = value + 1;
-    END;
-    CREATE TRIGGER plans_updated AFTER UPDATE ON plans BEGIN
-        INSERT INTO ledger_meta(name, value) VALUES ('plans_version', 1)
-        ON CONFLICT(name) DO UPDATE SET value = value + 1;
-    END;
-    CREATE TRIGGER plans_deleted AFTER DELETE ON plans BEGIN
-        INSERT INTO ledger_meta(name, value) VALUES ('plans_version', 1)
-        ON CONFLICT(name) DO UPDATE SET value = value + 1;
-    END;",
+    // connection, so that recording usage can reuse the periods it found (`periods.rs`):
+    // the triggers are made by `version_triggers`.
+    "",
 ];
 
 /// The data steps, by the version they migrate to.
-const DATA_STEPS: &[(u32, DataStep)] = &[(5, crate::usage::migrate_keys)];
+const DATA_STEPS: &[(u32, DataStep)] = &[(5, crate::usage::migrate_keys), (6, version_triggers)];
+
+/// Schema 6: after every insert, update or delete on `purchases` or `plans`,
+/// `ledger_meta.plans_version` goes up by one.
+fn version_triggers(tx: &Transaction<'_>) -> rusqlite::Result<()> {
+    for table in ["purchases", "plans"] {
+        for (event, name) in [
+            ("INSERT", "inserted"),
+            ("UPDATE", "updated"),
+            ("DELETE", "deleted"),
+        ] {
+            tx.execute_batch(&format!(
+                "CREATE TRIGGER {table}_{name} AFTER {event} ON {table} BEGIN
+                     INSERT INTO ledger_meta(name, value) VALUES ('plans_version', 1)
+                     ON CONFLICT(name) DO UPDATE SET value = value + 1;
+                 END;"
+            ))?;
+        }
+    }
+    Ok(())
+}
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
