@@ -20,6 +20,20 @@ pub struct LossyAcks<B> {
     pub period: usize,
 }
 
+impl<B> LossyAcks<B> {
+    /// Of every `period` usage calls, call `fail_before` (0-based) fails before writing
+    /// and call `fail_after` writes, then loses its acknowledgement.
+    pub fn new(inner: B, period: usize, fail_before: usize, fail_after: usize) -> Self {
+        Self {
+            inner,
+            calls: Arc::new(AtomicUsize::new(0)),
+            fail_before: vec![fail_before],
+            fail_after: vec![fail_after],
+            period,
+        }
+    }
+}
+
 impl<B: BillingBackend> BillingBackend for LossyAcks<B> {
     async fn ensure_customer(&self, identity: &Identity) -> Result<CustomerRef, BackendError> {
         self.inner.ensure_customer(identity).await

@@ -1,8 +1,7 @@
 //! The usage recorder with the embedded SQLite ledger: exact under lost
 //! acknowledgements, and a shutdown that flushes into it.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use http::StatusCode;
@@ -24,13 +23,7 @@ async fn the_sqlite_ledger_has_one_row_per_admitted_request_despite_lost_acks() 
     let dir = tempfile::tempdir().expect("tmp");
     let ledger = ledger_backend(Some(&dir.path().join("ledger.db")), 1000);
     // Of every 5 usage calls: one fails before writing, one writes and then loses its ack.
-    let lossy = LossyAcks {
-        inner: ledger.clone(),
-        calls: Arc::new(AtomicUsize::new(0)),
-        fail_before: vec![1],
-        fail_after: vec![3],
-        period: 5,
-    };
+    let lossy = LossyAcks::new(ledger.clone(), 5, 1, 3);
     let calls = lossy.calls.clone();
     let paywall = Paywall::builder(resolver(), lossy)
         .recorder(paywall::recorder::RecorderConfig {
@@ -183,13 +176,7 @@ async fn coalesced_usage_through_the_sqlite_outbox_is_exact_despite_lost_acks() 
     let ledger = ledger_backend(Some(&dir.path().join("ledger.db")), 1000);
     let outbox = paywall_local::SqliteOutbox::open(dir.path().join("outbox.db")).expect("outbox");
     // Of every 3 usage calls: one fails before writing, one writes and then loses its ack.
-    let lossy = LossyAcks {
-        inner: ledger.clone(),
-        calls: Arc::new(AtomicUsize::new(0)),
-        fail_before: vec![0],
-        fail_after: vec![1],
-        period: 3,
-    };
+    let lossy = LossyAcks::new(ledger.clone(), 3, 0, 1);
     let calls = lossy.calls.clone();
     let paywall = Paywall::builder(resolver(), lossy)
         .recorder(paywall::recorder::RecorderConfig {

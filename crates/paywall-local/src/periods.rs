@@ -14,7 +14,7 @@ use rusqlite::{Connection, OptionalExtension};
 use crate::ledger::period;
 use crate::LocalError;
 
-/// Customers and products remembered at most (until purchases or plans change).
+/// Customers remembered at most (until purchases or plans change).
 const MAX_REMEMBERED: usize = 65_536;
 
 /// What is remembered of one customer and product: the period's bounds, or `None`
@@ -26,7 +26,7 @@ type Remembered = Option<(i64, i64)>;
 pub(crate) struct Periods {
     version: Option<i64>,
     by_customer: HashMap<String, HashMap<String, Remembered>>,
-    remembered: usize,
+    /// Customers remembered at most.
     limit: usize,
 }
 
@@ -41,7 +41,6 @@ impl Periods {
         Self {
             version: None,
             by_customer: HashMap::new(),
-            remembered: 0,
             limit,
         }
     }
@@ -55,15 +54,10 @@ impl Periods {
             .optional()?
             .unwrap_or(0);
         if self.version != Some(version) {
-            self.forget();
+            self.by_customer.clear();
             self.version = Some(version);
         }
         Ok(())
-    }
-
-    fn forget(&mut self) {
-        self.by_customer.clear();
-        self.remembered = 0;
     }
 
     /// When the period of `customer` and `product` containing `now` started, or `None`
@@ -89,19 +83,22 @@ impl Periods {
             Err(LocalError::NotFound(_)) => None,
             Err(err) => return Err(err),
         };
-        let known = self
-            .by_customer
-            .get_mut(customer)
-            .and_then(|products| products.get_mut(product));
-        match known {
-            Some(known) => *known = found,
+        let full = self.by_customer.len() >= self.limit;
+        match self.by_customer.get_mut(customer) {
+            Some(products) => match products.get_mut(product) {
+                Some(known) => *known = found,
+                None => {
+                    products.insert(product.to_owned(), found);
+                }
+            },
             // Full: those remembered stay (starting over would make every customer a
             // miss when more of them take turns than fit), the others are looked up.
-            None if self.remembered >= self.limit => {}
+            None if full => {}
             None => {
-                let products = self.by_customer.entry(customer.to_owned()).or_default();
-                products.insert(product.to_owned(), found);
-                self.remembered += 1;
+                self.by_customer.insert(
+                    customer.to_owned(),
+                    HashMap::from([(product.to_owned(), found)]),
+                );
             }
         }
         Ok(found.map(|(start, _)| start))
@@ -123,7 +120,7 @@ mod tests {
                 Some(0)
             );
         }
-        assert_eq!(periods.remembered, 2);
+        assert_eq!(periods.by_customer.len(), 2);
         assert!(periods.by_customer.contains_key("cus_a"));
         assert!(periods.by_customer.contains_key("cus_b"));
         assert!(!periods.by_customer.contains_key("cus_c"));
