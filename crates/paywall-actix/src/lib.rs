@@ -306,19 +306,14 @@ where
             mark(&mut request, parts);
             // On error the admission is dropped and its units are given back.
             let mut response = service.call(request).await?;
-            if let Some(quota) = admission.quota() {
-                let fields = [
-                    (paywall::adapter::RATELIMIT, quota.ratelimit()),
-                    (paywall::adapter::RATELIMIT_POLICY, quota.policy()),
-                ];
-                for (name, value) in fields {
-                    let Some(value) = value else { continue };
-                    if let (Ok(name), Ok(value)) = (
-                        ActixHeaderName::from_bytes(name.as_str().as_bytes()),
-                        ActixHeaderValue::from_bytes(value.as_bytes()),
-                    ) {
-                        response.headers_mut().insert(name, value);
-                    }
+            for (name, value) in admission.quota_fields() {
+                let name = if name == paywall::adapter::RATELIMIT {
+                    ActixHeaderName::from_static("ratelimit")
+                } else {
+                    ActixHeaderName::from_static("ratelimit-policy")
+                };
+                if let Ok(value) = ActixHeaderValue::from_bytes(value.as_bytes()) {
+                    response.headers_mut().insert(name, value);
                 }
             }
             let status = http::StatusCode::from_u16(response.status().as_u16())

@@ -257,6 +257,14 @@ impl JwtResolver {
         if let Some(identity) = self.cache.as_ref().and_then(|c| c.get(token, epoch)) {
             return Ok(identity);
         }
+        // Boxed: the full check (and a JWKS fetch it may wait for) is a large future,
+        // which a cached token should not carry in every request's state.
+        Box::pin(self.verify_uncached(token, epoch)).await
+    }
+
+    /// [`verify`](Self::verify) past the token cache: the signature and claims, then
+    /// the cache is told.
+    async fn verify_uncached(&self, token: &str, epoch: u64) -> Result<Identity, IdentityError> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|err| invalid(&format!("malformed token: {err}")))?;
         let Some((_, validation)) = self.validations.iter().find(|(alg, _)| *alg == header.alg)

@@ -141,6 +141,8 @@ pub(crate) struct RouteCharge {
     pub(crate) fail_policy: FailPolicy,
     /// Interned (product, meter) pair: the budget key's second half.
     pub(crate) meter_id: u32,
+    /// The route's last `RateLimit-Policy` value.
+    pub(crate) quota_policy: crate::quota::PolicyCache,
 }
 
 #[cfg(test)]

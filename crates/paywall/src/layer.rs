@@ -112,32 +112,39 @@ where
             outcome = tracing::field::Empty,
             customer = tracing::field::Empty,
         );
+        // Split outside the future: what it captures is stored once, for its whole life,
+        // so splitting inside would hold the head twice.
+        let (mut parts, body) = request.into_parts();
         let future = async move {
-            let (mut parts, body) = request.into_parts();
             let admission = match paywall.admit_head(&mut parts, &route).await {
                 Ok(admission) => admission,
                 Err(rejection) => return Ok(rejection.map(PaywallBody::full)),
             };
             // On error or cancellation the admission is dropped and its units given back.
             let mut response = inner.call(Request::from_parts(parts, body)).await?;
-            if let Some(quota) = admission.quota() {
-                quota.apply(response.headers_mut());
-            }
+            admission.apply_quota(response.headers_mut());
             let settlement = admission.settlement(response.status());
             if settlement.is_none() {
                 admission.finish(response.status()).await;
             }
             Ok(response.map(|body| PaywallBody::new(body, settlement)))
         };
-        ResponseFuture {
-            inner: Box::pin(future.instrument(span)),
-        }
+        // A disabled span (debug off, the usual case in production) is not entered
+        // and left on every poll: the future runs without it.
+        let inner: BoxedResponse<_, _> = if span.is_disabled() {
+            Box::pin(future)
+        } else {
+            Box::pin(future.instrument(span))
+        };
+        ResponseFuture { inner }
     }
 }
 
+type BoxedResponse<B, E> = Pin<Box<dyn Future<Output = Result<Response<B>, E>> + Send>>;
+
 /// The response future of [`PaywallService`].
 pub struct ResponseFuture<B, E> {
-    inner: Pin<Box<dyn Future<Output = Result<Response<B>, E>> + Send>>,
+    inner: BoxedResponse<B, E>,
 }
 
 impl<B, E> Future for ResponseFuture<B, E> {
@@ -151,5 +158,36 @@ impl<B, E> Future for ResponseFuture<B, E> {
 impl<B, E> fmt::Debug for ResponseFuture<B, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use super::*;
+    use crate::test_util::{HeaderResolver, MemoryBackend};
+    use crate::Charge;
+
+    /// Every request's future is one allocation: kept under 1 KiB, the size from which
+    /// glibc's allocator stops using its fast bins (and starts consolidating them).
+    #[tokio::test]
+    async fn a_request_future_stays_under_a_kibibyte() {
+        let paywall = Paywall::builder(HeaderResolver::new(), MemoryBackend::with_allowance(5))
+            .build()
+            .expect("paywall");
+        let layer = paywall.layer(Charge::new("prd_x")).expect("layer");
+        let mut service = layer.layer(tower::service_fn(|_: Request<()>| async {
+            Ok::<_, Infallible>(Response::new(()))
+        }));
+        let request = Request::builder()
+            .header("x-user", "ada")
+            .body(())
+            .expect("request");
+        let future = service.call(request);
+        let size = std::mem::size_of_val(&*future.inner);
+        assert!(size < 1024, "the request future is {size} bytes");
+        let response = future.await.expect("response");
+        assert_eq!(response.status(), http::StatusCode::OK);
     }
 }

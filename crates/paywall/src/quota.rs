@@ -8,8 +8,10 @@
 //!   when the backend tells the allowance (`w` when it tells the period).
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use arc_swap::ArcSwapOption;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::backend::Limits;
@@ -56,24 +58,12 @@ impl Quota {
 
     /// The `RateLimit` value.
     pub fn ratelimit(&self) -> Option<HeaderValue> {
-        // One allocation per value: the header takes the string's buffer as it is.
-        let mut value = String::with_capacity(self.product.len() + 48);
-        let _ = write!(value, "\"{}\";r={}", self.product, self.remaining);
-        if let Some(reset) = self.reset {
-            let _ = write!(value, ";t={}", seconds(reset));
-        }
-        HeaderValue::try_from(value).ok()
+        ratelimit_value(&self.product, self.remaining, self.reset)
     }
 
     /// The `RateLimit-Policy` value, when the allowance is known.
     pub fn policy(&self) -> Option<HeaderValue> {
-        let allowance = self.allowance?;
-        let mut value = String::with_capacity(self.product.len() + 48);
-        let _ = write!(value, "\"{}\";q={allowance}", self.product);
-        if let Some(period) = self.period {
-            let _ = write!(value, ";w={}", seconds(period));
-        }
-        HeaderValue::try_from(value).ok()
+        policy_value(&self.product, self.allowance?, self.period)
     }
 
     /// Sets both headers on `headers`.
@@ -84,6 +74,94 @@ impl Quota {
         if let Some(value) = self.policy() {
             headers.insert(RATELIMIT_POLICY, value);
         }
+    }
+}
+
+/// `"<product>";r=<remaining>[;t=<seconds>]`, in one allocation of its exact length:
+/// written on the stack, then copied once (a `String` would leave the header value a
+/// second block to remember its spare capacity).
+pub(crate) fn ratelimit_value(
+    product: &str,
+    remaining: u64,
+    reset: Option<Duration>,
+) -> Option<HeaderValue> {
+    use std::io::Write as _;
+    const CAPACITY: usize = 160;
+    let mut buf = [0u8; CAPACITY];
+    let mut rest = &mut buf[..];
+    let written = match reset {
+        Some(reset) => write!(rest, "\"{product}\";r={remaining};t={}", seconds(reset)),
+        None => write!(rest, "\"{product}\";r={remaining}"),
+    };
+    let len = CAPACITY - rest.len();
+    match written {
+        Ok(()) => HeaderValue::from_bytes(&buf[..len]).ok(),
+        // A product name too long for the stack buffer.
+        Err(_) => {
+            let mut value = String::with_capacity(product.len() + 48);
+            let _ = write!(value, "\"{product}\";r={remaining}");
+            if let Some(reset) = reset {
+                let _ = write!(value, ";t={}", seconds(reset));
+            }
+            HeaderValue::try_from(value).ok()
+        }
+    }
+}
+
+/// `"<product>";q=<allowance>[;w=<seconds>]`.
+fn policy_value(product: &str, allowance: u64, period: Option<Duration>) -> Option<HeaderValue> {
+    let mut value = String::with_capacity(product.len() + 48);
+    let _ = write!(value, "\"{product}\";q={allowance}");
+    if let Some(period) = period {
+        let _ = write!(value, ";w={}", seconds(period));
+    }
+    HeaderValue::try_from(value).ok()
+}
+
+/// A route's last `RateLimit-Policy` value, reused while the allowance and period it
+/// was built from stay the same: every customer on one plan shares it, so an admitted
+/// response builds no policy string.
+#[derive(Default)]
+pub(crate) struct PolicyCache(ArcSwapOption<CachedPolicy>);
+
+struct CachedPolicy {
+    allowance: u64,
+    period: Option<Duration>,
+    value: HeaderValue,
+}
+
+impl PolicyCache {
+    /// The policy value of `product` for this allowance and period.
+    pub(crate) fn value(
+        &self,
+        product: &str,
+        allowance: u64,
+        period: Option<Duration>,
+    ) -> Option<HeaderValue> {
+        if let Some(cached) = &*self.0.load() {
+            if cached.allowance == allowance && cached.period == period {
+                return Some(cached.value.clone());
+            }
+        }
+        let value = policy_value(product, allowance, period)?;
+        self.0.store(Some(Arc::new(CachedPolicy {
+            allowance,
+            period,
+            value: value.clone(),
+        })));
+        Some(value)
+    }
+}
+
+impl Clone for PolicyCache {
+    fn clone(&self) -> Self {
+        Self(ArcSwapOption::new(self.0.load_full()))
+    }
+}
+
+impl std::fmt::Debug for PolicyCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyCache").finish_non_exhaustive()
     }
 }
 
@@ -113,5 +191,26 @@ mod tests {
         bare.apply(&mut headers);
         assert_eq!(headers[RATELIMIT], "\"prd_x\";r=4");
         assert!(headers.get(RATELIMIT_POLICY).is_none());
+    }
+
+    #[test]
+    fn a_long_product_name_still_gets_its_field() {
+        let product = "p".repeat(400);
+        let value = ratelimit_value(&product, 7, Some(Duration::from_secs(60))).expect("value");
+        assert_eq!(value, format!("\"{product}\";r=7;t=60").as_str());
+        let short = ratelimit_value("prd_x", u64::MAX, None).expect("value");
+        assert_eq!(short, format!("\"prd_x\";r={}", u64::MAX).as_str());
+    }
+
+    #[test]
+    fn a_cached_policy_is_rebuilt_when_the_plan_changes() {
+        let cache = PolicyCache::default();
+        let day = Some(Duration::from_secs(86_400));
+        let value = |allowance, period| cache.value("prd_x", allowance, period);
+        assert_eq!(value(5, day).expect("value"), "\"prd_x\";q=5;w=86400");
+        assert_eq!(value(5, day), value(5, day));
+        assert_eq!(value(100, day).expect("value"), "\"prd_x\";q=100;w=86400");
+        assert_eq!(value(100, None).expect("value"), "\"prd_x\";q=100");
+        assert_eq!(value(5, day).expect("value"), "\"prd_x\";q=5;w=86400");
     }
 }

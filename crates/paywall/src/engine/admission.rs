@@ -8,7 +8,7 @@ use std::time::SystemTime;
 
 use tokio::time::Instant;
 
-use http::StatusCode;
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use tracing::{debug, error};
 
 use super::admit::Grant;
@@ -69,21 +69,62 @@ impl Admission {
     /// What the customer has left of the route's product, when
     /// [`ratelimit_headers`](crate::PaywallBuilder::ratelimit_headers) is on and this
     /// instance knows it (budgets shared through a store are not known here). Adapters
-    /// put it on the response ([`Quota::apply`](crate::adapter::Quota::apply)).
+    /// put it on the response with [`apply_quota`](Self::apply_quota).
     pub fn quota(&self) -> Option<crate::adapter::Quota> {
-        if !self.engine.ratelimit_headers {
-            return None;
-        }
-        let budget = match (&self.reservation, &self.usage) {
-            (Some(reservation), _) if !reservation.is_leased() => reservation.budget(),
-            (None, Some(usage)) => usage.local_budget()?,
-            _ => return None,
-        };
+        let budget = self.quota_budget()?;
         Some(crate::adapter::Quota::from_limits(
             &self.charge.product,
             budget.remaining(),
             &budget.info(),
         ))
+    }
+
+    /// [`quota`](Self::quota)'s header fields: `RateLimit`, and `RateLimit-Policy` when
+    /// the allowance is known; none when there is no quota. Cheaper than building the
+    /// [`Quota`]: the policy value is built once per route and plan, not per response.
+    ///
+    /// [`Quota`]: crate::adapter::Quota
+    pub fn quota_fields(&self) -> impl Iterator<Item = (HeaderName, HeaderValue)> {
+        let mut fields = [None, None];
+        if let Some(budget) = self.quota_budget() {
+            let info = budget.info();
+            // Whole seconds until the reset, from the admission's own time: no clock
+            // read per response.
+            let reset = info
+                .resets_at
+                .and_then(|at| at.duration_since(self.admitted_at).ok());
+            let product = &self.charge.product;
+            fields[0] = crate::quota::ratelimit_value(product, budget.remaining(), reset)
+                .map(|value| (crate::adapter::RATELIMIT, value));
+            fields[1] = info
+                .allowance
+                .and_then(|allowance| {
+                    self.charge
+                        .quota_policy
+                        .value(product, allowance, info.period)
+                })
+                .map(|value| (crate::adapter::RATELIMIT_POLICY, value));
+        }
+        fields.into_iter().flatten()
+    }
+
+    /// Puts [`quota_fields`](Self::quota_fields) on `headers`.
+    pub fn apply_quota(&self, headers: &mut HeaderMap) {
+        for (name, value) in self.quota_fields() {
+            headers.insert(name, value);
+        }
+    }
+
+    /// The budget the quota fields are read from, when they are on and known here.
+    fn quota_budget(&self) -> Option<Arc<Budget>> {
+        if !self.engine.ratelimit_headers {
+            return None;
+        }
+        match (&self.reservation, &self.usage) {
+            (Some(reservation), _) if !reservation.is_leased() => Some(reservation.budget()),
+            (None, Some(usage)) => usage.local_budget(),
+            _ => None,
+        }
     }
 
     /// The request's [`Usage`], on a route priced by consumption: put it in the

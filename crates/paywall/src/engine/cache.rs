@@ -161,7 +161,12 @@ const CHECKOUT_LINK_TIMEOUT: Duration = Duration::from_secs(3);
 /// and the registry of every budget still alive. Its fields are its own: the engine
 /// asks it for a customer or a budget, and tells it to forget or mark stale.
 pub(super) struct CustomerCache {
-    customers: Cache<Arc<str>, Arc<CustomerEntry>>,
+    /// Read on every request: moka's synchronous cache, so the warm lookup is a call,
+    /// not a future held in every request's state (moka's `get` future is 752 bytes).
+    customers: moka::sync::Cache<Arc<str>, Arc<CustomerEntry>>,
+    /// Single-flight for ensure-customer only: an entry is forgotten here as soon as
+    /// it is in `customers`.
+    customer_loads: Cache<Arc<str>, Arc<CustomerEntry>>,
     refusals: Cache<String, Refusal>,
     refusal_backoff: Duration,
     /// Single-flight for budget loads only: a budget lives in its customer's entry,
@@ -179,9 +184,13 @@ impl CustomerCache {
         refusal_backoff: Duration,
     ) -> Self {
         Self {
-            customers: Cache::builder()
+            customers: moka::sync::Cache::builder()
                 .max_capacity(max_customers)
                 .time_to_live(customer_ttl)
+                .build(),
+            customer_loads: Cache::builder()
+                .max_capacity(max_customers)
+                .time_to_live(LOAD_TTL)
                 .build(),
             refusals: Cache::builder()
                 .max_capacity(max_customers)
@@ -206,7 +215,7 @@ impl CustomerCache {
         clock: &Clock,
     ) -> Result<Arc<CustomerEntry>, Arc<BackendError>> {
         let external_ref = identity.external_ref.as_str();
-        if let Some(entry) = self.customers.get(external_ref).await {
+        if let Some(entry) = self.customers.get(external_ref) {
             return Ok(entry);
         }
         Box::pin(self.customer_miss(identity, backend, clock)).await
@@ -255,11 +264,12 @@ impl CustomerCache {
     ) -> Result<Arc<CustomerEntry>, Arc<BackendError>> {
         // The key's string is the customer's external reference too: one copy per user.
         let key: Arc<str> = Arc::from(identity.external_ref.as_str());
-        self.customers
+        let entry = self
+            .customer_loads
             .try_get_with(Arc::clone(&key), async {
                 let reference = backend.ensure_customer_boxed(identity).await?;
                 debug!(customer = %reference, "customer ensured");
-                Customer::new(reference, key)
+                Customer::new(reference, Arc::clone(&key))
                     .map(|customer| Arc::new(CustomerEntry::new(customer)))
                     .ok_or_else(|| {
                         BackendError::Rejected(
@@ -267,7 +277,14 @@ impl CustomerCache {
                         )
                     })
             })
-            .await
+            .await?;
+        // Into the cache every request reads, then out of the single-flight: a miss
+        // after this finds the entry, never starts a second ensure.
+        if self.customers.get(&key).is_none() {
+            self.customers.insert(Arc::clone(&key), Arc::clone(&entry));
+        }
+        self.customer_loads.invalidate(&key).await;
+        Ok(self.customers.get(&key).unwrap_or(entry))
     }
 
     /// The entry's local budget for the route: in its slot, revived, or fetched from
@@ -364,7 +381,7 @@ impl CustomerCache {
     /// Forgets the customer of `external_ref`: it is ensured again on next use. Its
     /// budgets stay alive while usage is in flight and are revived then.
     pub(super) async fn forget(&self, external_ref: &str) {
-        self.customers.invalidate(external_ref).await;
+        self.customers.invalidate(external_ref);
     }
 
     /// Marks every budget of `customer` stale; returns how many there were.

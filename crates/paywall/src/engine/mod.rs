@@ -219,6 +219,7 @@ impl Paywall {
                 price: charge.price,
                 fail_policy: charge.fail_policy.unwrap_or(self.engine.fail_policy),
                 meter_id,
+                quota_policy: crate::quota::PolicyCache::default(),
             }),
         })
     }
