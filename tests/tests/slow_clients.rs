@@ -231,6 +231,52 @@ async fn an_idle_http2_connection_is_closed_and_gives_its_slot_back() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_connection_stays_open_past_the_idle_timeout_and_closes_once_idle() {
+    let idle_timeout = Duration::from_millis(400);
+    let limits = ServeLimits {
+        header_read_timeout: Duration::from_secs(5),
+        idle_timeout,
+        ..ServeLimits::default()
+    };
+    let (addr, _base, stop, server) = served_with(limits).await;
+    let (answered, idle_for, closed) = tokio::task::spawn_blocking(move || {
+        let mut stream = TcpStream::connect(addr).expect("connect");
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(3)));
+        // A request every 150 ms for three idle timeouts, on one kept-alive connection.
+        let mut answered = 0;
+        let mut buf = [0u8; 4096];
+        for _ in 0..8 {
+            stream
+                .write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                .expect("request");
+            match stream.read(&mut buf) {
+                Ok(n) if buf[..n].starts_with(b"HTTP/1.1 200") => answered += 1,
+                _ => break,
+            }
+            std::thread::sleep(Duration::from_millis(150));
+        }
+        // Then nothing: closed after the idle timeout (at most a quarter more), well
+        // before the header timeout.
+        let quiet = Instant::now();
+        let closed = closed_within(&mut stream, Duration::from_secs(3));
+        (answered, quiet.elapsed(), closed)
+    })
+    .await
+    .expect("client");
+    assert_eq!(
+        answered, 8,
+        "every request of the busy connection was answered"
+    );
+    assert!(closed, "the connection was closed once idle");
+    assert!(
+        idle_for >= idle_timeout - Duration::from_millis(150) && idle_for < Duration::from_secs(2),
+        "closed {idle_for:?} after the last request"
+    );
+    let _ = stop.send(());
+    server.await.expect("join").expect("served");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_that_trickles_is_cut_off_at_its_deadline_not_per_chunk() {
     let limits = ServeLimits {
         body_timeout: Duration::from_millis(600),
