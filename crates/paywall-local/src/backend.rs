@@ -22,15 +22,9 @@ impl BillingBackend for LocalBackend {
         product: &str,
         meter: &str,
     ) -> Result<Limits, BackendError> {
-        let allowance = self.allowance(customer.as_str(), product, meter).await?;
-        let offers_checkout = allowance.offers_checkout();
-        let mut limits = allowance.limits;
-        if offers_checkout {
-            limits.checkout_url = self
-                .checkout_link(customer.as_str(), product, None, None)
-                .await?;
-        }
-        Ok(limits)
+        Ok(self
+            .allowance_with_link(customer.as_str(), product, meter)
+            .await?)
     }
 
     async fn record_usage(&self, events: &[UsageEvent]) -> Result<(), BackendError> {

@@ -256,6 +256,28 @@ pub(crate) fn update(
 }
 
 /// Reuses the customer's open session for the product and plan, or opens one.
+/// The id of `customer`'s open session for `product`'s paid plan (no return URL), as a
+/// limits check links it: found with reads alone when it is open already (every limits
+/// check after the first), opened in a write transaction otherwise.
+pub(crate) fn open_session_id(
+    conn: &mut Connection,
+    customer: &str,
+    product: &str,
+) -> Result<String, LocalError> {
+    let plan = ledger::paid_plan(conn, product)?.reference;
+    let open: Option<String> = conn
+        .prepare_cached(
+            "SELECT id FROM checkout_sessions WHERE customer_ref = ?1 AND product_ref = ?2
+               AND plan_ref = ?3 AND status = 'open' AND return_url IS NULL",
+        )?
+        .query_row(params![customer, product, plan], |row| row.get(0))
+        .optional()?;
+    match open {
+        Some(id) => Ok(id),
+        None => Ok(open_session(conn, customer, product, Some(&plan), None)?.id),
+    }
+}
+
 pub(crate) fn open_session(
     conn: &mut Connection,
     customer: &str,

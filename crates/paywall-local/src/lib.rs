@@ -143,11 +143,7 @@ impl LocalBackend {
         let session = self
             .open_checkout_session(customer, product, plan, return_url)
             .await?;
-        Ok(Some(format!(
-            "{}/{}",
-            base.trim_end_matches('/'),
-            session.id
-        )))
+        Ok(Some(session_link(base, &session.id)))
     }
 
     /// Moves `customer` to `product`'s paid plan, starting a new period now: what the
@@ -296,9 +292,51 @@ impl LocalBackend {
         let allowance = self
             .run(move |conn| ledger::allowance(conn, &c, &p, &m, ledger::now_ms()))
             .await?;
+        Ok(Allowance::from_ledger(allowance))
+    }
+
+    /// The allowance with its checkout link when it offers one (and a checkout is
+    /// configured): one call on the ledger's connection, reads alone once the
+    /// customer's session is open.
+    pub(crate) async fn allowance_with_link(
+        &self,
+        customer: &str,
+        product: &str,
+        meter: &str,
+    ) -> Result<Limits, LocalError> {
+        let (c, p, m) = (customer.to_owned(), product.to_owned(), meter.to_owned());
+        let base = self.inner.checkout_url.clone();
+        let (allowance, session) = self
+            .run(move |conn| {
+                let allowance =
+                    Allowance::from_ledger(ledger::allowance(conn, &c, &p, &m, ledger::now_ms())?);
+                let session = match base {
+                    Some(_) if allowance.offers_checkout() => {
+                        Some(directory::open_session_id(conn, &c, &p)?)
+                    }
+                    _ => None,
+                };
+                Ok((allowance, session))
+            })
+            .await?;
+        let mut limits = allowance.limits;
+        if let (Some(base), Some(session)) = (self.inner.checkout_url.as_ref(), session) {
+            limits.checkout_url = Some(session_link(base, &session));
+        }
+        Ok(limits)
+    }
+}
+
+/// `<checkout url>/<session id>`.
+fn session_link(base: &str, session: &str) -> String {
+    format!("{}/{session}", base.trim_end_matches('/'))
+}
+
+impl Allowance {
+    fn from_ledger(allowance: ledger::Allowance) -> Self {
         let remaining = allowance.units.saturating_sub(allowance.used);
         let allowance_units = allowance.units;
-        Ok(Allowance {
+        Allowance {
             limits: Limits {
                 within_limits: remaining > 0,
                 remaining,
@@ -315,9 +353,11 @@ impl LocalBackend {
                     .map(Duration::from_millis),
             },
             on_free_plan: allowance.is_free,
-        })
+        }
     }
+}
 
+impl LocalBackend {
     /// Records usage and returns how many events were new (replays are ignored).
     pub async fn record(&self, events: &[UsageEvent]) -> Result<usize, LocalError> {
         let inserted = self.record_each(events).await?;
