@@ -18,6 +18,7 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::Full;
 use paywall::backend::{BackendError, BillingBackend, Limits, UsageEvent};
+use paywall::recorder::RecorderConfig;
 use paywall::test_util::{HeaderResolver, TEST_PRODUCT};
 use paywall::{Charge, CustomerRef, Identity, IdentityResolver, Paywall};
 use paywall_jwt::JwtResolver;
@@ -91,11 +92,43 @@ where
     )
 }
 
-fn paywall<R: IdentityResolver>(resolver: R) -> Option<Paywall> {
-    Paywall::builder(resolver, Discard)
-        .limits_ttl(Duration::from_secs(3600))
-        .build()
-        .ok()
+/// The paywall with the library's defaults, or with the quickstarts' settings
+/// (`RateLimit` fields on every response, usage added up per batch).
+fn paywall<R: IdentityResolver>(resolver: R, quickstart: bool) -> Option<Paywall> {
+    let builder = Paywall::builder(resolver, Discard).limits_ttl(Duration::from_secs(3600));
+    let builder = if quickstart {
+        builder.ratelimit_headers(true).recorder(RecorderConfig {
+            coalesce: true,
+            ..RecorderConfig::default()
+        })
+    } else {
+        builder
+    };
+    builder.build().ok()
+}
+
+/// One table row: `paywall`'s layer around the handler, against the handler alone.
+async fn row(
+    name: &str,
+    paywall: Option<Paywall>,
+    auth: &(&'static str, String),
+    n: u64,
+    bare: (f64, f64),
+) {
+    let Some(paywall) = paywall else {
+        return eprintln!("allocs: cannot build the paywall of {name}");
+    };
+    let Ok(layer) = paywall.layer(Charge::new(TEST_PRODUCT)) else {
+        return eprintln!("allocs: bad charge");
+    };
+    let with = per_request(layer.layer(service_fn(hello)), auth, n, Some(&paywall)).await;
+    println!(
+        "| {name} | {:.2} (+{:.2}) | {:.0} (+{:.0}) |",
+        with.0,
+        with.0 - bare.0,
+        with.1,
+        with.1 - bare.1
+    );
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -120,33 +153,30 @@ async fn main() {
     println!("| path | allocations per request | bytes per request |");
     println!("|---|---|---|");
     println!("| handler alone | {:.2} | {:.0} |", bare.0, bare.1);
-    let Some(by_header) = paywall(HeaderResolver::new()) else {
-        return eprintln!("allocs: cannot build the paywall");
-    };
-    let Ok(layer) = by_header.layer(Charge::new(TEST_PRODUCT)) else {
-        return eprintln!("allocs: bad charge");
-    };
-    let with = per_request(layer.layer(service_fn(hello)), &header, n, Some(&by_header)).await;
-    println!(
-        "| paywall, caller from a header | {:.2} (+{:.2}) | {:.0} (+{:.0}) |",
-        with.0,
-        with.0 - bare.0,
-        with.1,
-        with.1 - bare.1
-    );
-    let Some(by_jwt) = JwtResolver::hs256(SECRET).build().ok().and_then(paywall) else {
-        return eprintln!("allocs: cannot build the JWT paywall");
-    };
-    let Ok(layer) = by_jwt.layer(Charge::new(TEST_PRODUCT)) else {
-        return eprintln!("allocs: bad charge");
-    };
-    let jwt = per_request(layer.layer(service_fn(hello)), &bearer, n, Some(&by_jwt)).await;
-    println!(
-        "| paywall, HS256 token (cached) | {:.2} (+{:.2}) | {:.0} (+{:.0}) |",
-        jwt.0,
-        jwt.0 - bare.0,
-        jwt.1,
-        jwt.1 - bare.1
-    );
+    let hs256 = || JwtResolver::hs256(SECRET).build().ok();
+    row(
+        "paywall, caller from a header",
+        paywall(HeaderResolver::new(), false),
+        &header,
+        n,
+        bare,
+    )
+    .await;
+    row(
+        "paywall, HS256 token (cached)",
+        hs256().and_then(|jwt| paywall(jwt, false)),
+        &bearer,
+        n,
+        bare,
+    )
+    .await;
+    row(
+        "paywall, HS256, quickstart settings (RateLimit fields, usage added up)",
+        hs256().and_then(|jwt| paywall(jwt, true)),
+        &bearer,
+        n,
+        bare,
+    )
+    .await;
     println!("\n{n} warm requests each, one user, usage recorded (and dropped by the backend)");
 }

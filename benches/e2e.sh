@@ -7,7 +7,9 @@
 #   USERS=2000 bash benches/e2e.sh   # the tokens of 2,000 users, round robin (wrk Lua script)
 #   BEFORE=/tmp/base/target/release bash benches/e2e.sh   # also an earlier build's quickstarts
 #   PROFILE=/tmp/profiles bash benches/e2e.sh   # and a perf profile of each target, by part
+#   PACE_MS=2 CONNECTIONS=32 bash benches/e2e.sh   # the same offered load for every target
 #   USERS=100000 WARMUP=30s bash benches/e2e.sh   # a warm-up long enough to see every user
+#                                  # (the quickstarts get PAYWALL_MAX_CUSTOMERS=2×USERS)
 #
 # Builds the release binaries, installs wrk from Debian's packages if it is missing,
 # starts each target on 127.0.0.1 and loads it with wrk, interleaving the targets round
@@ -89,6 +91,10 @@ start() { # name port env... binary  (servers under test: on the server core)
 
 SECRET=bench-secret-bench-secret-bench-secret-0123456789
 UNITS=1000000000
+# The quickstarts keep every user warm: twice the users (at least the default 100,000)
+# as customers and verified tokens, as an operator would size them (MAX_CUSTOMERS=n).
+USERS=${USERS:-1}
+export PAYWALL_MAX_CUSTOMERS=${MAX_CUSTOMERS:-$((USERS * 2 > 100000 ? USERS * 2 : 100000))}
 SERVER_CPU_UNDER_TEST=("${SERVER_CPU[@]}")
 SERVER_CPU=("${LOAD_CPU[@]}") # the JWKS server is a counterpart, not under test
 start jwks $((BASE_PORT + 9)) "$BIN/bench-jwks"
@@ -156,7 +162,6 @@ if [ -n "${BEFORE:-}" ]; then
 fi
 if [ -n "${ONLY:-}" ]; then read -r -a TARGETS <<<"$ONLY"; fi
 
-USERS=${USERS:-1}
 SCRIPT=()
 if [ "$USERS" -gt 1 ]; then
     "$BIN/bench-tokens" "$SECRET" "$USERS" >"$LOGS/tokens.txt"
@@ -171,12 +176,21 @@ end
 LUA
     SCRIPT=(-s "$LOGS/users.lua")
 fi
+# PACE_MS=n: every connection waits n ms between a response and its next request (wrk's
+# delay()), so every target gets about the same offered load and wrk idles alike for all:
+# a faster server no longer spares itself the kernel's wake-ups of an idle wrk.
+PACE=()
+if [ -n "${PACE_MS:-}" ]; then
+    echo "delay = function() return $PACE_MS end" >"$LOGS/pace.lua"
+    PACE=(-s "$LOGS/pace.lua")
+    if [ "$USERS" -gt 1 ]; then echo "delay = function() return $PACE_MS end" >>"$LOGS/users.lua"; fi
+fi
 load() { # target duration [--latency]: wrk against the target, one user or USERS round robin
     local t=$1 d=$2; shift 2
     if [ "$USERS" -gt 1 ] && [ "$t" != quickstart-rs256 ]; then
         "${LOAD_CPU[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$d" "$@" "${SCRIPT[@]}" "${URL[$t]}"
     else
-        "${LOAD_CPU[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$d" "$@" -H "Authorization: Bearer ${TOKEN[$t]}" "${URL[$t]}"
+        "${LOAD_CPU[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$d" "$@" "${PACE[@]}" -H "Authorization: Bearer ${TOKEN[$t]}" "${URL[$t]}"
     fi
 }
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }

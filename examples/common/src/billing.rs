@@ -66,6 +66,7 @@ pub fn billing(
     let paywall = builder
         .recorder(recorder(local.is_some()))
         .ratelimit_headers(true)
+        .max_customers(config.cache_capacity())
         .limits_ttl(if config.limits_ttl.is_zero() {
             Duration::from_secs(30)
         } else {
@@ -116,7 +117,8 @@ pub fn identity(
         if !config.jwt_algorithms.is_empty() {
             resolver = resolver.algorithms(config.jwt_algorithms.iter().copied());
         }
-        return Ok((Arc::new(resolver.build()?), None, false));
+        let resolver = resolver.token_cache(config.cache_capacity()).build()?;
+        return Ok((Arc::new(resolver), None, false));
     }
     let (secret, generated) = match &config.jwt_secret {
         Some(secret) => (secret.clone(), false),
@@ -126,7 +128,10 @@ pub fn identity(
             (bytes.iter().map(|b| format!("{b:02x}")).collect(), true)
         }
     };
-    let resolver = Arc::new(JwtResolver::hs256(&secret).build()?);
+    let resolver = JwtResolver::hs256(&secret)
+        .token_cache(config.cache_capacity())
+        .build()?;
+    let resolver = Arc::new(resolver);
     let token = Hs256Signer::new(&secret)
         .token_for("demo-user", Duration::from_secs(24 * 3600))
         .map_err(|err| QuickstartError::Env {

@@ -10,6 +10,9 @@ use paywall_local::LocalError;
 use paywall_redis::{RedisBudgetsError, REDIS_CLUSTER_URLS_ENV, REDIS_URL_ENV};
 use paywall_solvapay::SolvaPayConfig;
 
+/// `PAYWALL_MAX_CUSTOMERS` when unset: the engine's own default.
+pub const DEFAULT_MAX_CUSTOMERS: u64 = 100_000;
+
 /// The quickstart's settings, normally read from the environment.
 #[derive(Clone, Default)]
 pub struct QuickstartConfig {
@@ -38,6 +41,11 @@ pub struct QuickstartConfig {
     pub db: Option<PathBuf>,
     /// How long budgets are trusted before the backend is asked again.
     pub limits_ttl: Duration,
+    /// `PAYWALL_MAX_CUSTOMERS` (default 100,000): the most users kept warm, both their
+    /// billing customers (with their budgets) and their verified tokens. Size it to the
+    /// users active within the limits TTL: a user evicted costs a backend call and a
+    /// signature check on their next request. 0 (as in `Default`) means the default.
+    pub max_customers: u64,
     /// `PAYWALL_GENERATE_DELAY_MS`: the time between two tokens of `/api/generate`
     /// (default 10 ms).
     pub generate_delay: Duration,
@@ -82,6 +90,7 @@ impl std::fmt::Debug for QuickstartConfig {
             )
             .field("product", &self.product)
             .field("free_units", &self.free_units)
+            .field("max_customers", &self.max_customers)
             .field("db", &self.db)
             .field("solvapay", &self.solvapay)
             .field(
@@ -127,6 +136,15 @@ pub enum QuickstartError {
 }
 
 impl QuickstartConfig {
+    /// [`max_customers`](Self::max_customers), 0 read as the default.
+    pub fn cache_capacity(&self) -> u64 {
+        if self.max_customers == 0 {
+            DEFAULT_MAX_CUSTOMERS
+        } else {
+            self.max_customers
+        }
+    }
+
     /// Reads `PORT`, `PAYWALL_JWT_SECRET` (or `PAYWALL_JWKS_URL`, `PAYWALL_JWT_ISSUER`,
     /// `PAYWALL_JWT_AUDIENCE`), `PAYWALL_PRODUCT`, `PAYWALL_FREE_UNITS`,
     /// `PAYWALL_DB`, `PAYWALL_OUTBOX`, `PAYWALL_REDIS_URL`, `SOLVAPAY_SECRET_KEY`,
@@ -160,6 +178,18 @@ impl QuickstartConfig {
                 })?)
             }
             None => Duration::from_millis(10),
+        };
+        let max_customers = match set("PAYWALL_MAX_CUSTOMERS") {
+            Some(value) => match value.parse() {
+                Ok(max) if max > 0 => max,
+                _ => {
+                    return Err(QuickstartError::Env {
+                        var: "PAYWALL_MAX_CUSTOMERS",
+                        reason: format!("{value:?} is not a whole number above 0"),
+                    })
+                }
+            },
+            None => DEFAULT_MAX_CUSTOMERS,
         };
         let jwks_url = set("PAYWALL_JWKS_URL");
         let oidc_issuer = set("PAYWALL_OIDC_ISSUER");
@@ -243,6 +273,7 @@ impl QuickstartConfig {
             free_units,
             db: set("PAYWALL_DB").map(PathBuf::from),
             limits_ttl: Duration::from_secs(30),
+            max_customers,
             generate_delay,
         })
     }
@@ -387,6 +418,33 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn max_customers_is_a_positive_count() {
+        let with = |value: &str| {
+            QuickstartConfig::from_lookup(|name| {
+                (name == "PAYWALL_MAX_CUSTOMERS").then(|| value.to_owned())
+            })
+        };
+        assert_eq!(with("").map(|c| c.cache_capacity()).ok(), Some(100_000));
+        assert_eq!(
+            with("250000").map(|c| c.cache_capacity()).ok(),
+            Some(250_000)
+        );
+        for bad in ["0", "-1", "1e6", "many"] {
+            assert!(
+                matches!(
+                    with(bad),
+                    Err(QuickstartError::Env {
+                        var: "PAYWALL_MAX_CUSTOMERS",
+                        ..
+                    })
+                ),
+                "{bad}"
+            );
+        }
+        assert_eq!(QuickstartConfig::default().cache_capacity(), 100_000);
     }
 
     #[test]
