@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -30,47 +30,80 @@ impl Drop for OidcProvider {
     }
 }
 
+/// Runs the provider: the child and its issuer, or what it wrote on stderr when it did
+/// not announce itself within 30 s (then it is killed).
+fn spawn(port: u16) -> Result<(Child, String), String> {
+    let mut child = Command::new("node")
+        .arg("oidc.mjs")
+        .arg(port.to_string())
+        .current_dir(crate::node::dir())
+        // Its stdin closing (this process ending, however) stops it.
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("node is installed (apt-get install nodejs npm)");
+    let stdout = child.stdout.take().expect("stdout");
+    let stderr = child.stderr.take().expect("stderr");
+    let (found, issuer) = mpsc::channel();
+    std::thread::spawn(move || {
+        // Read every line, so the provider never blocks on a full pipe.
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(issuer) = serde_json::from_str::<Value>(&line)
+                .ok()
+                .and_then(|v| v["issuer"].as_str().map(str::to_owned))
+            {
+                let _ = found.send(issuer);
+            }
+        }
+    });
+    let said = Arc::new(Mutex::new(String::new()));
+    let writer = Arc::clone(&said);
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let mut said = writer.lock().unwrap_or_else(PoisonError::into_inner);
+            if said.len() < 8 * 1024 {
+                said.push_str(&line);
+                said.push('\n');
+            }
+        }
+    });
+    match issuer.recv_timeout(Duration::from_secs(30)) {
+        Ok(issuer) => Ok((child, issuer)),
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            let said = said.lock().unwrap_or_else(PoisonError::into_inner);
+            Err(said.clone())
+        }
+    }
+}
+
 impl OidcProvider {
     /// Starts a provider on a free port.
     pub fn start() -> Self {
         Self::start_on(0)
     }
 
-    /// Starts a provider on `port` (0: a free one).
+    /// Starts a provider on `port` (0: a free one). One that has not announced itself
+    /// within 30 s (a loaded machine can hold node back) is started once more; the
+    /// second failure says what node wrote on stderr.
     pub fn start_on(port: u16) -> Self {
-        let dir = crate::node::dir();
         crate::node::install();
-        let mut child = Command::new("node")
-            .arg("oidc.mjs")
-            .arg(port.to_string())
-            .current_dir(dir)
-            // Its stdin closing (this process ending, however) stops it.
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("node is installed (apt-get install nodejs npm)");
-        let stdout = child.stdout.take().expect("stdout");
-        let (found, issuer) = mpsc::channel();
-        std::thread::spawn(move || {
-            // Read every line, so the provider never blocks on a full pipe.
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(issuer) = serde_json::from_str::<Value>(&line)
-                    .ok()
-                    .and_then(|v| v["issuer"].as_str().map(str::to_owned))
-                {
-                    let _ = found.send(issuer);
+        let mut said = String::new();
+        for _ in 0..2 {
+            match spawn(port) {
+                Ok((child, issuer)) => {
+                    return Self {
+                        child,
+                        issuer,
+                        http: reqwest::Client::new(),
+                    }
                 }
+                Err(stderr) => said = stderr,
             }
-        });
-        let issuer = issuer
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the provider announces its issuer");
-        Self {
-            child,
-            issuer,
-            http: reqwest::Client::new(),
         }
+        panic!("the provider did not announce its issuer within 30 s; node said: {said}");
     }
 
     /// Its JWKS URL.
