@@ -267,6 +267,11 @@ impl CustomerCache {
         let entry = self
             .customer_loads
             .try_get_with(Arc::clone(&key), async {
+                // A load that finished just before this one began has put its entry in
+                // the cache (before forgetting the load): use it, call nobody.
+                if let Some(entry) = self.customers.get(&key) {
+                    return Ok(entry);
+                }
                 let reference = backend.ensure_customer_boxed(identity).await?;
                 debug!(customer = %reference, "customer ensured");
                 Customer::new(reference, Arc::clone(&key))
