@@ -305,16 +305,15 @@ impl LocalBackend {
         meter: &str,
     ) -> Result<Limits, LocalError> {
         let (c, p, m) = (customer.to_owned(), product.to_owned(), meter.to_owned());
-        let base = self.inner.checkout_url.clone();
+        let links = self.inner.checkout_url.is_some();
         let (allowance, session) = self
             .run(move |conn| {
                 let allowance =
                     Allowance::from_ledger(ledger::allowance(conn, &c, &p, &m, ledger::now_ms())?);
-                let session = match base {
-                    Some(_) if allowance.offers_checkout() => {
-                        Some(directory::open_session_id(conn, &c, &p)?)
-                    }
-                    _ => None,
+                let session = if links && allowance.offers_checkout() {
+                    Some(directory::open_session_id(conn, &c, &p)?)
+                } else {
+                    None
                 };
                 Ok((allowance, session))
             })
