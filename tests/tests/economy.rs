@@ -150,3 +150,47 @@ async fn limits_calls_follow_the_ttl_not_the_traffic() {
     paywall.shutdown(Duration::from_secs(10)).await;
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_out_of_units_is_admitted_at_the_reset_though_the_ttl_is_an_hour() {
+    let ledger = paywall_local::LocalBackend::builder()
+        .product(
+            paywall_local::Product::new(PRODUCT)
+                .free_units(1)
+                .period(Duration::from_secs(2)),
+        )
+        .open()
+        .expect("ledger");
+    let paywall = builder(&ledger)
+        .limits_ttl(Duration::from_secs(3600))
+        .build()
+        .expect("paywall");
+    let service = protected(&paywall);
+    assert_eq!(status_of(&service, "resetting").await, StatusCode::OK);
+    let refused = service
+        .clone()
+        .oneshot(request("resetting"))
+        .await
+        .expect("infallible");
+    assert_eq!(refused.status(), StatusCode::PAYMENT_REQUIRED);
+    let retry_after: u64 = refused
+        .headers()
+        .get("retry-after")
+        .and_then(|value| value.to_str().ok()?.parse().ok())
+        .expect("a 402 names the reset");
+    assert!(
+        retry_after <= 2,
+        "Retry-After {retry_after} within the period"
+    );
+    // A caller that honours Retry-After (plus the second the paywall gives the backend's
+    // clock) finds the new period's unit; before, the budget waited out the TTL.
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(retry_after + 1)).await;
+    let mut status = status_of(&service, "resetting").await;
+    while status != StatusCode::OK && started.elapsed() < Duration::from_secs(6) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        status = status_of(&service, "resetting").await;
+    }
+    assert_eq!(status, StatusCode::OK, "admitted in the new period");
+    paywall.shutdown(Duration::from_secs(10)).await;
+}

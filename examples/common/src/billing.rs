@@ -67,11 +67,7 @@ pub fn billing(
         .recorder(recorder(local.is_some()))
         .ratelimit_headers(true)
         .max_customers(config.cache_capacity())
-        .limits_ttl(if config.limits_ttl.is_zero() {
-            Duration::from_secs(30)
-        } else {
-            config.limits_ttl
-        })
+        .limits_ttl(config.budget_ttl())
         .build()?;
     Ok(Billing { paywall, local })
 }

@@ -13,6 +13,16 @@ use paywall_solvapay::SolvaPayConfig;
 /// `PAYWALL_MAX_CUSTOMERS` when unset: the engine's own default.
 pub const DEFAULT_MAX_CUSTOMERS: u64 = 100_000;
 
+/// How long a budget is trusted on the embedded backend's in-memory ledger: only this
+/// process writes that ledger, and its checkout and portal forget a customer's budgets
+/// whenever they change a plan, so asking it again finds nothing new (budgets are
+/// still refreshed just after their allowance resets).
+pub const OWN_LEDGER_LIMITS_TTL: Duration = Duration::from_secs(3600);
+
+/// How long a budget is trusted when others may change what it depends on: SolvaPay, a
+/// ledger file other processes may open, budgets shared through Redis.
+pub const SHARED_LIMITS_TTL: Duration = Duration::from_secs(30);
+
 /// The quickstart's settings, normally read from the environment.
 #[derive(Clone, Default)]
 pub struct QuickstartConfig {
@@ -39,7 +49,9 @@ pub struct QuickstartConfig {
     pub free_units: u64,
     /// `PAYWALL_DB`: the SQLite file of the embedded backend (default in memory).
     pub db: Option<PathBuf>,
-    /// How long budgets are trusted before the backend is asked again.
+    /// How long budgets are trusted before the backend is asked again; 0 (as in
+    /// `Default` and `from_env`) means the default, see
+    /// [`budget_ttl`](Self::budget_ttl).
     pub limits_ttl: Duration,
     /// `PAYWALL_MAX_CUSTOMERS` (default 100,000): the most users kept warm, both their
     /// billing customers (with their budgets) and their verified tokens. Size it to the
@@ -142,6 +154,23 @@ impl QuickstartConfig {
             DEFAULT_MAX_CUSTOMERS
         } else {
             self.max_customers
+        }
+    }
+
+    /// [`limits_ttl`](Self::limits_ttl), 0 read as the default:
+    /// [`OWN_LEDGER_LIMITS_TTL`] on the embedded backend's in-memory ledger without
+    /// shared budgets, [`SHARED_LIMITS_TTL`] otherwise.
+    pub fn budget_ttl(&self) -> Duration {
+        if !self.limits_ttl.is_zero() {
+            self.limits_ttl
+        } else if self.solvapay.is_none()
+            && self.db.is_none()
+            && self.redis_url.is_none()
+            && self.redis_cluster_urls.is_empty()
+        {
+            OWN_LEDGER_LIMITS_TTL
+        } else {
+            SHARED_LIMITS_TTL
         }
     }
 
@@ -272,7 +301,7 @@ impl QuickstartConfig {
             product: set("PAYWALL_PRODUCT").unwrap_or_else(|| "prd_quickstart".into()),
             free_units,
             db: set("PAYWALL_DB").map(PathBuf::from),
-            limits_ttl: Duration::from_secs(30),
+            limits_ttl: Duration::ZERO,
             max_customers,
             generate_delay,
         })
@@ -445,6 +474,37 @@ mod tests {
             );
         }
         assert_eq!(QuickstartConfig::default().cache_capacity(), 100_000);
+    }
+
+    #[test]
+    fn budgets_are_trusted_longer_only_on_a_ledger_no_one_else_writes() {
+        let with = |vars: &[(&str, &str)]| {
+            QuickstartConfig::from_lookup(|name| {
+                vars.iter()
+                    .find(|(var, _)| *var == name)
+                    .map(|(_, value)| (*value).to_owned())
+            })
+            .map(|config| config.budget_ttl())
+            .ok()
+        };
+        assert_eq!(with(&[]), Some(OWN_LEDGER_LIMITS_TTL), "in-memory ledger");
+        assert_eq!(
+            with(&[("PAYWALL_OUTBOX", "/tmp/o.db")]),
+            Some(OWN_LEDGER_LIMITS_TTL)
+        );
+        for shared in [
+            ("PAYWALL_DB", "/tmp/ledger.db"),
+            ("PAYWALL_REDIS_URL", "redis://127.0.0.1:6379"),
+            ("PAYWALL_REDIS_CLUSTER_URLS", "redis://127.0.0.1:7000"),
+            ("SOLVAPAY_SECRET_KEY", "sk_sandbox_test"),
+        ] {
+            assert_eq!(with(&[shared]), Some(SHARED_LIMITS_TTL), "{}", shared.0);
+        }
+        let set = QuickstartConfig {
+            limits_ttl: Duration::from_secs(5),
+            ..QuickstartConfig::default()
+        };
+        assert_eq!(set.budget_ttl(), Duration::from_secs(5), "set explicitly");
     }
 
     #[test]

@@ -93,7 +93,10 @@ impl PaywallBuilder {
     /// Between refreshes the local countdown is exact for this process. A budget in
     /// use is refreshed in the background during the last fifth of its TTL, so
     /// requests do not wait for the backend; one idle past its TTL is refreshed by the
-    /// request that finds it expired.
+    /// request that finds it expired. When the backend says when the allowance resets
+    /// ([`Limits::resets_at`](crate::backend::Limits::resets_at)) and that comes first,
+    /// the budget is refreshed a second after the reset instead, so a caller told to
+    /// retry then (a 402's `Retry-After`) finds the new period.
     pub fn limits_ttl(mut self, ttl: Duration) -> Self {
         self.limits_ttl = ttl;
         self

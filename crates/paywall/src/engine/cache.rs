@@ -8,12 +8,13 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwapOption;
 use moka::future::Cache;
 use tracing::{debug, warn};
 
+use super::budget::Due;
 use super::clock::{millis, Clock};
 use super::Budget;
 use crate::backend::{BackendError, DynBackend};
@@ -320,7 +321,7 @@ impl CustomerCache {
                 let limits = backend
                     .check_limits_boxed(entry.customer.reference(), &route.product, &route.meter)
                     .await?;
-                let due = clock.now_ms().saturating_add(millis(ttl));
+                let due = Due::after(clock.now_ms(), ttl, &limits, SystemTime::now());
                 Ok(self.created(&key, Budget::new(limits, 0, due)))
             })
             .await?;

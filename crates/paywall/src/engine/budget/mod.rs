@@ -34,6 +34,8 @@ use crate::backend::Limits;
 
 mod refresh;
 
+pub(crate) use refresh::Due;
+
 const NO_SESSION: u64 = u64::MAX;
 
 /// What this budget has settled with the shared store; guarded by the budget's gate.
@@ -52,6 +54,9 @@ pub(crate) struct Budget {
     acked: AtomicU64,
     /// Engine-clock milliseconds after which the budget must be refreshed.
     refresh_at: AtomicU64,
+    /// Whether that refresh may run ahead of `refresh_at`: not when it is the
+    /// allowance's reset, which an earlier answer cannot see past.
+    ahead: AtomicBool,
     /// Whether the last refresh succeeded.
     healthy: AtomicBool,
     /// Bumped after every refresh attempt, successful or not.
@@ -81,12 +86,13 @@ const HOT_LEASE_MS: u32 = 200;
 const COOL_LEASE_MS: u32 = 2_000;
 
 impl Budget {
-    pub(crate) fn new(limits: Limits, acked_before: u64, refresh_at: u64) -> Self {
+    pub(crate) fn new(limits: Limits, acked_before: u64, due: impl Into<Due>) -> Self {
         let budget = Self {
             limit: AtomicU64::new(0),
             consumed: AtomicU64::new(0),
             acked: AtomicU64::new(0),
             refresh_at: AtomicU64::new(0),
+            ahead: AtomicBool::new(true),
             healthy: AtomicBool::new(true),
             attempts: AtomicU64::new(0),
             refresh_gate: tokio::sync::Mutex::new(LeaseSync::default()),
@@ -97,7 +103,7 @@ impl Budget {
             info: RwLock::new(Arc::new(Limits::default())),
             lease_pace: AtomicU64::new(0),
         };
-        budget.apply(limits, acked_before, refresh_at);
+        budget.apply(limits, acked_before, due);
         budget
     }
 
@@ -144,8 +150,9 @@ impl Budget {
             .saturating_sub(self.acked.load(Ordering::Acquire))
     }
 
-    /// Installs a fresh answer from the backend.
-    pub(crate) fn apply(&self, limits: Limits, acked_before: u64, refresh_at: u64) {
+    /// Installs a fresh answer from the backend, to be refreshed when `due` says.
+    pub(crate) fn apply(&self, limits: Limits, acked_before: u64, due: impl Into<Due>) {
+        let due = due.into();
         self.limit.store(
             limits.allowed().saturating_add(acked_before),
             Ordering::Release,
@@ -154,7 +161,8 @@ impl Budget {
             *info = Arc::new(limits);
         }
         self.healthy.store(true, Ordering::Release);
-        self.refresh_at.store(refresh_at, Ordering::Release);
+        self.ahead.store(due.ahead, Ordering::Release);
+        self.refresh_at.store(due.at_ms, Ordering::Release);
     }
 
     /// Records a failed refresh: keep the counters, retry after `retry_at`.
@@ -174,6 +182,11 @@ impl Budget {
 
     pub(crate) fn refresh_at(&self) -> u64 {
         self.refresh_at.load(Ordering::Acquire)
+    }
+
+    /// Whether the next refresh may run ahead of [`refresh_at`](Self::refresh_at).
+    pub(crate) fn refreshes_ahead(&self) -> bool {
+        self.ahead.load(Ordering::Acquire)
     }
 
     pub(crate) fn is_healthy(&self) -> bool {

@@ -1,15 +1,15 @@
 //! A budget's refresh from the billing backend: when it is due (its limits TTL has
-//! passed), ahead of expiry in the background while it is warm, and after a failure
-//! (a back-off before the backend is asked again). Concurrent refreshes of one budget
-//! share one backend call.
+//! passed, or the allowance has just reset), ahead of expiry in the background while it
+//! is warm, and after a failure (a back-off before the backend is asked again).
+//! Concurrent refreshes of one budget share one backend call.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tracing::debug;
 
 use super::Budget;
-use crate::backend::BackendError;
+use crate::backend::{BackendError, Limits};
 use crate::charge::RouteCharge;
 use crate::customer::Customer;
 use crate::engine::clock::millis;
@@ -53,7 +53,10 @@ impl Engine {
         now: u64,
     ) {
         let lead = millis(self.limits_ttl) / 5;
-        if budget.refresh_at().saturating_sub(now) > lead || !budget.start_refill() {
+        if budget.refresh_at().saturating_sub(now) > lead
+            || !budget.refreshes_ahead()
+            || !budget.start_refill()
+        {
             return;
         }
         let (Some(engine), Ok(runtime)) =
@@ -108,7 +111,7 @@ impl Engine {
             .await;
         match &result {
             Ok(limits) => {
-                budget.apply(limits.clone(), acked_before, self.refresh_deadline());
+                budget.apply(limits.clone(), acked_before, self.due(limits));
                 budget.stop_refill(); // a refresh ahead of the next expiry may start again
                 debug!(customer = %customer.reference(), remaining = budget.remaining(), "budget refreshed");
             }
@@ -122,8 +125,98 @@ impl Engine {
         result.map(drop)
     }
 
-    /// When a budget fetched now must be refreshed.
-    pub(in crate::engine) fn refresh_deadline(&self) -> u64 {
-        self.now_ms().saturating_add(millis(self.limits_ttl))
+    /// When a budget fetched now with `limits` must be refreshed.
+    pub(in crate::engine) fn due(&self, limits: &Limits) -> Due {
+        Due::after(self.now_ms(), self.limits_ttl, limits, SystemTime::now())
+    }
+}
+
+/// How long after an allowance's reset its budget is refreshed: the backend's clock
+/// may run a little behind ours, and an answer from just before its reset would
+/// still be the old period's.
+const AFTER_RESET: Duration = Duration::from_secs(1);
+
+/// When a budget must be refreshed (engine-clock milliseconds), and whether that may
+/// happen ahead of time in the background.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Due {
+    pub(crate) at_ms: u64,
+    pub(crate) ahead: bool,
+}
+
+impl Due {
+    /// For an answer `limits` fetched at `now_ms` (`wall`: the same moment on the
+    /// wall clock): after `ttl`, or just after the allowance resets when that comes
+    /// first, so that a caller told to retry at the reset (`Retry-After`) finds the new
+    /// period rather than waiting out the TTL. A reset is not refreshed ahead of
+    /// time: before it, the backend would give the same answer.
+    pub(crate) fn after(now_ms: u64, ttl: Duration, limits: &Limits, wall: SystemTime) -> Self {
+        let by_ttl = Self {
+            at_ms: now_ms.saturating_add(millis(ttl)),
+            ahead: true,
+        };
+        let Some(until_reset) = limits
+            .resets_at
+            .and_then(|at| at.duration_since(wall).ok())
+            .filter(|until| !until.is_zero())
+        else {
+            return by_ttl;
+        };
+        let at_reset = now_ms.saturating_add(millis(until_reset.saturating_add(AFTER_RESET)));
+        if at_reset < by_ttl.at_ms {
+            Self {
+                at_ms: at_reset,
+                ahead: false,
+            }
+        } else {
+            by_ttl
+        }
+    }
+}
+
+impl From<u64> for Due {
+    /// A refresh at `at_ms`, which may run ahead of time.
+    fn from(at_ms: u64) -> Self {
+        Self { at_ms, ahead: true }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resetting_in(wall: SystemTime, secs: Option<i64>) -> Limits {
+        let resets_at = secs.map(|secs| match u64::try_from(secs) {
+            Ok(ahead) => wall + Duration::from_secs(ahead),
+            Err(_) => wall - Duration::from_secs(secs.unsigned_abs()),
+        });
+        Limits {
+            resets_at,
+            ..Limits::remaining(0)
+        }
+    }
+
+    #[test]
+    fn a_budget_is_refreshed_after_its_ttl_or_just_after_its_reset_whichever_comes_first() {
+        let wall = SystemTime::now();
+        let ttl = Duration::from_secs(30);
+        let due = |secs| Due::after(5_000, ttl, &resetting_in(wall, secs), wall);
+        let by_ttl = Due {
+            at_ms: 35_000,
+            ahead: true,
+        };
+        assert_eq!(due(None), by_ttl, "no reset time known");
+        assert_eq!(due(Some(3_600)), by_ttl, "resets after the TTL");
+        assert_eq!(due(Some(-10)), by_ttl, "a reset in the past is ignored");
+        assert_eq!(due(Some(0)), by_ttl, "a reset now is ignored");
+        assert_eq!(
+            due(Some(10)),
+            Due {
+                at_ms: 16_000,
+                ahead: false
+            },
+            "resets in 10 s: refreshed 1 s after, never ahead"
+        );
+        assert_eq!(due(Some(29)), by_ttl, "reset + 1 s is the TTL itself");
     }
 }
