@@ -426,3 +426,4 @@ async fn checkout(State(state): State<Shared>, Json(body): Json<Map<String, Valu
 }
 
 mod account;
+pub mod schema;

@@ -42,6 +42,7 @@ pub use backend::{recorded, LossyAcks};
 pub use billing::{billing_call, money_routes_are_unsupported, ok, react, MONEY};
 pub use cluster::RedisCluster;
 pub use compare::{assert_same, normalize, reset_seconds, send, Seen};
+pub use contract::schema::{assert_valid, request_schema, response_schema, validator};
 pub use contract::{openapi, Answer, Bend, ContractServer};
 pub use idp::Idp;
 pub use instances::{burst, client, count, hello, ledger_units, Instance, Shared};
