@@ -157,17 +157,23 @@ impl QuickstartConfig {
         }
     }
 
-    /// [`limits_ttl`](Self::limits_ttl), 0 read as the default:
-    /// [`OWN_LEDGER_LIMITS_TTL`] on the embedded backend's in-memory ledger without
-    /// shared budgets, [`SHARED_LIMITS_TTL`] otherwise.
-    pub fn budget_ttl(&self) -> Duration {
-        if !self.limits_ttl.is_zero() {
-            self.limits_ttl
-        } else if self.solvapay.is_none()
+    /// Whether billing goes to the embedded backend's in-memory ledger with budgets of
+    /// this process's own: then nothing but this process reads or writes the ledger,
+    /// and a crash loses it whole.
+    pub fn owns_its_ledger(&self) -> bool {
+        self.solvapay.is_none()
             && self.db.is_none()
             && self.redis_url.is_none()
             && self.redis_cluster_urls.is_empty()
-        {
+    }
+
+    /// [`limits_ttl`](Self::limits_ttl), 0 read as the default:
+    /// [`OWN_LEDGER_LIMITS_TTL`] when the process [owns its
+    /// ledger](Self::owns_its_ledger), [`SHARED_LIMITS_TTL`] otherwise.
+    pub fn budget_ttl(&self) -> Duration {
+        if !self.limits_ttl.is_zero() {
+            self.limits_ttl
+        } else if self.owns_its_ledger() {
             OWN_LEDGER_LIMITS_TTL
         } else {
             SHARED_LIMITS_TTL

@@ -129,7 +129,11 @@ fn budgets_are_trusted_longer_only_on_a_ledger_no_one_else_writes() {
                 .find(|(var, _)| *var == name)
                 .map(|(_, value)| (*value).to_owned())
         })
-        .map(|config| config.budget_ttl())
+        .map(|config| {
+            let own = config.budget_ttl() == OWN_LEDGER_LIMITS_TTL;
+            assert_eq!(config.owns_its_ledger(), own);
+            config.budget_ttl()
+        })
         .ok()
     };
     assert_eq!(with(&[]), Some(OWN_LEDGER_LIMITS_TTL), "in-memory ledger");
