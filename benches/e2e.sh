@@ -3,6 +3,8 @@
 #
 #   bash benches/e2e.sh            # DURATION=10s CONNECTIONS=32 THREADS=1 ROUNDS=3 by default
 #   ONLY="bare-axum quickstart-hs256 quickstart-redis" bash benches/e2e.sh   # a subset
+#   ONLY="bare-axum bare-axum-served quickstart-hs256" bash benches/e2e.sh   # the quickstart's
+#                                  # server (paywall_axum::serve) apart from its paywall
 #   PIN=0 THREADS=2 CONNECTIONS=64 bash benches/e2e.sh   # the old unpinned method
 #   USERS=2000 bash benches/e2e.sh   # the tokens of 2,000 users, round robin (wrk Lua script)
 #   BEFORE=/tmp/base/target/release bash benches/e2e.sh   # also an earlier build's quickstarts
@@ -151,6 +153,12 @@ TOKEN[quickstart-redis]=$HS_TOKEN; TOKEN[quickstart-solvapay]=$HS_TOKEN
 TARGETS+=(quickstart-redis-cluster)
 URL[quickstart-redis-cluster]="http://127.0.0.1:$((BASE_PORT + 12))/api/hello"
 TOKEN[quickstart-redis-cluster]=$HS_TOKEN
+# Bare axum served like the quickstart (`paywall_axum::serve` and its limits): the
+# quickstart's added cost split into its server's and the paywall's.
+start bare-axum-served $((BASE_PORT + 15)) BENCH_SERVE_LIMITS=1 "$BIN/bench-bare-axum"
+TARGETS+=(bare-axum-served)
+URL[bare-axum-served]="http://127.0.0.1:$((BASE_PORT + 15))/api/hello"
+TOKEN[bare-axum-served]=$HS_TOKEN
 if [ -n "${BEFORE:-}" ]; then
     start quickstart-hs256-before $((BASE_PORT + 13)) PAYWALL_JWT_SECRET=$SECRET PAYWALL_FREE_UNITS=$UNITS "$BEFORE/axum-quickstart"
     start actix-quickstart-before $((BASE_PORT + 14)) PAYWALL_JWT_SECRET=$SECRET PAYWALL_FREE_UNITS=$UNITS "$BEFORE/actix-quickstart"

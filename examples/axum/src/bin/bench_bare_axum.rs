@@ -1,5 +1,8 @@
 //! Benchmark baseline: bare axum answering the JSON `/api/hello` answers, no paywall.
-//! `PORT` (default 3000).
+//! `PORT` (default 3000). With `BENCH_SERVE_LIMITS` set, served by
+//! `paywall_axum::serve` with the quickstart's limits (header and body deadlines, idle
+//! timeout) instead of `axum::serve`: what the quickstart's server adds without the
+//! paywall.
 
 use axum::routing::get;
 use axum::{Json, Router};
@@ -19,7 +22,18 @@ async fn main() -> std::process::ExitCode {
     let body = responses::hello_body(Some("cus_benchbenchbenchbench1"), "demo-user");
     let app = Router::new().route("/api/hello", get(move || async move { Json(body.clone()) }));
     println!("bench-bare-axum listening on {base}");
-    match axum::serve(listener, app).await {
+    let served = if std::env::var_os("BENCH_SERVE_LIMITS").is_some() {
+        paywall_axum::serve(
+            listener,
+            app,
+            paywall_axum::ServeLimits::default(),
+            std::future::pending(),
+        )
+        .await
+    } else {
+        axum::serve(listener, app).await
+    };
+    match served {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(_) => std::process::ExitCode::from(1),
     }
