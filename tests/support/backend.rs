@@ -64,6 +64,47 @@ impl<B: BillingBackend> BillingBackend for LossyAcks<B> {
     }
 }
 
+/// Wraps a backend and counts its limits checks.
+#[derive(Clone)]
+pub struct CountedLimits<B> {
+    pub inner: B,
+    pub checks: Arc<AtomicUsize>,
+}
+
+impl<B> CountedLimits<B> {
+    pub fn new(inner: B) -> Self {
+        Self {
+            inner,
+            checks: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// Limits checks so far.
+    pub fn checks(&self) -> usize {
+        self.checks.load(Ordering::SeqCst)
+    }
+}
+
+impl<B: BillingBackend> BillingBackend for CountedLimits<B> {
+    async fn ensure_customer(&self, identity: &Identity) -> Result<CustomerRef, BackendError> {
+        self.inner.ensure_customer(identity).await
+    }
+
+    async fn check_limits(
+        &self,
+        c: &CustomerRef,
+        p: &str,
+        m: &str,
+    ) -> Result<Limits, BackendError> {
+        self.checks.fetch_add(1, Ordering::SeqCst);
+        self.inner.check_limits(c, p, m).await
+    }
+
+    async fn record_usage(&self, events: &[UsageEvent]) -> Result<(), BackendError> {
+        self.inner.record_usage(events).await
+    }
+}
+
 /// What an embedded ledger recorded, optionally for one customer: (events, units).
 pub async fn recorded(ledger: &paywall_local::LocalBackend, customer: Option<&str>) -> (u64, u64) {
     let rows = ledger.ledger(customer).await.expect("ledger");

@@ -38,7 +38,7 @@ pub mod oidc;
 pub mod servers;
 
 pub use apps::{both_apps, quickstart_config, App};
-pub use backend::{recorded, LossyAcks};
+pub use backend::{recorded, CountedLimits, LossyAcks};
 pub use billing::{billing_call, money_routes_are_unsupported, ok, react, MONEY};
 pub use cluster::RedisCluster;
 pub use compare::{assert_same, normalize, reset_seconds, send, Seen};

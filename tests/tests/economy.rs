@@ -161,6 +161,7 @@ async fn a_caller_out_of_units_is_admitted_at_the_reset_though_the_ttl_is_an_hou
         )
         .open()
         .expect("ledger");
+    let ledger = CountedLimits::new(ledger);
     let paywall = builder(&ledger)
         .limits_ttl(Duration::from_secs(3600))
         .build()
@@ -182,6 +183,16 @@ async fn a_caller_out_of_units_is_admitted_at_the_reset_though_the_ttl_is_an_hou
         retry_after <= 2,
         "Retry-After {retry_after} within the period"
     );
+    // The whole period lies in the TTL's last fifth, where a warm budget is refreshed
+    // ahead of time; a reset is not: before it the ledger gives the same answer.
+    for _ in 0..5 {
+        assert_eq!(
+            status_of(&service, "resetting").await,
+            StatusCode::PAYMENT_REQUIRED
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(ledger.checks(), 1, "no refresh before the reset");
     // A caller that honours Retry-After (plus the second the paywall gives the backend's
     // clock) finds the new period's unit; before, the budget waited out the TTL.
     let started = Instant::now();
