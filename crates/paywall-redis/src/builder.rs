@@ -166,6 +166,7 @@ impl RedisBudgetsBuilder {
             session: AtomicU64::new(0),
             registered: AtomicU64::new(UNREGISTERED),
             registering: tokio::sync::Mutex::new(()),
+            lost: LostCalls::default(),
         });
         runtime.spawn(heartbeat(Arc::downgrade(&inner), self.heartbeat));
         Ok(RedisBudgets { inner })

@@ -55,7 +55,9 @@
 //! * **One refresher at a time.** When a budget's limits TTL has passed, the lease that
 //!   notices takes a short lock and that instance asks the billing backend; the others
 //!   keep leasing from the known budget meanwhile. A budget missing from Redis is
-//!   refreshed by whichever instances need it first (the first answer is kept).
+//!   refreshed by whichever instances need it first (the first answer is kept: a
+//!   refresh that held the lock but finds the budget created or recreated meanwhile
+//!   installs nothing, since its answer may already count units leased from it).
 //! * **Instances that stop.** Each instance session renews its membership in a sorted
 //!   set every [heartbeat](RedisBudgetsBuilder::heartbeat); a refresh forgets the leases
 //!   of sessions that expired. An instance cut off from Redis stops using its spare
@@ -65,6 +67,11 @@
 //!   The engine then falls back per [`SharedFallback`](paywall::shared::SharedFallback) (by
 //!   default to its local budget), logs the transition once, and tries Redis again
 //!   after [`LeaseConfig::retry`](paywall::shared::LeaseConfig::retry).
+//! * **Calls that time out** may still run once Redis gets to them. The instance sends
+//!   what such a call settled again with its next call on that budget, together with
+//!   the lost call's token; the script counts it once and takes back what the lost
+//!   call granted, so a slow Redis strands no units and counts no acknowledgement
+//!   twice. Units a lost call gave back are not admitted from again.
 //!
 //! # On a Redis Cluster
 //!

@@ -9,6 +9,7 @@
 //! | `spent`   | units acknowledged by the backend, from every instance           |
 //! | `out`     | units leased to instances and not yet acknowledged (sum of `o:*`) |
 //! | `o:<id>`  | units leased to instance session `<id>`, not yet acknowledged     |
+//! | `c:<id>`  | that session's last call: token, units it settled, units granted  |
 //! | `fresh`   | server milliseconds until which the limit is fresh               |
 //! | `failed`  | server milliseconds until which a failed refresh backs off       |
 //! | `info`    | the backend's last answer as JSON, for 402 bodies                |
@@ -30,11 +31,28 @@ use redis::Script;
 
 /// Shared prelude: the server clock in milliseconds, and the settlement of what the
 /// caller owes (acknowledged units and units given back).
+///
+/// A call whose answer was lost (a timeout) may have run. Its caller sends the same
+/// acknowledgements and given-back units again with its next call on the budget, with
+/// the tokens of the calls it lost; each call leaves its token, what it settled and
+/// what it granted in `c:<session>`. When that record is one of the lost calls, it ran:
+/// what it settled is not counted twice, and what it granted (units the caller never
+/// learned of) comes back.
 const PRELUDE: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local function fmt(n) return string.format('%.0f', n) end
-local function settle(key, me, acks, back)
+local call = {id = '', acks = 0, back = 0}
+local function settle(key, me, acks, back, token, lost)
+  call = {id = token, acks = acks, back = back}
+  local last = redis.call('HGET', key, 'c:' .. me)
+  if last and lost ~= '' then
+    local id, a, b, g = string.match(last, '^(%w+)|(%d+)|(%d+)|(%d+)$')
+    if id and string.find(',' .. lost .. ',', ',' .. id .. ',', 1, true) then
+      acks = math.max(0, acks - tonumber(a))
+      back = math.max(0, back - tonumber(b)) + tonumber(g)
+    end
+  end
   local field = 'o:' .. me
   local mine = tonumber(redis.call('HGET', key, field) or '0')
   local dec = math.min(mine, acks + back)
@@ -43,18 +61,20 @@ local function settle(key, me, acks, back)
   if dec > 0 then redis.call('HINCRBY', key, 'out', fmt(-dec)) end
   return mine
 end
-local function keep(key, me, mine)
+local function keep(key, me, mine, grant)
   if mine > 0 then
     redis.call('HSET', key, 'o:' .. me, fmt(mine))
   else
     redis.call('HDEL', key, 'o:' .. me)
   end
+  redis.call('HSET', key, 'c:' .. me,
+    call.id .. '|' .. fmt(call.acks) .. '|' .. fmt(call.back) .. '|' .. fmt(grant or 0))
 end
 "#;
 
 /// KEYS: budget, lock, sessions.
 /// ARGV: me, need, want, acks, give_back, stale_ok, session_ttl_ms, lock_ttl_ms,
-/// key_ttl_ms, token. `need` 0 is a prefetch: it is granted from a fresh budget only.
+/// key_ttl_ms, token, lost (tokens, comma-separated). `need` 0 is a prefetch: it is granted from a fresh budget only.
 /// Returns {kind, n, gen, joined, locked, info}.
 const LEASE: &str = r#"
 local me = ARGV[1]
@@ -64,10 +84,10 @@ local joined = redis.call('ZADD', KEYS[3], fmt(now + tonumber(ARGV[7])), me)
 local gen = redis.call('HGET', KEYS[1], 'gen')
 if not gen then
   -- A prefetch (need 0) never takes the lock: the request that needs units refreshes.
-  local locked = need > 0 and redis.call('SET', KEYS[2], ARGV[10], 'NX', 'PX', ARGV[8])
+  local locked = need > 0 and redis.call('SET', KEYS[2], ARGV[10] .. ':0', 'NX', 'PX', ARGV[8])
   return {'refresh', 0, '0', joined, locked and 1 or 0, ''}
 end
-local mine = settle(KEYS[1], me, tonumber(ARGV[4]), tonumber(ARGV[5]))
+local mine = settle(KEYS[1], me, tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[10], ARGV[11])
 local spent = tonumber(redis.call('HGET', KEYS[1], 'spent') or '0')
 local fresh = tonumber(redis.call('HGET', KEYS[1], 'fresh') or '0')
 if fresh <= now and ARGV[6] ~= '1' then
@@ -75,7 +95,7 @@ if fresh <= now and ARGV[6] ~= '1' then
     keep(KEYS[1], me, mine)
     return {'refresh', spent, gen, joined, 0, ''}
   end
-  if redis.call('SET', KEYS[2], ARGV[10], 'NX', 'PX', ARGV[8]) then
+  if redis.call('SET', KEYS[2], ARGV[10] .. ':' .. gen, 'NX', 'PX', ARGV[8]) then
     keep(KEYS[1], me, mine)
     return {'refresh', spent, gen, joined, 1, ''}
   end
@@ -97,16 +117,23 @@ end
 local extra = math.max(0, math.min(want - need, math.floor((avail - need) / 4)))
 local grant = need + extra
 redis.call('HINCRBY', KEYS[1], 'out', fmt(grant))
-keep(KEYS[1], me, mine + grant)
+keep(KEYS[1], me, mine + grant, grant)
 return {'granted', grant, gen, joined, 0, ''}
 "#;
 
 /// KEYS: budget, lock, sessions.
 /// ARGV: token, locked, acked_before, allowed, info, ttl_ms, key_ttl_ms.
-/// Returns 1 when installed, 0 when another refresh won.
+/// Returns 1 when installed, 0 when another refresh won. The lock's value is the
+/// token and the generation the lease saw (`<token>:<gen>`, `0`: no budget): a lock
+/// holder whose budget was created or recreated meanwhile installs nothing, since its
+/// `acked_before` was read from another incarnation (the budget just created by a
+/// refresh without the lock, whose units may be counted by the backend already).
 const INSTALL: &str = r#"
 local exists = redis.call('EXISTS', KEYS[1]) == 1
-local holds = ARGV[2] == '1' and redis.call('GET', KEYS[2]) == ARGV[1]
+local owns = ARGV[2] == '1' and redis.call('GET', KEYS[2]) == ARGV[1]
+local seen = string.match(ARGV[1], ':(%d+)$')
+local holds = owns and (redis.call('HGET', KEYS[1], 'gen') or '0') == seen
+if owns and not holds then redis.call('DEL', KEYS[2]) end
 if exists and not holds then return 0 end
 if exists then
   for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
@@ -117,6 +144,9 @@ if exists then
         redis.call('HINCRBY', KEYS[1], 'out', fmt(-units))
         redis.call('HDEL', KEYS[1], field)
       end
+    elseif string.sub(field, 1, 2) == 'c:' then
+      local expiry = redis.call('ZSCORE', KEYS[3], string.sub(field, 3))
+      if (not expiry) or tonumber(expiry) < now then redis.call('HDEL', KEYS[1], field) end
     end
   end
   redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. fmt(now))
@@ -144,12 +174,12 @@ end
 return 1
 "#;
 
-/// KEYS: budget, sessions. ARGV: me, acks, give_back, session_ttl_ms.
+/// KEYS: budget, sessions. ARGV: me, acks, give_back, session_ttl_ms, token, lost.
 /// Returns whether the session was (re)added.
 const SETTLE: &str = r#"
 local joined = redis.call('ZADD', KEYS[2], fmt(now + tonumber(ARGV[4])), ARGV[1])
 if redis.call('EXISTS', KEYS[1]) == 1 then
-  keep(KEYS[1], ARGV[1], settle(KEYS[1], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])))
+  keep(KEYS[1], ARGV[1], settle(KEYS[1], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[5], ARGV[6]))
 end
 return joined
 "#;

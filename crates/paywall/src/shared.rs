@@ -24,6 +24,13 @@
 //!    leased to live instances reach it. This is the single-process argument of the
 //!    engine, made global.
 //!
+//! 4. A call that failed (a timeout, say) may still have been applied. The engine then
+//!    admits nothing more from the units it gave back in it, and sends its
+//!    acknowledgements and those units again with its next call on the budget (plus
+//!    any new ones). A store should count them once and take back what the failed call
+//!    granted, as `paywall_redis` does; counted twice, fewer units are admitted, never
+//!    more.
+//!
 //! Implementations decide how an instance that died holding leased units is detected;
 //! whatever they choose, they must bump [`session`](SharedBudgets::session) when this
 //! instance's leases may have been forgotten, so the engine stops using them.
@@ -190,7 +197,9 @@ pub trait SharedBudgets: Send + Sync + 'static {
     ) -> impl Future<Output = Result<LeaseAnswer, SharedError>> + Send;
 
     /// Installs the billing backend's answer for a budget this instance was asked to
-    /// refresh. A store may ignore it when another instance refreshed meanwhile.
+    /// refresh. A store may ignore it when another instance refreshed meanwhile, and
+    /// should when the budget was created or recreated since the ticket was issued
+    /// (the ticket's `acked_before` belongs to the budget it saw).
     fn install(
         &self,
         id: BudgetId<'_>,

@@ -15,8 +15,10 @@ use tracing::debug;
 use crate::builder::RedisBudgetsBuilder;
 use crate::info;
 
+mod lost;
 mod session;
 
+pub(crate) use lost::LostCalls;
 #[cfg(test)]
 use session::escape;
 pub(crate) use session::{heartbeat, Inner, UNREGISTERED};
@@ -148,6 +150,7 @@ impl SharedBudgets for RedisBudgets {
         let session = inner.registered_session().await?;
         let key = inner.budget_key(id);
         let token = uuid::Uuid::new_v4().simple().to_string();
+        let lost = inner.lost.tokens(&key);
         let mut invocation = inner.scripts.lease.prepare_invoke();
         invocation
             .key(&key)
@@ -162,9 +165,18 @@ impl SharedBudgets for RedisBudgets {
             .arg(inner.session_ttl_ms)
             .arg(inner.lock_ttl_ms)
             .arg(inner.key_ttl_ms)
-            .arg(&token);
-        let (kind, n, generation, joined, locked, info): (String, u64, String, i64, i64, String) =
-            inner.call(&invocation).await?;
+            .arg(&token)
+            .arg(&lost);
+        let answer: Result<(String, u64, String, i64, i64, String), _> =
+            inner.call(&invocation).await;
+        let (kind, n, generation, joined, locked, info) = match answer {
+            Ok(answer) => answer,
+            Err(err) => {
+                inner.lost.lost(&key, token);
+                return Err(err);
+            }
+        };
+        inner.lost.answered(&key, !lost.is_empty());
         inner.joined(session, joined == 1);
         let answer = match kind.as_str() {
             "granted" => LeaseAnswer::Granted {
@@ -178,7 +190,8 @@ impl SharedBudgets for RedisBudgets {
             },
             "refresh" => LeaseAnswer::Refresh(RefreshTicket {
                 acked_before: n,
-                lock: (locked == 1).then_some(token),
+                // The lock's value in Redis: the token and the generation seen.
+                lock: (locked == 1).then(|| format!("{token}:{generation}")),
             }),
             "unavailable" => LeaseAnswer::Unavailable {
                 retry_after: Duration::from_millis(n),
@@ -245,15 +258,27 @@ impl SharedBudgets for RedisBudgets {
     async fn settle(&self, id: BudgetId<'_>, acks: u64, give_back: u64) -> Result<(), SharedError> {
         let inner = &*self.inner;
         let session = inner.registered_session().await?;
+        let key = inner.budget_key(id);
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        let lost = inner.lost.tokens(&key);
         let mut invocation = inner.scripts.settle.prepare_invoke();
         invocation
-            .key(inner.budget_key(id))
+            .key(&key)
             .key(inner.sessions_key(Some(id)))
             .arg(inner.member(session))
             .arg(acks)
             .arg(give_back)
-            .arg(inner.session_ttl_ms);
-        let joined: i64 = inner.call(&invocation).await?;
+            .arg(inner.session_ttl_ms)
+            .arg(&token)
+            .arg(&lost);
+        let joined: i64 = match inner.call(&invocation).await {
+            Ok(joined) => joined,
+            Err(err) => {
+                inner.lost.lost(&key, token);
+                return Err(err);
+            }
+        };
+        inner.lost.answered(&key, !lost.is_empty());
         inner.joined(session, joined == 1);
         Ok(())
     }

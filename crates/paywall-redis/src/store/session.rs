@@ -31,6 +31,8 @@ pub(crate) struct Inner {
     pub(crate) registered: AtomicU64,
     /// Registers one session at a time.
     pub(crate) registering: tokio::sync::Mutex<()>,
+    /// Calls on a budget whose answer was lost, to settle with the next.
+    pub(crate) lost: super::LostCalls,
 }
 
 pub(crate) const UNREGISTERED: u64 = u64::MAX;

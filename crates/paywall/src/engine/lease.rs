@@ -181,7 +181,7 @@ impl Engine {
         };
         let mut sync = budget.gate().lock().await;
         let mut stale_ok = false;
-        let mut remaining = 0;
+        let (mut remaining, mut exhausted) = (0, false);
         for _ in 0..4 {
             let session = shared.store.current_session();
             if budget.try_take_leased(session, units) {
@@ -189,9 +189,12 @@ impl Engine {
             }
             // Spare units too few for this request go back; void ones are dropped.
             let give_back = match session {
-                Some(_) if budget.lease_is_current(session) => budget.take_spare(),
-                Some(_) => {
+                Some(s) if budget.lease_is_current(session) => {
+                    budget.take_spare() + sync.take_pending(s)
+                }
+                Some(s) => {
                     budget.take_spare();
+                    sync.take_pending(s);
                     0
                 }
                 None => 0,
@@ -207,7 +210,7 @@ impl Engine {
             let answer = match shared.store.lease_boxed(id, request).await {
                 Ok(answer) => answer,
                 Err(err) => {
-                    budget.restore_spare(give_back);
+                    sync.hold_back(session, give_back);
                     return Err(err);
                 }
             };
@@ -235,14 +238,13 @@ impl Engine {
                         budget.take_spare();
                         sync.generation = generation;
                     }
-                    budget.grow_lease(session, granted);
+                    let taken = budget.grow_lease_for(session, granted, units);
                     // Spare units go back, and acknowledgements are reported, once the
                     // budget is idle; until then other instances count them as leased.
                     self.watch_lease(shared, customer, route, budget);
-                    if budget.try_take_leased(Some(session), units) {
-                        return Ok(Ok(admitted(budget)));
+                    if taken {
+                        return Ok(Ok(Some(Reservation::leased(Arc::clone(budget), units))));
                     }
-                    // Warm-path requests took the new units first; lease again.
                 }
                 LeaseAnswer::Exhausted {
                     remaining: left,
@@ -252,6 +254,7 @@ impl Engine {
                         budget.set_info(limits);
                     }
                     remaining = left;
+                    exhausted = true;
                     break;
                 }
                 LeaseAnswer::Refresh(ticket) => {
@@ -300,6 +303,13 @@ impl Engine {
                     _ => return Ok(Err(Rejection::BillingUnavailable { retry_after })),
                 },
             }
+        }
+        if !exhausted {
+            // Four rounds without a decision (sessions or budgets replaced under us):
+            // nothing says the allowance is spent, so this is not a 402.
+            return Ok(Err(Rejection::BillingUnavailable {
+                retry_after: shared.config.retry,
+            }));
         }
         let mut required = self.payment_required(customer, budget, route, units).await;
         required.remaining = remaining;
@@ -439,23 +449,25 @@ const WATCH_ROUNDS: u32 = 240;
 async fn settle(store: &dyn DynShared, id: BudgetId<'_>, budget: &Budget) -> bool {
     let mut sync = budget.gate().lock().await;
     let session = store.current_session();
-    let spare = if budget.lease_is_current(session) {
-        budget.take_spare()
-    } else {
-        0
+    let spare = match session {
+        Some(s) if budget.lease_is_current(session) => budget.take_spare() + sync.take_pending(s),
+        _ => 0,
     };
     let acks = budget.acked().saturating_sub(sync.acked_pushed);
     if spare > 0 || acks > 0 {
         match store.settle_boxed(id, acks, spare).await {
             Ok(()) => sync.acked_pushed = sync.acked_pushed.saturating_add(acks),
             Err(err) => {
-                budget.restore_spare(spare);
+                sync.hold_back(session, spare);
                 debug!(error = %err, "lease not settled; trying again later");
                 return false;
             }
         }
     }
-    budget.spare() == 0 && budget.unacknowledged() == 0 && budget.acked() == sync.acked_pushed
+    budget.spare() == 0
+        && !sync.holds_back()
+        && budget.unacknowledged() == 0
+        && budget.acked() == sync.acked_pushed
 }
 
 /// How the shared store names `customer`'s budget for `route`.

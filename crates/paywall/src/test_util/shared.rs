@@ -42,8 +42,9 @@ struct Books {
     budgets: HashMap<(String, String, String), Entry>,
     /// Live sessions, as `<instance>.<session>`.
     sessions: HashSet<String>,
-    /// Refresh locks by budget: token and expiry (store milliseconds).
-    locks: HashMap<(String, String, String), (String, u64)>,
+    /// Refresh locks by budget: token, expiry (store milliseconds), and the budget's
+    /// generation when the lock was taken (0: no budget).
+    locks: HashMap<(String, String, String), (String, u64, u64)>,
     next_generation: u64,
     next_token: u64,
 }
@@ -224,21 +225,39 @@ fn millis(duration: Duration) -> u64 {
 impl Books {
     /// Takes the refresh lock of `key` if it is free; returns the token.
     fn try_lock(&mut self, key: &(String, String, String), now: u64, ttl: u64) -> Option<String> {
-        if self.locks.get(key).is_some_and(|(_, until)| *until > now) {
+        if self
+            .locks
+            .get(key)
+            .is_some_and(|(_, until, _)| *until > now)
+        {
             return None;
         }
         self.next_token += 1;
         let token = format!("lock-{}", self.next_token);
-        self.locks
-            .insert(key.clone(), (token.clone(), now.saturating_add(ttl)));
+        let generation = self.generation(key);
+        self.locks.insert(
+            key.clone(),
+            (token.clone(), now.saturating_add(ttl), generation),
+        );
         Some(token)
     }
 
     fn holds(&self, key: &(String, String, String), ticket: &RefreshTicket, now: u64) -> bool {
         match (&ticket.lock, self.locks.get(key)) {
-            (Some(token), Some((held, until))) => token == held && *until > now,
+            (Some(token), Some((held, until, _))) => token == held && *until > now,
             _ => false,
         }
+    }
+
+    /// Whether the budget is still the incarnation the held lock was taken on.
+    fn locked_generation_is_current(&self, key: &(String, String, String)) -> bool {
+        self.locks
+            .get(key)
+            .is_some_and(|(_, _, generation)| *generation == self.generation(key))
+    }
+
+    fn generation(&self, key: &(String, String, String)) -> u64 {
+        self.budgets.get(key).map_or(0, |entry| entry.generation)
     }
 }
 
@@ -339,7 +358,13 @@ impl SharedBudgets for MemorySharedInstance {
         let now = store.now_ms();
         let key = id_key(id);
         let mut books = store.books();
-        let holds = books.holds(&key, ticket, now);
+        let owns = books.holds(&key, ticket, now);
+        // A budget created or recreated since the lock was taken is another refresh's:
+        // this ticket's `acked_before` belongs to the incarnation it saw.
+        let holds = owns && books.locked_generation_is_current(&key);
+        if owns && !holds {
+            books.locks.remove(&key);
+        }
         let exists = books.budgets.contains_key(&key);
         if exists && !holds {
             return Ok(()); // another refresh won

@@ -33,19 +33,12 @@ use std::sync::{Arc, RwLock};
 use crate::backend::Limits;
 
 mod refresh;
+mod sync;
 
 pub(crate) use refresh::Due;
+pub(crate) use sync::LeaseSync;
 
 const NO_SESSION: u64 = u64::MAX;
-
-/// What this budget has settled with the shared store; guarded by the budget's gate.
-#[derive(Debug, Default)]
-pub(crate) struct LeaseSync {
-    /// The shared budget's generation the spare units came from.
-    pub(crate) generation: u64,
-    /// Acknowledged units already reported to the store.
-    pub(crate) acked_pushed: u64,
-}
 
 #[derive(Debug)]
 pub(crate) struct Budget {
@@ -248,6 +241,19 @@ impl Budget {
         self.spare.fetch_add(units, Ordering::AcqRel);
     }
 
+    /// Adds `granted` units leased under `session` for a request of `units`, which it
+    /// takes at once, so that no warm-path request takes them first; false (all of
+    /// them spare) when fewer than `units` were granted. Call with the gate held.
+    pub(crate) fn grow_lease_for(&self, session: u64, granted: u64, units: u64) -> bool {
+        let Some(extra) = granted.checked_sub(units) else {
+            self.grow_lease(session, granted);
+            return false;
+        };
+        self.consumed.fetch_add(units, Ordering::AcqRel);
+        self.grow_lease(session, extra);
+        true
+    }
+
     /// Whether the spare units are usable under `session`.
     pub(crate) fn lease_is_current(&self, session: Option<u64>) -> bool {
         session.is_some_and(|s| self.lease_session.load(Ordering::Acquire) == s)
@@ -256,11 +262,6 @@ impl Budget {
     /// Takes every spare unit (to give back, or because the lease is void).
     pub(crate) fn take_spare(&self) -> u64 {
         self.spare.swap(0, Ordering::AcqRel)
-    }
-
-    /// Puts back spare units that could not be given back.
-    pub(crate) fn restore_spare(&self, units: u64) {
-        self.spare.fetch_add(units, Ordering::AcqRel);
     }
 
     pub(crate) fn spare(&self) -> u64 {
@@ -453,6 +454,16 @@ mod tests {
         assert_eq!((budget.spare(), budget.consumed()), (2, 3));
         assert_eq!(budget.take_spare(), 2);
         assert!(!budget.try_take_leased(Some(1), 1));
+    }
+
+    #[test]
+    fn a_grant_covers_its_request_before_any_other_takes_it() {
+        let budget = Budget::leased();
+        assert!(budget.grow_lease_for(7, 3, 1));
+        assert_eq!((budget.consumed(), budget.spare()), (1, 2));
+        assert!(!budget.grow_lease_for(7, 1, 2), "too few for the request");
+        assert_eq!((budget.consumed(), budget.spare()), (1, 3));
+        assert!(budget.lease_is_current(Some(7)));
     }
 
     #[test]
