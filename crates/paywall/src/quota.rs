@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 use arc_swap::ArcSwapOption;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use crate::backend::Limits;
+use crate::engine::Answer;
 
 /// The `RateLimit` header.
 pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
@@ -44,15 +44,15 @@ fn seconds(duration: Duration) -> u64 {
 }
 
 impl Quota {
-    pub(crate) fn from_limits(product: &str, remaining: u64, info: &Limits) -> Self {
+    pub(crate) fn from_answer(product: &str, remaining: u64, answer: &Answer) -> Self {
         Self {
             product: product.to_owned(),
             remaining,
-            reset: info
-                .resets_at
+            reset: answer
+                .resets_at()
                 .and_then(|at| at.duration_since(SystemTime::now()).ok()),
-            allowance: info.allowance,
-            period: info.period,
+            allowance: answer.allowance(),
+            period: answer.period(),
         }
     }
 

@@ -41,6 +41,10 @@ async fn transient_failures_are_retried_with_the_same_idempotency_keys() {
         3,
         "one distinct key per event"
     );
+    assert!(
+        attempts[0].iter().all(|key| key.len() == 36),
+        "every event sent has its key (made by the recorder: no outbox here)"
+    );
     assert_eq!(backend.recorded_units(), 3);
 }
 

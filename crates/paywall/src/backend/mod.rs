@@ -86,9 +86,11 @@ impl Outcome {
 
 /// One metered use of a product.
 ///
-/// The idempotency key is fixed when the event is created and sent unchanged on every
-/// retry, so a backend that de-duplicates on it counts the event once. The engine makes
-/// it with [`UsageEvent::new_key`].
+/// The idempotency key is fixed before the event is first stored or sent, and sent
+/// unchanged on every retry, so a backend that de-duplicates on it counts the event
+/// once. The engine makes it with [`UsageEvent::new_key`]: when it creates the event if
+/// an outbox stores it, otherwise when the recorder takes the event into a batch (an
+/// event added into another's sum never needs one). A backend never sees an empty key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UsageEvent {
     /// Unique per event, stable across retries.
@@ -124,6 +126,13 @@ impl UsageEvent {
         let key = uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid();
         let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
         key.hyphenated().encode_lower(&mut text).to_owned()
+    }
+
+    /// Gives the event its key, from its own timestamp, unless it has one.
+    pub(crate) fn key_if_missing(&mut self) {
+        if self.idempotency_key.is_empty() {
+            self.idempotency_key = Self::new_key(self.timestamp);
+        }
     }
 }
 

@@ -3,8 +3,6 @@
 //! when it is fresh, refreshed single-flight otherwise, so admitted requests show at
 //! once), and the backend's account calls, counted and timed like every other.
 
-use std::sync::Arc;
-
 use super::{Engine, Paywall, Route};
 use crate::backend::{BackendError, DynBackend, Limits};
 use crate::identity::Identity;
@@ -17,7 +15,7 @@ pub(crate) struct ProductState {
     /// Units left, counting every request admitted here.
     pub(crate) remaining: u64,
     /// The backend's last limits answer (plan, allowance, reset time).
-    pub(crate) limits: Arc<Limits>,
+    pub(crate) limits: Limits,
 }
 
 impl Paywall {
@@ -63,7 +61,7 @@ impl Engine {
                 .map_err(|err| self.unavailable(&err))?;
             return Ok(ProductState {
                 remaining: limits.allowed(),
-                limits: Arc::new(limits),
+                limits,
             });
         }
         let budget = self
@@ -74,9 +72,10 @@ impl Engine {
         if let Some(err) = self.refresh_if_due(&entry.customer, charge, &budget).await {
             return Err(self.unavailable(&err));
         }
+        let remaining = budget.remaining();
         Ok(ProductState {
-            remaining: budget.remaining(),
-            limits: budget.info(),
+            remaining,
+            limits: budget.with_answer(|answer| answer.to_limits(remaining)),
         })
     }
 }

@@ -72,11 +72,9 @@ impl Admission {
     /// put it on the response with [`apply_quota`](Self::apply_quota).
     pub fn quota(&self) -> Option<crate::adapter::Quota> {
         let budget = self.quota_budget()?;
-        Some(crate::adapter::Quota::from_limits(
-            &self.charge.product,
-            budget.remaining(),
-            &budget.info(),
-        ))
+        Some(budget.with_answer(|answer| {
+            crate::adapter::Quota::from_answer(&self.charge.product, budget.remaining(), answer)
+        }))
     }
 
     /// [`quota`](Self::quota)'s header fields: `RateLimit`, and `RateLimit-Policy` when
@@ -87,22 +85,16 @@ impl Admission {
     pub fn quota_fields(&self) -> impl Iterator<Item = (HeaderName, HeaderValue)> {
         let mut fields = [None, None];
         if let Some(budget) = self.quota_budget() {
-            let info = budget.info();
             // Whole seconds until the reset, from the admission's own time: no clock
             // read per response.
-            let reset = info
-                .resets_at
-                .and_then(|at| at.duration_since(self.admitted_at).ok());
+            let (resets_at, allowance, period) = budget
+                .with_answer(|answer| (answer.resets_at(), answer.allowance(), answer.period()));
+            let reset = resets_at.and_then(|at| at.duration_since(self.admitted_at).ok());
             let product = &self.charge.product;
             fields[0] = crate::quota::ratelimit_value(product, budget.remaining(), reset)
                 .map(|value| (crate::adapter::RATELIMIT, value));
-            fields[1] = info
-                .allowance
-                .and_then(|allowance| {
-                    self.charge
-                        .quota_policy
-                        .value(product, allowance, info.period)
-                })
+            fields[1] = allowance
+                .and_then(|allowance| self.charge.quota_policy.value(product, allowance, period))
                 .map(|value| (crate::adapter::RATELIMIT_POLICY, value));
         }
         fields.into_iter().flatten()
@@ -200,7 +192,7 @@ impl Admission {
         let customer = self.customer.take()?;
         let budget = self.reservation.take().map(Reservation::commit);
         let event = UsageEvent {
-            idempotency_key: UsageEvent::new_key(self.admitted_at),
+            idempotency_key: self.engine.recorder.event_key(self.admitted_at),
             customer: customer.reference().clone(),
             product: Arc::clone(&self.charge.product),
             meter: Arc::clone(&self.charge.meter),

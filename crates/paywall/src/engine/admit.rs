@@ -286,16 +286,32 @@ impl Engine {
         route: &RouteCharge,
         units: u64,
     ) -> PaymentRequired {
-        let info = budget.info();
-        let known = info
-            .checkout_url
-            .clone()
-            .or_else(|| {
-                info.confirmation_url
-                    .clone()
-                    .filter(|_| info.activation_required)
-            })
-            .filter(|url| !url.is_empty());
+        let (known, mut required) = budget.with_answer(|answer| {
+            let known = answer
+                .checkout_url()
+                .or_else(|| {
+                    answer
+                        .confirmation_url()
+                        .filter(|_| answer.activation_required())
+                })
+                .filter(|url| !url.is_empty())
+                .map(str::to_owned);
+            let required = PaymentRequired {
+                activation_required: answer.activation_required(),
+                product: route.product.to_string(),
+                checkout_url: None,
+                confirmation_url: answer.confirmation_url().map(str::to_owned),
+                plan: answer.plan().map(str::to_owned),
+                remaining: budget.remaining(),
+                units,
+                allowance: answer.allowance(),
+                period: answer.period(),
+                retry_after: answer
+                    .resets_at()
+                    .and_then(|at| at.duration_since(SystemTime::now()).ok()),
+            };
+            (known, required)
+        });
         let checkout_url = match known {
             Some(url) => Some(url),
             None => {
@@ -304,19 +320,7 @@ impl Engine {
                     .await
             }
         };
-        PaymentRequired {
-            activation_required: info.activation_required,
-            product: route.product.to_string(),
-            checkout_url,
-            confirmation_url: info.confirmation_url.clone(),
-            plan: info.plan.clone(),
-            remaining: budget.remaining(),
-            units,
-            allowance: info.allowance,
-            period: info.period,
-            retry_after: info
-                .resets_at
-                .and_then(|at| at.duration_since(SystemTime::now()).ok()),
-        }
+        required.checkout_url = checkout_url;
+        required
     }
 }

@@ -251,7 +251,7 @@ impl Engine {
                     limits,
                 } => {
                     if let Some(limits) = limits {
-                        budget.set_info(limits);
+                        budget.set_answer(limits);
                     }
                     remaining = left;
                     exhausted = true;
@@ -276,7 +276,7 @@ impl Engine {
                                 .await?;
                             debug!(customer = %customer.reference(), remaining = limits.remaining,
                                    "shared budget refreshed");
-                            budget.set_info(limits);
+                            budget.set_answer(limits);
                         }
                         Err(err) => {
                             debug!(error = %err, customer = %customer.reference(), "limits refresh failed");

@@ -46,7 +46,7 @@ use crate::recorder::{FlushReport, UsageRecorder};
 use crate::rejection::Rejection;
 
 pub use admission::{Admission, Settlement};
-pub(crate) use budget::Budget;
+pub(crate) use budget::{Answer, Budget};
 pub use builder::PaywallBuilder;
 pub use usage::Usage;
 

@@ -236,7 +236,7 @@ impl Usage {
             return None;
         }
         let event = UsageEvent {
-            idempotency_key: UsageEvent::new_key(meter.admitted_at),
+            idempotency_key: meter.engine.recorder.event_key(meter.admitted_at),
             customer: meter.entry.customer.reference().clone(),
             product: Arc::clone(&meter.charge.product),
             meter: Arc::clone(&meter.charge.meter),

@@ -310,6 +310,17 @@ impl UsageRecorder {
         self.outbox.as_ref()
     }
 
+    /// The idempotency key of an event created `at`: made now when an outbox stores
+    /// the event, else left for the worker to make when it takes the event into a
+    /// batch (off the request's path, and not at all for an event added into a sum).
+    pub(crate) fn event_key(&self, at: std::time::SystemTime) -> String {
+        if self.outbox.is_some() {
+            UsageEvent::new_key(at)
+        } else {
+            String::new()
+        }
+    }
+
     /// Waits for room in the queue (backpressure), at most the enqueue timeout.
     /// Cancel-safe: dropping the future while it waits takes nothing from the queue and
     /// records nothing. The slot is owned, so it can travel into a task.

@@ -164,9 +164,14 @@ impl Worker {
     /// backend refuses are dropped (and logged with their keys), not their neighbours.
     /// With an outbox, each sum first replaces the events it adds up there.
     async fn send(&self, batch: &mut Events) {
-        let batch = batch.take();
+        let mut batch = batch.take();
         if batch.is_empty() {
             return;
+        }
+        // Keys are fixed here, once, before the first attempt: every retry and half
+        // below sends the same ones.
+        for pending in &mut batch {
+            pending.event.key_if_missing();
         }
         if let Some(outbox) = &self.outbox {
             for pending in &batch {

@@ -28,13 +28,15 @@
 //! Leased units are only used while `lease_session` matches the store's session.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::RwLock;
 
 use crate::backend::Limits;
 
+mod answer;
 mod refresh;
 mod sync;
 
+pub(crate) use answer::Answer;
 pub(crate) use refresh::Due;
 pub(crate) use sync::LeaseSync;
 
@@ -65,8 +67,9 @@ pub(crate) struct Budget {
     /// Whether a background refill is in flight: a lease ahead of need (shared store)
     /// or a limits refresh ahead of expiry (local budget).
     refilling: AtomicBool,
-    /// The backend's last answer, read only to build a 402.
-    info: RwLock<Arc<Limits>>,
+    /// What the quota fields, 402s and account views read of the backend's last
+    /// answer.
+    answer: RwLock<Answer>,
     /// The lease size a shared budget asks for (high 32 bits; 0: the configured start)
     /// and when its last lease ahead of need was asked (engine-clock milliseconds, low
     /// 32 bits, wrapping), in one word: see [`Budget::pace_lease`].
@@ -93,7 +96,7 @@ impl Budget {
             lease_session: AtomicU64::new(NO_SESSION),
             returning: AtomicBool::new(false),
             refilling: AtomicBool::new(false),
-            info: RwLock::new(Arc::new(Limits::default())),
+            answer: RwLock::new(Answer::default()),
             lease_pace: AtomicU64::new(0),
         };
         budget.apply(limits, acked_before, due);
@@ -150,9 +153,7 @@ impl Budget {
             limits.allowed().saturating_add(acked_before),
             Ordering::Release,
         );
-        if let Ok(mut info) = self.info.write() {
-            *info = Arc::new(limits);
-        }
+        self.set_answer(limits);
         self.healthy.store(true, Ordering::Release);
         self.ahead.store(due.ahead, Ordering::Release);
         self.refresh_at.store(due.at_ms, Ordering::Release);
@@ -322,17 +323,21 @@ impl Budget {
         self.returning.store(false, Ordering::Release);
     }
 
-    /// Replaces the answer used to build 402 bodies (from the shared store).
-    pub(crate) fn set_info(&self, limits: Limits) {
-        if let Ok(mut info) = self.info.write() {
-            *info = Arc::new(limits);
+    /// Replaces what the budget keeps of the backend's answer (with a shared store,
+    /// the counters are the store's).
+    pub(crate) fn set_answer(&self, limits: Limits) {
+        let answer = Answer::from(limits);
+        match self.answer.write() {
+            Ok(mut kept) => *kept = answer,
+            Err(poisoned) => *poisoned.into_inner() = answer,
         }
     }
 
-    pub(crate) fn info(&self) -> Arc<Limits> {
-        match self.info.read() {
-            Ok(info) => Arc::clone(&info),
-            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+    /// Reads the backend's last answer in place.
+    pub(crate) fn with_answer<R>(&self, read: impl FnOnce(&Answer) -> R) -> R {
+        match self.answer.read() {
+            Ok(answer) => read(&answer),
+            Err(poisoned) => read(&poisoned.into_inner()),
         }
     }
 }
@@ -345,6 +350,8 @@ impl crate::recorder::Acknowledge for Budget {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     #[test]
