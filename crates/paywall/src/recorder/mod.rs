@@ -397,8 +397,11 @@ impl UsageRecorder {
         } else {
             "not recorded"
         };
+        // Without an outbox an event gets its key when it is sent: one refused here
+        // has none, and the log says so by leaving the field out.
+        let key = Some(event.idempotency_key.as_str()).filter(|key| !key.is_empty());
         error!(
-            idempotency_key = %event.idempotency_key,
+            idempotency_key = key,
             customer = %event.customer,
             units = event.units,
             reason = %why,
