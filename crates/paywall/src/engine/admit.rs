@@ -286,8 +286,10 @@ impl Engine {
         route: &RouteCharge,
         units: u64,
     ) -> PaymentRequired {
-        let (known, mut required) = budget.with_answer(|answer| {
-            let known = answer
+        let mut required = budget.with_answer(|answer| PaymentRequired {
+            activation_required: answer.activation_required(),
+            product: route.product.to_string(),
+            checkout_url: answer
                 .checkout_url()
                 .or_else(|| {
                     answer
@@ -295,32 +297,23 @@ impl Engine {
                         .filter(|_| answer.activation_required())
                 })
                 .filter(|url| !url.is_empty())
-                .map(str::to_owned);
-            let required = PaymentRequired {
-                activation_required: answer.activation_required(),
-                product: route.product.to_string(),
-                checkout_url: None,
-                confirmation_url: answer.confirmation_url().map(str::to_owned),
-                plan: answer.plan().map(str::to_owned),
-                remaining: budget.remaining(),
-                units,
-                allowance: answer.allowance(),
-                period: answer.period(),
-                retry_after: answer
-                    .resets_at()
-                    .and_then(|at| at.duration_since(SystemTime::now()).ok()),
-            };
-            (known, required)
+                .map(str::to_owned),
+            confirmation_url: answer.confirmation_url().map(str::to_owned),
+            plan: answer.plan().map(str::to_owned),
+            remaining: budget.remaining(),
+            units,
+            allowance: answer.allowance(),
+            period: answer.period(),
+            retry_after: answer
+                .resets_at()
+                .and_then(|at| at.duration_since(SystemTime::now()).ok()),
         });
-        let checkout_url = match known {
-            Some(url) => Some(url),
-            None => {
-                self.checkout_links
-                    .get(customer, route, &*self.backend)
-                    .await
-            }
-        };
-        required.checkout_url = checkout_url;
+        if required.checkout_url.is_none() {
+            required.checkout_url = self
+                .checkout_links
+                .get(customer, route, &*self.backend)
+                .await;
+        }
         required
     }
 }

@@ -144,7 +144,7 @@ mod tests {
     }
 
     #[test]
-    fn an_answer_is_smaller_than_the_limits_it_keeps() {
+    fn an_answer_stays_within_56_bytes() {
         assert!(std::mem::size_of::<Answer>() <= 56);
     }
 }
