@@ -40,7 +40,8 @@ fn free_port_pair() -> u16 {
 
 impl RedisCluster {
     /// Starts six nodes and creates the cluster (retrying on a port clash), then waits
-    /// until every node says the cluster is ok.
+    /// until every node says the cluster is ok and every primary has its replica
+    /// attached.
     pub fn start() -> Self {
         for _ in 0..3 {
             if let Some(cluster) = Self::try_start() {
@@ -94,7 +95,7 @@ impl RedisCluster {
             return None;
         }
         // A failed try drops the cluster, which stops its nodes.
-        cluster.wait_until_ok().then_some(cluster)
+        (cluster.wait_until_ok() && cluster.wait_until_replicated()).then_some(cluster)
     }
 
     /// `redis://127.0.0.1:<port>` of every node.
@@ -145,24 +146,53 @@ impl RedisCluster {
         panic!("no primary serves slot {slot}");
     }
 
-    /// The port of a replica of the primary on `port`.
+    /// The port of a replica of the primary on `port`. The cluster is started with every
+    /// replica attached, so this only asks the primary's own view of the cluster.
     pub fn replica_of(&self, port: u16) -> u16 {
-        let mut conn = self.node(port);
-        let id: String = redis::cmd("CLUSTER")
-            .arg("MYID")
+        self.replica_in_view(port)
+            .expect("the primary has a replica")
+    }
+
+    /// The replica the node on `port` lists for itself, once the replica is attached
+    /// and streaming (`connected_slaves:1`, state online). `None` while gossip or the
+    /// first sync is still under way: `cluster_state:ok` says only that every slot is
+    /// served, not that the primary has learnt of its replica yet.
+    fn replica_in_view(&self, port: u16) -> Option<u16> {
+        let mut conn = redis::Client::open(format!("redis://127.0.0.1:{port}"))
+            .and_then(|client| client.get_connection_with_timeout(Duration::from_secs(1)))
+            .ok()?;
+        let replication: String = redis::cmd("INFO")
+            .arg("replication")
             .query(&mut conn)
-            .expect("CLUSTER MYID");
-        let nodes: String = redis::cmd("CLUSTER")
-            .arg("NODES")
-            .query(&mut conn)
-            .expect("CLUSTER NODES");
+            .ok()?;
+        if !replication.contains("connected_slaves:1") || !replication.contains("state=online") {
+            return None;
+        }
+        let id: String = redis::cmd("CLUSTER").arg("MYID").query(&mut conn).ok()?;
+        let nodes: String = redis::cmd("CLUSTER").arg("NODES").query(&mut conn).ok()?;
         nodes
             .lines()
             .find(|line| line.split(' ').nth(3) == Some(id.as_str()))
             .and_then(|line| line.split(' ').nth(1))
             .and_then(|address| address.split(['@', ':']).nth(1))
             .and_then(|port| port.parse().ok())
-            .expect("the primary has a replica")
+    }
+
+    /// Whether every primary lists an attached replica within 60 s.
+    fn wait_until_replicated(&self) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            let primaries = self.primaries();
+            if primaries.len() == 3
+                && primaries
+                    .iter()
+                    .all(|port| self.replica_in_view(*port).is_some())
+            {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
     }
 
     /// Waits until the primary on `port` has replicated every write so far to its
@@ -187,13 +217,19 @@ impl RedisCluster {
     }
 
     /// Promotes the replica on `port` at once (`CLUSTER FAILOVER TAKEOVER`), then waits
-    /// until the cluster is ok again.
+    /// until the cluster is ok again. A replica the cluster has already promoted on its
+    /// own (its primary silent past the node timeout) is left as it is.
     pub fn promote(&self, port: u16) {
-        let _: () = redis::cmd("CLUSTER")
+        let taken: Result<(), _> = redis::cmd("CLUSTER")
             .arg("FAILOVER")
             .arg("TAKEOVER")
-            .query(&mut self.node(port))
-            .expect("CLUSTER FAILOVER TAKEOVER");
+            .query(&mut self.node(port));
+        if let Err(error) = taken {
+            assert!(
+                self.primaries().contains(&port),
+                "CLUSTER FAILOVER TAKEOVER: {error}"
+            );
+        }
         assert!(
             self.wait_until_ok(),
             "the cluster recovers after the failover"
