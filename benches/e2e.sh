@@ -5,6 +5,8 @@
 #   ONLY="bare-axum quickstart-hs256 quickstart-redis" bash benches/e2e.sh   # a subset
 #   ONLY="bare-axum bare-axum-served quickstart-hs256" bash benches/e2e.sh   # the quickstart's
 #                                  # server (paywall_axum::serve) apart from its paywall
+#   ONLY="bare-axum floor quickstart-hs256" bash benches/e2e.sh   # the quickstart against
+#                                  # the floor: the least a metered paywall does per request
 #   PIN=0 THREADS=2 CONNECTIONS=64 bash benches/e2e.sh   # the old unpinned method
 #   USERS=2000 bash benches/e2e.sh   # the tokens of 2,000 users, round robin (wrk Lua script)
 #   BEFORE=/tmp/base/target/release bash benches/e2e.sh   # also an earlier build's quickstarts
@@ -159,6 +161,13 @@ start bare-axum-served $((BASE_PORT + 15)) BENCH_SERVE_LIMITS=1 "$BIN/bench-bare
 TARGETS+=(bare-axum-served)
 URL[bare-axum-served]="http://127.0.0.1:$((BASE_PORT + 15))/api/hello"
 TOKEN[bare-axum-served]=$HS_TOKEN
+# The floor (`bench-floor`): bare axum behind the least a metered paywall must do per
+# request (a verified-token cache lookup, an atomic budget, x-customer-ref, the RateLimit
+# fields, a usage counter drained once a second), written on the named dependencies.
+start floor $((BASE_PORT + 16)) PAYWALL_JWT_SECRET=$SECRET PAYWALL_FREE_UNITS=$UNITS "$BIN/bench-floor"
+TARGETS+=(floor)
+URL[floor]="http://127.0.0.1:$((BASE_PORT + 16))/api/hello"
+TOKEN[floor]=$HS_TOKEN
 if [ -n "${BEFORE:-}" ]; then
     start quickstart-hs256-before $((BASE_PORT + 13)) PAYWALL_JWT_SECRET=$SECRET PAYWALL_FREE_UNITS=$UNITS "$BEFORE/axum-quickstart"
     start actix-quickstart-before $((BASE_PORT + 14)) PAYWALL_JWT_SECRET=$SECRET PAYWALL_FREE_UNITS=$UNITS "$BEFORE/actix-quickstart"
@@ -282,6 +291,12 @@ for t in "${TARGETS[@]}"; do
     added=$(printf '%+.2f' "$(round_added "$t" "$base")")
     printf '| %s | %.0f | %s | %s | %s | %s | %s | %.2f | %s |\n' "$t" "${RPS[$t]}" "$p50" "$p99" "$max" "$ratio" "$per_round" "$cpu" "$added"
 done
+if [[ " ${TARGETS[*]} " == *" floor "* && " ${TARGETS[*]} " == *" quickstart-hs256 "* ]]; then
+    # What the quickstart's paywall adds over the least a metered paywall does.
+    echo
+    printf 'quickstart-hs256 over the floor: %+.2f µs/req (median of the rounds; the floor adds %+.2f over bare axum)\n' \
+        "$(round_added quickstart-hs256 floor)" "$(round_added floor bare-axum)"
+fi
 if [[ " ${TARGETS[*]} " == *" quickstart-redis "* && " ${TARGETS[*]} " == *" quickstart-hs256 "* ]]; then
     # Target 4 of the benchmarks: budgets shared through Redis against local budgets.
     echo

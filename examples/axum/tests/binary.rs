@@ -81,3 +81,69 @@ async fn the_custom_identity_example_serves_its_printed_api_keys() {
         .status();
     let _ = child.wait();
 }
+
+/// The benchmarks' floor (`bench-floor`) is a measuring stick only while it does the
+/// work it stands for: a floor that stopped charging or metering would look cheaper.
+/// It answers like the quickstart: the units taken, the `RateLimit` fields, 402 once
+/// they are spent, 401 without a valid token.
+#[tokio::test]
+async fn the_benchmark_floor_charges_like_the_quickstart() {
+    let secret = "floor-secret-floor-secret-floor-secret-0123";
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bench-floor"))
+        .env("PORT", "0")
+        .env("PAYWALL_JWT_SECRET", secret)
+        .env("PAYWALL_FREE_UNITS", "2")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let head = read_until(&mut BufReader::new(stdout).lines(), "listening on");
+    let base = head
+        .last()
+        .and_then(|line| line.split_whitespace().last())
+        .expect("base url")
+        .to_owned();
+    let url = format!("{base}/api/hello");
+    let signer = paywall_jwt::Hs256Signer::new(secret);
+    let token = signer
+        .token_for("floor-user", std::time::Duration::from_secs(60))
+        .expect("token");
+    let client = reqwest::Client::new();
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let response = client
+            .get(&url)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("request");
+        let ratelimit = response
+            .headers()
+            .get("ratelimit")
+            .map(|v| v.to_str().unwrap_or_default().to_owned());
+        seen.push((response.status().as_u16(), ratelimit));
+    }
+    assert_eq!(seen[0].0, 200);
+    assert!(
+        seen[0].1.as_deref().is_some_and(|v| v.contains(";r=1;")),
+        "{seen:?}"
+    );
+    assert!(
+        seen[1].1.as_deref().is_some_and(|v| v.contains(";r=0;")),
+        "{seen:?}"
+    );
+    assert_eq!(seen[2].0, 402, "{seen:?}");
+    let other = paywall_jwt::Hs256Signer::new("another-secret-another-secret-another-0123")
+        .token_for("floor-user", std::time::Duration::from_secs(60))
+        .expect("token");
+    for auth in [None, Some(other)] {
+        let mut request = client.get(&url);
+        if let Some(token) = auth {
+            request = request.bearer_auth(token);
+        }
+        assert_eq!(request.send().await.expect("request").status(), 401);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
