@@ -3,11 +3,17 @@
 //! back when the store is unreachable, and see purchases made through another
 //! instance.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::RETRY_AFTER;
 use http::StatusCode;
-use paywall::shared::{LeaseConfig, SharedFallback};
+use paywall::backend::Limits;
+use paywall::shared::{
+    BudgetId, LeaseAnswer, LeaseConfig, LeaseRequest, RefreshTicket, SharedBudgets, SharedError,
+    SharedFallback,
+};
 use paywall::test_util::MemorySharedInstance;
 use paywall::{CustomerRef, Paywall, PaywallBuilder};
 
@@ -232,4 +238,86 @@ async fn lease_sizes_that_cannot_work_are_refused_at_build() {
             "units {units}, max_units {max_units}"
         );
     }
+}
+
+/// A store that asks for a refresh on every lease, as one whose budgets are replaced
+/// under every install would: nothing it says means the allowance is spent.
+#[derive(Default)]
+struct RefreshForever {
+    leases: AtomicUsize,
+}
+
+impl SharedBudgets for RefreshForever {
+    async fn lease(&self, _: BudgetId<'_>, _: LeaseRequest) -> Result<LeaseAnswer, SharedError> {
+        self.leases.fetch_add(1, Ordering::Relaxed);
+        Ok(LeaseAnswer::Refresh(RefreshTicket {
+            acked_before: 0,
+            lock: None,
+        }))
+    }
+
+    async fn install(
+        &self,
+        _: BudgetId<'_>,
+        _: &RefreshTicket,
+        _: &Limits,
+        _: Duration,
+    ) -> Result<(), SharedError> {
+        Ok(())
+    }
+
+    async fn refresh_failed(
+        &self,
+        _: BudgetId<'_>,
+        _: &RefreshTicket,
+        _: Duration,
+    ) -> Result<(), SharedError> {
+        Ok(())
+    }
+
+    async fn settle(&self, _: BudgetId<'_>, _: u64, _: u64) -> Result<(), SharedError> {
+        Ok(())
+    }
+
+    async fn mark_stale(&self, _: BudgetId<'_>) -> Result<(), SharedError> {
+        Ok(())
+    }
+
+    fn session(&self) -> Option<u64> {
+        Some(1)
+    }
+}
+
+/// A store that never lets a lease settle is answered with a bounded number of store
+/// and backend calls and a 503 that says when to retry, never a 402 (the allowance is
+/// not spent) and never a hang.
+#[tokio::test]
+async fn a_store_that_never_settles_a_lease_is_a_503_after_four_rounds() {
+    let backend = MemoryBackend::with_allowance(10);
+    let store = Arc::new(RefreshForever::default());
+    let paywall = builder(&backend)
+        .shared_budgets(Arc::clone(&store))
+        .build()
+        .expect("paywall");
+    let response = tokio::time::timeout(
+        Duration::from_secs(10),
+        call(&protected(&paywall), request("ada")),
+    )
+    .await
+    .expect("answered without hanging");
+    let (status, headers, body) = read_json(response).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(
+        headers.get(RETRY_AFTER).map(|v| v.as_bytes()),
+        Some(&b"1"[..]),
+        "the lease configuration's retry"
+    );
+    assert!(body.get("error").is_some(), "a JSON error body: {body}");
+    assert_eq!(store.leases.load(Ordering::Relaxed), 4, "four rounds");
+    assert_eq!(backend.limits_calls(), 4, "one backend call per round");
+    assert_eq!(
+        backend.recorded_units(),
+        0,
+        "nothing admitted, nothing billed"
+    );
 }
