@@ -48,9 +48,16 @@ impl BillingBackend for Discard {
     }
 }
 
-/// The handler: a static `hello`, the same with and without the paywall.
+/// The handler: a static `hello` with a `content-type`, as every framework's responses
+/// have (so the quota fields go into a header table that exists, not one they create),
+/// the same with and without the paywall.
 async fn hello<B>(_: Request<B>) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
-    Ok(Response::new(Full::new(Bytes::from_static(b"hello"))))
+    let mut response = Response::new(Full::new(Bytes::from_static(b"hello")));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    Ok(response)
 }
 
 fn request(auth: &(&'static str, String)) -> Request<Full<Bytes>> {
