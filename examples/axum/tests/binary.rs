@@ -89,7 +89,7 @@ async fn the_custom_identity_example_serves_its_printed_api_keys() {
 #[tokio::test]
 async fn the_benchmark_floor_charges_like_the_quickstart() {
     let secret = "floor-secret-floor-secret-floor-secret-0123";
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bench-floor"))
+    let child = Command::new(env!("CARGO_BIN_EXE_bench-floor"))
         .env("PORT", "0")
         .env("PAYWALL_JWT_SECRET", secret)
         .env("PAYWALL_FREE_UNITS", "2")
@@ -97,7 +97,9 @@ async fn the_benchmark_floor_charges_like_the_quickstart() {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn");
-    let stdout = child.stdout.take().expect("stdout");
+    // Stopped however the test ends.
+    let mut child = KillOnDrop(child);
+    let stdout = child.0.stdout.take().expect("stdout");
     let head = read_until(&mut BufReader::new(stdout).lines(), "listening on");
     let base = head
         .last()
@@ -109,7 +111,10 @@ async fn the_benchmark_floor_charges_like_the_quickstart() {
     let token = signer
         .token_for("floor-user", std::time::Duration::from_secs(60))
         .expect("token");
-    let client = reqwest::Client::new();
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .expect("client");
     let mut seen = Vec::new();
     for _ in 0..3 {
         let response = client
@@ -134,6 +139,8 @@ async fn the_benchmark_floor_charges_like_the_quickstart() {
         "{seen:?}"
     );
     assert_eq!(seen[2].0, 402, "{seen:?}");
+    let refused = client.get(&url).bearer_auth(&token).send().await;
+    assert_json_error(refused.expect("request"), 402).await;
     let other = paywall_jwt::Hs256Signer::new("another-secret-another-secret-another-0123")
         .token_for("floor-user", std::time::Duration::from_secs(60))
         .expect("token");
@@ -142,8 +149,23 @@ async fn the_benchmark_floor_charges_like_the_quickstart() {
         if let Some(token) = auth {
             request = request.bearer_auth(token);
         }
-        assert_eq!(request.send().await.expect("request").status(), 401);
+        assert_json_error(request.send().await.expect("request"), 401).await;
     }
-    let _ = child.kill();
-    let _ = child.wait();
+}
+
+/// A child process killed when the test ends, passed or failed.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `response` has `status` and a JSON body with an `error` member.
+async fn assert_json_error(response: reqwest::Response, status: u16) {
+    assert_eq!(response.status().as_u16(), status);
+    let body: serde_json::Value = response.json().await.expect("a JSON body");
+    assert!(body.get("error").is_some(), "{body}");
 }

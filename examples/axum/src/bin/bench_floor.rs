@@ -14,10 +14,12 @@
 //!   in-memory ledger once a second (as the quickstart's recorder sums usage for its
 //!   own in-memory ledger).
 //!
-//! It has no billing backend (customers are `cus_<sub>`), no limits refresh, no outbox,
-//! no error bodies and no tracing: a measuring stick, not a paywall. The handler is the
-//! bare servers' (`bench-bare-axum`). `PORT`, `PAYWALL_JWT_SECRET`,
-//! `PAYWALL_FREE_UNITS`, `PAYWALL_MAX_CUSTOMERS`.
+//! It has no billing backend (customers are `cus_<sub>`), no limits refresh, no outbox
+//! and no tracing: a measuring stick, not a paywall. Refusals (401, 402) carry the
+//! quickstarts' JSON error body. The handler is the bare servers' (`bench-bare-axum`).
+//! Configured like the quickstarts (`paywall_examples::config`): `PORT`,
+//! `PAYWALL_JWT_SECRET` (required here), `PAYWALL_PRODUCT`, `PAYWALL_FREE_UNITS`,
+//! `PAYWALL_MAX_CUSTOMERS`.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -27,23 +29,23 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{ready, Context, Poll};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use axum::extract::Request;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use http::header::AUTHORIZATION;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use moka::Expiry;
+use paywall::adapter::error_body;
 use paywall_examples::responses;
 use paywall_examples::startup;
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-const PRODUCT: &str = "prd_quickstart";
 const PERIOD: Duration = Duration::from_secs(30 * 24 * 3600);
 const X_CUSTOMER_REF: HeaderName = HeaderName::from_static("x-customer-ref");
 const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
@@ -51,6 +53,7 @@ const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy")
 
 /// One caller's state: shared by all their tokens.
 struct User {
+    product: Arc<str>,
     customer: HeaderValue,
     policy: HeaderValue,
     resets_at: u64,
@@ -86,13 +89,8 @@ struct Floor {
     ledger: Mutex<HashMap<String, u64>>,
     key: DecodingKey,
     validation: Validation,
+    product: Arc<str>,
     allowance: u64,
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 impl Floor {
@@ -104,7 +102,7 @@ impl Floor {
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.strip_prefix("Bearer "))
             .ok_or(StatusCode::UNAUTHORIZED)?;
-        let now = unix_now();
+        let now = paywall_jwt::unix_now();
         let verified = match self.tokens.get(token) {
             Some(verified) => verified,
             None => self.verify(token, now)?,
@@ -126,13 +124,17 @@ impl Floor {
         let claims = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
             .map_err(|_| StatusCode::UNAUTHORIZED)?
             .claims;
-        let user = self
-            .users
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(claims.sub)
-            .or_insert_with_key(|sub| self.new_user(sub, now))
-            .clone();
+        let mut users = self.users.lock().unwrap_or_else(PoisonError::into_inner);
+        let user = match users.get(&claims.sub) {
+            Some(user) => Arc::clone(user),
+            // A subject that cannot make a header value is refused, not merged.
+            None => {
+                let user = self.new_user(&claims.sub, now)?;
+                users.insert(claims.sub, Arc::clone(&user));
+                user
+            }
+        };
+        drop(users);
         let verified = Verified {
             user,
             exp: claims.exp,
@@ -142,16 +144,22 @@ impl Floor {
         Ok(verified)
     }
 
-    fn new_user(&self, sub: &str, now: u64) -> Arc<User> {
-        let policy = format!("\"{PRODUCT}\";q={};w={}", self.allowance, PERIOD.as_secs());
-        Arc::new(User {
+    fn new_user(&self, sub: &str, now: u64) -> Result<Arc<User>, StatusCode> {
+        let policy = format!(
+            "\"{}\";q={};w={}",
+            self.product,
+            self.allowance,
+            PERIOD.as_secs()
+        );
+        Ok(Arc::new(User {
+            product: Arc::clone(&self.product),
             customer: HeaderValue::try_from(format!("cus_{sub}"))
-                .unwrap_or(HeaderValue::from_static("cus_unknown")),
-            policy: HeaderValue::try_from(policy).unwrap_or(HeaderValue::from_static("")),
+                .map_err(|_| StatusCode::UNAUTHORIZED)?,
+            policy: HeaderValue::try_from(policy).map_err(|_| StatusCode::UNAUTHORIZED)?,
             resets_at: now + PERIOD.as_secs(),
             remaining: AtomicU64::new(self.allowance),
             unmetered: AtomicU64::new(0),
-        })
+        }))
     }
 
     /// Moves every caller's counted units into the ledger.
@@ -167,13 +175,32 @@ impl Floor {
     }
 }
 
-/// `"<product>";r=<remaining>;t=<seconds>`, formatted on the stack.
-fn ratelimit(remaining: u64, reset: u64) -> Option<HeaderValue> {
-    let mut buf = [0u8; 96];
+/// `"<product>";r=<remaining>;t=<seconds>`, formatted on the stack (`None` for a
+/// product name too long for it: the field is left out).
+fn ratelimit(product: &str, remaining: u64, reset: u64) -> Option<HeaderValue> {
+    let mut buf = [0u8; 160];
     let mut rest = &mut buf[..];
-    write!(rest, "\"{PRODUCT}\";r={remaining};t={reset}").ok()?;
-    let len = 96 - rest.len();
+    write!(rest, "\"{product}\";r={remaining};t={reset}").ok()?;
+    let len = 160 - rest.len();
     HeaderValue::from_bytes(&buf[..len]).ok()
+}
+
+/// A refusal with the quickstarts' JSON error body.
+fn refusal(status: StatusCode) -> Response {
+    let body = if status == StatusCode::PAYMENT_REQUIRED {
+        error_body(
+            "Payment Required",
+            "payment_required",
+            "The allowance is spent.",
+        )
+    } else {
+        error_body(
+            "Unauthorized",
+            "unauthenticated",
+            "A valid bearer token is required.",
+        )
+    };
+    (status, Json(body)).into_response()
 }
 
 #[derive(Clone)]
@@ -257,50 +284,43 @@ where
                     }
                     let headers = response.headers_mut();
                     let reset = user.resets_at.saturating_sub(*now);
-                    if let Some(value) = ratelimit(*remaining, reset) {
+                    if let Some(value) = ratelimit(&user.product, *remaining, reset) {
                         headers.insert(RATELIMIT, value);
                     }
                     headers.insert(RATELIMIT_POLICY, user.policy.clone());
                 }
                 Poll::Ready(Ok(response))
             }
-            FloorProjection::Refused { status } => {
-                let mut response = Response::default();
-                *response.status_mut() = *status;
-                Poll::Ready(Ok(response))
-            }
+            FloorProjection::Refused { status } => Poll::Ready(Ok(refusal(*status))),
         }
     }
 }
 
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let Ok(secret) = std::env::var("PAYWALL_JWT_SECRET") else {
+    let config = match paywall_examples::config::load("bench-floor") {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let Some(secret) = config.jwt_secret.as_deref() else {
         eprintln!("bench-floor: PAYWALL_JWT_SECRET is required");
         return std::process::ExitCode::from(2);
     };
-    let port = u16::try_from(env_number("PORT", 3000)).unwrap_or(3000);
-    let (listener, base) = match startup::listen("bench-floor", port).await {
+    let (listener, base) = match startup::listen("bench-floor", config.port).await {
         Ok(bound) => bound,
         Err(code) => return code,
     };
     let floor = Arc::new(Floor {
         tokens: moka::sync::Cache::builder()
-            .max_capacity(env_number("PAYWALL_MAX_CUSTOMERS", 100_000))
+            .max_capacity(config.cache_capacity())
             .expire_after(UntilExp)
             .build(),
         users: Mutex::default(),
         ledger: Mutex::default(),
         key: DecodingKey::from_secret(secret.as_bytes()),
         validation: Validation::new(Algorithm::HS256),
-        allowance: env_number("PAYWALL_FREE_UNITS", 1_000),
+        product: Arc::from(config.product.as_str()),
+        allowance: config.free_units,
     });
     let drained = Arc::clone(&floor);
     tokio::spawn(async move {
