@@ -7,66 +7,27 @@
 //! DHAT_FILE=/tmp/dhat.json cargo bench -p paywall-benches --bench allocs   # and where
 //! ```
 //!
-//! The billing backend answers at once and keeps nothing, so that the figures are the
-//! paywall's own: resolving the caller (a header here; `paywall-jwt`'s token cache in
+//! Each request is followed by a yield, as in a server, so that the recorder's worker
+//! takes its batches while the requests run. The billing backend answers at once and
+//! keeps nothing, so that the figures are the paywall's own: resolving the caller (a header here; `paywall-jwt`'s token cache in
 //! the HS256 line), the cached customer and budget, the quota headers, the usage event
 //! and its batch.
 
-use std::time::Duration;
-
 use bytes::Bytes;
-use http::{Request, Response};
+use http::Request;
 use http_body_util::Full;
-use paywall::backend::{BackendError, BillingBackend, Limits, UsageEvent};
-use paywall::recorder::RecorderConfig;
 use paywall::test_util::{HeaderResolver, TEST_PRODUCT};
-use paywall::{Charge, CustomerRef, Identity, IdentityResolver, Paywall};
+use paywall::{Charge, Paywall};
 use paywall_jwt::JwtResolver;
 use paywall_tests::{token, SECRET};
-use tower::{service_fn, Layer, Service, ServiceExt};
+use tower::{service_fn, Layer, Service};
+
+#[path = "warm.rs"]
+mod warm;
+use warm::{drive, hello, paywall};
 
 #[global_allocator]
 static ALLOC: dhat::Alloc = dhat::Alloc;
-
-/// Everyone is a customer with unlimited allowance; usage is acknowledged and dropped.
-struct Discard;
-
-impl BillingBackend for Discard {
-    async fn ensure_customer(&self, identity: &Identity) -> Result<CustomerRef, BackendError> {
-        Ok(CustomerRef::new(format!("cus_{}", identity.external_ref)))
-    }
-    async fn check_limits(
-        &self,
-        _: &CustomerRef,
-        _: &str,
-        _: &str,
-    ) -> Result<Limits, BackendError> {
-        Ok(Limits::remaining(u64::MAX / 2))
-    }
-    async fn record_usage(&self, _events: &[UsageEvent]) -> Result<(), BackendError> {
-        Ok(())
-    }
-}
-
-/// The handler: a static `hello` with a `content-type`, as every framework's responses
-/// have (so the quota fields go into a header table that exists, not one they create),
-/// the same with and without the paywall.
-async fn hello<B>(_: Request<B>) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
-    let mut response = Response::new(Full::new(Bytes::from_static(b"hello")));
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    Ok(response)
-}
-
-fn request(auth: &(&'static str, String)) -> Request<Full<Bytes>> {
-    Request::builder()
-        .uri("/api/echo")
-        .header(auth.0, auth.1.as_str())
-        .body(Full::default())
-        .unwrap_or_default()
-}
 
 /// Allocated blocks and bytes per call of `service`, over `n` warm calls.
 async fn per_request<S>(
@@ -79,16 +40,12 @@ where
     S: Service<Request<Full<Bytes>>> + Clone,
     S::Error: std::fmt::Debug,
 {
-    for _ in 0..100 {
-        let _ = service.clone().oneshot(request(auth)).await;
-    }
+    drive(&service, auth, 100).await;
     if let Some(paywall) = paywall {
         paywall.flush().await;
     }
     let before = dhat::HeapStats::get();
-    for _ in 0..n {
-        let _ = service.clone().oneshot(request(auth)).await;
-    }
+    drive(&service, auth, n).await;
     if let Some(paywall) = paywall {
         paywall.flush().await;
     }
@@ -97,21 +54,6 @@ where
         (after.total_blocks - before.total_blocks) as f64 / n as f64,
         (after.total_bytes - before.total_bytes) as f64 / n as f64,
     )
-}
-
-/// The paywall with the library's defaults, or with the quickstarts' settings
-/// (`RateLimit` fields on every response, usage added up per batch).
-fn paywall<R: IdentityResolver>(resolver: R, quickstart: bool) -> Option<Paywall> {
-    let builder = Paywall::builder(resolver, Discard).limits_ttl(Duration::from_secs(3600));
-    let builder = if quickstart {
-        builder.ratelimit_headers(true).recorder(RecorderConfig {
-            coalesce: true,
-            ..RecorderConfig::default()
-        })
-    } else {
-        builder
-    };
-    builder.build().ok()
 }
 
 /// One table row: `paywall`'s layer around the handler, against the handler alone.

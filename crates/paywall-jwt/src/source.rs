@@ -145,7 +145,13 @@ mod tests {
                 Some(None)
             );
         }
-        for bad in [&b"Bearer"[..], b"Bearer   ", b"Bearer \xff\xfe"] {
+        // Not visible ASCII: bytes that are not UTF-8, and UTF-8 that is not ASCII.
+        for bad in [
+            &b"Bearer"[..],
+            b"Bearer   ",
+            b"Bearer \xff\xfe",
+            b"Bearer t\xc3\xa9",
+        ] {
             assert!(source.extract(&parts(&[bad]), 100).is_err(), "{bad:?}");
         }
         assert!(source

@@ -29,9 +29,14 @@ impl Expiry<String, Verified> for UntilExp {
     }
 }
 
+/// Keys are hashed with foldhash, seeded per process, not SipHash: a lookup hashes the
+/// whole token (hundreds of bytes) on every request, and only verified tokens are ever
+/// inserted, so a caller cannot fill the cache with keys of their choosing.
+type Hasher = foldhash::quality::RandomState;
+
 #[derive(Clone)]
 pub(crate) struct TokenCache {
-    cache: Cache<String, Verified>,
+    cache: Cache<String, Verified, Hasher>,
 }
 
 impl TokenCache {
@@ -40,7 +45,7 @@ impl TokenCache {
             cache: Cache::builder()
                 .max_capacity(capacity)
                 .expire_after(UntilExp)
-                .build(),
+                .build_with_hasher(Hasher::default()),
         }
     }
 

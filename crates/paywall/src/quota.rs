@@ -78,34 +78,40 @@ impl Quota {
 }
 
 /// `"<product>";r=<remaining>[;t=<seconds>]`, in one allocation of its exact length:
-/// written on the stack, then copied once (a `String` would leave the header value a
-/// second block to remember its spare capacity).
+/// its pieces copied into a buffer on the stack (the numbers written by `itoa`, not
+/// through `fmt`: this runs on every admitted response), then into the value once.
 pub(crate) fn ratelimit_value(
     product: &str,
     remaining: u64,
     reset: Option<Duration>,
 ) -> Option<HeaderValue> {
-    use std::io::Write as _;
     const CAPACITY: usize = 160;
-    let mut buf = [0u8; CAPACITY];
-    let mut rest = &mut buf[..];
-    let written = match reset {
-        Some(reset) => write!(rest, "\"{product}\";r={remaining};t={}", seconds(reset)),
-        None => write!(rest, "\"{product}\";r={remaining}"),
+    let mut remaining_digits = itoa::Buffer::new();
+    let mut reset_digits = itoa::Buffer::new();
+    let (t, reset) = match reset {
+        Some(reset) => (&b";t="[..], reset_digits.format(seconds(reset)).as_bytes()),
+        None => (&b""[..], &b""[..]),
     };
-    let len = CAPACITY - rest.len();
-    match written {
-        Ok(()) => HeaderValue::from_bytes(&buf[..len]).ok(),
+    let pieces: [&[u8]; 6] = [
+        b"\"",
+        product.as_bytes(),
+        b"\";r=",
+        remaining_digits.format(remaining).as_bytes(),
+        t,
+        reset,
+    ];
+    let len: usize = pieces.iter().map(|piece| piece.len()).sum();
+    if len > CAPACITY {
         // A product name too long for the stack buffer.
-        Err(_) => {
-            let mut value = String::with_capacity(product.len() + 48);
-            let _ = write!(value, "\"{product}\";r={remaining}");
-            if let Some(reset) = reset {
-                let _ = write!(value, ";t={}", seconds(reset));
-            }
-            HeaderValue::try_from(value).ok()
-        }
+        return HeaderValue::from_bytes(&pieces.concat()).ok();
     }
+    let mut buf = [0u8; CAPACITY];
+    let mut at = 0;
+    for piece in pieces {
+        buf[at..at + piece.len()].copy_from_slice(piece);
+        at += piece.len();
+    }
+    HeaderValue::from_bytes(&buf[..len]).ok()
 }
 
 /// `"<product>";q=<allowance>[;w=<seconds>]`.

@@ -31,7 +31,9 @@ pub struct Admission {
     charge: Arc<RouteCharge>,
     engine: Arc<Engine>,
     admitted_at: SystemTime,
-    started: Instant,
+    /// When the handler was called, for the event's `duration`; `None` when usage is
+    /// added up in place (sums carry no duration).
+    started: Option<Instant>,
     usage: Option<Usage>,
 }
 
@@ -55,13 +57,14 @@ impl Admission {
         let usage = grant
             .entry
             .map(|entry| Usage::new(Arc::clone(&engine), entry, Arc::clone(&charge), admitted_at));
+        let started = (!engine.recorder.tallies()).then(Instant::now);
         Self {
             customer: grant.customer,
             reservation: grant.reservation,
             charge,
             engine,
             admitted_at,
-            started: Instant::now(),
+            started,
             usage,
         }
     }
@@ -113,7 +116,9 @@ impl Admission {
             return None;
         }
         match (&self.reservation, &self.usage) {
-            (Some(reservation), _) if !reservation.is_leased() => Some(reservation.budget()),
+            (Some(reservation), _) if !reservation.is_leased() => {
+                Some(Arc::clone(reservation.budget()))
+            }
             (None, Some(usage)) => usage.local_budget(),
             _ => None,
         }
@@ -170,6 +175,9 @@ impl Admission {
             debug!(%status, "handler did not succeed; units given back");
             return; // the reservation's drop gives the units back
         }
+        if self.tally() {
+            return;
+        }
         let Some((event, budget)) = self.commit() else {
             return;
         };
@@ -187,6 +195,33 @@ impl Admission {
         }
     }
 
+    /// Commits the reservation into its budget's tally, when the recorder adds usage up
+    /// in place: no event is built. `false`: build and queue one.
+    fn tally(&mut self) -> bool {
+        let (Some(customer), Some(reservation)) = (&self.customer, &self.reservation) else {
+            return false;
+        };
+        let charge = &self.charge;
+        let tallied = self.engine.recorder.tally(
+            reservation.budget(),
+            self.admitted_at,
+            charge.price.at_admission(),
+            || {
+                let meter = Arc::clone(&charge.meter);
+                (
+                    customer.reference().clone(),
+                    Arc::clone(&charge.product),
+                    meter,
+                )
+            },
+        );
+        if tallied {
+            self.customer = None;
+            self.reservation.take().map(Reservation::commit);
+        }
+        tallied
+    }
+
     /// Commits the reservation and builds the usage event.
     fn commit(&mut self) -> Option<(UsageEvent, Option<Arc<Budget>>)> {
         let customer = self.customer.take()?;
@@ -199,7 +234,7 @@ impl Admission {
             units: self.charge.price.at_admission(),
             outcome: Outcome::Success,
             timestamp: self.admitted_at,
-            duration: Some(self.started.elapsed()),
+            duration: self.started.map(|started| started.elapsed()),
         };
         Some((event, budget))
     }

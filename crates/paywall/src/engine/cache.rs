@@ -164,7 +164,9 @@ const CHECKOUT_LINK_TIMEOUT: Duration = Duration::from_secs(3);
 pub(super) struct CustomerCache {
     /// Read on every request: moka's synchronous cache, so the warm lookup is a call,
     /// not a future held in every request's state (moka's `get` future is 752 bytes).
-    customers: moka::sync::Cache<Arc<str>, Arc<CustomerEntry>>,
+    /// Hashed with foldhash, seeded per process, not SipHash: looked up on every
+    /// request, and filled only with callers the identity resolver vouched for.
+    customers: moka::sync::Cache<Arc<str>, Arc<CustomerEntry>, foldhash::quality::RandomState>,
     /// Single-flight for ensure-customer only: an entry is forgotten here as soon as
     /// it is in `customers`.
     customer_loads: Cache<Arc<str>, Arc<CustomerEntry>>,
@@ -188,7 +190,7 @@ impl CustomerCache {
             customers: moka::sync::Cache::builder()
                 .max_capacity(max_customers)
                 .time_to_live(customer_ttl)
-                .build(),
+                .build_with_hasher(foldhash::quality::RandomState::default()),
             customer_loads: Cache::builder()
                 .max_capacity(max_customers)
                 .time_to_live(LOAD_TTL)

@@ -31,8 +31,8 @@ impl Reservation {
     }
 
     /// The budget the units are held in.
-    pub(super) fn budget(&self) -> Arc<Budget> {
-        Arc::clone(&self.budget)
+    pub(super) fn budget(&self) -> &Arc<Budget> {
+        &self.budget
     }
 
     /// Whether the units come from a lease of the shared store.

@@ -6,6 +6,7 @@
 //! and [`PaywallBuilder::outbox`](crate::PaywallBuilder::outbox).
 
 mod overflow;
+mod tally;
 mod worker;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -53,7 +54,10 @@ pub struct RecorderConfig {
     /// it is sent, so a crash or a replay never counts a unit twice. The backend then
     /// writes a counter per customer and meter per batch instead of a record per
     /// request; it no longer sees each request's `duration`, and a sum is dated at its
-    /// latest event. Default `false`: every event is sent as it happened.
+    /// latest event. Without an outbox, a fixed-price route's success is added to a
+    /// counter its budget holds, in place, instead of being queued as an event: the
+    /// counter goes out as one event when the batch is sent, dated then (within its UTC
+    /// day). Default `false`: every event is sent as it happened.
     pub coalesce: bool,
 }
 
@@ -122,6 +126,8 @@ enum Message {
     Flush(oneshot::Sender<()>),
     /// The overflow has counters (sent only when the queue has room again).
     Nudge,
+    /// A budget's tally holds units (sent when the list of such budgets was empty).
+    Tallied,
 }
 
 struct Counters {
@@ -200,6 +206,9 @@ pub struct UsageRecorder {
     closed: Arc<AtomicBool>,
     outbox: Option<Arc<dyn DynOutbox>>,
     overflow: Arc<Overflow>,
+    /// The budgets whose tallies hold units; `None` unless events are added up and
+    /// no outbox stores them (see `tally.rs`).
+    tallies: Option<Arc<Tallies>>,
     /// Whether the outbox's leftovers have been read (true at once without an outbox).
     replay_read: tokio::sync::watch::Receiver<bool>,
 }
@@ -238,12 +247,14 @@ impl UsageRecorder {
             Ordering::Relaxed,
         );
         let overflow = Arc::new(Overflow::new(config.capacity, outbox.is_some()));
+        let tallies = (config.coalesce && outbox.is_none()).then(Arc::default);
         let worker = Worker {
             backend,
             config,
             counters: Arc::clone(&counters),
             outbox: outbox.clone(),
             overflow: Arc::clone(&overflow),
+            tallies: tallies.clone(),
         };
         runtime.spawn(worker.run(rx));
         let (read, replay_read) = tokio::sync::watch::channel(outbox.is_none());
@@ -254,6 +265,7 @@ impl UsageRecorder {
             closed: Arc::new(AtomicBool::new(false)),
             outbox,
             overflow,
+            tallies,
             replay_read,
         };
         if let Some(outbox) = recorder.outbox.clone() {
@@ -477,4 +489,6 @@ impl Acknowledge for Noop {
 }
 
 use overflow::{Merged, Overflow};
+use tally::Tallies;
+pub(crate) use tally::{Tallied, Tally};
 use worker::Worker;

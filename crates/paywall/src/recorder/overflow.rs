@@ -38,6 +38,19 @@ pub(crate) struct Merged {
     fresh: bool,
 }
 
+impl Merged {
+    /// A sum of `events` events and their `units`, all acknowledged to its own budget,
+    /// that has no key yet.
+    pub(crate) fn counted(events: u64, units: u64) -> Self {
+        Self {
+            events,
+            own: units,
+            fresh: true,
+            ..Self::default()
+        }
+    }
+}
+
 #[derive(PartialEq, Eq, Hash)]
 struct Key {
     customer: CustomerRef,

@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use tracing::{debug, error, warn};
 
 use super::overflow::Sums;
+use super::tally::Tallies;
 use super::{Counters, Message, Overflow, Pending, RecorderConfig};
 use crate::backend::{BackendError, DynBackend, UsageEvent};
 use crate::backoff::Backoff;
@@ -67,6 +68,7 @@ pub(super) struct Worker {
     pub(super) counters: Arc<Counters>,
     pub(super) outbox: Option<Arc<dyn DynOutbox>>,
     pub(super) overflow: Arc<Overflow>,
+    pub(super) tallies: Option<Arc<Tallies>>,
 }
 
 impl Worker {
@@ -90,6 +92,7 @@ impl Worker {
                     next = rx.try_recv().ok();
                 }
                 self.take_overflow(&mut batch).await;
+                self.await_tallies(&mut batch);
                 let Some(at) = batch.due else { break };
                 // Collecting: sleep until the batch is due, or until the queue holds
                 // what fills the batch, or a flush (see `Counters::wake`), not once
@@ -111,6 +114,7 @@ impl Worker {
                             tokio::task::consume_budget().await;
                         }
                         self.take_overflow(&mut batch).await;
+                        self.take_tallies(&mut batch).await;
                         self.send(&mut batch.events).await;
                         batch.due = None;
                     }
@@ -120,12 +124,33 @@ impl Worker {
         }
         // Every sender is gone.
         self.take_overflow(&mut batch).await;
+        self.take_tallies(&mut batch).await;
         self.send(&mut batch.events).await;
     }
 
     /// Adds the overflow's counters to the batch (sending it whenever it is full).
     async fn take_overflow(&self, batch: &mut Batch) {
         for pending in self.overflow.take() {
+            self.push(pending, batch).await;
+        }
+    }
+
+    /// Tallies holding units are taken when the batch goes out: make sure one is due.
+    fn await_tallies(&self, batch: &mut Batch) {
+        let listed = self
+            .tallies
+            .as_ref()
+            .is_some_and(|tallies| !tallies.is_empty());
+        if listed && batch.due.is_none() {
+            batch.due = Some(Instant::now() + self.config.flush_interval.max(MIN_WAIT));
+        }
+    }
+
+    /// Adds every tally's units to the batch, one event each (sending it whenever it
+    /// is full).
+    async fn take_tallies(&self, batch: &mut Batch) {
+        let Some(tallies) = &self.tallies else { return };
+        for pending in tallies.take() {
             self.push(pending, batch).await;
         }
     }
@@ -149,9 +174,10 @@ impl Worker {
                 self.counters.queued.fetch_sub(1, Ordering::AcqRel);
                 self.push(pending, batch).await;
             }
-            Message::Nudge => {}
+            Message::Nudge | Message::Tallied => {}
             Message::Flush(done) => {
                 self.take_overflow(batch).await;
+                self.take_tallies(batch).await;
                 self.send(&mut batch.events).await;
                 batch.due = None;
                 let _ = done.send(());

@@ -50,6 +50,21 @@ where
     status(service, request(user)).await
 }
 
+/// `user` is admitted `admitted` times in a row, then answered 402.
+pub async fn admitted_then_refused<S, R>(service: &S, user: &str, admitted: usize)
+where
+    S: tower::Service<
+            Request<Full<Bytes>>,
+            Response = http::Response<R>,
+            Error = std::convert::Infallible,
+        > + Clone,
+{
+    for _ in 0..admitted {
+        assert_eq!(status_of(service, user).await, StatusCode::OK);
+    }
+    assert_eq!(status_of(service, user).await, StatusCode::PAYMENT_REQUIRED);
+}
+
 /// `per_engine` concurrent requests of `user` on each engine; (admitted, 402, other).
 pub async fn storm(paywalls: &[Paywall], user: &str, per_engine: usize) -> (usize, usize, usize) {
     let barrier = Arc::new(tokio::sync::Barrier::new(paywalls.len() * per_engine));

@@ -31,6 +31,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::RwLock;
 
 use crate::backend::Limits;
+use crate::recorder::Tally;
 
 mod answer;
 mod refresh;
@@ -74,6 +75,9 @@ pub(crate) struct Budget {
     /// and when its last lease ahead of need was asked (engine-clock milliseconds, low
     /// 32 bits, wrapping), in one word: see [`Budget::pace_lease`].
     lease_pace: AtomicU64,
+    /// Committed units the usage recorder has not taken yet, when it adds them up in
+    /// place (see `recorder/tally.rs`).
+    tally: Tally,
 }
 
 /// A lease that lasted less than this doubles the next one.
@@ -98,6 +102,7 @@ impl Budget {
             refilling: AtomicBool::new(false),
             answer: RwLock::new(Answer::default()),
             lease_pace: AtomicU64::new(0),
+            tally: Tally::default(),
         };
         budget.apply(limits, acked_before, due);
         budget
@@ -345,6 +350,12 @@ impl Budget {
 impl crate::recorder::Acknowledge for Budget {
     fn ack(&self, units: u64) {
         Budget::ack(self, units);
+    }
+}
+
+impl crate::recorder::Tallied for Budget {
+    fn tally(&self) -> &Tally {
+        &self.tally
     }
 }
 
