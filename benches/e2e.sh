@@ -178,6 +178,11 @@ if [ -n "${BEFORE:-}" ]; then
     TARGETS+=(quickstart-hs256-before actix-quickstart-before)
 fi
 if [ -n "${ONLY:-}" ]; then read -r -a TARGETS <<<"$ONLY"; fi
+# Every target is compared with its framework's bare server: run that too.
+for t in "${TARGETS[@]}"; do
+    case $t in *actix*) base=bare-actix ;; *) base=bare-axum ;; esac
+    if [[ " ${TARGETS[*]} " != *" $base "* ]]; then TARGETS=("$base" "${TARGETS[@]}"); fi
+done
 
 SCRIPT=()
 if [ "$USERS" -gt 1 ]; then

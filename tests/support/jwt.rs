@@ -22,6 +22,15 @@ pub fn bearer(sub: &str) -> String {
     format!("Bearer {}", token(sub))
 }
 
+/// The head of a request bearing `token`, for a resolver's `resolve_now`.
+pub fn bearing(token: &str) -> http::request::Parts {
+    let request = http::Request::builder()
+        .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
+        .body(())
+        .expect("request");
+    request.into_parts().0
+}
+
 /// Test key pairs (see `crates/paywall-jwt/tests/keys/README.md`).
 pub mod keys {
     use jsonwebtoken::{Algorithm, EncodingKey};

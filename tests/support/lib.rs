@@ -46,7 +46,7 @@ pub use contract::schema::{assert_valid, request_schema, response_schema, valida
 pub use contract::{openapi, Answer, Bend, ContractServer};
 pub use idp::Idp;
 pub use instances::{burst, client, count, hello, ledger_units, Instance, Shared};
-pub use jwt::{bearer, claims_for, keys, resolver, sign_jwt, token, SECRET};
+pub use jwt::{bearer, bearing, claims_for, keys, resolver, sign_jwt, token, SECRET};
 pub use mcp::{official_client, McpApp};
 pub use net::{
     builder, loopback, pay_locally, request, status_of, std_loopback, test_paywall, Served,

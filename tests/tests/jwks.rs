@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use http::StatusCode;
 use jsonwebtoken::Algorithm;
-use paywall::{IdentityError, Paywall};
+use paywall::{IdentityError, IdentityResolver, Paywall};
 use paywall_jwt::JwtResolver;
 use paywall_tests::idp::AUDIENCE as AUD;
 use paywall_tests::*;
@@ -25,6 +25,11 @@ async fn rotation_new_keys_accepted_after_one_refresh_removed_keys_rejected() {
     assert_eq!(
         resolver.verify(&old_token).await.expect("k1").external_ref,
         "alice"
+    );
+    // Verified once, the token is answered without a future too.
+    let now = |token: &str| resolver.resolve_now(&bearing(token));
+    assert!(
+        matches!(now(&old_token), Some(Ok(Some(identity))) if identity.external_ref == "alice")
     );
 
     // The IdP adds k2 right after start-up; a token signed by it triggers exactly one
@@ -54,10 +59,21 @@ async fn rotation_new_keys_accepted_after_one_refresh_removed_keys_rejected() {
         resolver.verify(&unknown).await,
         Err(IdentityError::Invalid(_))
     ));
+    // Withdrawn, k1's verified token is no longer answered from the cache, with or
+    // without a future.
+    assert!(
+        now(&old_token).is_none(),
+        "a withdrawn key's token is verified anew"
+    );
     assert!(matches!(
         resolver.verify(&old_token).await,
         Err(IdentityError::Invalid(_))
     ));
+    assert!(
+        now(&old_token).is_none(),
+        "a refused token is never answered at once"
+    );
+    assert!(now(&unknown).is_none());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use http::StatusCode;
 use jsonwebtoken::Algorithm;
-use paywall::Paywall;
+use paywall::{IdentityError, IdentityResolver, Paywall};
 use paywall_jwt::{JwtResolver, Key, TokenSource};
 use paywall_tests::idp::AUDIENCE as AUD;
 use paywall_tests::*;
@@ -290,6 +290,16 @@ async fn with_several_issuers_the_external_ref_is_namespaced_by_issuer() {
         .external_ref;
     assert_eq!(a, "https://tenant-a.test/|same-sub");
     assert_eq!(b, "https://tenant-b.test/|same-sub");
+    // Verified once, answered without a future, namespaced alike; another issuer's
+    // token is refused there too.
+    assert!(matches!(
+        resolver.resolve_now(&bearing(&from(second))),
+        Some(Ok(Some(identity))) if identity.external_ref == b
+    ));
+    assert!(matches!(
+        resolver.resolve_now(&bearing(&from("https://tenant-c.test/"))),
+        Some(Err(IdentityError::Invalid(_)))
+    ));
     assert!(resolver
         .verify(&from("https://tenant-c.test/"))
         .await

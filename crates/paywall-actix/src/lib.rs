@@ -292,10 +292,17 @@ where
         let service = Rc::clone(&self.service);
         let paywall = self.paywall.clone();
         let route = self.route.clone();
+        // The core strips the client's x-customer-ref, decides, and marks the head: a
+        // warm request here, without a future; one that waits in a box of its own, so
+        // that this future stays small.
+        let mut parts = head(&request);
+        let decided = paywall.admit_head_now(&mut parts, &route);
         Box::pin(async move {
-            // The core strips the client's x-customer-ref, decides, and marks the head.
-            let mut parts = head(&request);
-            let admission = match paywall.admit_head(&mut parts, &route).await {
+            let decided = match decided {
+                Some(decided) => decided,
+                None => Box::pin(paywall.admit_head(&mut parts, &route)).await,
+            };
+            let admission = match decided {
                 Ok(admission) => admission,
                 Err(rejection) => {
                     return Ok(request

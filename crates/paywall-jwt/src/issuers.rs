@@ -83,26 +83,36 @@ impl PerIssuer {
 
     /// Verifies `token` with the keys of the issuer it claims.
     pub async fn verify(&self, token: &str) -> Result<Identity, IdentityError> {
+        let (issuer, resolver) = self.issuer_of(token)?;
+        let identity = resolver.verify(token).await?;
+        Ok(qualified(issuer, identity))
+    }
+
+    /// The resolver of the issuer `token` claims (only to choose it: that resolver
+    /// verifies the signature and `iss`).
+    fn issuer_of(&self, token: &str) -> Result<(&str, &JwtResolver), IdentityError> {
         if token.len() > self.max_token_len {
             return Err(IdentityError::Invalid(
                 "token longer than the maximum".to_owned(),
             ));
         }
-        // Only to choose the resolver: that resolver verifies the signature and `iss`.
         let claimed = jsonwebtoken::dangerous::insecure_decode_claims::<Map<String, Value>>(token)
             .ok()
             .and_then(|claims| claims.get("iss").and_then(Value::as_str).map(str::to_owned))
             .ok_or_else(|| IdentityError::Invalid("the token names no issuer".to_owned()))?;
-        let Some((issuer, resolver)) = self.resolvers.iter().find(|(iss, _)| *iss == claimed)
-        else {
-            return Err(IdentityError::Invalid(
-                "the token's issuer is not accepted".to_owned(),
-            ));
-        };
-        let mut identity = resolver.verify(token).await?;
-        identity.external_ref = format!("{issuer}|{}", identity.external_ref);
-        Ok(identity)
+        self.resolvers
+            .iter()
+            .find(|(iss, _)| *iss == claimed)
+            .map(|(issuer, resolver)| (issuer.as_str(), resolver))
+            .ok_or_else(|| IdentityError::Invalid("the token's issuer is not accepted".to_owned()))
     }
+}
+
+/// The identity with its external reference qualified by the issuer: two issuers'
+/// subjects never name one customer.
+fn qualified(issuer: &str, mut identity: Identity) -> Identity {
+    identity.external_ref = format!("{issuer}|{}", identity.external_ref);
+    identity
 }
 
 impl IdentityResolver for PerIssuer {
@@ -111,5 +121,21 @@ impl IdentityResolver for PerIssuer {
             Some(token) => self.verify(token).await.map(Some),
             None => Ok(None),
         }
+    }
+
+    /// No token, a malformed one, or one its issuer's resolver has already verified:
+    /// answered without waiting.
+    fn resolve_now(&self, parts: &Parts) -> Option<Result<Option<Identity>, IdentityError>> {
+        let token = match self.source.extract(parts, self.max_token_len) {
+            Ok(Some(token)) => token,
+            Ok(None) => return Some(Ok(None)),
+            Err(err) => return Some(Err(err)),
+        };
+        let (issuer, resolver) = match self.issuer_of(token) {
+            Ok(found) => found,
+            Err(err) => return Some(Err(err)),
+        };
+        let verdict = resolver.verify_now(token)?;
+        Some(verdict.map(|identity| Some(qualified(issuer, identity))))
     }
 }

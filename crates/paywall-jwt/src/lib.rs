@@ -94,7 +94,10 @@
 //! `Cache-Control: max-age` (1 h without one). Verified tokens are cached by their exact
 //! bytes until their `exp`, which turns a ~28 µs RS256 check into a ~0.35 µs lookup (see
 //! BENCHMARKS.md); the cache is invalidated whenever a key is withdrawn or its material
-//! replaced under the same `kid` (compared by RFC 7638 thumbprint).
+//! replaced under the same `kid` (compared by RFC 7638 thumbprint). A cached token, a
+//! request without one and a malformed one are answered through
+//! [`IdentityResolver::resolve_now`](paywall::IdentityResolver::resolve_now), so the
+//! tower layer decides such a request without a future.
 //!
 //! **Outages and misconfiguration.** The quickstarts fetch the keys before serving. An
 //! answer that can never work (404, an HTML page, a discovery document given as the JWKS

@@ -64,7 +64,57 @@ impl Paywall {
         route: &Route,
     ) -> Result<Admission, Response<Bytes>> {
         parts.headers.remove(X_CUSTOMER_REF);
-        match self.admit(parts, route).await {
+        let decision = self.admit(parts, route).await;
+        self.mark(parts, decision)
+    }
+
+    /// [`admit_head`](Self::admit_head) without a future, for a request that need
+    /// not wait: the identity resolver answers at once
+    /// ([`IdentityResolver::resolve_now`](crate::IdentityResolver::resolve_now)), and
+    /// the caller's customer and a fresh budget holding the route's units are cached.
+    /// `None`: the request would wait (or is answered 402, whose checkout link may);
+    /// nothing was decided, counted or charged, and the adapter calls `admit_head`.
+    /// The tower layer decides warm requests this way in `Service::call`.
+    ///
+    /// ```
+    /// use paywall::{Charge, Paywall};
+    /// use paywall::test_util::{HeaderResolver, MemoryBackend};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let paywall = Paywall::builder(HeaderResolver::new(), MemoryBackend::with_allowance(5)).build()?;
+    /// let route = paywall.route(Charge::new("prd_demo"))?;
+    /// let (mut parts, ()) = http::Request::builder().header("x-user", "ada").body(())?.into_parts();
+    /// // A new caller: her customer is ensured at the backend, which waits.
+    /// assert!(paywall.admit_head_now(&mut parts, &route).is_none());
+    /// let first = paywall.admit_head(&mut parts, &route).await.expect("admitted");
+    /// first.finish(http::StatusCode::OK).await;
+    /// // Warm: decided at once.
+    /// let second = paywall.admit_head_now(&mut parts, &route).expect("warm").expect("admitted");
+    /// second.finish(http::StatusCode::OK).await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn admit_head_now(
+        &self,
+        parts: &mut Parts,
+        route: &Route,
+    ) -> Option<Result<Admission, Response<Bytes>>> {
+        parts.headers.remove(X_CUSTOMER_REF);
+        let decision = self.admit_now(parts, route)?;
+        Some(self.mark(parts, decision))
+    }
+
+    /// Step 3 or 4 of [`admit_head`](Self::admit_head): the admitted request marked
+    /// with its customer, or the refusal's response.
+    // The refusal is returned by value, as `admit_head` returns it.
+    #[allow(clippy::result_large_err)]
+    fn mark(
+        &self,
+        parts: &mut Parts,
+        decision: Result<Admission, crate::Rejection>,
+    ) -> Result<Admission, Response<Bytes>> {
+        match decision {
             Ok(admission) => {
                 if let Some(customer) = admission.customer() {
                     parts

@@ -142,6 +142,19 @@ pub trait IdentityResolver: Send + Sync + 'static {
         &self,
         parts: &Parts,
     ) -> impl Future<Output = Result<Option<Identity>, IdentityError>> + Send;
+
+    /// The caller, when the resolver can tell without waiting (no credentials, bad
+    /// ones, or a token it has already verified): the answer
+    /// [`resolve`](Self::resolve) would give. `None`: it cannot tell now, and the
+    /// paywall awaits `resolve`.
+    ///
+    /// Optional (the default is `None`). A resolver that answers here lets the tower
+    /// layer decide a warm request inside `Service::call`, without allocating a future
+    /// for it.
+    fn resolve_now(&self, parts: &Parts) -> Option<Result<Option<Identity>, IdentityError>> {
+        let _ = parts;
+        None
+    }
 }
 
 impl<T: IdentityResolver> IdentityResolver for Arc<T> {
@@ -151,6 +164,10 @@ impl<T: IdentityResolver> IdentityResolver for Arc<T> {
     ) -> impl Future<Output = Result<Option<Identity>, IdentityError>> + Send {
         T::resolve(self, parts)
     }
+
+    fn resolve_now(&self, parts: &Parts) -> Option<Result<Option<Identity>, IdentityError>> {
+        T::resolve_now(self, parts)
+    }
 }
 
 /// The object-safe form of [`IdentityResolver`] the engine stores.
@@ -159,6 +176,8 @@ pub(crate) trait DynResolver: Send + Sync {
         &'a self,
         parts: &'a Parts,
     ) -> BoxFuture<'a, Result<Option<Identity>, IdentityError>>;
+
+    fn resolve_now(&self, parts: &Parts) -> Option<Result<Option<Identity>, IdentityError>>;
 }
 
 impl<T: IdentityResolver> DynResolver for T {
@@ -167,5 +186,9 @@ impl<T: IdentityResolver> DynResolver for T {
         parts: &'a Parts,
     ) -> BoxFuture<'a, Result<Option<Identity>, IdentityError>> {
         Box::pin(self.resolve(parts))
+    }
+
+    fn resolve_now(&self, parts: &Parts) -> Option<Result<Option<Identity>, IdentityError>> {
+        IdentityResolver::resolve_now(self, parts)
     }
 }

@@ -146,8 +146,13 @@
 //!
 //! # Costs
 //!
-//! The service boxes one future per request, and the identity resolver's future is
-//! boxed too; everything else on the warm path is one cache lookup and atomics.
+//! A warm request (the identity resolver answers at once, as `paywall-jwt`'s does for
+//! a token it has verified, and the caller's customer and a fresh budget are cached)
+//! is decided inside the service's `call`: its response future is the inner service's
+//! future and the admission, with nothing boxed, and the decision is one customer-cache
+//! lookup and atomics. A request that waits (a new caller, a refresh, a 402, a
+//! resolver without [`IdentityResolver::resolve_now`], an outbox to store usage in, or
+//! debug spans on) runs in one boxed future.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]

@@ -159,10 +159,7 @@ async fn usage_is_committed_on_2xx_and_given_back_on_5xx() {
 async fn a_dropped_request_gives_its_units_back() {
     let backend = MemoryBackend::with_allowance(1);
     let paywall = test_paywall(&backend);
-    let slow = tower::service_fn(|_: Request<Full<bytes::Bytes>>| async {
-        tokio::time::sleep(Duration::from_secs(3600)).await;
-        Ok::<_, std::convert::Infallible>(http::Response::new(Full::<bytes::Bytes>::default()))
-    });
+    let slow = tower::service_fn(never_answers);
     let service = paywall
         .layer(Charge::new(PRODUCT))
         .expect("layer")

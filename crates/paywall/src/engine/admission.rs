@@ -12,6 +12,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use tracing::{debug, error};
 
 use super::admit::Grant;
+use super::cache::CustomerEntry;
 use super::reservation::Reservation;
 use super::usage::Usage;
 use super::{Budget, Engine};
@@ -26,7 +27,8 @@ use crate::recorder::Pending;
 /// Finish it with the handler's status to commit or give back the units. Dropping it
 /// unfinished (the request was cancelled, the inner service failed) gives them back.
 pub struct Admission {
-    customer: Option<Customer>,
+    /// The customer's entry, until its usage is committed.
+    entry: Option<Arc<CustomerEntry>>,
     reservation: Option<Reservation>,
     charge: Arc<RouteCharge>,
     engine: Arc<Engine>,
@@ -40,7 +42,7 @@ pub struct Admission {
 impl fmt::Debug for Admission {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Admission")
-            .field("customer", &self.customer)
+            .field("customer", &self.customer())
             .field("product", &self.charge.product)
             .field("price", &self.charge.price)
             .finish_non_exhaustive()
@@ -56,10 +58,19 @@ impl Admission {
     ) -> Self {
         let usage = grant
             .entry
-            .map(|entry| Usage::new(Arc::clone(&engine), entry, Arc::clone(&charge), admitted_at));
+            .as_ref()
+            .filter(|_| grant.by_consumption)
+            .map(|entry| {
+                Usage::new(
+                    Arc::clone(&engine),
+                    Arc::clone(entry),
+                    Arc::clone(&charge),
+                    admitted_at,
+                )
+            });
         let started = (!engine.recorder.tallies()).then(Instant::now);
         Self {
-            customer: grant.customer,
+            entry: grant.entry,
             reservation: grant.reservation,
             charge,
             engine,
@@ -156,7 +167,7 @@ impl Admission {
     /// The billed customer; `None` only when a fail-open policy admitted a caller whose
     /// customer could not be ensured.
     pub fn customer(&self) -> Option<&Customer> {
-        self.customer.as_ref()
+        self.entry.as_deref().map(|entry| &entry.customer)
     }
 
     /// Settles the admission with the handler's status: a success (2xx unless
@@ -166,39 +177,54 @@ impl Admission {
     ///
     /// On a route priced by consumption this settles at once to what the handler
     /// reported so far; adapters that stream use [`finish_head`](Self::finish_head).
-    pub async fn finish(mut self, status: StatusCode) {
+    pub async fn finish(self, status: StatusCode) {
+        let Err(this) = self.finish_now(status) else {
+            return;
+        };
+        let Some(outbox) = this.engine.recorder.outbox().cloned() else {
+            return;
+        };
+        let mut this = this;
+        let Some((event, budget)) = this.commit() else {
+            return;
+        };
+        let engine = Arc::clone(&this.engine);
+        // Store, then queue, in a task the request cannot cancel halfway.
+        let task = tokio::spawn(async move {
+            engine.store(&*outbox, &event).await;
+            engine.enqueue(Pending::new(event, budget)).await;
+        });
+        let _ = task.await;
+    }
+
+    /// [`finish`](Self::finish) when it need not wait: every case but a success whose
+    /// event must be stored in the outbox first, for which the admission is handed
+    /// back untouched.
+    pub(crate) fn finish_now(mut self, status: StatusCode) -> Result<(), Self> {
         if let Some(usage) = self.usage.take() {
             usage.settle_and_record((self.engine.success)(status));
-            return;
+            return Ok(());
         }
         if !(self.engine.success)(status) {
             debug!(%status, "handler did not succeed; units given back");
-            return; // the reservation's drop gives the units back
+            return Ok(()); // the reservation's drop gives the units back
+        }
+        if self.engine.recorder.outbox().is_some() {
+            return Err(self);
         }
         if self.tally() {
-            return;
+            return Ok(());
         }
-        let Some((event, budget)) = self.commit() else {
-            return;
-        };
-        let engine = Arc::clone(&self.engine);
-        match engine.recorder.outbox().cloned() {
-            None => engine.record_detached(event, budget),
-            // Store, then queue, in a task the request cannot cancel halfway.
-            Some(outbox) => {
-                let task = tokio::spawn(async move {
-                    engine.store(&*outbox, &event).await;
-                    engine.enqueue(Pending::new(event, budget)).await;
-                });
-                let _ = task.await;
-            }
+        if let Some((event, budget)) = self.commit() {
+            self.engine.record_detached(event, budget);
         }
+        Ok(())
     }
 
     /// Commits the reservation into its budget's tally, when the recorder adds usage up
     /// in place: no event is built. `false`: build and queue one.
     fn tally(&mut self) -> bool {
-        let (Some(customer), Some(reservation)) = (&self.customer, &self.reservation) else {
+        let (Some(entry), Some(reservation)) = (&self.entry, &self.reservation) else {
             return false;
         };
         let charge = &self.charge;
@@ -209,14 +235,14 @@ impl Admission {
             || {
                 let meter = Arc::clone(&charge.meter);
                 (
-                    customer.reference().clone(),
+                    entry.customer.reference().clone(),
                     Arc::clone(&charge.product),
                     meter,
                 )
             },
         );
         if tallied {
-            self.customer = None;
+            self.entry = None;
             self.reservation.take().map(Reservation::commit);
         }
         tallied
@@ -224,11 +250,11 @@ impl Admission {
 
     /// Commits the reservation and builds the usage event.
     fn commit(&mut self) -> Option<(UsageEvent, Option<Arc<Budget>>)> {
-        let customer = self.customer.take()?;
+        let entry = self.entry.take()?;
         let budget = self.reservation.take().map(Reservation::commit);
         let event = UsageEvent {
             idempotency_key: self.engine.recorder.event_key(self.admitted_at),
-            customer: customer.reference().clone(),
+            customer: entry.customer.reference().clone(),
             product: Arc::clone(&self.charge.product),
             meter: Arc::clone(&self.charge.meter),
             units: self.charge.price.at_admission(),

@@ -23,30 +23,46 @@ use crate::rejection::{PaymentRequired, Rejection, Unauthenticated};
 
 /// What admission decided, before it is tied to a request.
 pub(crate) struct Grant {
-    pub(crate) customer: Option<Customer>,
-    pub(crate) reservation: Option<Reservation>,
-    /// The customer's entry, for a route priced by consumption (its `Usage` reserves
-    /// from the entry's budgets later).
+    /// The customer's entry; `None` only when a fail-open policy admitted a caller
+    /// whose customer could not be ensured.
     pub(super) entry: Option<Arc<CustomerEntry>>,
+    pub(crate) reservation: Option<Reservation>,
+    /// A route priced by consumption: its `Usage` reserves from the entry's budgets
+    /// later.
+    pub(super) by_consumption: bool,
 }
 
 impl Grant {
     /// Admitted without holding units (fail-open with no customer known).
-    fn unmetered(customer: Option<Customer>) -> Self {
+    fn unmetered() -> Self {
         Self {
-            customer,
-            reservation: None,
             entry: None,
+            reservation: None,
+            by_consumption: false,
         }
     }
 
     /// Admitted to a route priced by consumption: nothing held yet.
     fn metered(entry: Arc<CustomerEntry>) -> Self {
         Self {
-            customer: Some(entry.customer.clone()),
-            reservation: None,
             entry: Some(entry),
+            reservation: None,
+            by_consumption: true,
         }
+    }
+
+    /// Admitted holding `reservation` (or nothing, under a fail-open policy).
+    fn reserved(entry: Arc<CustomerEntry>, reservation: Option<Reservation>) -> Self {
+        Self {
+            entry: Some(entry),
+            reservation,
+            by_consumption: false,
+        }
+    }
+
+    /// The admitted customer.
+    pub(crate) fn customer(&self) -> Option<&Customer> {
+        self.entry.as_deref().map(|entry| &entry.customer)
     }
 }
 
@@ -60,6 +76,51 @@ impl Engine {
         // The mappings are plain functions: no extra future on the warm path.
         let identity = self.caller(self.resolver.resolve_boxed(parts).await)?;
         self.admit_identity(&identity, route).await
+    }
+
+    /// Steps 1 to 4 when nothing needs waiting for: the resolver answers at once, the
+    /// customer is cached and its budget is fresh and holds the units. `None`: some
+    /// step would wait, or the answer is a 402 (whose checkout link may); the caller
+    /// runs [`admit`](Self::admit), which decides the same request anew. Nothing is
+    /// charged or counted before this can return `None` (a refresh ahead of expiry it
+    /// starts is one the full path would start too, and starts once).
+    pub(super) fn admit_now(
+        &self,
+        parts: &Parts,
+        route: &RouteCharge,
+    ) -> Option<Result<Grant, Rejection>> {
+        let identity = match self.caller(self.resolver.resolve_now(parts)?) {
+            Ok(identity) => identity,
+            Err(rejection) => return Some(Err(rejection)),
+        };
+        let entry = self.cache.cached(&identity.external_ref)?;
+        let Price::PerRequest(units) = route.price else {
+            return Some(Ok(Grant::metered(entry)));
+        };
+        let reservation = self.reserve_now(&entry, route, units)?;
+        Some(Ok(Grant::reserved(entry, Some(reservation))))
+    }
+
+    /// Steps 3 and 4 on this instance's own budget, when it is cached, fresh and holds
+    /// `units`: what [`reserve`](Self::reserve) does then, without a future.
+    fn reserve_now(
+        &self,
+        entry: &CustomerEntry,
+        route: &RouteCharge,
+        units: u64,
+    ) -> Option<Reservation> {
+        if self.shared.is_some() {
+            return None;
+        }
+        let budget = entry.budget(route.meter_id)?;
+        let now = self.now_ms();
+        if budget.needs_refresh(now) || !budget.is_healthy() {
+            return None;
+        }
+        self.refresh_ahead(&entry.customer, route, &budget, now);
+        budget
+            .try_reserve(units)
+            .then(|| Reservation::local(budget, units))
     }
 
     /// Step 1 alone: the caller, with no customer ensured and nothing charged.
@@ -167,7 +228,7 @@ impl Engine {
             .customer(identity, &*self.backend, &self.clock)
             .await;
         let Some(entry) = self.customer_verdict(found, route.fail_policy)? else {
-            return Ok(Grant::unmetered(None));
+            return Ok(Grant::unmetered());
         };
         let Price::PerRequest(units) = route.price else {
             // Priced by consumption: admitted holding nothing; the handler reserves
@@ -175,11 +236,7 @@ impl Engine {
             return Ok(Grant::metered(entry));
         };
         let reservation = self.reserve(&entry, route, units).await?;
-        Ok(Grant {
-            customer: Some(entry.customer.clone()),
-            reservation,
-            entry: None,
-        })
+        Ok(Grant::reserved(entry, reservation))
     }
 
     /// Steps 3 and 4: holds `units` of the route's budget for the entry's customer, or

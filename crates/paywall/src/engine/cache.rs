@@ -208,6 +208,11 @@ impl CustomerCache {
         }
     }
 
+    /// The customer entry of `external_ref`, when it is cached.
+    pub(super) fn cached(&self, external_ref: &str) -> Option<Arc<CustomerEntry>> {
+        self.customers.get(external_ref)
+    }
+
     /// The caller's customer entry: cached, or ensured at `backend` (one call for
     /// concurrent first requests). A refusal is answered from memory while its
     /// back-off runs.
@@ -217,8 +222,7 @@ impl CustomerCache {
         backend: &dyn DynBackend,
         clock: &Clock,
     ) -> Result<Arc<CustomerEntry>, Arc<BackendError>> {
-        let external_ref = identity.external_ref.as_str();
-        if let Some(entry) = self.customers.get(external_ref) {
+        if let Some(entry) = self.cached(&identity.external_ref) {
             return Ok(entry);
         }
         Box::pin(self.customer_miss(identity, backend, clock)).await

@@ -230,13 +230,36 @@ impl Paywall {
     /// `x-customer-ref` and inserts the admitted customer.
     pub async fn admit(&self, parts: &Parts, route: &Route) -> Result<Admission, Rejection> {
         let result = self.engine.admit(parts, &route.charge).await;
+        self.decided(result, route)
+    }
+
+    /// [`admit`](Self::admit) when it need not wait (a warm request: the resolver
+    /// answers at once, the customer and a fresh budget are cached); `None` otherwise,
+    /// with nothing decided, counted or charged. Adapters use
+    /// [`admit_head_now`](Self::admit_head_now).
+    pub(crate) fn admit_now(
+        &self,
+        parts: &Parts,
+        route: &Route,
+    ) -> Option<Result<Admission, Rejection>> {
+        let result = self.engine.admit_now(parts, &route.charge)?;
+        Some(self.decided(result, route))
+    }
+
+    /// Counts and logs a decision; an admission holds what was granted.
+    #[allow(clippy::result_large_err)]
+    fn decided(
+        &self,
+        result: Result<Grant, Rejection>,
+        route: &Route,
+    ) -> Result<Admission, Rejection> {
         self.engine
             .decisions
-            .count(result.as_ref().map(|grant| grant.customer.as_ref()));
+            .count(result.as_ref().map(Grant::customer));
         match &result {
             Ok(grant) => debug!(
                 product = %route.charge.product,
-                customer = grant.customer.as_ref().map(|c| c.reference().as_str()),
+                customer = grant.customer().map(|c| c.reference().as_str()),
                 "admitted"
             ),
             Err(rejection) => debug!(
@@ -259,7 +282,7 @@ impl Paywall {
         let result = self.engine.admit_identity(identity, &route.charge).await;
         self.engine
             .decisions
-            .count(result.as_ref().map(|grant| grant.customer.as_ref()));
+            .count(result.as_ref().map(Grant::customer));
         result.map(|grant| self.admission(grant, route))
     }
 

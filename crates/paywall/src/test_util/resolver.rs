@@ -34,6 +34,17 @@ impl HeaderResolver {
 
 impl IdentityResolver for HeaderResolver {
     async fn resolve(&self, parts: &Parts) -> Result<Option<Identity>, IdentityError> {
+        self.read(parts)
+    }
+
+    fn resolve_now(&self, parts: &Parts) -> Option<Result<Option<Identity>, IdentityError>> {
+        Some(self.read(parts))
+    }
+}
+
+impl HeaderResolver {
+    /// The caller the header names: nothing here waits.
+    fn read(&self, parts: &Parts) -> Result<Option<Identity>, IdentityError> {
         let Some(value) = parts.headers.get(&self.header) else {
             return Ok(None);
         };

@@ -50,6 +50,14 @@ where
     status(service, request(user)).await
 }
 
+/// A handler that does not answer within any test: to abandon a request while it runs.
+pub async fn never_answers(
+    _: Request<Full<Bytes>>,
+) -> Result<http::Response<Full<Bytes>>, std::convert::Infallible> {
+    tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+    Ok(http::Response::new(Full::default()))
+}
+
 /// `user` is admitted `admitted` times in a row, then answered 402.
 pub async fn admitted_then_refused<S, R>(service: &S, user: &str, admitted: usize)
 where

@@ -1,8 +1,9 @@
-//! The tower middleware: [`PaywallLayer`] and [`PaywallService`].
+//! The tower middleware: [`PaywallLayer`], [`PaywallService`] and its
+//! [`ResponseFuture`] (in `future.rs`).
+
+mod future;
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
@@ -14,6 +15,8 @@ use crate::body::PaywallBody;
 use crate::charge::Charge;
 use crate::engine::{Paywall, Route};
 use crate::error::ConfigError;
+
+pub use future::ResponseFuture;
 
 impl Paywall {
     /// A tower [`Layer`] that protects a service with `charge`.
@@ -30,6 +33,11 @@ impl Paywall {
 /// calls the inner service with `x-customer-ref` and a [`Customer`](crate::Customer)
 /// extension set. After the inner service answers, the units are committed and metered
 /// (success) or given back (any other status, an error, or a dropped future).
+///
+/// A warm request (the resolver answers at once, as `paywall-jwt`'s does for a token
+/// it has verified; the customer and a fresh budget are cached) is decided inside
+/// `call` and its [`ResponseFuture`] holds the inner service's future and the
+/// admission, nothing boxed; anything that waits runs in one boxed future.
 ///
 /// On a fixed-price route, usage is committed when the response head is produced: a
 /// streaming body that fails afterwards still counts. On a route priced by consumption
@@ -94,27 +102,40 @@ where
 {
     type Response = Response<PaywallBody<ResBody>>;
     type Error = S::Error;
-    type Future = ResponseFuture<PaywallBody<ResBody>, S::Error>;
+    type Future = ResponseFuture<S::Future, ResBody, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let span = tracing::debug_span!(
+            "paywall.decision",
+            product = %self.route.product(),
+            outcome = tracing::field::Empty,
+            customer = tracing::field::Empty,
+        );
+        let (mut parts, body) = request.into_parts();
+        // A warm request is decided here; with the span enabled (debug on) every
+        // request runs in it, below.
+        if span.is_disabled() {
+            if let Some(decision) = self.paywall.admit_head_now(&mut parts, &self.route) {
+                return match decision {
+                    Ok(admission) => ResponseFuture::admitted(
+                        self.inner.call(Request::from_parts(parts, body)),
+                        admission,
+                    ),
+                    Err(refusal) => ResponseFuture::refused(refusal),
+                };
+            }
+        }
         // Take the service that was driven to readiness, leave a fresh clone behind.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let paywall = self.paywall.clone();
         let route = self.route.clone();
-        let span = tracing::debug_span!(
-            "paywall.decision",
-            product = %route.product(),
-            outcome = tracing::field::Empty,
-            customer = tracing::field::Empty,
-        );
         // Split outside the future: what it captures is stored once, for its whole life,
         // so splitting inside would hold the head twice.
-        let (mut parts, body) = request.into_parts();
         let future = async move {
             let admission = match paywall.admit_head(&mut parts, &route).await {
                 Ok(admission) => admission,
@@ -129,35 +150,13 @@ where
             }
             Ok(response.map(|body| PaywallBody::new(body, settlement)))
         };
-        // A disabled span (debug off, the usual case in production) is not entered
-        // and left on every poll: the future runs without it.
-        let inner: BoxedResponse<_, _> = if span.is_disabled() {
-            Box::pin(future)
+        // A disabled span is not entered and left on every poll: the future runs
+        // without it.
+        if span.is_disabled() {
+            ResponseFuture::waiting(Box::pin(future))
         } else {
-            Box::pin(future.instrument(span))
-        };
-        ResponseFuture { inner }
-    }
-}
-
-type BoxedResponse<B, E> = Pin<Box<dyn Future<Output = Result<Response<B>, E>> + Send>>;
-
-/// The response future of [`PaywallService`].
-pub struct ResponseFuture<B, E> {
-    inner: BoxedResponse<B, E>,
-}
-
-impl<B, E> Future for ResponseFuture<B, E> {
-    type Output = Result<Response<B>, E>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.inner.as_mut().poll(cx)
-    }
-}
-
-impl<B, E> fmt::Debug for ResponseFuture<B, E> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+            ResponseFuture::waiting(Box::pin(future.instrument(span)))
+        }
     }
 }
 
@@ -169,25 +168,57 @@ mod tests {
     use crate::test_util::{HeaderResolver, MemoryBackend};
     use crate::Charge;
 
-    /// Every request's future is one allocation: kept under 1 KiB, the size from which
-    /// glibc's allocator stops using its fast bins (and starts consolidating them).
-    #[tokio::test]
-    async fn a_request_future_stays_under_a_kibibyte() {
-        let paywall = Paywall::builder(HeaderResolver::new(), MemoryBackend::with_allowance(5))
+    type Ready = std::future::Ready<Result<Response<()>, Infallible>>;
+    type Hello = tower::util::ServiceFn<fn(Request<()>) -> Ready>;
+
+    fn hello(_: Request<()>) -> Ready {
+        std::future::ready(Ok(Response::new(())))
+    }
+
+    fn service() -> PaywallService<Hello> {
+        let paywall = Paywall::builder(HeaderResolver::new(), MemoryBackend::with_allowance(2))
+            .ratelimit_headers(true)
             .build()
             .expect("paywall");
         let layer = paywall.layer(Charge::new("prd_x")).expect("layer");
-        let mut service = layer.layer(tower::service_fn(|_: Request<()>| async {
-            Ok::<_, Infallible>(Response::new(()))
-        }));
-        let request = Request::builder()
-            .header("x-user", "ada")
+        layer.layer(tower::service_fn(hello as fn(Request<()>) -> Ready))
+    }
+
+    fn request(user: &str) -> Request<()> {
+        Request::builder()
+            .header("x-user", user)
             .body(())
-            .expect("request");
-        let future = service.call(request);
-        let size = std::mem::size_of_val(&*future.inner);
+            .expect("request")
+    }
+
+    /// A request that waits (a new caller) is one allocation: kept under 1 KiB, the
+    /// size from which glibc's allocator stops using its fast bins (and starts
+    /// consolidating them). A warm one is decided in `call`: nothing is boxed, and its
+    /// refusal is decided there too.
+    #[tokio::test]
+    async fn a_cold_request_is_one_small_box_and_a_warm_one_none() {
+        let mut service = service();
+        let cold = service.call(request("ada"));
+        let size = cold.boxed_size().expect("a new caller waits");
         assert!(size < 1024, "the request future is {size} bytes");
-        let response = future.await.expect("response");
+        assert_eq!(cold.await.expect("response").status(), http::StatusCode::OK);
+
+        let warm = service.call(request("ada"));
+        assert_eq!(warm.boxed_size(), None, "{warm:?}");
+        let response = warm.await.expect("response");
         assert_eq!(response.status(), http::StatusCode::OK);
+        assert_eq!(response.headers()["ratelimit"], "\"prd_x\";r=0");
+
+        // Spent: the 402 (with its checkout link) is answered by the path that waits.
+        let spent = service.call(request("ada"));
+        assert!(spent.boxed_size().is_some(), "{spent:?}");
+        let response = spent.await.expect("response");
+        assert_eq!(response.status(), http::StatusCode::PAYMENT_REQUIRED);
+
+        // No credentials: refused in `call`.
+        let anonymous = service.call(Request::new(()));
+        assert_eq!(anonymous.boxed_size(), None, "{anonymous:?}");
+        let response = anonymous.await.expect("response");
+        assert_eq!(response.status(), http::StatusCode::UNAUTHORIZED);
     }
 }

@@ -1,0 +1,144 @@
+//! [`ResponseFuture`]: what [`PaywallService`](super::PaywallService) returns. A warm
+//! request was decided in `call`, so its future is the inner service's future and the
+//! admission to settle with its status; a refusal decided there is its response;
+//! anything that has to wait (resolving a new caller, ensuring a customer, a refresh,
+//! a 402's checkout link, storing usage in an outbox) is one boxed future.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use bytes::Bytes;
+use http::Response;
+use pin_project_lite::pin_project;
+
+use crate::body::PaywallBody;
+use crate::engine::Admission;
+
+/// A boxed, `Send` response future: the path that waits.
+pub(super) type Boxed<B, E> =
+    Pin<Box<dyn Future<Output = Result<Response<PaywallBody<B>>, E>> + Send>>;
+
+pin_project! {
+    /// The response future of [`PaywallService`](super::PaywallService).
+    pub struct ResponseFuture<F, B, E> {
+        #[pin]
+        state: State<F, B, E>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F, B, E> {
+        /// Admitted in `call`: the inner service's future; then the admission is
+        /// settled with the response's status (dropped unsettled, it gives its units
+        /// back).
+        Admitted {
+            #[pin]
+            inner: F,
+            admission: Option<Admission>,
+        },
+        /// Refused in `call`: the response to send.
+        Refused { response: Option<Response<Bytes>> },
+        /// Everything that waits.
+        Waiting { future: Boxed<B, E> },
+    }
+}
+
+impl<F, B, E> ResponseFuture<F, B, E> {
+    pub(super) fn admitted(inner: F, admission: Admission) -> Self {
+        Self {
+            state: State::Admitted {
+                inner,
+                admission: Some(admission),
+            },
+        }
+    }
+
+    pub(super) fn refused(response: Response<Bytes>) -> Self {
+        Self {
+            state: State::Refused {
+                response: Some(response),
+            },
+        }
+    }
+
+    pub(super) fn waiting(future: Boxed<B, E>) -> Self {
+        Self {
+            state: State::Waiting { future },
+        }
+    }
+
+    /// The size of the boxed future, when this request waits.
+    #[cfg(test)]
+    pub(super) fn boxed_size(&self) -> Option<usize> {
+        match &self.state {
+            State::Waiting { future } => Some(std::mem::size_of_val(&**future)),
+            _ => None,
+        }
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F, B, E>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    B: Send + 'static,
+    E: 'static,
+{
+    type Output = Result<Response<PaywallBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut state = self.project().state;
+        match state.as_mut().project() {
+            StateProj::Admitted { inner, admission } => {
+                let result = ready!(inner.poll(cx));
+                // On error the admission is dropped here and its units given back.
+                let admission = admission.take();
+                let mut response = result?;
+                let Some(admission) = admission else {
+                    // Polled again after completing: the inner future has answered.
+                    return Poll::Ready(Ok(response.map(|body| PaywallBody::new(body, None))));
+                };
+                admission.apply_quota(response.headers_mut());
+                let status = response.status();
+                let settlement = admission.settlement(status);
+                if settlement.is_none() {
+                    if let Err(admission) = admission.finish_now(status) {
+                        // Its usage is stored in the outbox before the response goes.
+                        let response = response.map(|body| PaywallBody::new(body, None));
+                        let mut future: Boxed<B, E> = Box::pin(async move {
+                            admission.finish(status).await;
+                            Ok(response)
+                        });
+                        let polled = future.as_mut().poll(cx);
+                        state.set(State::Waiting { future });
+                        return polled;
+                    }
+                }
+                Poll::Ready(Ok(response.map(|body| PaywallBody::new(body, settlement))))
+            }
+            StateProj::Refused { response } => {
+                // As any future's, polling after completion is a caller's bug.
+                let response = response
+                    .take()
+                    .expect("ResponseFuture polled after completion");
+                Poll::Ready(Ok(response.map(PaywallBody::full)))
+            }
+            StateProj::Waiting { future } => future.as_mut().poll(cx),
+        }
+    }
+}
+
+impl<F, B, E> fmt::Debug for ResponseFuture<F, B, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.state {
+            State::Admitted { .. } => "admitted",
+            State::Refused { .. } => "refused",
+            State::Waiting { .. } => "waiting",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("state", &state)
+            .finish_non_exhaustive()
+    }
+}
