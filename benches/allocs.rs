@@ -1,6 +1,7 @@
 //! Heap allocations per warm request: the paywall layer against the same handler
-//! without it (a handler that answers `hello` and reads nothing), counted by dhat's global allocator (every block allocated, by any
-//! thread, the usage recorder's background worker included).
+//! without it (a handler that answers `hello` and reads nothing), counted by dhat's
+//! global allocator (every block allocated, by any thread, the usage recorder's
+//! background worker included).
 //!
 //! ```sh
 //! cargo bench -p paywall-benches --bench allocs        # REQUESTS=20000 by default
@@ -9,9 +10,9 @@
 //!
 //! Each request is followed by a yield, as in a server, so that the recorder's worker
 //! takes its batches while the requests run. The billing backend answers at once and
-//! keeps nothing, so that the figures are the paywall's own: resolving the caller (a header here; `paywall-jwt`'s token cache in
-//! the HS256 line), the cached customer and budget, the quota headers, the usage event
-//! and its batch.
+//! keeps nothing, so that the figures are the paywall's own: resolving the caller (a
+//! header here; `paywall-jwt`'s token cache in the HS256 line), the cached customer and
+//! budget, the quota headers, the usage event and its batch.
 
 use bytes::Bytes;
 use http::Request;

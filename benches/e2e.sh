@@ -56,21 +56,10 @@ fi
 ROUNDS=${ROUNDS:-3}
 BASE_PORT=${BASE_PORT:-18080}
 
-if ! command -v wrk >/dev/null; then
-    if [ "$(id -u)" = 0 ]; then
-        apt-get update -qq && apt-get install -y -qq wrk >/dev/null
-    else
-        sudo apt-get update -qq && sudo apt-get install -y -qq wrk >/dev/null
-    fi
-fi
-
-if ! command -v redis-server >/dev/null; then
-    if [ "$(id -u)" = 0 ]; then
-        apt-get update -qq && apt-get install -y -qq redis-server >/dev/null
-    else
-        sudo apt-get update -qq && sudo apt-get install -y -qq redis-server >/dev/null
-    fi
-fi
+# shellcheck source=benches/need.sh
+. benches/need.sh
+need wrk
+need redis-server
 
 cargo build --release -q -p quickstart-axum -p quickstart-actix --bins
 cargo build --release -q -p paywall-dev-server

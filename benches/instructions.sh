@@ -19,13 +19,9 @@ cd "$(dirname "$0")/.."
 N1=${N1:-2000}
 N2=${N2:-12000}
 
-if ! command -v valgrind >/dev/null; then
-    if [ "$(id -u)" = 0 ]; then
-        apt-get update -qq && apt-get install -y -qq valgrind >/dev/null
-    else
-        sudo apt-get update -qq && sudo apt-get install -y -qq valgrind >/dev/null
-    fi
-fi
+# shellcheck source=benches/need.sh
+. benches/need.sh
+need valgrind
 
 THIS=$(cargo bench -q -p paywall-benches --bench instructions --no-run --message-format=json 2>/dev/null \
     | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -1)

@@ -150,9 +150,10 @@
 //! a token it has verified, and the caller's customer and a fresh budget are cached)
 //! is decided inside the service's `call`: its response future is the inner service's
 //! future and the admission, with nothing boxed, and the decision is one customer-cache
-//! lookup and atomics. A request that waits (a new caller, a refresh, a 402, a
-//! resolver without [`IdentityResolver::resolve_now`], an outbox to store usage in, or
-//! debug spans on) runs in one boxed future.
+//! lookup and atomics. A decision that waits (a new caller, a refresh, a 402, a
+//! resolver without [`IdentityResolver::resolve_now`]) runs in one boxed future, which
+//! calls the inner service once it has admitted the request; storing usage in an
+//! outbox after the handler is boxed too.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]

@@ -1,8 +1,10 @@
 //! [`ResponseFuture`]: what [`PaywallService`](super::PaywallService) returns. A warm
 //! request was decided in `call`, so its future is the inner service's future and the
-//! admission to settle with its status; a refusal decided there is its response;
-//! anything that has to wait (resolving a new caller, ensuring a customer, a refresh,
-//! a 402's checkout link, storing usage in an outbox) is one boxed future.
+//! admission to settle with its status; a refusal decided there is its response. A
+//! decision that has to wait (a new caller, ensuring a customer, a refresh, a 402's
+//! checkout link) is one boxed future, which ends with the inner service called, and
+//! then the request goes on as a warm one. Storing usage in an outbox before the
+//! response goes out is the one wait after the handler, boxed too.
 
 use std::fmt;
 use std::future::Future;
@@ -16,9 +18,13 @@ use pin_project_lite::pin_project;
 use crate::body::PaywallBody;
 use crate::engine::Admission;
 
-/// A boxed, `Send` response future: the path that waits.
-pub(super) type Boxed<B, E> =
-    Pin<Box<dyn Future<Output = Result<Response<PaywallBody<B>>, E>> + Send>>;
+/// A decision that waits: the inner service's future and the admission, or the
+/// refusal's response.
+pub(super) type Deciding<F> =
+    Pin<Box<dyn Future<Output = Result<(F, Admission), Response<Bytes>>> + Send>>;
+
+/// The response once its usage is stored in the outbox.
+type Finishing<B, E> = Pin<Box<dyn Future<Output = Result<Response<PaywallBody<B>>, E>> + Send>>;
 
 pin_project! {
     /// The response future of [`PaywallService`](super::PaywallService).
@@ -31,9 +37,10 @@ pin_project! {
 pin_project! {
     #[project = StateProj]
     enum State<F, B, E> {
-        /// Admitted in `call`: the inner service's future; then the admission is
-        /// settled with the response's status (dropped unsettled, it gives its units
-        /// back).
+        /// Deciding, in a box.
+        Deciding { future: Deciding<F> },
+        /// Admitted: the inner service's future; then the admission is settled with
+        /// the response's status (dropped unsettled, it gives its units back).
         Admitted {
             #[pin]
             inner: F,
@@ -41,8 +48,8 @@ pin_project! {
         },
         /// Refused in `call`: the response to send.
         Refused { response: Option<Response<Bytes>> },
-        /// Everything that waits.
-        Waiting { future: Boxed<B, E> },
+        /// Storing the admitted request's usage in the outbox.
+        Finishing { future: Finishing<B, E> },
     }
 }
 
@@ -64,17 +71,17 @@ impl<F, B, E> ResponseFuture<F, B, E> {
         }
     }
 
-    pub(super) fn waiting(future: Boxed<B, E>) -> Self {
+    pub(super) fn deciding(future: Deciding<F>) -> Self {
         Self {
-            state: State::Waiting { future },
+            state: State::Deciding { future },
         }
     }
 
-    /// The size of the boxed future, when this request waits.
+    /// The size of the boxed decision, when this request waits for one.
     #[cfg(test)]
     pub(super) fn boxed_size(&self) -> Option<usize> {
         match &self.state {
-            State::Waiting { future } => Some(std::mem::size_of_val(&**future)),
+            State::Deciding { future } => Some(std::mem::size_of_val(&**future)),
             _ => None,
         }
     }
@@ -90,42 +97,52 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut state = self.project().state;
-        match state.as_mut().project() {
-            StateProj::Admitted { inner, admission } => {
-                let result = ready!(inner.poll(cx));
-                // On error the admission is dropped here and its units given back.
-                let admission = admission.take();
-                let mut response = result?;
-                let Some(admission) = admission else {
-                    // Polled again after completing: the inner future has answered.
-                    return Poll::Ready(Ok(response.map(|body| PaywallBody::new(body, None))));
-                };
-                admission.apply_quota(response.headers_mut());
-                let status = response.status();
-                let settlement = admission.settlement(status);
-                if settlement.is_none() {
-                    if let Err(admission) = admission.finish_now(status) {
-                        // Its usage is stored in the outbox before the response goes.
-                        let response = response.map(|body| PaywallBody::new(body, None));
-                        let mut future: Boxed<B, E> = Box::pin(async move {
-                            admission.finish(status).await;
-                            Ok(response)
-                        });
-                        let polled = future.as_mut().poll(cx);
-                        state.set(State::Waiting { future });
-                        return polled;
+        loop {
+            match state.as_mut().project() {
+                StateProj::Deciding { future } => match ready!(future.as_mut().poll(cx)) {
+                    Ok((inner, admission)) => state.set(State::Admitted {
+                        inner,
+                        admission: Some(admission),
+                    }),
+                    Err(refusal) => return Poll::Ready(Ok(refusal.map(PaywallBody::full))),
+                },
+                StateProj::Admitted { inner, admission } => {
+                    let result = ready!(inner.poll(cx));
+                    // On error the admission is dropped here and its units given back.
+                    let admission = admission.take();
+                    let mut response = result?;
+                    let Some(admission) = admission else {
+                        // Polled again after completing: the inner future has answered.
+                        return Poll::Ready(Ok(response.map(|body| PaywallBody::new(body, None))));
+                    };
+                    admission.apply_quota(response.headers_mut());
+                    let status = response.status();
+                    let settlement = admission.settlement(status);
+                    if settlement.is_none() {
+                        if let Err(admission) = admission.finish_now(status) {
+                            // Its usage is stored in the outbox before the response goes.
+                            let response = response.map(|body| PaywallBody::new(body, None));
+                            let future: Finishing<B, E> = Box::pin(async move {
+                                admission.finish(status).await;
+                                Ok(response)
+                            });
+                            state.set(State::Finishing { future });
+                            continue;
+                        }
                     }
+                    return Poll::Ready(
+                        Ok(response.map(|body| PaywallBody::new(body, settlement))),
+                    );
                 }
-                Poll::Ready(Ok(response.map(|body| PaywallBody::new(body, settlement))))
+                StateProj::Refused { response } => {
+                    // As any future's, polling after completion is a caller's bug.
+                    let response = response
+                        .take()
+                        .expect("ResponseFuture polled after completion");
+                    return Poll::Ready(Ok(response.map(PaywallBody::full)));
+                }
+                StateProj::Finishing { future } => return future.as_mut().poll(cx),
             }
-            StateProj::Refused { response } => {
-                // As any future's, polling after completion is a caller's bug.
-                let response = response
-                    .take()
-                    .expect("ResponseFuture polled after completion");
-                Poll::Ready(Ok(response.map(PaywallBody::full)))
-            }
-            StateProj::Waiting { future } => future.as_mut().poll(cx),
         }
     }
 }
@@ -133,9 +150,10 @@ where
 impl<F, B, E> fmt::Debug for ResponseFuture<F, B, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &self.state {
+            State::Deciding { .. } => "deciding",
             State::Admitted { .. } => "admitted",
             State::Refused { .. } => "refused",
-            State::Waiting { .. } => "waiting",
+            State::Finishing { .. } => "finishing",
         };
         f.debug_struct("ResponseFuture")
             .field("state", &state)

@@ -37,7 +37,8 @@ impl Paywall {
 /// A warm request (the resolver answers at once, as `paywall-jwt`'s does for a token
 /// it has verified; the customer and a fresh budget are cached) is decided inside
 /// `call` and its [`ResponseFuture`] holds the inner service's future and the
-/// admission, nothing boxed; anything that waits runs in one boxed future.
+/// admission, nothing boxed; a decision that waits runs in one boxed future, which
+/// calls the inner service once it has admitted the request.
 ///
 /// On a fixed-price route, usage is committed when the response head is produced: a
 /// streaming body that fails afterwards still counts. On a route priced by consumption
@@ -116,46 +117,37 @@ where
             customer = tracing::field::Empty,
         );
         let (mut parts, body) = request.into_parts();
-        // A warm request is decided here; with the span enabled (debug on) every
-        // request runs in it, below.
-        if span.is_disabled() {
-            if let Some(decision) = self.paywall.admit_head_now(&mut parts, &self.route) {
-                return match decision {
-                    Ok(admission) => ResponseFuture::admitted(
-                        self.inner.call(Request::from_parts(parts, body)),
-                        admission,
-                    ),
-                    Err(refusal) => ResponseFuture::refused(refusal),
-                };
-            }
+        // A warm request is decided here, and the service driven to readiness called.
+        // A disabled span (debug off, the usual case in production) is not entered.
+        let now = if span.is_disabled() {
+            self.paywall.admit_head_now(&mut parts, &self.route)
+        } else {
+            span.in_scope(|| self.paywall.admit_head_now(&mut parts, &self.route))
+        };
+        if let Some(decision) = now {
+            return match decision {
+                Ok(admission) => ResponseFuture::admitted(
+                    self.inner.call(Request::from_parts(parts, body)),
+                    admission,
+                ),
+                Err(refusal) => ResponseFuture::refused(refusal),
+            };
         }
-        // Take the service that was driven to readiness, leave a fresh clone behind.
+        // One that waits takes the service driven to readiness with it (a fresh clone
+        // stays behind) and calls it once admitted; the response is settled as above.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let paywall = self.paywall.clone();
         let route = self.route.clone();
-        // Split outside the future: what it captures is stored once, for its whole life,
-        // so splitting inside would hold the head twice.
-        let future = async move {
-            let admission = match paywall.admit_head(&mut parts, &route).await {
-                Ok(admission) => admission,
-                Err(rejection) => return Ok(rejection.map(PaywallBody::full)),
-            };
-            // On error or cancellation the admission is dropped and its units given back.
-            let mut response = inner.call(Request::from_parts(parts, body)).await?;
-            admission.apply_quota(response.headers_mut());
-            let settlement = admission.settlement(response.status());
-            if settlement.is_none() {
-                admission.finish(response.status()).await;
-            }
-            Ok(response.map(|body| PaywallBody::new(body, settlement)))
+        let decide = async move {
+            let admission = paywall.admit_head(&mut parts, &route).await?;
+            Ok((inner.call(Request::from_parts(parts, body)), admission))
         };
-        // A disabled span is not entered and left on every poll: the future runs
-        // without it.
+        // Nor is it entered and left on every poll.
         if span.is_disabled() {
-            ResponseFuture::waiting(Box::pin(future))
+            ResponseFuture::deciding(Box::pin(decide))
         } else {
-            ResponseFuture::waiting(Box::pin(future.instrument(span)))
+            ResponseFuture::deciding(Box::pin(decide.instrument(span)))
         }
     }
 }

@@ -38,15 +38,27 @@ pub fn test_paywall<B: BillingBackend + Clone>(backend: &B) -> Paywall {
     builder(backend).build().expect("paywall")
 }
 
-/// The status the protected `service` answers `user` with.
-pub async fn status_of<S, R>(service: &S, user: &str) -> StatusCode
-where
+/// A protected service as the helpers call it: infallible, on [`request`]s.
+pub trait Protected<R>:
+    tower::Service<
+        Request<Full<Bytes>>,
+        Response = http::Response<R>,
+        Error = std::convert::Infallible,
+    > + Clone
+{
+}
+
+impl<S, R> Protected<R> for S where
     S: tower::Service<
             Request<Full<Bytes>>,
             Response = http::Response<R>,
             Error = std::convert::Infallible,
-        > + Clone,
+        > + Clone
 {
+}
+
+/// The status the protected `service` answers `user` with.
+pub async fn status_of<S: Protected<R>, R>(service: &S, user: &str) -> StatusCode {
     status(service, request(user)).await
 }
 
@@ -59,14 +71,7 @@ pub async fn never_answers(
 }
 
 /// `user` is admitted `admitted` times in a row, then answered 402.
-pub async fn admitted_then_refused<S, R>(service: &S, user: &str, admitted: usize)
-where
-    S: tower::Service<
-            Request<Full<Bytes>>,
-            Response = http::Response<R>,
-            Error = std::convert::Infallible,
-        > + Clone,
-{
+pub async fn admitted_then_refused<S: Protected<R>, R>(service: &S, user: &str, admitted: usize) {
     for _ in 0..admitted {
         assert_eq!(status_of(service, user).await, StatusCode::OK);
     }
