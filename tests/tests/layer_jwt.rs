@@ -88,3 +88,39 @@ async fn two_authorization_headers_are_401() {
         .expect("request");
     assert_401(request).await;
 }
+
+/// One verified-token cache behind two paywalls (two products billed by two backends):
+/// each ensures and charges its own customer, whatever the other remembered with the
+/// token, and a customer one of them forgets is ensured again at its next request.
+#[tokio::test]
+async fn one_token_cache_behind_two_paywalls() {
+    let resolver = std::sync::Arc::new(resolver());
+    let first = MemoryBackend::with_allowance(3);
+    let second = MemoryBackend::with_allowance(5);
+    let paywalls = [&first, &second].map(|backend| {
+        paywall::Paywall::builder(std::sync::Arc::clone(&resolver), backend.clone())
+            .recorder(fast_recorder())
+            .build()
+            .expect("paywall")
+    });
+    let services = paywalls.each_ref().map(protected);
+    let mut seen = [Vec::new(), Vec::new()];
+    for _ in 0..6 {
+        for (service, seen) in services.iter().zip(&mut seen) {
+            seen.push(status_of(service, "alice").await.as_u16());
+        }
+    }
+    assert_eq!(seen[0], [200, 200, 200, 402, 402, 402]);
+    assert_eq!(seen[1], [200, 200, 200, 200, 200, 402]);
+    for paywall in &paywalls {
+        assert_eq!(paywall.flush().await.pending, 0);
+    }
+    assert_eq!((first.recorded_units(), second.recorded_units()), (3, 5));
+    assert_eq!((first.ensure_calls(), second.ensure_calls()), (1, 1));
+
+    paywalls[0].forget_external_ref("alice").await;
+    for service in &services {
+        status_of(service, "alice").await;
+    }
+    assert_eq!((first.ensure_calls(), second.ensure_calls()), (2, 1));
+}

@@ -104,12 +104,11 @@ impl ClaimMapping {
         };
         let email_verified = matches!(claims.get("email_verified"), Some(Value::Bool(true)))
             || matches!(claims.get("email_verified"), Some(Value::String(v)) if v == "true");
-        Ok(Identity {
-            external_ref,
-            email: text(&self.email),
-            email_verified,
-            name: text(&self.name),
-        })
+        let mut identity = Identity::new(external_ref);
+        identity.email = text(&self.email);
+        identity.email_verified = email_verified;
+        identity.name = text(&self.name);
+        Ok(identity)
     }
 }
 

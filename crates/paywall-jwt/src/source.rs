@@ -7,6 +7,9 @@ use paywall::IdentityError;
 /// Default bound on a token's length: longer tokens are refused before any parsing.
 pub const DEFAULT_MAX_TOKEN_LEN: usize = 8 * 1024;
 
+/// The `Authorization` scheme of a bearer token, with the space that ends it.
+const BEARER: &str = "bearer ";
+
 /// Where a request carries its token.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -39,16 +42,19 @@ impl TokenSource {
                 if values.next().is_some() {
                     return Err(invalid("more than one Authorization header"));
                 }
-                if value.len() > max_len + "Bearer ".len() {
+                if value.len() > max_len + BEARER.len() {
                     return Err(invalid("token longer than the maximum"));
                 }
                 let value = value
                     .to_str()
                     .map_err(|_| invalid("Authorization header is not visible ASCII"))?;
-                let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
-                if !scheme.eq_ignore_ascii_case("bearer") {
-                    return Ok(None); // another scheme: no bearer credentials
-                }
+                // The scheme is the text before the first space: read where it must
+                // end rather than searched for, on every request.
+                let token = match value.get(..BEARER.len()) {
+                    Some(scheme) if scheme.eq_ignore_ascii_case(BEARER) => &value[BEARER.len()..],
+                    _ if value.eq_ignore_ascii_case(BEARER.trim_end()) => "",
+                    _ => return Ok(None), // another scheme: no bearer credentials
+                };
                 let token = token.trim();
                 if token.is_empty() {
                     return Err(invalid("empty bearer token"));

@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use http::request::Parts;
 
+use crate::engine::Recall;
+
 /// A boxed, `Send` future: what the type-erased resolver and backend return.
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -16,7 +18,10 @@ pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// it creates the customer; `email` is passed only when `email_verified` says the
 /// identity provider verified it. An email is an attribute many IdPs let users assert
 /// freely: an unverified one must never decide which customer a caller is billed as.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// Two identities are equal when these four fields are; a [`Recall`] attached with
+/// [`with_recall`](Self::with_recall) does not take part.
+#[derive(Clone, Debug)]
 pub struct Identity {
     /// The stable, application-owned id of the caller.
     pub external_ref: String,
@@ -28,7 +33,21 @@ pub struct Identity {
     pub email_verified: bool,
     /// The caller's display name, when known.
     pub name: Option<String>,
+    /// Where the paywall remembers this caller's customer, when the resolver keeps
+    /// this identity with a verified credential.
+    recall: Option<Recall>,
 }
+
+impl PartialEq for Identity {
+    fn eq(&self, other: &Self) -> bool {
+        self.external_ref == other.external_ref
+            && self.email == other.email
+            && self.email_verified == other.email_verified
+            && self.name == other.name
+    }
+}
+
+impl Eq for Identity {}
 
 impl Identity {
     /// An identity with only an external reference.
@@ -38,6 +57,7 @@ impl Identity {
             email: None,
             email_verified: false,
             name: None,
+            recall: None,
         }
     }
 
@@ -67,6 +87,19 @@ impl Identity {
     pub fn with_name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
         self
+    }
+
+    /// Attaches the [`Recall`] of the credential this identity was verified from: for
+    /// resolvers that keep the identity of each credential they have verified, so that
+    /// the paywall finds the caller's customer through it.
+    pub fn with_recall(mut self, recall: Recall) -> Self {
+        self.recall = Some(recall);
+        self
+    }
+
+    /// The [`Recall`] attached with [`with_recall`](Self::with_recall).
+    pub(crate) fn recall(&self) -> Option<&Recall> {
+        self.recall.as_ref()
     }
 }
 

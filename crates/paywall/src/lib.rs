@@ -150,7 +150,9 @@
 //! a token it has verified, and the caller's customer and a fresh budget are cached)
 //! is decided inside the service's `call`: its response future is the inner service's
 //! future and the admission, with nothing boxed, and the decision is one customer-cache
-//! lookup and atomics. A decision that waits (a new caller, a refresh, a 402, a
+//! lookup and atomics. When the resolver keeps a [`Recall`] with the credential (as
+//! `paywall-jwt` does with each token it caches), not even that lookup: the customer
+//! remembered there is used while the cache still holds it. A decision that waits (a new caller, a refresh, a 402, a
 //! resolver without [`IdentityResolver::resolve_now`]) runs in one boxed future, which
 //! calls the inner service once it has admitted the request; storing usage in an
 //! outbox after the handler is boxed too.
@@ -189,7 +191,7 @@ pub use billing::{BillingRoutes, ReactRoutes};
 pub use charge::{Charge, Price};
 pub use customer::Customer;
 pub use customer::CustomerRef;
-pub use engine::{Paywall, PaywallBuilder, Route, Usage};
+pub use engine::{Paywall, PaywallBuilder, Recall, Route, Usage};
 pub use error::ConfigError;
 pub use identity::{Identity, IdentityError, IdentityResolver};
 pub use policy::FailPolicy;

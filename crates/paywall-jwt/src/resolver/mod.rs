@@ -7,7 +7,7 @@ use std::time::Duration;
 use http::request::Parts;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Validation};
-use paywall::{Identity, IdentityError, IdentityResolver};
+use paywall::{Identity, IdentityError, IdentityResolver, Recall};
 use serde_json::{Map, Value};
 
 use crate::builder::JwtResolverBuilder;
@@ -332,8 +332,11 @@ impl JwtResolver {
         for key in keys.candidates(header.kid.as_deref(), header.alg) {
             match jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, validation) {
                 Ok(data) => {
-                    let identity = self.claims.identity(&data.claims)?;
+                    let mut identity = self.claims.identity(&data.claims)?;
                     if let Some(cache) = &self.cache {
+                        // Every request with this token shares it: the paywall finds
+                        // the caller's customer through it.
+                        identity = identity.with_recall(Recall::new());
                         let exp = data.claims.get("exp").and_then(Value::as_u64);
                         cache.insert(token, &identity, exp, epoch);
                     }

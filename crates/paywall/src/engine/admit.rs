@@ -93,27 +93,29 @@ impl Engine {
             Ok(identity) => identity,
             Err(rejection) => return Some(Err(rejection)),
         };
-        let entry = self.cache.cached(&identity.external_ref)?;
+        let now = self.now_ms();
+        let entry = self.cache.cached(&identity, now)?;
         let Price::PerRequest(units) = route.price else {
             return Some(Ok(Grant::metered(entry)));
         };
-        let reservation = self.reserve_now(&entry, route, units)?;
+        let reservation = self.reserve_now(&entry, route, units, now)?;
         Some(Ok(Grant::reserved(entry, Some(reservation))))
     }
 
     /// Steps 3 and 4 on this instance's own budget, when it is cached, fresh and holds
-    /// `units`: what [`reserve`](Self::reserve) does then, without a future.
+    /// `units` at `now` (the engine's clock): what [`reserve`](Self::reserve) does
+    /// then, without a future.
     fn reserve_now(
         &self,
         entry: &CustomerEntry,
         route: &RouteCharge,
         units: u64,
+        now: u64,
     ) -> Option<Reservation> {
         if self.shared.is_some() {
             return None;
         }
         let budget = entry.budget(route.meter_id)?;
-        let now = self.now_ms();
         if budget.needs_refresh(now) || !budget.is_healthy() {
             return None;
         }

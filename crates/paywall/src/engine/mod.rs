@@ -8,7 +8,8 @@
 //! | `mod.rs` | the [`Paywall`] handle, [`Route`], and the `Engine` state behind the `Arc` |
 //! | `builder.rs` | [`PaywallBuilder`]: settings, their validation, start-up |
 //! | `admit.rs` | **the request flow**, top to bottom: identity → customer → budget → refresh → reserve |
-//! | `cache.rs` | `CustomerCache`: the cached customer entries and budgets, their single-flight loading, remembered refusals; checkout links |
+//! | `cache/` | `CustomerCache`: the cached customer entries and budgets (`entry.rs`), their single-flight loading, remembered refusals; checkout links (`checkout.rs`) |
+//! | `recall.rs` | [`Recall`]: a verified credential's customer entry, remembered so the warm path looks up once |
 //! | `clock.rs` | the one clock (`tokio::time`): milliseconds since the engine started |
 //! | `lease.rs` | admission through a shared store: leases, refills, giving back |
 //! | `budget/` | the exact local countdown of one (customer, product, meter), and its refresh from the backend (`refresh.rs`) |
@@ -24,6 +25,7 @@ mod builder;
 mod cache;
 mod clock;
 mod lease;
+mod recall;
 mod reservation;
 mod usage;
 
@@ -48,6 +50,7 @@ use crate::rejection::Rejection;
 pub use admission::{Admission, Settlement};
 pub(crate) use budget::{Answer, Budget};
 pub use builder::PaywallBuilder;
+pub use recall::Recall;
 pub use usage::Usage;
 
 pub(crate) use account::ProductState;

@@ -6,138 +6,27 @@
 //! turn requests into backend calls. A budget whose customer entry was evicted while
 //! usage is still in flight is revived on the next miss, so its counters are not lost.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+mod checkout;
+mod entry;
+
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
-use arc_swap::ArcSwapOption;
 use moka::future::Cache;
 use tracing::{debug, warn};
 
 use super::budget::Due;
 use super::clock::{millis, Clock};
+use super::recall::{next_cache_id, Recall};
 use super::Budget;
 use crate::backend::{BackendError, DynBackend};
 use crate::charge::RouteCharge;
-use crate::customer::Customer;
-use crate::customer::CustomerRef;
+use crate::customer::{Customer, CustomerRef};
 use crate::identity::Identity;
 
-/// A cached customer with the budgets its routes have used: the only place budgets are
-/// cached, so the warm path finds both with one lookup and a user costs one cache
-/// entry. Slots are indexed by the route's interned meter id and read without a lock:
-/// the first meter's inline, the others in a vector allocated only when a customer uses
-/// more than one.
-pub(super) struct CustomerEntry {
-    pub(super) customer: Customer,
-    first: ArcSwapOption<Budget>,
-    others: ArcSwapOption<Vec<Option<Arc<Budget>>>>,
-}
-
-impl CustomerEntry {
-    fn new(customer: Customer) -> Self {
-        Self {
-            customer,
-            first: ArcSwapOption::empty(),
-            others: ArcSwapOption::empty(),
-        }
-    }
-
-    pub(super) fn budget(&self, meter: u32) -> Option<Arc<Budget>> {
-        match meter.checked_sub(1) {
-            None => self.first.load_full(),
-            Some(index) => self
-                .others
-                .load()
-                .as_ref()
-                .and_then(|slots| slots.get(index as usize).cloned().flatten()),
-        }
-    }
-
-    /// Puts `budget` in the meter's slot unless one is there already.
-    fn remember(&self, meter: u32, budget: &Arc<Budget>) {
-        let Some(index) = meter.checked_sub(1) else {
-            self.first
-                .rcu(|slot| slot.clone().or_else(|| Some(Arc::clone(budget))));
-            return;
-        };
-        let index = index as usize;
-        self.others.rcu(|slots| {
-            let mut slots = slots.as_deref().cloned().unwrap_or_default();
-            if slots.len() <= index {
-                slots.resize(index + 1, None);
-            }
-            if slots[index].is_none() {
-                slots[index] = Some(Arc::clone(budget));
-            }
-            Some(Arc::new(slots))
-        });
-    }
-}
-
-/// A budget's cache key: the customer and the route's interned (product, meter).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub(super) struct BudgetKey {
-    pub(super) customer: CustomerRef,
-    pub(super) meter: u32,
-}
-
-impl BudgetKey {
-    pub(super) fn new(customer: &Customer, route: &RouteCharge) -> Self {
-        Self {
-            customer: customer.reference().clone(),
-            meter: route.meter_id,
-        }
-    }
-}
-
-/// Every budget still alive, by key: those in cached customer entries, and those whose
-/// entry was evicted while usage is still in flight (the events keep them alive). A
-/// later miss revives such a budget so its counters are not lost; shutdown and
-/// invalidation reach every budget through it.
-#[derive(Default)]
-struct Revivable {
-    budgets: HashMap<BudgetKey, Weak<Budget>>,
-    sweep_at: usize,
-}
-
-impl Revivable {
-    fn remember(&mut self, key: BudgetKey, budget: &Arc<Budget>) {
-        self.budgets.insert(key, Arc::downgrade(budget));
-        if self.budgets.len() >= self.sweep_at {
-            self.budgets.retain(|_, weak| weak.strong_count() > 0);
-            self.sweep_at = (self.budgets.len() * 2).max(1024);
-        }
-    }
-
-    fn revive(&self, key: &BudgetKey) -> Option<Arc<Budget>> {
-        self.budgets.get(key).and_then(Weak::upgrade)
-    }
-
-    /// The budgets still alive.
-    fn live(&self) -> Vec<(BudgetKey, Arc<Budget>)> {
-        self.budgets
-            .iter()
-            .filter_map(|(key, weak)| weak.upgrade().map(|budget| (key.clone(), budget)))
-            .collect()
-    }
-
-    /// The budgets of `customer` still alive.
-    fn of_customer(&self, customer: &CustomerRef) -> Vec<Arc<Budget>> {
-        self.budgets
-            .iter()
-            .filter(|(key, _)| key.customer == *customer)
-            .filter_map(|(_, weak)| weak.upgrade())
-            .collect()
-    }
-
-    fn live_count(&self) -> usize {
-        self.budgets
-            .values()
-            .filter(|weak| weak.strong_count() > 0)
-            .count()
-    }
-}
+pub(super) use checkout::CheckoutLinks;
+use entry::Revivable;
+pub(super) use entry::{BudgetKey, CustomerEntry};
 
 /// A backend's refusal of an externalRef's customer, remembered until `until_ms`.
 #[derive(Clone)]
@@ -154,14 +43,15 @@ const MAX_REFUSAL_BACKOFF: Duration = Duration::from_secs(600);
 /// as it finishes; this only bounds one that never does).
 const LOAD_TTL: Duration = Duration::from_secs(60);
 
-/// How long a 402 waits for a checkout link before it is answered without one.
-const CHECKOUT_LINK_TIMEOUT: Duration = Duration::from_secs(3);
-
 /// The engine's cache of customers and their budgets: the customer entries (one per
 /// user, holding its budgets), remembered refusals, the single-flight of budget loads,
 /// and the registry of every budget still alive. Its fields are its own: the engine
 /// asks it for a customer or a budget, and tells it to forget or mark stale.
 pub(super) struct CustomerCache {
+    /// This cache's identity in the [`Recall`]s it fills.
+    id: u64,
+    /// The customers' time to live, in milliseconds.
+    customer_ttl_ms: u64,
     /// Read on every request: moka's synchronous cache, so the warm lookup is a call,
     /// not a future held in every request's state (moka's `get` future is 752 bytes).
     /// Hashed with foldhash, seeded per process, not SipHash: looked up on every
@@ -187,9 +77,14 @@ impl CustomerCache {
         refusal_backoff: Duration,
     ) -> Self {
         Self {
+            id: next_cache_id(),
+            customer_ttl_ms: millis(customer_ttl),
             customers: moka::sync::Cache::builder()
                 .max_capacity(max_customers)
                 .time_to_live(customer_ttl)
+                .eviction_listener(|_, entry: Arc<CustomerEntry>, _| {
+                    entry.retire();
+                })
                 .build_with_hasher(foldhash::quality::RandomState::default()),
             customer_loads: Cache::builder()
                 .max_capacity(max_customers)
@@ -208,9 +103,26 @@ impl CustomerCache {
         }
     }
 
-    /// The customer entry of `external_ref`, when it is cached.
-    pub(super) fn cached(&self, external_ref: &str) -> Option<Arc<CustomerEntry>> {
-        self.customers.get(external_ref)
+    /// The customer entry of `identity`, when it is cached: from the identity's
+    /// [`Recall`] when it remembers the entry, looked up (and remembered) otherwise.
+    pub(super) fn cached(&self, identity: &Identity, now_ms: u64) -> Option<Arc<CustomerEntry>> {
+        let external_ref = identity.external_ref.as_str();
+        let Some(recall) = identity.recall() else {
+            return self.customers.get(external_ref);
+        };
+        if let Some(entry) = recall.entry(self.id, external_ref, now_ms) {
+            return Some(entry);
+        }
+        let entry = self.customers.get(external_ref)?;
+        self.remember(recall, &entry, now_ms);
+        Some(entry)
+    }
+
+    /// Remembers `entry` in `recall`, unless it is no longer current.
+    fn remember(&self, recall: &Recall, entry: &Arc<CustomerEntry>, now_ms: u64) {
+        if entry.is_current(entry.customer.external_ref(), now_ms) {
+            recall.remember(self.id, entry);
+        }
     }
 
     /// The caller's customer entry: cached, or ensured at `backend` (one call for
@@ -222,10 +134,14 @@ impl CustomerCache {
         backend: &dyn DynBackend,
         clock: &Clock,
     ) -> Result<Arc<CustomerEntry>, Arc<BackendError>> {
-        if let Some(entry) = self.cached(&identity.external_ref) {
+        if let Some(entry) = self.cached(identity, clock.now_ms()) {
             return Ok(entry);
         }
-        Box::pin(self.customer_miss(identity, backend, clock)).await
+        let entry = Box::pin(self.customer_miss(identity, backend, clock)).await?;
+        if let Some(recall) = identity.recall() {
+            self.remember(recall, &entry, clock.now_ms());
+        }
+        Ok(entry)
     }
 
     /// The cold path of [`customer`](Self::customer): a remembered refusal, or
@@ -243,7 +159,7 @@ impl CustomerCache {
                 return Err(Arc::clone(&refusal.error));
             }
         }
-        let result = self.ensure(identity, backend).await;
+        let result = self.ensure(identity, backend, clock).await;
         if let Err(err) = &result {
             if err.is_refusal() {
                 let strikes = refused.map_or(0, |r| r.strikes.saturating_add(1));
@@ -268,6 +184,7 @@ impl CustomerCache {
         &self,
         identity: &Identity,
         backend: &dyn DynBackend,
+        clock: &Clock,
     ) -> Result<Arc<CustomerEntry>, Arc<BackendError>> {
         // The key's string is the customer's external reference too: one copy per user.
         let key: Arc<str> = Arc::from(identity.external_ref.as_str());
@@ -279,10 +196,13 @@ impl CustomerCache {
                 if let Some(entry) = self.customers.get(&key) {
                     return Ok(entry);
                 }
+                // Read before the entry enters the cache: its expiry is no later
+                // than the cache's.
+                let expires_ms = clock.now_ms().saturating_add(self.customer_ttl_ms);
                 let reference = backend.ensure_customer_boxed(identity).await?;
                 debug!(customer = %reference, "customer ensured");
                 Customer::new(reference, Arc::clone(&key))
-                    .map(|customer| Arc::new(CustomerEntry::new(customer)))
+                    .map(|customer| Arc::new(CustomerEntry::new(customer, expires_ms)))
                     .ok_or_else(|| {
                         BackendError::Rejected(
                             "customer reference is not a valid header value".into(),
@@ -424,53 +344,5 @@ impl CustomerCache {
         self.registry
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-}
-
-/// Checkout links for 402s that have none: asked of the backend once for concurrent
-/// 402s of a customer and product, kept briefly.
-pub(super) struct CheckoutLinks {
-    links: Cache<(CustomerRef, Arc<str>), Arc<str>>,
-}
-
-impl CheckoutLinks {
-    /// At most `capacity` links, each kept a minute.
-    pub(super) fn new(capacity: u64) -> Self {
-        Self {
-            links: Cache::builder()
-                .max_capacity(capacity)
-                .time_to_live(Duration::from_secs(60))
-                .build(),
-        }
-    }
-
-    /// Where `customer` can pay for the route's product, or `None` (the 402 omits the
-    /// link) when the backend has none, fails or is slow.
-    pub(super) async fn get(
-        &self,
-        customer: &Customer,
-        route: &RouteCharge,
-        backend: &dyn DynBackend,
-    ) -> Option<String> {
-        let key = (customer.reference().clone(), Arc::clone(&route.product));
-        let link = self
-            .links
-            .try_get_with(key, async {
-                let asked = backend.checkout_url_boxed(customer.reference(), &route.product);
-                match tokio::time::timeout(CHECKOUT_LINK_TIMEOUT, asked).await {
-                    Ok(Ok(Some(url))) if !url.is_empty() => Ok(Arc::<str>::from(url)),
-                    Ok(Ok(_)) => Err(()),
-                    Ok(Err(err)) => {
-                        warn!(error = %err, customer = %customer.reference(), "no checkout link for a 402");
-                        Err(())
-                    }
-                    Err(_) => {
-                        warn!(customer = %customer.reference(), "checkout link timed out; the 402 has none");
-                        Err(())
-                    }
-                }
-            })
-            .await;
-        link.ok().map(|url| url.to_string())
     }
 }
