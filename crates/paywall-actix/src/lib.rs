@@ -44,6 +44,9 @@
 //!   a streaming body that fails afterwards still counts, as with the tower layer.
 //! * An error returned by the inner service (rather than an error response) gives the
 //!   reserved units back.
+//! * A warm request (the resolver answers at once, the customer and a fresh budget are
+//!   cached) is decided in the middleware's `call`: its future, boxed as actix
+//!   middleware futures are, holds only the inner service's future and the admission.
 //!
 //! `cargo run -p paywall-actix --example actix_basic` runs a complete application: the
 //! embedded backend, HS256 tokens, one paid route.
@@ -65,7 +68,7 @@ use actix_web::dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Tr
 use actix_web::http::header::{HeaderName as ActixHeaderName, HeaderValue as ActixHeaderValue};
 use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 
-use paywall::adapter::{Settlement, X_CUSTOMER_REF};
+use paywall::adapter::{Admission, Settlement, X_CUSTOMER_REF};
 use paywall::{Charge, ConfigError, Paywall, Route};
 
 mod billing;
@@ -288,49 +291,84 @@ where
 
     forward_ready!(service);
 
-    fn call(&self, mut request: ServiceRequest) -> Self::Future {
-        let service = Rc::clone(&self.service);
-        let paywall = self.paywall.clone();
-        let route = self.route.clone();
-        // The core strips the client's x-customer-ref, decides, and marks the head: a
-        // warm request here, without a future; one that waits in a box of its own, so
-        // that this future stays small.
+    fn call(&self, request: ServiceRequest) -> Self::Future {
+        // The core strips the client's x-customer-ref, decides, and marks the head. A
+        // warm request is decided here, without a future: its future holds the inner
+        // service's and the admission. One that waits is boxed with its decision.
         let mut parts = head(&request);
-        let decided = paywall.admit_head_now(&mut parts, &route);
-        Box::pin(async move {
-            let decided = match decided {
-                Some(decided) => decided,
-                None => Box::pin(paywall.admit_head(&mut parts, &route)).await,
-            };
-            let admission = match decided {
-                Ok(admission) => admission,
-                Err(rejection) => {
-                    return Ok(request
-                        .into_response(to_actix(rejection))
-                        .map_into_right_body());
+        let Some(decided) = self.paywall.admit_head_now(&mut parts, &self.route) else {
+            let service = Rc::clone(&self.service);
+            let paywall = self.paywall.clone();
+            let route = self.route.clone();
+            return Box::pin(async move {
+                let decided = Box::pin(paywall.admit_head(&mut parts, &route)).await;
+                match admitted(&*service, request, parts, decided) {
+                    Ok((inner, admission)) => respond(inner, admission).await,
+                    Err(refused) => Ok(refused),
                 }
-            };
-            mark(&mut request, parts);
-            // On error the admission is dropped and its units are given back.
-            let mut response = service.call(request).await?;
-            for (name, value) in admission.quota_fields() {
-                let name = if name == paywall::adapter::RATELIMIT {
-                    ActixHeaderName::from_static("ratelimit")
-                } else {
-                    ActixHeaderName::from_static("ratelimit-policy")
-                };
-                if let Ok(value) = ActixHeaderValue::from_bytes(value.as_bytes()) {
-                    response.headers_mut().insert(name, value);
-                }
-            }
-            let status = http::StatusCode::from_u16(response.status().as_u16())
-                .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
-            let settlement = admission.finish_head(status).await;
-            Ok(response
-                .map_body(|_, body| MeteredBody { body, settlement })
-                .map_into_left_body())
-        })
+            });
+        };
+        match admitted(&*self.service, request, parts, decided) {
+            Ok((inner, admission)) => Box::pin(respond(inner, admission)),
+            Err(refused) => Box::pin(ready(Ok(refused))),
+        }
     }
+}
+
+/// The inner service's future for an admitted request, marked with its customer, or
+/// the refusal's response.
+// The refusal is returned by value: it becomes the response at once.
+#[allow(clippy::type_complexity, clippy::result_large_err)]
+fn admitted<S, B>(
+    service: &S,
+    mut request: ServiceRequest,
+    parts: http::request::Parts,
+    decided: Result<Admission, http::Response<Bytes>>,
+) -> Result<(S::Future, Admission), ServiceResponse<EitherBody<MeteredBody<B>>>>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
+{
+    match decided {
+        Ok(admission) => {
+            mark(&mut request, parts);
+            Ok((service.call(request), admission))
+        }
+        Err(rejection) => Err(request
+            .into_response(to_actix(rejection))
+            .map_into_right_body()),
+    }
+}
+
+/// The admitted request's response: its quota fields added, its admission settled (on
+/// an error the admission is dropped and its units are given back).
+async fn respond<F, B>(
+    inner: F,
+    admission: Admission,
+) -> Result<ServiceResponse<EitherBody<MeteredBody<B>>>, actix_web::Error>
+where
+    F: Future<Output = Result<ServiceResponse<B>, actix_web::Error>>,
+{
+    let mut response = inner.await?;
+    for (name, value) in admission.quota_fields() {
+        let name = if name == paywall::adapter::RATELIMIT {
+            ActixHeaderName::from_static("ratelimit")
+        } else {
+            ActixHeaderName::from_static("ratelimit-policy")
+        };
+        if let Ok(value) = ActixHeaderValue::from_bytes(value.as_bytes()) {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    let status = http::StatusCode::from_u16(response.status().as_u16())
+        .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    let settlement = match admission.finish_head_now(status) {
+        Ok(settlement) => settlement,
+        // Its usage is stored in the outbox before the response goes.
+        Err(admission) => Box::pin(admission.finish_head(status)).await,
+    };
+    Ok(response
+        .map_body(|_, body| MeteredBody { body, settlement })
+        .map_into_left_body())
 }
 
 /// The billed customer of the request, as the middleware admitted it.
@@ -390,110 +428,4 @@ impl FromRequest for BilledCustomer {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use actix_web::{test, web, App};
-
-    #[actix_rt::test]
-    async fn customer_outside_the_middleware_is_a_clear_500() {
-        let app = test::init_service(App::new().route(
-            "/",
-            web::get().to(|_: BilledCustomer| async { HttpResponse::Ok().finish() }),
-        ))
-        .await;
-        let response =
-            test::call_service(&app, test::TestRequest::get().uri("/").to_request()).await;
-        assert_eq!(response.status(), 500);
-        let body: serde_json::Value = test::read_body_json(response).await;
-        assert_eq!(body["kind"], "paywall_misconfigured");
-    }
-}
-
-#[cfg(test)]
-mod behaviour {
-    use super::*;
-    use actix_web::{test, web, App};
-    use paywall::test_util::{HeaderResolver, MemoryBackend};
-    use paywall::{Paywall, Rejection};
-    use std::time::Duration;
-
-    #[actix_rt::test]
-    async fn streaming_bodies_pass_through_untouched_and_usage_counts_at_the_head() {
-        let paywall = Paywall::builder(HeaderResolver::new(), MemoryBackend::with_allowance(1))
-            .build()
-            .expect("paywall");
-        let middleware =
-            PaywallMiddleware::new(&paywall, Charge::new("prd_stream")).expect("middleware");
-        let app = test::init_service(
-            App::new().service(
-                web::resource("/stream").route(
-                    web::get()
-                        .to(|| async {
-                            let chunks = (0..3).map(|i| {
-                                Ok::<_, actix_web::Error>(bytes::Bytes::from(format!("chunk{i};")))
-                            });
-                            HttpResponse::Ok().streaming(futures_util::stream::iter(chunks))
-                        })
-                        .wrap(middleware),
-                ),
-            ),
-        )
-        .await;
-        let request = || {
-            test::TestRequest::get()
-                .uri("/stream")
-                .insert_header(("x-user", "streamer"))
-        };
-        let response = test::call_service(&app, request().to_request()).await;
-        assert_eq!(response.status(), 200);
-        assert_eq!(test::read_body(response).await, "chunk0;chunk1;chunk2;");
-        let second = test::call_service(&app, request().to_request()).await;
-        assert_eq!(
-            second.status(),
-            402,
-            "the unit was committed when the head was produced"
-        );
-        paywall.shutdown(Duration::from_secs(5)).await;
-    }
-
-    #[actix_rt::test]
-    async fn the_cores_rejection_hook_shapes_actix_answers_too() {
-        let paywall = Paywall::builder(HeaderResolver::new(), MemoryBackend::with_allowance(0))
-            .on_rejection(|rejection: &Rejection| {
-                let mut response =
-                    http::Response::new(bytes::Bytes::from(format!("custom {}", rejection.kind())));
-                *response.status_mut() = rejection.status();
-                response
-                    .headers_mut()
-                    .insert("x-hook", http::HeaderValue::from_static("1"));
-                response
-            })
-            .build()
-            .expect("paywall");
-        let middleware =
-            PaywallMiddleware::new(&paywall, Charge::new("prd_hook")).expect("middleware");
-        let app = test::init_service(
-            App::new().service(
-                web::scope("/api")
-                    .wrap(middleware)
-                    .route("/x", web::get().to(HttpResponse::Ok)),
-            ),
-        )
-        .await;
-        let response = test::call_service(
-            &app,
-            test::TestRequest::get()
-                .uri("/api/x")
-                .insert_header(("x-user", "broke"))
-                .to_request(),
-        )
-        .await;
-        assert_eq!(response.status(), 402);
-        assert_eq!(
-            response.headers().get("x-hook").map(|v| v.as_bytes()),
-            Some(&b"1"[..])
-        );
-        assert_eq!(test::read_body(response).await, "custom payment_required");
-        assert!(PaywallMiddleware::new(&paywall, Charge::new("bad product")).is_err());
-    }
-}
+mod tests;

@@ -155,6 +155,17 @@ impl Admission {
         }
     }
 
+    /// [`finish_head`](Self::finish_head) without a future, which needs none but for a
+    /// success whose usage event must be stored in an outbox first: that admission is
+    /// handed back untouched, to finish with `finish_head`. Adapters call it so that
+    /// their request futures do not hold `finish_head`'s.
+    pub fn finish_head_now(self, status: StatusCode) -> Result<Option<Settlement>, Self> {
+        if let Some(settlement) = self.settlement(status) {
+            return Ok(Some(settlement));
+        }
+        self.finish_now(status).map(|()| None)
+    }
+
     /// On a route priced by consumption, the [`Settlement`] to keep with the response
     /// body; `None` on a fixed price (then [`finish`](Self::finish) it).
     pub fn settlement(&self, status: StatusCode) -> Option<Settlement> {
@@ -178,17 +189,23 @@ impl Admission {
     /// On a route priced by consumption this settles at once to what the handler
     /// reported so far; adapters that stream use [`finish_head`](Self::finish_head).
     pub async fn finish(self, status: StatusCode) {
-        let Err(this) = self.finish_now(status) else {
+        if let Err(this) = self.finish_now(status) {
+            // Boxed: only a success stored in an outbox waits, and the future of every
+            // other finish (held in adapters' request futures) stays small.
+            Box::pin(this.store_and_record()).await;
+        }
+    }
+
+    /// A success's usage event stored in the outbox, then queued: what
+    /// [`finish_now`](Self::finish_now) hands back for.
+    pub(crate) async fn store_and_record(mut self) {
+        let Some(outbox) = self.engine.recorder.outbox().cloned() else {
             return;
         };
-        let Some(outbox) = this.engine.recorder.outbox().cloned() else {
+        let Some((event, budget)) = self.commit() else {
             return;
         };
-        let mut this = this;
-        let Some((event, budget)) = this.commit() else {
-            return;
-        };
-        let engine = Arc::clone(&this.engine);
+        let engine = Arc::clone(&self.engine);
         // Store, then queue, in a task the request cannot cancel halfway.
         let task = tokio::spawn(async move {
             engine.store(&*outbox, &event).await;

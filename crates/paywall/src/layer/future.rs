@@ -123,7 +123,7 @@ where
                             // Its usage is stored in the outbox before the response goes.
                             let response = response.map(|body| PaywallBody::new(body, None));
                             let future: Finishing<B, E> = Box::pin(async move {
-                                admission.finish(status).await;
+                                admission.store_and_record().await;
                                 Ok(response)
                             });
                             state.set(State::Finishing { future });
