@@ -152,6 +152,10 @@ impl IdentityError {
 /// `Err(IdentityError::Unavailable)` when the resolver cannot decide right now (503).
 ///
 /// Any type can implement it: a JWT verifier, a session-cookie lookup, an API-key table.
+/// One that caches what it has verified is fastest when it also answers
+/// [`resolve_now`](Self::resolve_now) for a cached credential and keeps a [`Recall`]
+/// with it ([`Identity::with_recall`]): a warm request is then decided inside the
+/// service's `call`, with one cache lookup, the resolver's.
 ///
 /// ```
 /// use paywall::{Identity, IdentityError, IdentityResolver};
