@@ -146,10 +146,10 @@ impl Admission {
     /// [`Settlement`] to keep with the response body, which settles when the body ends
     /// or is dropped (the client went away, the server shut down).
     pub async fn finish_head(self, status: StatusCode) -> Option<Settlement> {
-        match self.settlement(status) {
-            Some(settlement) => Some(settlement),
-            None => {
-                self.finish(status).await;
+        match self.finish_head_now(status) {
+            Ok(settlement) => settlement,
+            Err(this) => {
+                this.store_and_record().await;
                 None
             }
         }
@@ -197,7 +197,8 @@ impl Admission {
     }
 
     /// A success's usage event stored in the outbox, then queued: what
-    /// [`finish_now`](Self::finish_now) hands back for.
+    /// [`finish_now`](Self::finish_now) and [`finish_head_now`](Self::finish_head_now)
+    /// hand the admission back for.
     pub(crate) async fn store_and_record(mut self) {
         let Some(outbox) = self.engine.recorder.outbox().cloned() else {
             return;

@@ -283,10 +283,7 @@ impl Paywall {
         route: &Route,
     ) -> Result<Admission, Rejection> {
         let result = self.engine.admit_identity(identity, &route.charge).await;
-        self.engine
-            .decisions
-            .count(result.as_ref().map(Grant::customer));
-        result.map(|grant| self.admission(grant, route))
+        self.decided(result, route)
     }
 
     /// Resolves the caller, without ensuring its billing customer or charging anything:

@@ -116,10 +116,13 @@ where
                         return Poll::Ready(Ok(response.map(|body| PaywallBody::new(body, None))));
                     };
                     admission.apply_quota(response.headers_mut());
-                    let status = response.status();
-                    let settlement = admission.settlement(status);
-                    if settlement.is_none() {
-                        if let Err(admission) = admission.finish_now(status) {
+                    match admission.finish_head_now(response.status()) {
+                        Ok(settlement) => {
+                            return Poll::Ready(Ok(
+                                response.map(|body| PaywallBody::new(body, settlement))
+                            ));
+                        }
+                        Err(admission) => {
                             // Its usage is stored in the outbox before the response goes.
                             let response = response.map(|body| PaywallBody::new(body, None));
                             let future: Finishing<B, E> = Box::pin(async move {
@@ -127,12 +130,8 @@ where
                                 Ok(response)
                             });
                             state.set(State::Finishing { future });
-                            continue;
                         }
                     }
-                    return Poll::Ready(
-                        Ok(response.map(|body| PaywallBody::new(body, settlement))),
-                    );
                 }
                 StateProj::Refused { response } => {
                     // As any future's, polling after completion is a caller's bug.
